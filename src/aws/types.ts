@@ -1,0 +1,23 @@
+/**
+ * The one AWS client factory interface. Drivers get clients from it and never construct
+ * them; tests mock at the SDK command level with `aws-sdk-client-mock`.
+ */
+
+export interface AwsTarget {
+  region: string;
+  /** Role to assume in another account; must match the configured allowed pattern. */
+  assumeRoleArn?: string;
+  externalId?: string;
+}
+
+/** Any AWS SDK v3 client class. */
+export type AwsClientClass<C> = new (config: {
+  region?: string;
+  credentials?: unknown;
+  retryMode?: string;
+  maxAttempts?: number;
+}) => C;
+
+export interface AwsClientFactory {
+  client<C>(cls: AwsClientClass<C>, target: AwsTarget): C;
+}

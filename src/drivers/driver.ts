@@ -1,0 +1,101 @@
+/**
+ * The Driver interface: what every integration type implements.
+ *
+ * Glossary
+ * - **driver**: the code for one integration type (`postgres`, `aws-iam`, …). One driver
+ *   instance per type per agent; it serves every integration of that type and keeps its
+ *   own per-integration resources (pools, clients) keyed by integration id.
+ * - **integration**: one target (a database server, an AWS account) as named in a command
+ *   envelope or in the local config file. Its `config` is parsed by the driver's own schema.
+ * - **service account**: the identity the driver uses on the target (from a secret store,
+ *   IAM auth, or the AWS credential chain). Never touched by revoke or cleanup.
+ * - **managed**: carries Latchkey's marker (role comment, user attribute, policy name
+ *   prefix). Only managed objects may be changed or dropped.
+ * - **grant role / grant policy**: the per-grant object holding exactly one grant's
+ *   privileges (`<prefix>g_<grantId>` role, or an inline policy named after the grant),
+ *   so revoking one grant never takes away another's.
+ * - **sweep**: periodic, local: revoke what has expired even if no revoke ever arrives.
+ *
+ * Rules for implementers
+ * - Every method honours `ctx.signal` (deadline, cancel, shutdown) on every await that
+ *   talks to the target.
+ * - Every failure is a `LatchkeyError` with a code from the closed set; map native errors
+ *   (SQLSTATE, errno, AWS error names) in one function per driver.
+ * - Grant twice = granted once (`alreadyGranted: true`); revoke of something absent = ok
+ *   (`alreadyRevoked: true`). Never half-applied: validate everything before the first change.
+ * - A kind the driver cannot do throws `E_UNSUPPORTED`.
+ * - Never log or return a secret; passwords leave only through `services.sealer`.
+ */
+import type { Logger } from 'pino';
+import type {
+  CheckOutput,
+  CleanupOutput,
+  CleanupParams,
+  CommandKind,
+  Credentials,
+  DiscoverOutput,
+  GrantOutput,
+  GrantParams,
+  Integration,
+  RevokeOutput,
+  RevokeParams,
+  RotateOutput,
+  RotateParams,
+} from '../protocol/messages.js';
+import type { SecretResolver } from '../secrets/types.js';
+import type { AwsClientFactory } from '../aws/types.js';
+
+/** Seals credentials to a recipient key; plaintext only when the operator allowed it. */
+export interface CredentialSealer {
+  /**
+   * @param recipientKey base64url X25519 public key from the command, if any.
+   * @throws LatchkeyError E_INVALID when no key is given and plaintext is not allowed.
+   */
+  seal(recipientKey: string | undefined, credentials: Record<string, string>): Credentials;
+}
+
+/** Long-lived services a driver is built with (injected, never constructed inside methods). */
+export interface DriverServices {
+  logger: Logger;
+  secrets: SecretResolver;
+  aws: AwsClientFactory;
+  sealer: CredentialSealer;
+  /** Tag prefix for AWS tags (`<prefix>-connector-access`, …); default `latchkey`. */
+  tagPrefix: string;
+  /** Clock, injectable for tests. */
+  now: () => Date;
+}
+
+/** Per-call context. */
+export interface CallContext {
+  commandId: string;
+  integration: Integration;
+  /** Aborted on deadline, cancel or forced shutdown. */
+  signal: AbortSignal;
+  logger: Logger;
+}
+
+export interface SweepReport {
+  /** Grants revoked because they had expired (ids as the driver names them). */
+  revoked: string[];
+  /** Per-item problems; the sweep goes on past them. */
+  errors: { item: string; code: string; message: string }[];
+}
+
+export interface Driver {
+  readonly type: string;
+  /** The command kinds this driver really serves (advertised in `hello`). */
+  readonly kinds: readonly CommandKind[];
+  discover(ctx: CallContext): Promise<DiscoverOutput>;
+  grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput>;
+  revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput>;
+  rotate(ctx: CallContext, params: RotateParams): Promise<RotateOutput>;
+  cleanup(ctx: CallContext, params: CleanupParams): Promise<CleanupOutput>;
+  check(ctx: CallContext): Promise<CheckOutput>;
+  /** Revoke expired grants of one integration. Optional. */
+  sweep?(ctx: CallContext): Promise<SweepReport>;
+  /** Release pools and clients (shutdown). */
+  close(): Promise<void>;
+}
+
+export type DriverFactory = (services: DriverServices) => Driver;

@@ -1,0 +1,399 @@
+/**
+ * Protocol v1: every message between the agent and the control plane.
+ *
+ * Glossary
+ * - **frame**: one WebSocket text frame, holding exactly one JSON message.
+ * - **message**: an object with a `type` (`hello`, `command`, `result`, …).
+ * - **envelope**: the signed part of a `command`: what to do (`kind`), where
+ *   (`integration`), with what (`params`), for whom (`connectorId`) and when
+ *   (`issuedAt`..`expiresAt`).
+ * - **signature**: Ed25519 over the RFC 8785 canonical JSON of the envelope exactly as
+ *   received, by a key the agent trusts under `keyId`.
+ * - **integration**: one target system (a database, an AWS account) with its type,
+ *   non-secret config and a reference to where its secret lives (never the secret).
+ * - **grantee**: the person (by email) or AWS principal receiving access.
+ * - **sealed**: encrypted to the requester's X25519 `recipientKey`; the control plane
+ *   relays it but cannot read it.
+ *
+ * These zod schemas are the single source: the TypeScript types are inferred from them
+ * and `docs/schema/protocol-v1.schema.json` is generated from them (`npm run schema`).
+ */
+import { z } from 'zod';
+import { ERROR_CODE_LIST } from '../errors.js';
+
+export const PROTOCOL_VERSION = 1;
+
+export const COMMAND_KINDS = ['discover', 'grant', 'revoke', 'rotate', 'cleanup', 'check'] as const;
+export const CommandKindSchema = z.enum(COMMAND_KINDS);
+export type CommandKind = z.infer<typeof CommandKindSchema>;
+
+/** An id safe to log and to use in names: letters, digits, `.`, `_`, `:`, `-`. */
+const Id = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9._:-]+$/, 'only letters, digits and . _ : -');
+/** RFC 3339 timestamp with offset, e.g. `2026-11-25T20:00:00.000Z`. */
+const Timestamp = z.iso.datetime({ offset: true });
+
+export const WireErrorSchema = z.object({
+  code: z.enum(ERROR_CODE_LIST),
+  message: z.string().max(2000),
+  retryable: z.boolean(),
+});
+
+// ---------------------------------------------------------------------------------------
+// Integration and secrets references
+
+/** Where the service-account secret of an integration lives. Never the secret itself. */
+export const SecretRefSchema = z.discriminatedUnion('store', [
+  z.strictObject({
+    store: z.literal('aws-secrets-manager'),
+    /** Secret ARN or name. */
+    secretId: z.string().min(1).max(2048),
+    region: z.string().min(1).max(64).optional(),
+  }),
+  z.strictObject({
+    store: z.literal('kubernetes'),
+    name: z.string().min(1).max(253),
+    namespace: z.string().min(1).max(63).optional(),
+  }),
+  z.strictObject({
+    /** A mounted directory with one file per field (`username`, `password`, …). */
+    store: z.literal('file'),
+    path: z.string().min(1).max(4096),
+  }),
+  z.strictObject({
+    /** Environment variables `<prefix>USERNAME`, `<prefix>PASSWORD`, … (local use, demo). */
+    store: z.literal('env'),
+    prefix: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Z][A-Z0-9_]*$/),
+  }),
+]);
+export type SecretRef = z.infer<typeof SecretRefSchema>;
+
+export const IntegrationSchema = z.strictObject({
+  id: Id,
+  /** Driver type: `postgres`, `mysql`, `redshift`, `aws-iam`, `aws-ssm`, `aws-lambda`, … */
+  type: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[a-z0-9-]+$/),
+  /** Non-secret, driver-specific connection config; validated by the driver's own schema. */
+  config: z.record(z.string(), z.unknown()),
+  secret: SecretRefSchema.optional(),
+  /** Driver-specific behaviour settings (e.g. `dropOwnedObjects`); validated by the driver. */
+  settings: z.record(z.string(), z.unknown()).optional(),
+});
+export type Integration = z.infer<typeof IntegrationSchema>;
+
+// ---------------------------------------------------------------------------------------
+// Command params per kind
+
+export const GranteeSchema = z.strictObject({
+  email: z.email().max(320),
+  /** For AWS drivers: the IAM role or user ARN that receives the policy. */
+  awsPrincipalArn: z
+    .string()
+    .regex(/^arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/:-]+$/)
+    .max(2048)
+    .optional(),
+});
+export type Grantee = z.infer<typeof GranteeSchema>;
+
+/** A resource as discovered: its `id` is the driver's stable id (e.g. `table:sales/public/orders`). */
+export const ResourceRefSchema = z.strictObject({
+  type: z.string().min(1).max(64),
+  id: z.string().min(1).max(2048),
+});
+export type ResourceRef = z.infer<typeof ResourceRefSchema>;
+
+/** Grant access to all resources carrying a tag instead of naming them (AWS drivers). */
+export const TagScopeSchema = z.strictObject({
+  resourceType: z.string().min(1).max(64),
+  key: z.string().min(1).max(128),
+  value: z.string().max(256),
+});
+
+/** An X25519 public key, base64url of its 32 raw bytes. */
+export const RecipientKeySchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{43}$/, 'base64url of a 32-byte X25519 public key');
+
+const Permission = z.string().min(1).max(256);
+
+export const DiscoverParamsSchema = z.strictObject({});
+export const CheckParamsSchema = z.strictObject({});
+export const GrantParamsSchema = z.strictObject({
+  grantId: Id,
+  grantee: GranteeSchema,
+  resources: z.array(ResourceRefSchema).max(1000),
+  tagScope: TagScopeSchema.optional(),
+  permission: Permission,
+  /** When the access ends even if no revoke arrives. */
+  expiresAt: Timestamp.optional(),
+  recipientKey: RecipientKeySchema.optional(),
+});
+export const RevokeParamsSchema = z.strictObject({
+  grantId: Id,
+  grantee: GranteeSchema,
+  resources: z.array(ResourceRefSchema).max(1000),
+  tagScope: TagScopeSchema.optional(),
+  permission: Permission,
+  /** End the grantee's open sessions (default true). */
+  terminateSessions: z.boolean().optional(),
+});
+export const RotateParamsSchema = z.strictObject({
+  target: z.union([
+    z.strictObject({ grantee: GranteeSchema }),
+    z.strictObject({ serviceAccount: z.literal(true) }),
+  ]),
+  recipientKey: RecipientKeySchema.optional(),
+});
+export const CleanupParamsSchema = z.strictObject({
+  usernames: z.array(z.string().min(1).max(128)).min(1).max(1000),
+});
+
+export type GrantParams = z.infer<typeof GrantParamsSchema>;
+export type RevokeParams = z.infer<typeof RevokeParamsSchema>;
+export type RotateParams = z.infer<typeof RotateParamsSchema>;
+export type CleanupParams = z.infer<typeof CleanupParamsSchema>;
+
+const envelopeBase = {
+  id: Id,
+  connectorId: Id,
+  issuedAt: Timestamp,
+  expiresAt: Timestamp,
+  integration: IntegrationSchema,
+};
+
+/** The signed part of a command. Strict: an unknown field is `E_SCHEMA`, so what is used is what was signed. */
+export const EnvelopeSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ ...envelopeBase, kind: z.literal('discover'), params: DiscoverParamsSchema }),
+  z.strictObject({ ...envelopeBase, kind: z.literal('grant'), params: GrantParamsSchema }),
+  z.strictObject({ ...envelopeBase, kind: z.literal('revoke'), params: RevokeParamsSchema }),
+  z.strictObject({ ...envelopeBase, kind: z.literal('rotate'), params: RotateParamsSchema }),
+  z.strictObject({ ...envelopeBase, kind: z.literal('cleanup'), params: CleanupParamsSchema }),
+  z.strictObject({ ...envelopeBase, kind: z.literal('check'), params: CheckParamsSchema }),
+]);
+export type Envelope = z.infer<typeof EnvelopeSchema>;
+export type EnvelopeOf<K extends CommandKind> = Extract<Envelope, { kind: K }>;
+
+export const SignatureSchema = z.strictObject({
+  alg: z.literal('ed25519'),
+  keyId: z.string().min(1).max(128),
+  /** base64 (standard or url-safe) of the 64-byte signature. */
+  value: z.string().min(1).max(256),
+});
+
+// ---------------------------------------------------------------------------------------
+// Outputs per kind
+
+/** Credentials sealed to a recipient X25519 key: ephemeral ECDH + HKDF-SHA256 + AES-256-GCM. */
+export const SealedSchema = z.strictObject({
+  alg: z.literal('X25519-HKDF-SHA256-A256GCM'),
+  /** Ephemeral public key, base64url of 32 raw bytes. */
+  epk: z.string(),
+  /** 12-byte GCM nonce, base64url. */
+  iv: z.string(),
+  /** Ciphertext of the UTF-8 JSON of the credentials, base64url. */
+  ct: z.string(),
+  /** 16-byte GCM tag, base64url. */
+  tag: z.string(),
+});
+export type Sealed = z.infer<typeof SealedSchema>;
+
+/** Credentials are either sealed or, only when the operator allows it, plain. */
+export const CredentialsSchema = z.union([
+  z.strictObject({ sealed: SealedSchema }),
+  z.strictObject({ plaintext: z.record(z.string(), z.string()) }),
+]);
+
+export const WarningSchema = z.object({
+  resourceId: z.string().optional(),
+  code: z.enum(ERROR_CODE_LIST),
+  message: z.string(),
+});
+
+export const DiscoveredResourceSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  type: z.string(),
+  parentId: z.string().optional(),
+  metadata: z.record(z.string(), z.unknown()),
+});
+
+export const DiscoverOutputSchema = z.object({
+  resources: z.array(DiscoveredResourceSchema),
+  permissions: z.array(z.object({ id: z.string(), name: z.string() })),
+  warnings: z.array(WarningSchema),
+  /** For AWS discovery: integrations found (databases tagged for this connector). */
+  integrations: z.array(IntegrationSchema).optional(),
+});
+
+export const GrantOutputSchema = z.object({
+  username: z.string(),
+  /** How to reach what was granted: host, port, database, account, … */
+  access: z.record(z.string(), z.unknown()),
+  credentials: CredentialsSchema.optional(),
+  /** True when the grant already existed (idempotent retry). */
+  alreadyGranted: z.boolean(),
+  expiresAt: Timestamp.optional(),
+});
+
+export const PhaseSchema = z.object({
+  phase: z.string(),
+  status: z.enum(['done', 'skipped', 'failed']),
+  detail: z.string().optional(),
+});
+
+export const RevokeOutputSchema = z.object({
+  username: z.string().optional(),
+  revoked: z.array(z.string()),
+  phases: z.array(PhaseSchema),
+  sessionsTerminated: z.number().int().nonnegative(),
+  /** True when there was nothing left to revoke (idempotent retry). */
+  alreadyRevoked: z.boolean(),
+});
+
+export const RotateOutputSchema = z.object({
+  username: z.string(),
+  credentials: CredentialsSchema.optional(),
+  phases: z.array(PhaseSchema),
+});
+
+export const CleanupOutputSchema = z.object({
+  dropped: z.array(z.string()),
+  kept: z.array(z.object({ username: z.string(), reason: z.string(), code: z.enum(ERROR_CODE_LIST) })),
+});
+
+export const CheckOutputSchema = z.object({
+  ok: z.boolean(),
+  serverVersion: z.string().optional(),
+  checks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string() })),
+});
+
+export const OUTPUT_SCHEMAS = {
+  discover: DiscoverOutputSchema,
+  grant: GrantOutputSchema,
+  revoke: RevokeOutputSchema,
+  rotate: RotateOutputSchema,
+  cleanup: CleanupOutputSchema,
+  check: CheckOutputSchema,
+} as const;
+
+export type DiscoverOutput = z.infer<typeof DiscoverOutputSchema>;
+export type GrantOutput = z.infer<typeof GrantOutputSchema>;
+export type RevokeOutput = z.infer<typeof RevokeOutputSchema>;
+export type RotateOutput = z.infer<typeof RotateOutputSchema>;
+export type CleanupOutput = z.infer<typeof CleanupOutputSchema>;
+export type CheckOutput = z.infer<typeof CheckOutputSchema>;
+export type Phase = z.infer<typeof PhaseSchema>;
+export type Credentials = z.infer<typeof CredentialsSchema>;
+export interface OutputOf {
+  discover: DiscoverOutput;
+  grant: GrantOutput;
+  revoke: RevokeOutput;
+  rotate: RotateOutput;
+  cleanup: CleanupOutput;
+  check: CheckOutput;
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages, agent → control plane
+
+export const HelloSchema = z.object({
+  type: z.literal('hello'),
+  protocol: z.literal(PROTOCOL_VERSION),
+  connectorId: Id,
+  instanceId: z.string().min(1).max(128),
+  version: z.string(),
+  capabilities: z.object({
+    kinds: z.array(CommandKindSchema),
+    integrationTypes: z.array(z.string()),
+  }),
+});
+
+export const AcceptedSchema = z.object({
+  type: z.literal('accepted'),
+  commandId: z.string(),
+});
+
+export const RejectedSchema = z.object({
+  type: z.literal('rejected'),
+  /** Null when the frame was too broken to read an id from. */
+  commandId: z.string().nullable(),
+  error: WireErrorSchema,
+});
+
+export const TimingsSchema = z.object({
+  receivedAt: Timestamp,
+  startedAt: Timestamp.optional(),
+  finishedAt: Timestamp,
+  queueMs: z.number().nonnegative(),
+  runMs: z.number().nonnegative(),
+});
+
+export const ResultSchema = z.object({
+  type: z.literal('result'),
+  commandId: z.string(),
+  kind: CommandKindSchema,
+  status: z.enum(['ok', 'error']),
+  output: z.record(z.string(), z.unknown()).optional(),
+  error: WireErrorSchema.optional(),
+  timings: TimingsSchema,
+});
+
+export const AgentMessageSchema = z.discriminatedUnion('type', [
+  HelloSchema,
+  AcceptedSchema,
+  RejectedSchema,
+  ResultSchema,
+]);
+
+// ---------------------------------------------------------------------------------------
+// Messages, control plane → agent
+
+export const WelcomeSchema = z.object({
+  type: z.literal('welcome'),
+  serverTime: Timestamp,
+});
+
+export const CommandMessageSchema = z.object({
+  type: z.literal('command'),
+  /** Parsed strictly by `EnvelopeSchema` only after the frame is read; kept raw here for the signature. */
+  envelope: z.record(z.string(), z.unknown()),
+  signature: SignatureSchema,
+});
+
+export const ResultAckSchema = z.object({
+  type: z.literal('result-ack'),
+  commandId: z.string(),
+});
+
+export const CancelSchema = z.object({
+  type: z.literal('cancel'),
+  commandId: z.string(),
+});
+
+export const ControlPlaneMessageSchema = z.discriminatedUnion('type', [
+  WelcomeSchema,
+  CommandMessageSchema,
+  ResultAckSchema,
+  CancelSchema,
+]);
+
+export type Hello = z.infer<typeof HelloSchema>;
+export type Accepted = z.infer<typeof AcceptedSchema>;
+export type Rejected = z.infer<typeof RejectedSchema>;
+export type Result = z.infer<typeof ResultSchema>;
+export type AgentMessage = z.infer<typeof AgentMessageSchema>;
+export type Welcome = z.infer<typeof WelcomeSchema>;
+export type CommandMessage = z.infer<typeof CommandMessageSchema>;
+export type ResultAck = z.infer<typeof ResultAckSchema>;
+export type Cancel = z.infer<typeof CancelSchema>;
+export type ControlPlaneMessage = z.infer<typeof ControlPlaneMessageSchema>;
