@@ -1,0 +1,70 @@
+/**
+ * Typed agent events. The core emits; metrics and logs subscribe from outside
+ * (`observability/`). `emit` never throws: a failing listener is reported to the
+ * `listener-error` handler and the core goes on.
+ */
+import type { ErrorCode } from './errors.js';
+import type { CommandKind } from './protocol/messages.js';
+
+export interface AgentEventMap {
+  /** A frame or command was refused before reaching a driver. */
+  'command:rejected': { commandId: string | null; code: ErrorCode };
+  /** A command entered the queue. */
+  'command:accepted': { commandId: string; kind: CommandKind; integrationType: string };
+  /** A command id seen again: its stored result was re-sent, or it is still running. */
+  'command:duplicate': { commandId: string; state: 'running' | 'done' };
+  /** A command started running after `waitMs` in the queue. */
+  'command:started': { commandId: string; kind: CommandKind; integrationType: string; waitMs: number };
+  /** A command ended. */
+  'command:finished': {
+    commandId: string;
+    kind: CommandKind;
+    integrationType: string;
+    outcome: 'ok' | 'error';
+    code?: ErrorCode;
+    durationMs: number;
+  };
+  'queue:depth': { depth: number; running: number };
+  'link:connected': { url: string };
+  'link:disconnected': { code: number; reason: string };
+  'link:reconnect-scheduled': { attempt: number; delayMs: number };
+  'outbox:size': { size: number };
+  'sweep:finished': {
+    integrationId: string;
+    integrationType: string;
+    revoked: number;
+    errors: number;
+    durationMs: number;
+  };
+  'aws:call': { service: string; operation: string; outcome: 'ok' | 'throttled' | 'error' };
+  'listener-error': { event: string; error: unknown };
+}
+
+export type AgentEventName = keyof AgentEventMap;
+type Listener<K extends AgentEventName> = (payload: AgentEventMap[K]) => void;
+
+export class AgentEvents {
+  private readonly listeners = new Map<AgentEventName, Set<Listener<AgentEventName>>>();
+
+  on<K extends AgentEventName>(event: K, listener: Listener<K>): () => void {
+    let set = this.listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(event, set);
+    }
+    set.add(listener as Listener<AgentEventName>);
+    return () => set.delete(listener as Listener<AgentEventName>);
+  }
+
+  emit<K extends AgentEventName>(event: K, payload: AgentEventMap[K]): void {
+    const set = this.listeners.get(event);
+    if (!set) return;
+    for (const listener of set) {
+      try {
+        listener(payload);
+      } catch (error) {
+        if (event !== 'listener-error') this.emit('listener-error', { event, error });
+      }
+    }
+  }
+}
