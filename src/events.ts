@@ -14,7 +14,12 @@ export interface AgentEventMap {
   /** A command id seen again: its stored result was re-sent, or it is still running. */
   'command:duplicate': { commandId: string; state: 'running' | 'done' };
   /** A command started running after `waitMs` in the queue. */
-  'command:started': { commandId: string; kind: CommandKind; integrationType: string; waitMs: number };
+  'command:started': {
+    commandId: string;
+    kind: CommandKind;
+    integrationType: string;
+    waitMs: number;
+  };
   /** A command ended. */
   'command:finished': {
     commandId: string;

@@ -11,7 +11,11 @@ export interface DemoContext {
   /** An indented line under the current step. */
   info(line: string): void;
   /** Sends a signed command through the reference control plane; resolves with its result. */
-  send(kind: CommandKind, integration: Integration, params: Record<string, unknown>): Promise<Result>;
+  send(
+    kind: CommandKind,
+    integration: Integration,
+    params: Record<string, unknown>,
+  ): Promise<Result>;
   /** The requester's X25519 public key (base64url) to put in `recipientKey`. */
   recipientKey: string;
   /** Opens credentials sealed to `recipientKey`. */

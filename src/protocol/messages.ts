@@ -268,7 +268,9 @@ export const RotateOutputSchema = z.object({
 
 export const CleanupOutputSchema = z.object({
   dropped: z.array(z.string()),
-  kept: z.array(z.object({ username: z.string(), reason: z.string(), code: z.enum(ERROR_CODE_LIST) })),
+  kept: z.array(
+    z.object({ username: z.string(), reason: z.string(), code: z.enum(ERROR_CODE_LIST) }),
+  ),
 });
 
 export const CheckOutputSchema = z.object({

@@ -1,0 +1,185 @@
+/**
+ * Second stage of a `command`: everything that must hold before it may reach the queue.
+ *
+ * Checks, strictly in this order (the first failure is the answer):
+ * 1. schema: `EnvelopeSchema` strict parse → `E_SCHEMA`; a kind this protocol does not
+ *    know → `E_UNSUPPORTED`;
+ * 2. signature: key id not trusted, or Ed25519 over the canonical JSON of the envelope
+ *    as received does not verify → `E_SIGNATURE`;
+ * 3. addressee: `connectorId` is not ours → `E_CONNECTOR`;
+ * 4. time: `issuedAt` more than the skew in the future, `expiresAt` (+ skew) passed,
+ *    `expiresAt <= issuedAt`, or a lifetime longer than allowed → `E_EXPIRED`.
+ * Duplicates (`E_REPLAY`) are the dispatcher's job: it knows what ran.
+ */
+import { createHash, type KeyObject } from 'node:crypto';
+import { LatchkeyError, type ErrorCode } from '../errors.js';
+import { canonicalJson } from './canonical.js';
+import { envelopeId, describeIssues } from './issues.js';
+import { COMMAND_KINDS, EnvelopeSchema, type CommandMessage, type Envelope } from './messages.js';
+import { verifyEnvelopeSignature } from './signing.js';
+
+export interface VerifierOptions {
+  connectorId: string;
+  /** Trusted Ed25519 public keys by key id. */
+  trustedKeys: ReadonlyMap<string, KeyObject>;
+  /** Tolerated difference between the control plane's clock and ours. */
+  maxClockSkewMs: number;
+  /** Longest `expiresAt - issuedAt` accepted. */
+  maxCommandLifetimeMs: number;
+  now?: () => Date;
+}
+
+export type VerifyOutcome =
+  | { ok: true; envelope: Envelope; digest: string }
+  | { ok: false; commandId: string | null; error: LatchkeyError };
+
+export interface CommandVerifier {
+  verify(msg: CommandMessage): VerifyOutcome;
+}
+
+/** sha256 hex of the canonical JSON of an envelope: equal digests = same content. */
+export function envelopeDigest(envelope: Record<string, unknown>): string {
+  return createHash('sha256').update(canonicalJson(envelope), 'utf8').digest('hex');
+}
+
+const KNOWN_KINDS: ReadonlySet<string> = new Set(COMMAND_KINDS);
+
+/**
+ * True when any object inside `value` has an own `__proto__` member. JSON.parse keeps it as
+ * data, but copying parsers (zod records included) drop it or turn it into a prototype, so
+ * what a driver would see would differ from what was signed: such envelopes are refused.
+ */
+function hasProtoKey(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (typeof node !== 'object' || node === null) continue;
+    if (Array.isArray(node)) {
+      stack.push(...(node as unknown[]));
+      continue;
+    }
+    if (Object.prototype.hasOwnProperty.call(node, '__proto__')) return true;
+    stack.push(...Object.values(node as Record<string, unknown>));
+  }
+  return false;
+}
+
+function checkOptions(opts: VerifierOptions): void {
+  for (const [name, value] of [
+    ['maxClockSkewMs', opts.maxClockSkewMs],
+    ['maxCommandLifetimeMs', opts.maxCommandLifetimeMs],
+  ] as const) {
+    if (!Number.isFinite(value) || value < 0) {
+      throw new RangeError(`${name} must be a finite, non-negative number of milliseconds`);
+    }
+  }
+  if (opts.connectorId.length === 0) throw new RangeError('connectorId must not be empty');
+}
+
+/** @throws RangeError for nonsensical options (a programming or config error). */
+export function createCommandVerifier(opts: VerifierOptions): CommandVerifier {
+  checkOptions(opts);
+  const now = opts.now ?? (() => new Date());
+  const skew = opts.maxClockSkewMs;
+
+  function verify(msg: CommandMessage): VerifyOutcome {
+    const raw = msg.envelope;
+    const commandId = envelopeId(raw);
+    const fail = (
+      code: ErrorCode,
+      message: string,
+      details?: Record<string, unknown>,
+    ): VerifyOutcome => ({
+      ok: false,
+      commandId,
+      error: new LatchkeyError(code, message, details === undefined ? undefined : { details }),
+    });
+
+    // 1. schema
+    const kind = raw.kind;
+    if (typeof kind === 'string' && !KNOWN_KINDS.has(kind)) {
+      return fail(
+        'E_UNSUPPORTED',
+        `unknown command kind (expected one of ${COMMAND_KINDS.join(', ')})`,
+      );
+    }
+    if (hasProtoKey(raw)) {
+      return fail('E_SCHEMA', 'invalid envelope: a "__proto__" member is not allowed');
+    }
+    const parsed = EnvelopeSchema.safeParse(raw);
+    if (!parsed.success) {
+      return fail('E_SCHEMA', describeIssues('invalid envelope', parsed.error.issues));
+    }
+    const envelope = parsed.data;
+    let digest: string;
+    try {
+      digest = envelopeDigest(raw);
+    } catch (err) {
+      return {
+        ok: false,
+        commandId,
+        error:
+          err instanceof LatchkeyError
+            ? err
+            : new LatchkeyError('E_SCHEMA', 'envelope cannot be canonicalized', { cause: err }),
+      };
+    }
+
+    // 2. signature (over the raw envelope as received)
+    const { keyId } = msg.signature;
+    if (!opts.trustedKeys.has(keyId)) {
+      return fail('E_SIGNATURE', `signing key id "${keyId}" is not trusted by this agent`, {
+        keyId,
+      });
+    }
+    if (!verifyEnvelopeSignature(raw, msg.signature, opts.trustedKeys)) {
+      return fail('E_SIGNATURE', `signature does not verify with trusted key "${keyId}"`, {
+        keyId,
+      });
+    }
+
+    // 3. addressee
+    if (envelope.connectorId !== opts.connectorId) {
+      return fail(
+        'E_CONNECTOR',
+        `command is addressed to connector "${envelope.connectorId}", this agent is "${opts.connectorId}"`,
+      );
+    }
+
+    // 4. time window
+    const issuedAt = Date.parse(envelope.issuedAt);
+    const expiresAt = Date.parse(envelope.expiresAt);
+    if (Number.isNaN(issuedAt) || Number.isNaN(expiresAt)) {
+      return fail('E_SCHEMA', 'invalid envelope: issuedAt or expiresAt is not a valid date');
+    }
+    const nowMs = now().getTime();
+    if (!Number.isFinite(nowMs)) {
+      return fail('E_INTERNAL', 'agent clock returned an invalid date');
+    }
+    if (expiresAt <= issuedAt) {
+      return fail('E_EXPIRED', 'expiresAt is not after issuedAt');
+    }
+    if (expiresAt - issuedAt > opts.maxCommandLifetimeMs) {
+      return fail(
+        'E_EXPIRED',
+        `command lifetime of ${expiresAt - issuedAt} ms exceeds the maximum of ${opts.maxCommandLifetimeMs} ms`,
+      );
+    }
+    if (issuedAt > nowMs + skew) {
+      return fail(
+        'E_EXPIRED',
+        `command issued ${issuedAt - nowMs} ms in the future (allowed clock skew ${skew} ms)`,
+      );
+    }
+    if (nowMs > expiresAt + skew) {
+      return fail(
+        'E_EXPIRED',
+        `command expired ${nowMs - expiresAt} ms ago (allowed clock skew ${skew} ms)`,
+      );
+    }
+
+    return { ok: true, envelope, digest };
+  }
+
+  return { verify };
+}
