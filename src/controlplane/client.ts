@@ -1,0 +1,504 @@
+/**
+ * The agent's one outbound link to the control plane.
+ *
+ * Lifecycle of a connection:
+ * 1. WebSocket upgrade with `Authorization: Bearer <token>`, `X-Latchkey-Connector-Id`
+ *    and `X-Latchkey-Protocol: 1`. A 401/403 is logged as a refused token (the token is
+ *    never logged) and retried with backoff like any other failure.
+ * 2. On open the agent sends `hello`; the link is *connected* only once `welcome`
+ *    arrives (server time → clock offset). Then every outbox entry is re-sent, in order.
+ * 3. Inbound frames go through `parseControlPlaneFrame` (size limit, JSON, schema):
+ *    `command` → `onCommand`, `cancel` → `onCancel`, `result-ack` → outbox ack, a bad
+ *    frame → `onInvalidFrame` (the agent answers `rejected`).
+ * 4. Heartbeat: a ping every `heartbeatIntervalMs`; when nothing at all (pong or any
+ *    frame) arrives within `heartbeatTimeoutMs` of a ping, the socket is terminated.
+ * 5. Any close → reconnect after an exponential, fully jittered, capped delay, until
+ *    `stop()`.
+ */
+import { rootCertificates } from 'node:tls';
+import type { Logger } from 'pino';
+import WebSocket from 'ws';
+import { HttpsProxyAgent } from 'https-proxy-agent';
+import type { LatchkeyError } from '../errors.js';
+import type { AgentEvents } from '../events.js';
+import { parseControlPlaneFrame } from '../protocol/frame.js';
+import {
+  PROTOCOL_VERSION,
+  type Accepted,
+  type CommandKind,
+  type CommandMessage,
+  type Hello,
+  type Rejected,
+  type Result,
+} from '../protocol/messages.js';
+import { Backoff } from './backoff.js';
+import type { Outbox } from './outbox.js';
+
+export const HEADER_CONNECTOR_ID = 'X-Latchkey-Connector-Id';
+export const HEADER_PROTOCOL = 'X-Latchkey-Protocol';
+
+export interface ControlPlaneClientOptions {
+  /** `wss://…` (or `ws://…` for local development). */
+  url: string;
+  /** Connector token, sent as a bearer token in the upgrade request. Never logged. */
+  token: string;
+  connectorId: string;
+  /** Identifies this replica (several may serve one connector). */
+  instanceId: string;
+  version: string;
+  capabilities: { kinds: CommandKind[]; integrationTypes: string[] };
+  heartbeatIntervalMs: number;
+  /** Time after a ping without any inbound frame or pong before the peer is declared dead. */
+  heartbeatTimeoutMs: number;
+  backoff: { initialMs: number; maxMs: number; stableAfterMs: number };
+  /** Inbound frames above this are refused with `E_TOO_LARGE`. */
+  maxFrameBytes: number;
+  /** PEM text of extra trusted CAs, added to Node's default roots. */
+  caBundle?: string;
+  /** HTTP(S) proxy for the connection (CONNECT tunnel). */
+  proxyUrl?: string;
+  /** NO_PROXY-style list; defaults to `NO_PROXY`/`no_proxy` from the environment. */
+  noProxy?: string;
+  outbox: Outbox;
+  events: AgentEvents;
+  logger: Logger;
+  /** Injectable randomness for the backoff jitter (tests). */
+  random?: () => number;
+}
+
+type CommandHandler = (msg: CommandMessage) => void;
+type CancelHandler = (commandId: string) => void;
+type InvalidFrameHandler = (r: { commandId: string | null; error: LatchkeyError }) => void;
+
+/** True when `host` matches a NO_PROXY list (`*`, exact names, `.suffix` or `suffix`, optional `:port`). */
+export function bypassesProxy(host: string, port: string, noProxy: string | undefined): boolean {
+  if (!noProxy) return false;
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  for (const raw of noProxy.split(/[\s,]+/)) {
+    const entry = raw.trim().toLowerCase();
+    if (!entry) continue;
+    if (entry === '*') return true;
+    let name = entry;
+    let entryPort: string | null = null;
+    const m = /^(.*?):(\d+)$/.exec(entry);
+    if (m && !entry.includes(']') && (m[1] ?? '').split(':').length === 1) {
+      name = m[1] ?? '';
+      entryPort = m[2] ?? null;
+    }
+    if (entryPort !== null && entryPort !== port) continue;
+    name = name.replace(/^\*?\./, '');
+    if (h === name || h.endsWith(`.${name}`)) return true;
+  }
+  return false;
+}
+
+const TLS_VERIFY_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_UNTRUSTED',
+]);
+
+function isTlsVerificationError(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code !== undefined && TLS_VERIFY_CODES.has(code);
+}
+
+/** The URL without credentials, query or fragment: safe to log. */
+function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '<invalid url>';
+  }
+}
+
+export class ControlPlaneClient {
+  private readonly opts: ControlPlaneClientOptions;
+  private readonly logger: Logger;
+  private readonly backoff: Backoff;
+  private readonly logUrl: string;
+  private readonly agent: HttpsProxyAgent<string> | undefined;
+  private readonly ca: string[] | undefined;
+
+  private commandHandler: CommandHandler = () => undefined;
+  private cancelHandler: CancelHandler = () => undefined;
+  private invalidFrameHandler: InvalidFrameHandler = () => undefined;
+
+  private ws: WebSocket | null = null;
+  private isConnected = false;
+  private started = false;
+  private stopped = false;
+  private offsetMs = 0;
+  private helloSentAt = 0;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private deadTimer: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private closedWaiters: (() => void)[] = [];
+
+  constructor(opts: ControlPlaneClientOptions) {
+    this.opts = opts;
+    this.logger = opts.logger.child({ component: 'controlplane' });
+    this.backoff = new Backoff(opts.backoff, opts.random ?? Math.random);
+    this.logUrl = safeUrl(opts.url);
+    this.ca = opts.caBundle ? [...rootCertificates, opts.caBundle] : undefined;
+    this.agent = this.makeProxyAgent();
+  }
+
+  onCommand(h: CommandHandler): void {
+    this.commandHandler = h;
+  }
+
+  onCancel(h: CancelHandler): void {
+    this.cancelHandler = h;
+  }
+
+  onInvalidFrame(h: InvalidFrameHandler): void {
+    this.invalidFrameHandler = h;
+  }
+
+  /** True between `welcome` and the end of that connection. */
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  /** Control-plane clock minus ours, estimated at the last `welcome` (ms). */
+  get clockOffsetMs(): number {
+    return this.offsetMs;
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.connect();
+  }
+
+  /** Sends `accepted` / `rejected`. Best effort: false when the socket is not open. */
+  send(msg: Accepted | Rejected): boolean {
+    return this.sendJson(msg);
+  }
+
+  /** Stores the result in the outbox (until acked), then sends it if connected. */
+  async sendResult(result: Result): Promise<void> {
+    await this.opts.outbox.add(result);
+    if (this.isConnected) this.sendJson(result);
+  }
+
+  /**
+   * Graceful stop: waits until the outbox is empty (the link keeps reconnecting
+   * meanwhile) or `flushTimeoutMs` passed, then closes with 1000 and does not reconnect.
+   */
+  async stop(opts: { flushTimeoutMs: number }): Promise<void> {
+    if (this.stopped) return;
+    if (this.started && this.opts.outbox.size > 0) {
+      const timeout = AbortSignal.timeout(Math.max(0, opts.flushTimeoutMs));
+      await this.opts.outbox.whenEmpty(timeout);
+      if (this.opts.outbox.size > 0) {
+        this.logger.warn(
+          { unacked: this.opts.outbox.size },
+          'stopping with unacknowledged results in the outbox',
+        );
+      }
+    }
+    this.stopped = true;
+    this.clearReconnect();
+    await this.opts.outbox.flush();
+    this.stopHeartbeat();
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    const closed = new Promise<void>((resolve) => this.closedWaiters.push(resolve));
+    if (ws.readyState === WebSocket.CONNECTING) {
+      ws.terminate();
+    } else {
+      ws.close(1000, 'agent stopping');
+    }
+    const force = setTimeout(() => ws.terminate(), 2000);
+    force.unref();
+    await closed;
+    clearTimeout(force);
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  private makeProxyAgent(): HttpsProxyAgent<string> | undefined {
+    const proxyUrl = this.opts.proxyUrl;
+    if (!proxyUrl) return undefined;
+    let target: URL;
+    try {
+      target = new URL(this.opts.url);
+    } catch {
+      return undefined;
+    }
+    const port = target.port || (target.protocol === 'wss:' ? '443' : '80');
+    const noProxy = this.opts.noProxy ?? process.env.NO_PROXY ?? process.env.no_proxy;
+    if (bypassesProxy(target.hostname, port, noProxy)) {
+      this.logger.info(
+        { url: this.logUrl },
+        'control plane host matches NO_PROXY; connecting directly',
+      );
+      return undefined;
+    }
+    // The proxy URL may carry credentials: it is never logged.
+    this.logger.info(
+      { url: this.logUrl },
+      'connecting to the control plane through the configured proxy',
+    );
+    return new HttpsProxyAgent(proxyUrl, this.ca ? { ca: this.ca } : {});
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const { opts } = this;
+    let ws: WebSocket;
+    let refusedStatus: number | null = null;
+    try {
+      ws = new WebSocket(opts.url, {
+        headers: {
+          Authorization: `Bearer ${opts.token}`,
+          [HEADER_CONNECTOR_ID]: opts.connectorId,
+          [HEADER_PROTOCOL]: String(PROTOCOL_VERSION),
+        },
+        // Above our own limit, so a moderately oversized frame reaches the parser and is
+        // answered with E_TOO_LARGE instead of killing the socket (ws closes with 1009).
+        maxPayload: Math.max(opts.maxFrameBytes * 2, opts.maxFrameBytes + 64 * 1024),
+        handshakeTimeout: Math.max(opts.heartbeatTimeoutMs, 1000),
+        perMessageDeflate: false,
+        followRedirects: false,
+        ...(this.ca ? { ca: this.ca } : {}),
+        ...(this.agent ? { agent: this.agent } : {}),
+      });
+    } catch (err) {
+      this.logger.error({ err, url: this.logUrl }, 'invalid control plane URL or options');
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    this.logger.debug({ url: this.logUrl }, 'connecting to the control plane');
+
+    ws.on('unexpected-response', (_req, res) => {
+      refusedStatus = res.statusCode ?? 0;
+      res.resume();
+      ws.terminate();
+    });
+
+    ws.on('open', () => {
+      if (this.ws !== ws) return;
+      const hello: Hello = {
+        type: 'hello',
+        protocol: PROTOCOL_VERSION,
+        connectorId: opts.connectorId,
+        instanceId: opts.instanceId,
+        version: opts.version,
+        capabilities: opts.capabilities,
+      };
+      this.helloSentAt = Date.now();
+      ws.send(JSON.stringify(hello));
+      this.startHeartbeat(ws);
+      // The welcome must come within the heartbeat timeout too.
+      this.armDeadTimer(ws, 'no welcome after hello');
+    });
+
+    ws.on('message', (data, isBinary) => {
+      if (this.ws !== ws) return;
+      this.seen();
+      // Frames are JSON text; a binary frame is read the same way (UTF-8 checked by the parser).
+      void isBinary;
+      const buf = Buffer.isBuffer(data)
+        ? data
+        : Array.isArray(data)
+          ? Buffer.concat(data)
+          : Buffer.from(data);
+      this.handleFrame(ws, buf);
+    });
+
+    ws.on('pong', () => this.ws === ws && this.seen());
+    ws.on('ping', () => this.ws === ws && this.seen());
+
+    ws.on('error', (err) => {
+      if (refusedStatus === 401 || refusedStatus === 403) {
+        this.logger.error(
+          { url: this.logUrl, status: refusedStatus, connectorId: opts.connectorId },
+          'control plane refused the connector token (check LATCHKEY_CONNECTOR_TOKEN and the connector id)',
+        );
+      } else if (refusedStatus !== null) {
+        this.logger.warn(
+          { url: this.logUrl, status: refusedStatus },
+          'control plane answered the upgrade with an unexpected HTTP status',
+        );
+      } else if (isTlsVerificationError(err)) {
+        this.logger.error(
+          { url: this.logUrl, error: err.message, code: (err as NodeJS.ErrnoException).code },
+          'control plane TLS certificate not trusted (add its CA with the CA bundle setting)',
+        );
+      } else {
+        this.logger.warn(
+          { url: this.logUrl, error: err.message, code: (err as NodeJS.ErrnoException).code },
+          'control plane link error',
+        );
+      }
+    });
+
+    ws.on('close', (code, reasonBuf) => {
+      const reason = reasonBuf.toString('utf8').slice(0, 200);
+      const wasConnected = this.isConnected && this.ws === ws;
+      if (this.ws === ws) {
+        this.ws = null;
+        this.isConnected = false;
+        this.stopHeartbeat();
+        this.backoff.disconnected();
+      }
+      if (wasConnected) {
+        this.logger.warn({ url: this.logUrl, code, reason }, 'control plane link closed');
+        this.opts.events.emit('link:disconnected', { code, reason });
+      }
+      const waiters = this.closedWaiters;
+      this.closedWaiters = [];
+      for (const w of waiters) w();
+      if (!this.stopped && this.ws === null) this.scheduleReconnect();
+    });
+  }
+
+  private handleFrame(ws: WebSocket, buf: Buffer): void {
+    const parsed = parseControlPlaneFrame(buf, this.opts.maxFrameBytes);
+    if (!parsed.ok) {
+      this.logger.warn(
+        { commandId: parsed.commandId, code: parsed.error.code, reason: parsed.error.message },
+        'invalid frame from the control plane',
+      );
+      this.safeCall(() =>
+        this.invalidFrameHandler({ commandId: parsed.commandId, error: parsed.error }),
+      );
+      return;
+    }
+    const msg = parsed.message;
+    switch (msg.type) {
+      case 'welcome':
+        this.onWelcome(ws, msg.serverTime);
+        return;
+      case 'command':
+        this.safeCall(() => this.commandHandler(msg));
+        return;
+      case 'cancel':
+        this.safeCall(() => this.cancelHandler(msg.commandId));
+        return;
+      case 'result-ack':
+        this.opts.outbox.ack(msg.commandId).catch((err: unknown) => {
+          this.logger.error({ err, commandId: msg.commandId }, 'outbox ack failed');
+        });
+        return;
+    }
+  }
+
+  private onWelcome(ws: WebSocket, serverTime: string): void {
+    this.clearDeadTimer();
+    if (this.isConnected) return;
+    const now = Date.now();
+    const server = Date.parse(serverTime);
+    if (Number.isFinite(server)) {
+      this.offsetMs = Math.round(server - (this.helloSentAt + now) / 2);
+    }
+    this.isConnected = true;
+    this.backoff.connected();
+    this.logger.info(
+      { url: this.logUrl, clockOffsetMs: this.offsetMs, outbox: this.opts.outbox.size },
+      'connected to the control plane',
+    );
+    this.opts.events.emit('link:connected', { url: this.logUrl });
+    for (const result of this.opts.outbox.entries()) {
+      if (this.ws !== ws || !this.sendJson(result)) break;
+    }
+  }
+
+  private sendJson(msg: unknown): boolean {
+    const ws = this.ws;
+    if (ws?.readyState !== WebSocket.OPEN) return false;
+    try {
+      ws.send(JSON.stringify(msg));
+      return true;
+    } catch (err) {
+      this.logger.warn({ err }, 'send to the control plane failed');
+      return false;
+    }
+  }
+
+  private safeCall(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.logger.error({ err }, 'control plane message handler threw');
+    }
+  }
+
+  private startHeartbeat(ws: WebSocket): void {
+    this.stopHeartbeat();
+    this.heartbeatTimer = setInterval(() => {
+      if (this.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+      try {
+        ws.ping();
+      } catch {
+        return;
+      }
+      if (!this.deadTimer) this.armDeadTimer(ws, 'no pong or frame within the heartbeat timeout');
+    }, this.opts.heartbeatIntervalMs);
+    this.heartbeatTimer.unref();
+  }
+
+  private armDeadTimer(ws: WebSocket, why: string): void {
+    this.clearDeadTimer();
+    this.deadTimer = setTimeout(() => {
+      this.deadTimer = null;
+      if (this.ws !== ws) return;
+      this.logger.warn(
+        { url: this.logUrl, timeoutMs: this.opts.heartbeatTimeoutMs },
+        `control plane unresponsive: ${why}`,
+      );
+      ws.terminate();
+    }, this.opts.heartbeatTimeoutMs);
+    this.deadTimer.unref();
+  }
+
+  /** Any inbound traffic proves the peer alive (but `welcome` is still awaited). */
+  private seen(): void {
+    if (this.isConnected) this.clearDeadTimer();
+  }
+
+  private clearDeadTimer(): void {
+    if (this.deadTimer) {
+      clearTimeout(this.deadTimer);
+      this.deadTimer = null;
+    }
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer) {
+      clearInterval(this.heartbeatTimer);
+      this.heartbeatTimer = null;
+    }
+    this.clearDeadTimer();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    const attempt = this.backoff.attempt + 1;
+    const delayMs = this.backoff.next();
+    this.opts.events.emit('link:reconnect-scheduled', { attempt, delayMs });
+    this.logger.info({ attempt, delayMs }, 'reconnecting to the control plane');
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connect();
+    }, delayMs);
+  }
+
+  private clearReconnect(): void {
+    if (this.reconnectTimer) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+    }
+  }
+}

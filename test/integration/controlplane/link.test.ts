@@ -1,0 +1,372 @@
+/**
+ * The control-plane client against the reference control plane (real sockets on 127.0.0.1).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
+import type { AddressInfo } from 'node:net';
+import { Outbox } from '../../../src/controlplane/outbox.js';
+import type { DevControlPlane } from '../../../src/devcp/server.js';
+import { AgentEvents } from '../../../src/events.js';
+import type { CommandMessage } from '../../../src/protocol/messages.js';
+import type { LatchkeyError } from '../../../src/errors.js';
+import {
+  CONNECTOR,
+  TOKEN,
+  integration,
+  makeClient,
+  result,
+  startCp,
+  type TestClient,
+} from './helpers.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(
+  cpExtra: Parameters<typeof startCp>[0] = {},
+  clientExtra: Parameters<typeof makeClient>[1] = {},
+): Promise<{ cp: DevControlPlane; t: TestClient }> {
+  const { cp } = await startCp(cpExtra);
+  cleanups.push(() => cp.close());
+  const t = makeClient(cp.url, clientExtra);
+  cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+  return { cp, t };
+}
+
+/** Sends a marker through the link and waits for it: everything sent before it has arrived. */
+async function barrier(cp: DevControlPlane, t: TestClient, id: string): Promise<void> {
+  const seen = cp.waitFor('accepted', (m) => m.commandId === id);
+  expect(t.client.send({ type: 'accepted', commandId: id })).toBe(true);
+  await seen;
+}
+
+describe('control-plane link', () => {
+  it('authenticates, says hello and becomes connected on welcome', async () => {
+    const { cp, t } = await setup();
+    const connected = t.next('link:connected');
+    const hello = cp.waitFor('hello');
+    expect(t.client.connected).toBe(false);
+    t.client.start();
+    const h = await hello;
+    expect(h).toMatchObject({
+      type: 'hello',
+      protocol: 1,
+      connectorId: CONNECTOR,
+      version: '0.0.0-test',
+      capabilities: { kinds: ['check', 'grant'], integrationTypes: ['postgres'] },
+    });
+    await connected;
+    expect(t.client.connected).toBe(true);
+    expect(Number.isFinite(t.client.clockOffsetMs)).toBe(true);
+    expect(Math.abs(t.client.clockOffsetMs)).toBeLessThan(60_000);
+    expect(cp.connectedAgents()).toEqual([{ connectorId: CONNECTOR, instanceId: h.instanceId }]);
+    expect(t.lines.join('\n')).not.toContain(TOKEN);
+  });
+
+  it('is refused with a bad token, logs it without the token, and retries with backoff', async () => {
+    const { cp, t } = await setup({}, { token: 'wrong-token-value-123' });
+    let connectedEvents = 0;
+    t.events.on('link:connected', () => connectedEvents++);
+    const scheduled: number[] = [];
+    const thirdRetry = new Promise<void>((resolve) => {
+      t.events.on('link:reconnect-scheduled', ({ attempt }) => {
+        scheduled.push(attempt);
+        if (attempt === 3) resolve();
+      });
+    });
+    t.client.start();
+    await thirdRetry;
+    expect(scheduled.slice(0, 3)).toEqual([1, 2, 3]);
+    expect(connectedEvents).toBe(0);
+    expect(t.client.connected).toBe(false);
+    expect(cp.connectedAgents()).toEqual([]);
+    const log = t.lines.join('\n');
+    expect(log).toContain('refused the connector token');
+    expect(log).toContain('"status":401');
+    expect(log).not.toContain('wrong-token-value-123');
+  });
+
+  it('re-sends unacknowledged results after every reconnect until acked', async () => {
+    const { cp, t } = await setup({ withholdAcks: true });
+    let connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+
+    await t.client.sendResult(result('cmd-1'));
+    await t.client.sendResult(result('cmd-2'));
+    await cp.waitForResult('cmd-2');
+    expect(t.outbox.size).toBe(2);
+
+    // Connection cut: both results come again, in order, after the reconnect.
+    connected = t.next('link:connected');
+    let since = cp.received.length;
+    cp.dropConnections();
+    await connected;
+    const again1 = await cp.waitFor('result', (r) => r.commandId === 'cmd-1', 5000, since);
+    const again2 = await cp.waitFor('result', (r) => r.commandId === 'cmd-2', 5000, since);
+    expect(cp.received.indexOf(again1)).toBeLessThan(cp.received.indexOf(again2));
+    expect(cp.resultsFor('cmd-1')).toHaveLength(2);
+    expect(t.outbox.size).toBe(2);
+
+    // Now acks flow: the next re-send is acked and the outbox drains.
+    cp.setWithholdAcks(false);
+    connected = t.next('link:connected');
+    since = cp.received.length;
+    cp.dropConnections();
+    await connected;
+    await t.outbox.whenEmpty();
+    expect(cp.resultsFor('cmd-1')).toHaveLength(3);
+    expect(cp.resultsFor('cmd-2')).toHaveLength(3);
+
+    // Acked results are not sent again.
+    connected = t.next('link:connected');
+    cp.dropConnections();
+    await connected;
+    await barrier(cp, t, 'marker-1');
+    expect(cp.resultsFor('cmd-1')).toHaveLength(3);
+    expect(cp.resultsFor('cmd-2')).toHaveLength(3);
+    void since;
+  });
+
+  it('redelivers a pending command after a reconnect, and not once its result arrived', async () => {
+    const { cp, t } = await setup();
+    const deliveries: CommandMessage[] = [];
+    let onDelivery: (() => void) | null = null;
+    t.client.onCommand((msg) => {
+      deliveries.push(msg);
+      onDelivery?.();
+    });
+    const waitDelivery = (n: number): Promise<void> =>
+      new Promise((resolve) => {
+        if (deliveries.length >= n) return resolve();
+        onDelivery = () => deliveries.length >= n && resolve();
+      });
+
+    // Sent while no agent is connected: kept and delivered on connect.
+    const { commandId, envelope } = await cp.sendCommand(CONNECTOR, {
+      kind: 'check',
+      integration,
+      params: {},
+    });
+    expect(cp.pendingCommands()).toEqual([commandId]);
+    t.client.start();
+    await waitDelivery(1);
+    expect(deliveries[0]?.envelope).toEqual(envelope);
+
+    // The agent went away before answering: delivered again on reconnect.
+    const connected = t.next('link:connected');
+    cp.dropConnections();
+    await connected;
+    await waitDelivery(2);
+    expect(deliveries[1]?.envelope).toEqual(envelope);
+    expect(deliveries[1]?.signature).toEqual(deliveries[0]?.signature);
+
+    await t.client.sendResult(result(commandId));
+    await t.outbox.whenEmpty();
+    expect(cp.pendingCommands()).toEqual([]);
+
+    const again = t.next('link:connected');
+    cp.dropConnections();
+    await again;
+    await barrier(cp, t, 'marker-2');
+    expect(deliveries).toHaveLength(2);
+  });
+
+  it('refuses an oversized or malformed frame through onInvalidFrame and keeps the link', async () => {
+    const { cp, t } = await setup({}, { maxFrameBytes: 2000 });
+    const invalid: { commandId: string | null; error: LatchkeyError }[] = [];
+    let notify: (() => void) | null = null;
+    t.client.onInvalidFrame((r) => {
+      invalid.push(r);
+      notify?.();
+    });
+    const commands: CommandMessage[] = [];
+    const gotCommand = new Promise<void>((resolve) =>
+      t.client.onCommand((m) => {
+        commands.push(m);
+        resolve();
+      }),
+    );
+    const waitInvalid = (n: number): Promise<void> =>
+      new Promise((resolve) => {
+        if (invalid.length >= n) return resolve();
+        notify = () => invalid.length >= n && resolve();
+      });
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+
+    cp.sendRaw(CONNECTOR, JSON.stringify({ type: 'cancel', commandId: 'x'.repeat(3000) }));
+    await waitInvalid(1);
+    expect(invalid[0]?.error.code).toBe('E_TOO_LARGE');
+
+    cp.sendRaw(CONNECTOR, '{"type":"command","envelope":{"id":"cmd-bad"},"signature":{}}');
+    await waitInvalid(2);
+    expect(invalid[1]?.error.code).toBe('E_SCHEMA');
+    expect(invalid[1]?.commandId).toBe('cmd-bad');
+
+    cp.sendRaw(CONNECTOR, 'not json');
+    await waitInvalid(3);
+    expect(invalid[2]).toMatchObject({ commandId: null });
+    expect(invalid[2]?.error.code).toBe('E_SCHEMA');
+
+    // Still connected: a valid command goes through on the same socket.
+    expect(t.client.connected).toBe(true);
+    await cp.sendCommand(CONNECTOR, { kind: 'check', integration, params: {} });
+    await gotCommand;
+    expect(commands).toHaveLength(1);
+  });
+
+  it('passes cancel to onCancel', async () => {
+    const { cp, t } = await setup();
+    const cancelled = new Promise<string>((resolve) => t.client.onCancel(resolve));
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+    cp.sendRaw(CONNECTOR, JSON.stringify({ type: 'cancel', commandId: 'cmd-9' }));
+    expect(await cancelled).toBe('cmd-9');
+  });
+
+  it('stop() flushes the outbox, closes with 1000 and does not reconnect', async () => {
+    const { cp, t } = await setup({ withholdAcks: true });
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+    await t.client.sendResult(result('cmd-s'));
+    await cp.waitForResult('cmd-s');
+
+    // Acks withheld: stop gives up after the flush timeout, still closing cleanly.
+    const disconnected = t.next('link:disconnected');
+    let reconnects = 0;
+    t.events.on('link:reconnect-scheduled', () => reconnects++);
+    await t.client.stop({ flushTimeoutMs: 50 });
+    expect(await disconnected).toMatchObject({ code: 1000 });
+    expect(t.client.connected).toBe(false);
+    expect(t.outbox.size).toBe(1);
+    expect(reconnects).toBe(0);
+    expect(cp.connectedAgents()).toEqual([]);
+  });
+
+  it('stop() waits for the ack of the last result', async () => {
+    const { cp, t } = await setup({ withholdAcks: true });
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+    await t.client.sendResult(result('cmd-t'));
+    await cp.waitForResult('cmd-t');
+    // The ack only comes after a reconnect (acks turned on again): stop must wait for it.
+    cp.setWithholdAcks(false);
+    const stopping = t.client.stop({ flushTimeoutMs: 20_000 });
+    cp.dropConnections();
+    await stopping;
+    expect(t.outbox.size).toBe(0);
+    expect(cp.resultsFor('cmd-t')).toHaveLength(2);
+  });
+});
+
+describe('outbox across restarts', () => {
+  it('re-sends a persisted, unacknowledged result from a new process after welcome', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'latchkey-link-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const { cp } = await startCp({ withholdAcks: true });
+    cleanups.push(() => cp.close());
+
+    const logger = pino({ level: 'silent' });
+    const firstEvents = new AgentEvents();
+    const first = makeClient(cp.url, {
+      outbox: new Outbox({ stateDir: dir, logger, events: firstEvents }),
+    });
+    await first.outbox.load();
+    const connected = first.next('link:connected');
+    first.client.start();
+    await connected;
+    await first.client.sendResult(result('cmd-persisted'));
+    await cp.waitForResult('cmd-persisted');
+    await first.client.stop({ flushTimeoutMs: 0 });
+
+    // "Restart": a new outbox on the same directory, a new client; acks flow again.
+    cp.setWithholdAcks(false);
+    const outbox = new Outbox({ stateDir: dir, logger, events: new AgentEvents() });
+    await outbox.load();
+    expect(outbox.entries().map((r) => r.commandId)).toEqual(['cmd-persisted']);
+    const second = makeClient(cp.url, { outbox });
+    cleanups.push(() => second.client.stop({ flushTimeoutMs: 0 }));
+    second.client.start();
+    await outbox.whenEmpty();
+    expect(cp.resultsFor('cmd-persisted')).toHaveLength(2);
+    const reloaded = new Outbox({ stateDir: dir, logger, events: new AgentEvents() });
+    await reloaded.load();
+    expect(reloaded.size).toBe(0);
+  });
+});
+
+describe('dead peer detection', () => {
+  it('terminates and reconnects when the peer stops answering pings', async () => {
+    // A control plane that completes the handshake and welcomes, but never answers a ping.
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+    let connections = 0;
+    let secondConnection: () => void = () => undefined;
+    const second = new Promise<void>((resolve) => (secondConnection = resolve));
+    wss.on('connection', (ws) => {
+      connections++;
+      if (connections === 2) secondConnection();
+      ws.on('message', () =>
+        ws.send(JSON.stringify({ type: 'welcome', serverTime: new Date().toISOString() })),
+      );
+    });
+    const port = (wss.address() as AddressInfo).port;
+    const t = makeClient(`ws://127.0.0.1:${port}/`, {
+      heartbeatIntervalMs: 50,
+      heartbeatTimeoutMs: 200,
+    });
+    cleanups.push(async () => {
+      await t.client.stop({ flushTimeoutMs: 0 });
+      for (const c of wss.clients) c.terminate();
+    });
+    const connected = t.next('link:connected');
+    const disconnected = t.next('link:disconnected');
+    t.client.start();
+    await connected;
+    const d = await disconnected;
+    expect(d.code).toBe(1006);
+    expect(t.lines.join('\n')).toContain('control plane unresponsive');
+    await second;
+    expect(connections).toBe(2);
+  });
+
+  it('gives up on a peer that accepts the upgrade but never sends welcome', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+    let connections = 0;
+    let secondConnection: () => void = () => undefined;
+    const second = new Promise<void>((resolve) => (secondConnection = resolve));
+    wss.on('connection', () => {
+      connections++;
+      if (connections === 2) secondConnection();
+    });
+    const port = (wss.address() as AddressInfo).port;
+    const t = makeClient(`ws://127.0.0.1:${port}/`, {
+      heartbeatIntervalMs: 50,
+      heartbeatTimeoutMs: 150,
+    });
+    cleanups.push(async () => {
+      await t.client.stop({ flushTimeoutMs: 0 });
+      for (const c of wss.clients) c.terminate();
+    });
+    let connectedEvents = 0;
+    t.events.on('link:connected', () => connectedEvents++);
+    t.client.start();
+    await second;
+    expect(connectedEvents).toBe(0);
+    expect(t.lines.join('\n')).toContain('no welcome after hello');
+  });
+});

@@ -1,0 +1,68 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { Outbox } from '../../../src/controlplane/outbox.js';
+import { AgentEvents } from '../../../src/events.js';
+import type { Result } from '../../../src/protocol/messages.js';
+
+const logger = pino({ level: 'silent' });
+
+function result(commandId: string, status: 'ok' | 'error' = 'ok'): Result {
+  return {
+    type: 'result',
+    commandId,
+    kind: 'check',
+    status,
+    output: status === 'ok' ? { ok: true, checks: [] } : undefined,
+    error: status === 'error' ? { code: 'E_CONNECT', message: 'down', retryable: true } : undefined,
+    timings: {
+      receivedAt: '2026-11-25T20:00:00.000Z',
+      finishedAt: '2026-11-25T20:00:01.000Z',
+      queueMs: 0,
+      runMs: 1000,
+    },
+  };
+}
+
+describe('Outbox in memory', () => {
+  it('keeps entries in order, one per command id, and acks remove them', async () => {
+    const events = new AgentEvents();
+    const sizes: number[] = [];
+    events.on('outbox:size', ({ size }) => sizes.push(size));
+    const outbox = new Outbox({ logger, events });
+    await outbox.load();
+    await outbox.add(result('a'));
+    await outbox.add(result('b'));
+    await outbox.add(result('c'));
+    await outbox.add(result('a', 'error'));
+    expect(outbox.entries().map((r) => r.commandId)).toEqual(['b', 'c', 'a']);
+    expect(outbox.entries()[2]?.status).toBe('error');
+    expect(outbox.size).toBe(3);
+    expect(await outbox.ack('b')).toBe(true);
+    expect(await outbox.ack('b')).toBe(false);
+    expect(await outbox.ack('unknown')).toBe(false);
+    expect(outbox.entries().map((r) => r.commandId)).toEqual(['c', 'a']);
+    expect(sizes).toEqual([1, 2, 3, 3, 2]);
+  });
+
+  it('whenEmpty resolves once the last entry is acked, or on abort', async () => {
+    const outbox = new Outbox({ logger, events: new AgentEvents() });
+    await outbox.whenEmpty(); // already empty
+    await outbox.add(result('a'));
+    let done = false;
+    const waiting = outbox.whenEmpty().then(() => {
+      done = true;
+    });
+    await Promise.resolve();
+    expect(done).toBe(false);
+    await outbox.ack('a');
+    await waiting;
+    expect(done).toBe(true);
+
+    await outbox.add(result('b'));
+    const ctrl = new AbortController();
+    const aborted = outbox.whenEmpty(ctrl.signal);
+    ctrl.abort();
+    await aborted;
+    expect(outbox.size).toBe(1);
+  });
+});
