@@ -1,0 +1,517 @@
+/**
+ * Every setting of the agent, once: its file key, environment variable, default, format
+ * and meaning. The convict schema, the validation and `docs/configuration.md` are all
+ * derived from `SETTINGS` (see `scripts/gen-config-docs.ts`).
+ *
+ * Durations accept `30s`, `5m`, `1h`, `500ms`, `1d` or a plain number of milliseconds;
+ * sizes accept `1MiB`, `512KiB`, `1MB` or a plain number of bytes.
+ */
+import { parsePublicKey } from '../protocol/signing.js';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export type SettingFormat =
+  'duration' | 'int' | 'size' | 'bool' | 'string' | 'enum' | 'keys' | 'integrations';
+
+export interface Setting {
+  /** Dotted key in the JSON config file, and path in `AgentConfig`. */
+  path: string;
+  /** Environment variable; absent for file-only settings. */
+  env?: string;
+  /** Environment variables read, in order, when neither `env` nor the file sets a value. */
+  envFallback?: readonly string[];
+  /** Only from the environment: a secret does not belong in a config file. */
+  envOnly?: boolean;
+  format: SettingFormat;
+  /** `null`: no default (optional, or required when `required`). */
+  default: unknown;
+  required?: boolean;
+  /** Its value is a secret (or may embed one): never printed. */
+  sensitive?: boolean;
+  /** For `int`, `duration`, `size`: inclusive bounds. */
+  min?: number;
+  max?: number;
+  /** For `enum`. */
+  values?: readonly string[];
+  /** Extra check of a present value: a problem (never quoting the value) or undefined. */
+  check?: (value: unknown) => string | undefined;
+  /** Shown in the docs' default column instead of the raw default. */
+  docDefault?: string;
+  doc: string;
+}
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+/** An id safe to log and to use in names, as in the protocol. */
+export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function checkWsUrl(value: unknown): string | undefined {
+  if (typeof value !== 'string') return 'must be a ws:// or wss:// URL';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be a ws:// or wss:// URL';
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    return `must use ws:// or wss:// (not ${url.protocol.replace(/:$/, '')}://)`;
+  }
+  if (url.username !== '' || url.password !== '') {
+    return 'must not carry a user name or password (the connector token authenticates)';
+  }
+  if (url.hash !== '') return 'must not have a #fragment';
+  return undefined;
+}
+
+function checkProxyUrl(value: unknown): string | undefined {
+  if (typeof value !== 'string') return 'must be an http:// or https:// URL';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be an http:// or https:// URL';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return 'must be an http:// or https:// URL';
+  }
+  return undefined;
+}
+
+function checkPattern(re: RegExp, what: string): (value: unknown) => string | undefined {
+  return (value) => (typeof value === 'string' && re.test(value) ? undefined : `must be ${what}`);
+}
+
+function checkToken(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length === 0) return 'must not be empty';
+  if (!/^[\x21-\x7e]+$/.test(value)) {
+    return 'must be printable ASCII without spaces or line breaks';
+  }
+  if (value.length > 4096) return 'must be at most 4096 characters';
+  return undefined;
+}
+
+/** Checks a map of key id → Ed25519 public key; problems name the key id, never the key. */
+export function checkTrustedKeys(value: unknown): string | undefined {
+  if (typeof value === 'string') {
+    return 'must be a JSON object {"keyId": "publicKey"} or keyId=publicKey pairs separated by commas';
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return 'must be an object of key id → Ed25519 public key';
+  }
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length === 0) return 'must name at least one trusted key';
+  const bad: string[] = [];
+  for (const [kid, key] of entries) {
+    if (!ID_PATTERN.test(kid)) {
+      bad.push(`key id "${kid.slice(0, 40)}" is not 1-128 of letters, digits, . _ : -`);
+      continue;
+    }
+    if (typeof key !== 'string') {
+      bad.push(`key "${kid}" must be a string`);
+      continue;
+    }
+    try {
+      parsePublicKey(key);
+    } catch {
+      bad.push(
+        `key "${kid}" is not an Ed25519 public key (PEM SPKI, or base64/base64url of 32 raw bytes)`,
+      );
+    }
+  }
+  return bad.length > 0 ? bad.join('; ') : undefined;
+}
+
+export const SETTINGS: readonly Setting[] = [
+  // --- control plane -------------------------------------------------------------------
+  {
+    path: 'controlPlaneUrl',
+    env: 'LATCHKEY_CONTROL_PLANE_URL',
+    format: 'string',
+    default: null,
+    required: true,
+    check: checkWsUrl,
+    doc: 'WebSocket URL of the control plane (`wss://` in production; `ws://` only for local development).',
+  },
+  {
+    path: 'connectorId',
+    env: 'LATCHKEY_CONNECTOR_ID',
+    format: 'string',
+    default: null,
+    required: true,
+    check: checkPattern(ID_PATTERN, '1-128 of letters, digits, . _ : -'),
+    doc: "This connector's id, as registered in the control plane; commands for another id are refused (`E_CONNECTOR`).",
+  },
+  {
+    path: 'connectorToken',
+    env: 'LATCHKEY_CONNECTOR_TOKEN',
+    envOnly: true,
+    format: 'string',
+    default: null,
+    sensitive: true,
+    check: checkToken,
+    doc: 'Bearer token the agent presents to the control plane. Environment only (a secret does not belong in a config file). Exactly one of this and `connectorTokenFile` must be set.',
+  },
+  {
+    path: 'connectorTokenFile',
+    env: 'LATCHKEY_CONNECTOR_TOKEN_FILE',
+    format: 'string',
+    default: null,
+    doc: 'File holding the connector token (e.g. a mounted Kubernetes or ECS secret), read once at start-up; surrounding whitespace is ignored.',
+  },
+  {
+    path: 'trustedKeys',
+    env: 'LATCHKEY_TRUSTED_KEYS',
+    format: 'keys',
+    default: {},
+    required: true,
+    check: checkTrustedKeys,
+    docDefault: '— (required)',
+    doc: 'Ed25519 public keys whose command signatures are accepted, by key id: a JSON object `{"kid": "key"}` or `kid=key,kid2=key2`. Keys are PEM (SPKI) or base64/base64url of the 32 raw bytes. List several during a key rotation.',
+  },
+  {
+    path: 'maxClockSkewMs',
+    env: 'LATCHKEY_MAX_CLOCK_SKEW',
+    format: 'duration',
+    default: 30 * SECOND,
+    min: 0,
+    max: HOUR,
+    doc: "Tolerated difference between the control plane's clock and ours when checking `issuedAt`/`expiresAt`.",
+  },
+  {
+    path: 'maxCommandLifetimeMs',
+    env: 'LATCHKEY_MAX_COMMAND_LIFETIME',
+    format: 'duration',
+    default: 15 * MINUTE,
+    min: SECOND,
+    max: DAY,
+    doc: 'Longest accepted `expiresAt - issuedAt` of a command; longer ones are refused (`E_EXPIRED`).',
+  },
+  {
+    path: 'heartbeat.intervalMs',
+    env: 'LATCHKEY_HEARTBEAT_INTERVAL',
+    format: 'duration',
+    default: 15 * SECOND,
+    min: SECOND,
+    max: 10 * MINUTE,
+    doc: 'How often the agent pings the control plane.',
+  },
+  {
+    path: 'heartbeat.timeoutMs',
+    env: 'LATCHKEY_HEARTBEAT_TIMEOUT',
+    format: 'duration',
+    default: 45 * SECOND,
+    min: SECOND,
+    max: HOUR,
+    doc: 'Silence after which the connection is considered dead and re-opened; must exceed the interval.',
+  },
+  {
+    path: 'reconnect.initialMs',
+    env: 'LATCHKEY_RECONNECT_INITIAL',
+    format: 'duration',
+    default: 500,
+    min: 10,
+    max: 10 * MINUTE,
+    doc: 'First reconnection delay; it doubles (with jitter) after each failure.',
+  },
+  {
+    path: 'reconnect.maxMs',
+    env: 'LATCHKEY_RECONNECT_MAX',
+    format: 'duration',
+    default: 30 * SECOND,
+    min: 10,
+    max: HOUR,
+    doc: 'Longest reconnection delay; at least the initial delay.',
+  },
+  {
+    path: 'reconnect.stableAfterMs',
+    env: 'LATCHKEY_RECONNECT_STABLE_AFTER',
+    format: 'duration',
+    default: 60 * SECOND,
+    min: 0,
+    max: HOUR,
+    doc: 'A connection that stayed up this long resets the backoff to the initial delay.',
+  },
+  {
+    path: 'maxFrameBytes',
+    env: 'LATCHKEY_MAX_FRAME_BYTES',
+    format: 'size',
+    default: MIB,
+    min: KIB,
+    max: 64 * MIB,
+    docDefault: '`1MiB`',
+    doc: 'Largest WebSocket frame accepted; larger ones are refused (`E_TOO_LARGE`).',
+  },
+  // --- queue ---------------------------------------------------------------------------
+  {
+    path: 'concurrency.global',
+    env: 'LATCHKEY_CONCURRENCY_GLOBAL',
+    format: 'int',
+    default: 16,
+    min: 1,
+    max: 1024,
+    doc: 'Most commands running at once.',
+  },
+  {
+    path: 'concurrency.perIntegration',
+    env: 'LATCHKEY_CONCURRENCY_PER_INTEGRATION',
+    format: 'int',
+    default: 4,
+    min: 1,
+    max: 1024,
+    doc: 'Most commands running at once against one integration.',
+  },
+  {
+    path: 'concurrency.perAwsService',
+    env: 'LATCHKEY_CONCURRENCY_PER_AWS_SERVICE',
+    format: 'int',
+    default: 4,
+    min: 1,
+    max: 1024,
+    doc: 'Most commands running at once per AWS integration type (`aws-iam`, `aws-ssm`, …), to stay under AWS API rate limits.',
+  },
+  {
+    path: 'queueSize',
+    env: 'LATCHKEY_QUEUE_SIZE',
+    format: 'int',
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    doc: 'Most commands queued plus running; beyond it new commands are refused with the retryable `E_BUSY`.',
+  },
+  ...(['discover', 'grant', 'revoke', 'rotate', 'cleanup', 'check'] as const).map(
+    (kind): Setting => ({
+      path: `timeoutsMs.${kind}`,
+      env: `LATCHKEY_TIMEOUT_${kind.toUpperCase()}`,
+      format: 'duration',
+      default: kind === 'discover' ? 300 * SECOND : kind === 'check' ? 30 * SECOND : 60 * SECOND,
+      min: SECOND,
+      max: DAY,
+      doc: `Longest run of a \`${kind}\` command (the deadline is also never later than the command's \`expiresAt\`); then it ends with \`E_TIMEOUT\`.`,
+    }),
+  ),
+  {
+    path: 'shutdownGraceMs',
+    env: 'LATCHKEY_SHUTDOWN_GRACE',
+    format: 'duration',
+    default: 30 * SECOND,
+    min: 0,
+    max: HOUR,
+    doc: "On SIGTERM, how long running commands may finish before they are cancelled. Keep it below the orchestrator's kill timeout.",
+  },
+  {
+    path: 'sweepIntervalMs',
+    env: 'LATCHKEY_SWEEP_INTERVAL',
+    format: 'duration',
+    default: 60 * SECOND,
+    min: 0,
+    max: DAY,
+    check: (v) =>
+      typeof v === 'number' && v > 0 && v < SECOND ? 'must be 0 (off) or at least 1s' : undefined,
+    doc: 'How often expired grants are revoked in every known integration (with ±10 % jitter); `0` turns sweeps off.',
+  },
+  // --- local endpoints and logs --------------------------------------------------------
+  {
+    path: 'httpHost',
+    env: 'LATCHKEY_HTTP_HOST',
+    format: 'string',
+    default: '0.0.0.0',
+    check: (v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must not be empty'),
+    doc: 'Address of the local `/metrics`, `/healthz`, `/readyz` port.',
+  },
+  {
+    path: 'httpPort',
+    env: 'LATCHKEY_HTTP_PORT',
+    format: 'int',
+    default: 8080,
+    min: 0,
+    max: 65535,
+    doc: 'Port of `/metrics`, `/healthz`, `/readyz` (`0`: any free port).',
+  },
+  {
+    path: 'logLevel',
+    env: 'LATCHKEY_LOG_LEVEL',
+    format: 'enum',
+    values: LOG_LEVELS,
+    default: 'info',
+    doc: `Log level: ${LOG_LEVELS.map((l) => `\`${l}\``).join(', ')}.`,
+  },
+  {
+    path: 'stateDir',
+    env: 'LATCHKEY_STATE_DIR',
+    format: 'string',
+    default: null,
+    doc: 'Optional writable directory for state kept across restarts (the result outbox, the integrations seen in commands). Without it the agent needs no disk.',
+  },
+  // --- network -------------------------------------------------------------------------
+  {
+    path: 'httpsProxy',
+    env: 'LATCHKEY_HTTPS_PROXY',
+    envFallback: ['HTTPS_PROXY', 'https_proxy'],
+    format: 'string',
+    default: null,
+    sensitive: true,
+    check: checkProxyUrl,
+    doc: 'HTTP(S) proxy for outbound connections (control plane, AWS APIs). When unset, `HTTPS_PROXY` / `https_proxy` are used.',
+  },
+  {
+    path: 'caBundleFile',
+    env: 'LATCHKEY_CA_BUNDLE_FILE',
+    format: 'string',
+    default: null,
+    doc: 'PEM file of extra CA certificates trusted for TLS (control plane, proxy, databases), read at start-up.',
+  },
+  // --- credentials and AWS -------------------------------------------------------------
+  {
+    path: 'allowPlaintextCredentials',
+    env: 'LATCHKEY_ALLOW_PLAINTEXT_CREDENTIALS',
+    format: 'bool',
+    default: false,
+    doc: 'Allow returning new credentials unsealed when a command carries no `recipientKey`. Leave `false` outside development.',
+  },
+  {
+    path: 'secretCacheTtlMs',
+    env: 'LATCHKEY_SECRET_CACHE_TTL',
+    format: 'duration',
+    default: 60 * SECOND,
+    min: 0,
+    max: DAY,
+    doc: 'How long a service-account secret read from a secret store is cached (`0`: not cached).',
+  },
+  {
+    path: 'tagPrefix',
+    env: 'LATCHKEY_TAG_PREFIX',
+    format: 'string',
+    default: 'latchkey',
+    check: checkPattern(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/, '1-32 of letters, digits, _ . -'),
+    doc: 'Prefix of the AWS tags the agent reads (`<prefix>-connector-id`, `<prefix>-secret`, `<prefix>-connector-access`); `apono` works for users coming from there.',
+  },
+  {
+    path: 'aws.defaultRegion',
+    env: 'LATCHKEY_AWS_REGION',
+    envFallback: ['AWS_REGION', 'AWS_DEFAULT_REGION'],
+    format: 'string',
+    default: null,
+    check: checkPattern(/^[a-z]{2,}(-[a-z0-9]+)*-\d{1,2}$/, 'an AWS region such as eu-west-1'),
+    doc: 'AWS region used when an integration names none. When unset, `AWS_REGION` / `AWS_DEFAULT_REGION` are used.',
+  },
+  {
+    path: 'aws.assumeRolePattern',
+    env: 'LATCHKEY_AWS_ASSUME_ROLE_PATTERN',
+    format: 'string',
+    default: 'latchkey-*',
+    check: checkPattern(
+      /^[A-Za-z0-9+=,.@_/*-]{1,128}$/,
+      'an IAM role name pattern (letters, digits, +=,.@_-/ and * as wildcard)',
+    ),
+    doc: 'Only roles whose name matches this pattern (`*` = any run of characters) may be assumed in other accounts.',
+  },
+  // --- integrations --------------------------------------------------------------------
+  {
+    path: 'integrations',
+    format: 'integrations',
+    default: [],
+    docDefault: '`[]`',
+    doc: "Config file only. Integrations configured locally (same shape as a command's `integration`: `id`, `type`, `config`, `secret` reference, `settings`), used by `latchkey check` and by expiry sweeps even before the control plane names them. Secrets are referenced, never inlined.",
+  },
+];
+
+/** Every setting by path. */
+export const SETTINGS_BY_PATH: ReadonlyMap<string, Setting> = new Map(
+  SETTINGS.map((s) => [s.path, s]),
+);
+
+/** Environment variable of the config file path. */
+export const CONFIG_FILE_ENV = 'LATCHKEY_CONFIG_FILE';
+
+/** `30s`, `5m`, `500ms`, `1h`, `2d` or a number of ms → ms; `undefined` when unreadable. */
+export function parseDuration(text: string): number | undefined {
+  const t = text.trim();
+  if (/^\d+$/.test(t)) return Number(t);
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/i.exec(t);
+  if (!m?.[1] || !m[2]) return undefined;
+  const unit = m[2].toLowerCase();
+  const factor =
+    unit === 'ms' ? 1 : unit === 's' ? SECOND : unit === 'm' ? MINUTE : unit === 'h' ? HOUR : DAY;
+  return Math.round(Number(m[1]) * factor);
+}
+
+/** `1MiB`, `512KiB`, `1MB`, `64kb` or a number of bytes → bytes; `undefined` when unreadable. */
+export function parseSize(text: string): number | undefined {
+  const t = text.trim();
+  if (/^\d+$/.test(t)) return Number(t);
+  const m = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)$/i.exec(t);
+  if (!m?.[1] || !m[2]) return undefined;
+  const unit = m[2].toLowerCase();
+  const factors: Record<string, number> = {
+    b: 1,
+    kb: 1000,
+    kib: KIB,
+    mb: 1000 * 1000,
+    mib: MIB,
+    gb: 1000 ** 3,
+    gib: 1024 * MIB,
+  };
+  const factor = factors[unit];
+  return factor === undefined ? undefined : Math.round(Number(m[1]) * factor);
+}
+
+/** `true/false/1/0/yes/no/on/off` → boolean; `undefined` otherwise. */
+export function parseBool(text: string): boolean | undefined {
+  const t = text.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(t)) return true;
+  if (['false', '0', 'no', 'off'].includes(t)) return false;
+  return undefined;
+}
+
+/**
+ * `LATCHKEY_TRUSTED_KEYS`: a JSON object, or `kid=key,kid2=key2`. Unreadable text comes
+ * back unchanged (a string), for the validation to report.
+ */
+export function parseTrustedKeys(text: string): Record<string, unknown> | string {
+  const t = text.trim();
+  if (t.startsWith('{')) {
+    try {
+      const parsed: unknown = JSON.parse(t);
+      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+        return parsed as Record<string, unknown>;
+      }
+    } catch {
+      // reported by validation
+    }
+    return text;
+  }
+  const out: Record<string, unknown> = {};
+  for (const part of t.split(',')) {
+    const p = part.trim();
+    if (p === '') continue;
+    const eq = p.indexOf('=');
+    if (eq <= 0) return text;
+    // base64 padding may end in '=': only the first '=' separates the key id.
+    out[p.slice(0, eq).trim()] = p.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+/** Human form of a default for the docs (`30s`, `15m`, `1MiB`). */
+export function formatDefault(setting: Setting): string {
+  if (setting.docDefault !== undefined) return setting.docDefault;
+  const v = setting.default;
+  if (v === null || v === undefined) return setting.required ? '— (required)' : '— (unset)';
+  if (setting.format === 'duration' && typeof v === 'number') return `\`${formatDuration(v)}\``;
+  return `\`${JSON.stringify(v)}\``;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0';
+  if (ms % DAY === 0) return `${ms / DAY}d`;
+  if (ms % HOUR === 0) return `${ms / HOUR}h`;
+  if (ms % MINUTE === 0) return `${ms / MINUTE}m`;
+  if (ms % SECOND === 0) return `${ms / SECOND}s`;
+  return `${ms}ms`;
+}

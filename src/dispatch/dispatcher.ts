@@ -1,0 +1,577 @@
+/**
+ * The dispatcher: from a verified envelope to exactly one `Result`.
+ *
+ * Glossary
+ * - **queued**: accepted, waiting for its turn; **running**: its driver call is under way.
+ * - **order key**: commands with the same key run strictly in arrival order, one at a
+ *   time: `integration id + grantee email` for grant, revoke and rotate of a grantee;
+ *   `integration id` for cleanup and rotate of the service account; none for discover
+ *   and check (they may run in any order and side by side).
+ * - **priority**: revoke > rotate > grant > cleanup > check = discover. Among commands
+ *   that may start, the highest priority goes first, then the earliest arrival. A later
+ *   command never overtakes an earlier one with the same order key.
+ * - **limits**: at most `global` running commands, `perIntegration` per integration id,
+ *   and `perAwsService` per AWS integration type (`aws-iam`, `aws-ssm`, …).
+ * - **deadline**: `min(envelope.expiresAt, start + timeoutsMs[kind])`; when it passes the
+ *   call's `AbortSignal` fires and the result is `E_TIMEOUT`, even if the driver ignores
+ *   the signal (the call is raced, not awaited forever).
+ * - **idempotency**: a command id seen again with the same digest returns the stored
+ *   result (or `running`); with another digest it is `E_REPLAY`. Never runs twice.
+ *
+ * Scheduling: a small keyed scheduler picks the next command that may start (head of its
+ * order key, under the integration and AWS-service limits, highest priority first) and
+ * hands it to a p-queue whose concurrency is the global limit; p-queue has no notion of
+ * per-key order or per-group limits, so the choice of *which* command runs is made here,
+ * and a command is handed over only when a global slot is free, so priorities hold even
+ * when the agent is saturated.
+ */
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import { LatchkeyError, toWireError, type WireError } from '../errors.js';
+import type { AgentEvents } from '../events.js';
+import type { CallContext, Driver } from '../drivers/driver.js';
+import type { DriverRegistry } from '../drivers/registry.js';
+import {
+  OUTPUT_SCHEMAS,
+  type CommandKind,
+  type Envelope,
+  type Result,
+} from '../protocol/messages.js';
+import { IdempotencyStore } from './idempotency.js';
+
+export interface DispatcherOptions {
+  registry: DriverRegistry;
+  concurrency: { global: number; perIntegration: number; perAwsService: number };
+  /** Most commands queued + running at once; beyond it new commands get `E_BUSY`. */
+  queueSize: number;
+  timeoutsMs: Record<CommandKind, number>;
+  events: AgentEvents;
+  logger: Logger;
+  now?: () => Date;
+  /** How many command ids (with their results) are remembered; default 10 000. */
+  idempotencyCapacity?: number;
+}
+
+export type SubmitOutcome =
+  | { status: 'accepted' }
+  | { status: 'running' }
+  | { status: 'done'; result: Result }
+  | { status: 'rejected'; error: LatchkeyError };
+
+/** Higher runs first. */
+export const KIND_PRIORITY: Readonly<Record<CommandKind, number>> = Object.freeze({
+  revoke: 5,
+  rotate: 4,
+  grant: 3,
+  cleanup: 2,
+  check: 1,
+  discover: 1,
+});
+
+/** The order key of an envelope (see the glossary); `null` for unordered kinds. */
+export function orderKeyOf(envelope: Envelope): string | null {
+  const iid = envelope.integration.id;
+  switch (envelope.kind) {
+    case 'grant':
+    case 'revoke':
+      return `${iid}\u0000grantee\u0000${envelope.params.grantee.email.toLowerCase()}`;
+    case 'rotate':
+      return 'grantee' in envelope.params.target
+        ? `${iid}\u0000grantee\u0000${envelope.params.target.grantee.email.toLowerCase()}`
+        : `${iid}\u0000integration`;
+    case 'cleanup':
+      return `${iid}\u0000integration`;
+    case 'discover':
+    case 'check':
+      return null;
+  }
+}
+
+/** The AWS service group of an integration type (`aws-iam` → `aws-iam`), or `null`. */
+export function awsServiceOf(integrationType: string): string | null {
+  return integrationType.startsWith('aws-') ? integrationType : null;
+}
+
+interface Job {
+  readonly seq: number;
+  readonly envelope: Envelope;
+  readonly digest: string;
+  readonly driver: Driver;
+  readonly receivedAt: Date;
+  readonly priority: number;
+  readonly orderKey: string | null;
+  readonly awsService: string | null;
+  readonly logger: Logger;
+  state: 'queued' | 'running' | 'done';
+  startedAt?: Date;
+  controller?: AbortController;
+  timer?: NodeJS.Timeout;
+  readonly done: Promise<void>;
+  resolveDone: () => void;
+}
+
+const DEFAULT_IDEMPOTENCY_CAPACITY = 10_000;
+
+export class Dispatcher {
+  private readonly opts: DispatcherOptions;
+  private readonly now: () => Date;
+  private readonly store: IdempotencyStore;
+  private readonly executor: PQueue;
+  /** Accepted and not yet finished, by command id. */
+  private readonly active = new Map<string, Job>();
+  /** Queued jobs, in arrival order. */
+  private pending: Job[] = [];
+  /** Per order key: its unfinished jobs in arrival order (the head may be running). */
+  private readonly keyQueues = new Map<string, Job[]>();
+  private readonly runningPerIntegration = new Map<string, number>();
+  private readonly runningPerAwsService = new Map<string, number>();
+  private runningCount = 0;
+  private seq = 0;
+  private draining = false;
+  /** Set at the end of a drain's grace period: nothing starts any more. */
+  private stopping = false;
+  private readonly handlers: ((result: Result) => void)[] = [];
+
+  constructor(opts: DispatcherOptions) {
+    for (const [name, value] of Object.entries(opts.concurrency)) {
+      if (!Number.isInteger(value) || value < 1) {
+        throw new RangeError(`concurrency.${name} must be a positive integer`);
+      }
+    }
+    if (!Number.isInteger(opts.queueSize) || opts.queueSize < 1) {
+      throw new RangeError('queueSize must be a positive integer');
+    }
+    this.opts = opts;
+    this.now = opts.now ?? (() => new Date());
+    this.store = new IdempotencyStore(opts.idempotencyCapacity ?? DEFAULT_IDEMPOTENCY_CAPACITY);
+    this.executor = new PQueue({ concurrency: opts.concurrency.global });
+  }
+
+  /** Commands accepted and waiting to start. */
+  get depth(): number {
+    return this.pending.length;
+  }
+
+  /** Commands whose driver call is under way. */
+  get running(): number {
+    return this.runningCount;
+  }
+
+  /** Registers a handler for every result (each accepted command yields exactly one). */
+  onResult(handler: (result: Result) => void): void {
+    this.handlers.push(handler);
+  }
+
+  /**
+   * Takes a verified envelope. Never throws: refusals come back as `rejected` with
+   * `E_REPLAY`, `E_UNSUPPORTED`, `E_BUSY` (full or draining) or `E_INTERNAL`.
+   * @param digest a digest of the envelope's canonical JSON, to tell a retry from a reuse.
+   */
+  submit(envelope: Envelope, digest: string, receivedAt: Date): SubmitOutcome {
+    const commandId = envelope.id;
+    const seen = this.store.get(commandId);
+    if (seen) {
+      if (seen.digest !== digest) {
+        return this.reject(
+          commandId,
+          new LatchkeyError(
+            'E_REPLAY',
+            `command id ${commandId} was already used for another command`,
+          ),
+        );
+      }
+      this.opts.events.emit('command:duplicate', { commandId, state: seen.state });
+      return seen.state === 'running'
+        ? { status: 'running' }
+        : { status: 'done', result: seen.result };
+    }
+    if (this.draining) {
+      return this.reject(commandId, new LatchkeyError('E_BUSY', 'agent is shutting down'));
+    }
+
+    const type = envelope.integration.type;
+    let driver: Driver | undefined;
+    try {
+      driver = this.opts.registry.get(type);
+    } catch (err) {
+      this.opts.logger.error({ err, commandId, integrationType: type }, 'driver failed to start');
+      return this.reject(
+        commandId,
+        new LatchkeyError('E_INTERNAL', `driver for integration type ${type} failed to start`),
+      );
+    }
+    if (!driver) {
+      return this.reject(
+        commandId,
+        new LatchkeyError('E_UNSUPPORTED', `integration type ${type} is not served by this agent`),
+      );
+    }
+    if (!driver.kinds.includes(envelope.kind)) {
+      return this.reject(
+        commandId,
+        new LatchkeyError(
+          'E_UNSUPPORTED',
+          `integration type ${type} does not support ${envelope.kind}`,
+        ),
+      );
+    }
+    if (this.pending.length + this.runningCount >= this.opts.queueSize) {
+      return this.reject(
+        commandId,
+        new LatchkeyError('E_BUSY', `queue full (${this.opts.queueSize} commands)`),
+      );
+    }
+
+    let resolveDone: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => {
+      resolveDone = resolve;
+    });
+    const job: Job = {
+      seq: this.seq++,
+      envelope,
+      digest,
+      driver,
+      receivedAt,
+      priority: KIND_PRIORITY[envelope.kind],
+      orderKey: orderKeyOf(envelope),
+      awsService: awsServiceOf(type),
+      logger: this.opts.logger.child({
+        commandId,
+        kind: envelope.kind,
+        integrationId: envelope.integration.id,
+        integrationType: type,
+      }),
+      state: 'queued',
+      done,
+      resolveDone,
+    };
+    this.active.set(commandId, job);
+    this.pending.push(job);
+    if (job.orderKey !== null) {
+      const q = this.keyQueues.get(job.orderKey);
+      if (q) q.push(job);
+      else this.keyQueues.set(job.orderKey, [job]);
+    }
+    this.store.markRunning(commandId, digest);
+    this.opts.events.emit('command:accepted', {
+      commandId,
+      kind: envelope.kind,
+      integrationType: type,
+    });
+    job.logger.debug('command accepted');
+    this.emitDepth();
+    this.pump();
+    return { status: 'accepted' };
+  }
+
+  /**
+   * Cancels a queued or running command; its result is `E_CANCELLED`.
+   * @returns false when the command is unknown or already finished.
+   */
+  cancel(commandId: string): boolean {
+    const job = this.active.get(commandId);
+    if (!job || job.state === 'done') return false;
+    const reason = new LatchkeyError('E_CANCELLED', 'command cancelled');
+    if (job.state === 'queued') {
+      this.finish(job, { error: reason });
+      this.pump();
+    } else {
+      job.controller?.abort(reason);
+    }
+    return true;
+  }
+
+  /**
+   * Graceful stop: refuses new commands with `E_BUSY`, lets queued and running commands
+   * go on for up to `graceMs`, then cancels what is left (`E_CANCELLED`). Resolves when
+   * every accepted command has had its one result.
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    const all = (): Promise<void[]> => Promise.all([...this.active.values()].map((j) => j.done));
+    if (this.active.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, Math.max(0, graceMs));
+      });
+      await Promise.race([all(), grace]);
+      clearTimeout(timer);
+    }
+    this.stopping = true;
+    const reason = (): LatchkeyError =>
+      new LatchkeyError('E_CANCELLED', 'cancelled by agent shutdown');
+    for (const job of [...this.pending]) this.finish(job, { error: reason() });
+    for (const job of [...this.active.values()]) {
+      if (job.state === 'running') job.controller?.abort(reason());
+    }
+    await all();
+    await this.executor.onIdle();
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  private reject(commandId: string, error: LatchkeyError): SubmitOutcome {
+    this.opts.events.emit('command:rejected', { commandId, code: error.code });
+    this.opts.logger.info({ commandId, code: error.code }, `command rejected: ${error.message}`);
+    return { status: 'rejected', error };
+  }
+
+  private emitDepth(): void {
+    this.opts.events.emit('queue:depth', {
+      depth: this.pending.length,
+      running: this.runningCount,
+    });
+  }
+
+  private mayStart(job: Job): boolean {
+    if (job.orderKey !== null && this.keyQueues.get(job.orderKey)?.[0] !== job) return false;
+    const iid = job.envelope.integration.id;
+    if ((this.runningPerIntegration.get(iid) ?? 0) >= this.opts.concurrency.perIntegration) {
+      return false;
+    }
+    if (
+      job.awsService !== null &&
+      (this.runningPerAwsService.get(job.awsService) ?? 0) >= this.opts.concurrency.perAwsService
+    ) {
+      return false;
+    }
+    return true;
+  }
+
+  /** Starts as many commands as the limits allow, best first. */
+  private pump(): void {
+    while (!this.stopping && this.runningCount < this.opts.concurrency.global) {
+      let best: Job | undefined;
+      for (const job of this.pending) {
+        if (best && job.priority <= best.priority) continue; // pending is in arrival order
+        if (this.mayStart(job)) best = job;
+      }
+      if (!best) return;
+      this.start(best);
+    }
+  }
+
+  private start(job: Job): void {
+    this.pending = this.pending.filter((j) => j !== job);
+    job.state = 'running';
+    this.runningCount++;
+    const iid = job.envelope.integration.id;
+    this.runningPerIntegration.set(iid, (this.runningPerIntegration.get(iid) ?? 0) + 1);
+    if (job.awsService !== null) {
+      this.runningPerAwsService.set(
+        job.awsService,
+        (this.runningPerAwsService.get(job.awsService) ?? 0) + 1,
+      );
+    }
+    // Created now, so that cancel and drain can abort it before the call is under way.
+    job.controller = new AbortController();
+    const startedAt = this.now();
+    job.startedAt = startedAt;
+    const waitMs = Math.max(0, startedAt.getTime() - job.receivedAt.getTime());
+    this.opts.events.emit('command:started', {
+      commandId: job.envelope.id,
+      kind: job.envelope.kind,
+      integrationType: job.envelope.integration.type,
+      waitMs,
+    });
+    this.emitDepth();
+    void this.executor.add(() => this.run(job));
+  }
+
+  private async run(job: Job): Promise<void> {
+    const { envelope } = job;
+    const startedAt = job.startedAt ?? this.now();
+    const timeoutMs = this.opts.timeoutsMs[envelope.kind];
+    const expiresAt = Date.parse(envelope.expiresAt);
+    const deadline = Math.min(expiresAt, startedAt.getTime() + timeoutMs);
+    const remaining = deadline - startedAt.getTime();
+    const controller = job.controller ?? new AbortController();
+    job.controller = controller;
+    if (controller.signal.aborted) {
+      this.finish(job, { error: controller.signal.reason });
+      this.pump();
+      return;
+    }
+    if (remaining <= 0) {
+      this.finish(job, {
+        error: new LatchkeyError('E_TIMEOUT', 'command expired before it could start'),
+      });
+      this.pump();
+      return;
+    }
+
+    const timeoutReason = (): LatchkeyError =>
+      new LatchkeyError(
+        'E_TIMEOUT',
+        deadline === expiresAt
+          ? 'command expiry reached before the driver finished'
+          : `${envelope.kind} did not finish within ${timeoutMs} ms`,
+      );
+    job.timer = setTimeout(() => controller.abort(timeoutReason()), remaining);
+
+    const aborted = new Promise<never>((_, reject) => {
+      controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), {
+        once: true,
+      });
+    });
+    const ctx: CallContext = {
+      commandId: envelope.id,
+      integration: envelope.integration,
+      signal: controller.signal,
+      logger: job.logger,
+    };
+    const call = callDriver(job.driver, ctx, envelope);
+    // The call may lose the race (deadline, cancel); its late outcome is only logged.
+    call.then(
+      () => {
+        if (job.state === 'done' && controller.signal.aborted) {
+          job.logger.warn('driver finished after the command was aborted');
+        }
+      },
+      (err: unknown) => {
+        if (job.state === 'done' && controller.signal.aborted) {
+          job.logger.debug({ err }, 'driver failed after the command was aborted');
+        }
+      },
+    );
+
+    try {
+      const output = await Promise.race([call, aborted]);
+      const parsed = OUTPUT_SCHEMAS[envelope.kind].safeParse(output);
+      if (!parsed.success) {
+        job.logger.error(
+          {
+            issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), code: i.code })),
+          },
+          'driver returned a malformed output',
+        );
+        this.finish(job, {
+          error: new LatchkeyError(
+            'E_INTERNAL',
+            `driver returned a malformed ${envelope.kind} output`,
+          ),
+        });
+      } else {
+        this.finish(job, { output: parsed.data });
+      }
+    } catch (err) {
+      const cause: unknown = controller.signal.aborted ? controller.signal.reason : err;
+      if (cause instanceof LatchkeyError) {
+        const level = cause.code === 'E_INTERNAL' ? 'error' : 'info';
+        job.logger[level]({ err: cause }, `command failed: ${cause.code}`);
+      } else {
+        job.logger.error({ err: cause }, 'command failed with an unexpected error');
+      }
+      this.finish(job, { error: cause });
+    } finally {
+      clearTimeout(job.timer);
+    }
+    this.pump();
+  }
+
+  /** Produces the one result of a job and releases everything it held. */
+  private finish(
+    job: Job,
+    outcome: { output: Record<string, unknown> } | { error: unknown },
+  ): void {
+    if (job.state === 'done') return;
+    const wasRunning = job.state === 'running';
+    job.state = 'done';
+    clearTimeout(job.timer);
+    const { envelope } = job;
+    const commandId = envelope.id;
+
+    if (wasRunning) {
+      this.runningCount--;
+      const iid = envelope.integration.id;
+      decrement(this.runningPerIntegration, iid);
+      if (job.awsService !== null) decrement(this.runningPerAwsService, job.awsService);
+    } else {
+      this.pending = this.pending.filter((j) => j !== job);
+    }
+    if (job.orderKey !== null) {
+      const q = this.keyQueues.get(job.orderKey);
+      if (q) {
+        const rest = q.filter((j) => j !== job);
+        if (rest.length > 0) this.keyQueues.set(job.orderKey, rest);
+        else this.keyQueues.delete(job.orderKey);
+      }
+    }
+    this.active.delete(commandId);
+
+    const finishedAt = this.now();
+    const startedAt = job.startedAt;
+    const queueMs = Math.max(0, (startedAt ?? finishedAt).getTime() - job.receivedAt.getTime());
+    const runMs = startedAt ? Math.max(0, finishedAt.getTime() - startedAt.getTime()) : 0;
+    const timings: Result['timings'] = {
+      receivedAt: job.receivedAt.toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      queueMs,
+      runMs,
+    };
+    if (startedAt) timings.startedAt = startedAt.toISOString();
+
+    let result: Result;
+    let code: WireError['code'] | undefined;
+    if ('output' in outcome) {
+      result = {
+        type: 'result',
+        commandId,
+        kind: envelope.kind,
+        status: 'ok',
+        output: outcome.output,
+        timings,
+      };
+    } else {
+      const error = toWireError(outcome.error);
+      code = error.code;
+      result = { type: 'result', commandId, kind: envelope.kind, status: 'error', error, timings };
+    }
+
+    this.store.markDone(commandId, job.digest, result);
+    this.opts.events.emit('command:finished', {
+      commandId,
+      kind: envelope.kind,
+      integrationType: envelope.integration.type,
+      outcome: result.status,
+      durationMs: runMs,
+      ...(code === undefined ? {} : { code }),
+    });
+    this.emitDepth();
+    job.logger.info(
+      { status: result.status, code, queueMs, runMs },
+      `command finished: ${result.status}`,
+    );
+    for (const handler of this.handlers) {
+      try {
+        handler(result);
+      } catch (err) {
+        this.opts.logger.error({ err, commandId }, 'result handler failed');
+      }
+    }
+    job.resolveDone();
+  }
+}
+
+function decrement(map: Map<string, number>, key: string): void {
+  const n = (map.get(key) ?? 0) - 1;
+  if (n <= 0) map.delete(key);
+  else map.set(key, n);
+}
+
+async function callDriver(driver: Driver, ctx: CallContext, envelope: Envelope): Promise<unknown> {
+  switch (envelope.kind) {
+    case 'discover':
+      return driver.discover(ctx);
+    case 'grant':
+      return driver.grant(ctx, envelope.params);
+    case 'revoke':
+      return driver.revoke(ctx, envelope.params);
+    case 'rotate':
+      return driver.rotate(ctx, envelope.params);
+    case 'cleanup':
+      return driver.cleanup(ctx, envelope.params);
+    case 'check':
+      return driver.check(ctx);
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Prometheus metrics, fed only by agent events (the core never touches a metric).
+ *
+ * The agent uses its own registry (never prom-client's global one), with the default
+ * Node.js process metrics collected on it. Every metric is listed in
+ * `docs/observability.md`.
+ */
+import * as prom from 'prom-client';
+import type { AgentEvents } from '../events.js';
+
+export interface Metrics {
+  registry: prom.Registry;
+  /** Unsubscribes from the events (the registry stays readable). */
+  stop(): void;
+}
+
+const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const WAIT_BUCKETS = [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60];
+
+export function createMetrics(events: AgentEvents): Metrics {
+  const registry = new prom.Registry();
+  prom.collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const commands = new prom.Counter({
+    name: 'latchkey_commands_total',
+    help: 'Commands finished, by kind, integration type, outcome (ok|error) and error code ("" when ok).',
+    labelNames: ['kind', 'integration_type', 'outcome', 'code'] as const,
+    registers,
+  });
+  const duration = new prom.Histogram({
+    name: 'latchkey_command_duration_seconds',
+    help: 'Time a command ran in its driver, in seconds.',
+    labelNames: ['kind', 'integration_type'] as const,
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  const depth = new prom.Gauge({
+    name: 'latchkey_queue_depth',
+    help: 'Commands accepted and waiting to start.',
+    registers,
+  });
+  const running = new prom.Gauge({
+    name: 'latchkey_queue_running',
+    help: 'Commands running in a driver.',
+    registers,
+  });
+  const wait = new prom.Histogram({
+    name: 'latchkey_queue_wait_seconds',
+    help: 'Time from receipt of a command to its start, in seconds.',
+    buckets: WAIT_BUCKETS,
+    registers,
+  });
+  const connected = new prom.Gauge({
+    name: 'latchkey_connected',
+    help: '1 while the WebSocket to the control plane is open, else 0.',
+    registers,
+  });
+  const reconnects = new prom.Counter({
+    name: 'latchkey_reconnects_total',
+    help: 'Reconnections to the control plane scheduled after a lost or failed connection.',
+    registers,
+  });
+  const rejections = new prom.Counter({
+    name: 'latchkey_rejections_total',
+    help: 'Frames or commands refused before reaching a driver, by error code.',
+    labelNames: ['code'] as const,
+    registers,
+  });
+  const duplicates = new prom.Counter({
+    name: 'latchkey_duplicates_total',
+    help: 'Commands received again with the same id and content (answered without running).',
+    registers,
+  });
+  const outbox = new prom.Gauge({
+    name: 'latchkey_outbox_size',
+    help: 'Results waiting for an acknowledgement from the control plane.',
+    registers,
+  });
+  const sweeps = new prom.Counter({
+    name: 'latchkey_sweeps_total',
+    help: 'Expiry sweeps of one integration, by integration type.',
+    labelNames: ['integration_type'] as const,
+    registers,
+  });
+  const sweepRevoked = new prom.Counter({
+    name: 'latchkey_sweep_revoked_total',
+    help: 'Expired grants revoked by sweeps.',
+    registers,
+  });
+  const sweepErrors = new prom.Counter({
+    name: 'latchkey_sweep_errors_total',
+    help: 'Errors met by sweeps (per item, or a whole failed sweep of an integration).',
+    registers,
+  });
+  const awsCalls = new prom.Counter({
+    name: 'latchkey_aws_calls_total',
+    help: 'AWS API calls, by service, operation and outcome (ok|throttled|error).',
+    labelNames: ['service', 'operation', 'outcome'] as const,
+    registers,
+  });
+  const listenerErrors = new prom.Counter({
+    name: 'latchkey_event_listener_errors_total',
+    help: 'Event listeners that threw (a bug in logging or metrics code).',
+    registers,
+  });
+  connected.set(0);
+  depth.set(0);
+  running.set(0);
+  outbox.set(0);
+
+  const offs = [
+    events.on('command:finished', (e) => {
+      commands.inc({
+        kind: e.kind,
+        integration_type: e.integrationType,
+        outcome: e.outcome,
+        code: e.code ?? '',
+      });
+      duration.observe({ kind: e.kind, integration_type: e.integrationType }, e.durationMs / 1000);
+    }),
+    events.on('command:started', (e) => wait.observe(e.waitMs / 1000)),
+    events.on('queue:depth', (e) => {
+      depth.set(e.depth);
+      running.set(e.running);
+    }),
+    events.on('link:connected', () => connected.set(1)),
+    events.on('link:disconnected', () => connected.set(0)),
+    events.on('link:reconnect-scheduled', () => reconnects.inc()),
+    events.on('command:rejected', (e) => rejections.inc({ code: e.code })),
+    events.on('command:duplicate', () => duplicates.inc()),
+    events.on('outbox:size', (e) => outbox.set(e.size)),
+    events.on('sweep:finished', (e) => {
+      sweeps.inc({ integration_type: e.integrationType });
+      if (e.revoked > 0) sweepRevoked.inc(e.revoked);
+      if (e.errors > 0) sweepErrors.inc(e.errors);
+    }),
+    events.on('aws:call', (e) =>
+      awsCalls.inc({ service: e.service, operation: e.operation, outcome: e.outcome }),
+    ),
+    events.on('listener-error', () => listenerErrors.inc()),
+  ];
+
+  return {
+    registry,
+    stop: () => {
+      for (const off of offs) off();
+    },
+  };
+}
