@@ -15,7 +15,31 @@ export interface ServiceSecret {
   extra: Record<string, string>;
 }
 
+/** A pending (not yet promoted) version of a secret, as found in the store. */
+export type PendingServiceSecret = ServiceSecret & { versionId: string };
+
+/**
+ * Two-phase rotation of a service-account secret (stores that can be written: today only
+ * `aws-secrets-manager`; other stores throw `E_UNSUPPORTED`). See docs/secrets.md.
+ */
+export interface SecretRotation {
+  /** Stores `value` as the AWSPENDING version; AWSCURRENT is untouched. */
+  putPendingSecret(
+    ref: SecretRef,
+    value: ServiceSecret,
+    signal?: AbortSignal,
+  ): Promise<{ versionId: string }>;
+  /** The AWSPENDING version if there is one that is not also AWSCURRENT; else null. */
+  getPendingSecret(ref: SecretRef, signal?: AbortSignal): Promise<PendingServiceSecret | null>;
+  /** Moves AWSCURRENT to `versionId` (idempotent) and drops the cached value. */
+  promotePendingSecret(ref: SecretRef, versionId: string, signal?: AbortSignal): Promise<void>;
+}
+
 export interface SecretResolver {
   /** @throws LatchkeyError E_SECRET (missing, unreadable, malformed: the reason, never the value). */
   resolve(ref: SecretRef, signal?: AbortSignal): Promise<ServiceSecret>;
+  /** Drops any cached value of `ref` (e.g. after a login with it failed). */
+  invalidate?(ref: SecretRef): void;
+  /** Two-phase rotation of the service account, when the resolver supports it. */
+  rotation?: SecretRotation;
 }

@@ -1,0 +1,64 @@
+# syntax=docker/dockerfile:1
+#
+# Latchkey connector image: multi-stage, non-root (uid/gid 10001), read-only root
+# filesystem friendly (nothing is written at run time except an optional mounted state
+# directory, LATCHKEY_STATE_DIR). See docs/deploy.md.
+#
+#   docker build -t latchkey:dev .
+#   docker run --read-only --cap-drop ALL --security-opt no-new-privileges \
+#     -e LATCHKEY_CONTROL_PLANE_URL=wss://… -e LATCHKEY_CONNECTOR_ID=… \
+#     -e LATCHKEY_CONNECTOR_TOKEN=… -e LATCHKEY_TRUSTED_KEYS=… latchkey:dev
+
+ARG NODE_IMAGE=node:20-slim
+
+# --- build: compile TypeScript to dist/ --------------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# --- deps: production dependencies only ------------------------------------------------
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+  && npm cache clean --force
+
+# --- runtime ---------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS runtime
+ARG VERSION=0.0.0-dev
+LABEL org.opencontainers.image.title="latchkey" \
+      org.opencontainers.image.description="On-prem just-in-time access connector" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
+
+# A fixed, unprivileged identity (matches securityContext.runAsUser in the Helm chart and
+# "user" in the ECS task definition). No home directory, no shell login.
+RUN groupadd --system --gid 10001 latchkey \
+  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+     --shell /usr/sbin/nologin latchkey
+
+WORKDIR /app
+ENV NODE_ENV=production \
+    NODE_OPTIONS=--enable-source-maps \
+    LATCHKEY_HTTP_HOST=0.0.0.0 \
+    LATCHKEY_HTTP_PORT=8080
+
+# Owned by root and read-only for the agent: the image content cannot be changed at run time.
+COPY --from=deps --chown=root:root /app/node_modules ./node_modules
+COPY --from=build --chown=root:root /app/dist ./dist
+COPY --chown=root:root package.json ./
+
+USER 10001:10001
+EXPOSE 8080
+
+# /healthz answers 200 while the process is alive. Node's built-in fetch: no curl in the image.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.LATCHKEY_HTTP_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+
+# SIGTERM (docker stop, ECS, Kubernetes) starts the graceful shutdown of `run`.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "dist/src/main.js", "run"]

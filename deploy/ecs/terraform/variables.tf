@@ -1,0 +1,100 @@
+variable "image" {
+  description = "Container image of the connector (e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/latchkey:0.1.0)."
+  type        = string
+}
+
+variable "cluster_arn" {
+  description = "ARN of an existing ECS cluster."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "VPC of the connector."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets with a route to the control plane (NAT or proxy) and to your databases."
+  type        = list(string)
+}
+
+variable "control_plane_url" {
+  description = "wss:// URL of the control plane."
+  type        = string
+  validation {
+    condition     = startswith(var.control_plane_url, "wss://")
+    error_message = "control_plane_url must start with wss://."
+  }
+}
+
+variable "connector_id" {
+  description = "Connector id; also names the task role latchkey-<id>."
+  type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]{1,50}$", var.connector_id))
+    error_message = "connector_id: 1-50 of letters, digits, '.', '_' or '-'."
+  }
+}
+
+variable "connector_token_secret_arn" {
+  description = "ARN of the Secrets Manager secret holding the connector token (plain string)."
+  type        = string
+}
+
+variable "trusted_keys" {
+  description = "Ed25519 public keys accepted for command signatures, by key id."
+  type        = map(string)
+}
+
+variable "desired_count" {
+  description = "Replicas of the connector (several may be connected at once)."
+  type        = number
+  default     = 2
+}
+
+variable "cpu" {
+  type    = number
+  default = 256
+}
+
+variable "memory" {
+  type    = number
+  default = 512
+}
+
+variable "shutdown_grace_seconds" {
+  description = "Graceful stop window of the agent (LATCHKEY_SHUTDOWN_GRACE)."
+  type        = number
+  default     = 30
+}
+
+variable "stop_timeout_seconds" {
+  description = "Seconds ECS waits after SIGTERM before SIGKILL (Fargate max 120). Must exceed shutdown_grace_seconds."
+  type        = number
+  default     = 45
+  validation {
+    condition     = var.stop_timeout_seconds <= 120
+    error_message = "Fargate allows a stop timeout of at most 120 seconds."
+  }
+}
+
+variable "tag_prefix" {
+  type    = string
+  default = "latchkey"
+}
+
+variable "log_retention_days" {
+  type    = number
+  default = 30
+}
+
+variable "extra_environment" {
+  description = "Other LATCHKEY_* settings, name => value."
+  type        = map(string)
+  default     = {}
+}
+
+variable "tags" {
+  type    = map(string)
+  default = {}
+}

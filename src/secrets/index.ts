@@ -1,0 +1,175 @@
+/**
+ * The secret resolver: one `SecretResolver` over every store a `SecretRef` can name.
+ *
+ * | store                 | where                                   | cached |
+ * |-----------------------|-----------------------------------------|--------|
+ * | `aws-secrets-manager` | GetSecretValue (AWSCURRENT), JSON       | TTL    |
+ * | `kubernetes`          | Kubernetes API, Secret `data` (base64)  | TTL    |
+ * | `file`                | a mounted directory, one file per field | TTL    |
+ * | `env`                 | `<prefix>USERNAME`, `<prefix>PASSWORD`… | no     |
+ *
+ * Nothing here logs. Errors are `LatchkeyError`s naming the secret and the reason, never a
+ * value. Rotation (`resolver.rotation`) is supported for `aws-secrets-manager` only.
+ */
+import { LatchkeyError } from '../errors.js';
+import type { AwsClientFactory } from '../aws/types.js';
+import { SecretRefSchema } from '../protocol/messages.js';
+import type { SecretRef } from '../protocol/messages.js';
+import { createAwsSecretsManagerStore } from './aws-secrets-manager.js';
+import { SecretCache } from './cache.js';
+import { throwIfAborted } from './errors.js';
+import { readEnvSecret } from './env.js';
+import { readSecretDirectory } from './file.js';
+import { createKubernetesSecretStore } from './kubernetes.js';
+import type { KubernetesSecretsApi } from './kubernetes.js';
+import type { SecretResolver, SecretRotation, ServiceSecret } from './types.js';
+
+export type {
+  PendingServiceSecret,
+  SecretResolver,
+  SecretRotation,
+  ServiceSecret,
+} from './types.js';
+export {
+  AWSCURRENT,
+  AWSPENDING,
+  createAwsSecretsManagerStore,
+  mapSecretsManagerError,
+  parseSecretValue,
+} from './aws-secrets-manager.js';
+export type {
+  AwsSecretRef,
+  AwsSecretsManagerStore,
+  AwsSecretsManagerStoreOptions,
+} from './aws-secrets-manager.js';
+export {
+  createInClusterKubernetesSecretsApi,
+  createKubernetesSecretStore,
+  runningInKubernetes,
+} from './kubernetes.js';
+export type { KubernetesSecretRef, KubernetesSecretsApi } from './kubernetes.js';
+export { readSecretDirectory } from './file.js';
+export type { FileSecretRef, FileSecretStoreOptions } from './file.js';
+export { readEnvSecret } from './env.js';
+export type { EnvSecretRef } from './env.js';
+export { SecretCache } from './cache.js';
+export { createRdsAuthTokenProvider, getRedshiftClusterCredentials } from './iam-auth.js';
+export type { RdsAuthTokenProvider, RedshiftClusterCredentials } from './iam-auth.js';
+
+export interface SecretResolverOptions {
+  aws: AwsClientFactory;
+  /** Region of `aws-secrets-manager` refs that name none. */
+  defaultRegion: string;
+  /** How long a resolved value is reused (every store but `env`); `<= 0` disables caching. */
+  cacheTtlMs: number;
+  /** Environment for the `env` store (and in-cluster detection); default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Clock for the cache; injectable for tests. */
+  now?: () => Date;
+  /** Kubernetes API; default: in-cluster `CoreV1Api`, created on first use. */
+  kubernetes?: KubernetesSecretsApi;
+  /** Namespace of `kubernetes` refs that name none; default: the pod's namespace. */
+  kubernetesNamespace?: string;
+  /** When set, `file` refs must lie under one of these directories. */
+  fileRoots?: readonly string[];
+}
+
+export interface LatchkeySecretResolver extends SecretResolver {
+  invalidate(ref: SecretRef): void;
+  rotation: SecretRotation;
+  /** Drops (and zeroes) every cached value. */
+  clear(): void;
+}
+
+export function createSecretResolver(opts: SecretResolverOptions): LatchkeySecretResolver {
+  const env = opts.env ?? process.env;
+  const aws = createAwsSecretsManagerStore({
+    aws: opts.aws,
+    defaultRegion: opts.defaultRegion,
+    cacheTtlMs: opts.cacheTtlMs,
+    ...(opts.now ? { now: opts.now } : {}),
+  });
+  const kubernetes = createKubernetesSecretStore({
+    ...(opts.kubernetes ? { api: opts.kubernetes } : {}),
+    ...(opts.kubernetesNamespace !== undefined
+      ? { defaultNamespace: opts.kubernetesNamespace }
+      : {}),
+    env,
+  });
+  const cache = new SecretCache(opts.cacheTtlMs, opts.now);
+  const fileOptions = opts.fileRoots ? { roots: opts.fileRoots } : {};
+
+  async function cached(key: string, load: () => Promise<ServiceSecret>): Promise<ServiceSecret> {
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const value = await load();
+    cache.set(key, value);
+    return value;
+  }
+
+  async function resolve(ref: SecretRef, signal?: AbortSignal): Promise<ServiceSecret> {
+    throwIfAborted(signal);
+    const checked = checkRef(ref);
+    switch (checked.store) {
+      case 'aws-secrets-manager':
+        return aws.resolve(checked, signal);
+      case 'kubernetes': {
+        const namespace = await kubernetes.namespaceOf(checked);
+        return cached(`kubernetes\u0000${namespace}\u0000${checked.name}`, () =>
+          kubernetes.resolve(checked, signal),
+        );
+      }
+      case 'file':
+        return cached(`file\u0000${checked.path}`, () =>
+          readSecretDirectory(checked, fileOptions, signal),
+        );
+      case 'env':
+        return readEnvSecret(checked, env);
+    }
+  }
+
+  function invalidate(ref: SecretRef): void {
+    switch (ref.store) {
+      case 'aws-secrets-manager':
+        aws.invalidate(ref);
+        return;
+      case 'kubernetes':
+        // The namespace may be the pod's (async to find): drop that name in any namespace.
+        cache.deleteWhere(
+          (key) => key.startsWith('kubernetes\u0000') && key.endsWith(`\u0000${ref.name}`),
+        );
+        return;
+      case 'file':
+        cache.delete(`file\u0000${ref.path}`);
+        return;
+      case 'env':
+        return;
+    }
+  }
+
+  return {
+    resolve,
+    invalidate,
+    rotation: {
+      putPendingSecret: (ref, value, signal) => aws.putPendingSecret(checkRef(ref), value, signal),
+      getPendingSecret: (ref, signal) => aws.getPendingSecret(checkRef(ref), signal),
+      promotePendingSecret: (ref, versionId, signal) =>
+        aws.promotePendingSecret(checkRef(ref), versionId, signal),
+    },
+    clear: () => {
+      aws.clear();
+      cache.clear();
+    },
+  };
+}
+
+function checkRef(ref: SecretRef): SecretRef {
+  const parsed = SecretRefSchema.safeParse(ref);
+  if (!parsed.success) {
+    throw new LatchkeyError(
+      'E_SECRET',
+      `invalid secret reference: ${parsed.error.issues.map((i) => i.path.join('.') || '(root)').join(', ')}`,
+    );
+  }
+  return parsed.data;
+}

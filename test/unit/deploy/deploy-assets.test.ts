@@ -1,0 +1,240 @@
+/**
+ * Static checks of the deployment assets (deploy/, Dockerfile): the IAM policy, the
+ * Grafana dashboard and alert rules, and the security settings of the image, the Helm
+ * chart and the ECS templates. YAML is checked line by line (no YAML parser is a
+ * dependency of the project).
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const read = (rel: string): string => readFileSync(path.join(ROOT, rel), 'utf8');
+
+/**
+ * The metric names the agent exports. Mirrors src/observability/metrics.ts (checked
+ * below): change both together.
+ */
+const METRICS = [
+  'latchkey_commands_total',
+  'latchkey_command_duration_seconds',
+  'latchkey_queue_depth',
+  'latchkey_queue_running',
+  'latchkey_queue_wait_seconds',
+  'latchkey_connected',
+  'latchkey_reconnects_total',
+  'latchkey_rejections_total',
+  'latchkey_duplicates_total',
+  'latchkey_outbox_size',
+  'latchkey_sweeps_total',
+  'latchkey_sweep_revoked_total',
+  'latchkey_sweep_errors_total',
+  'latchkey_aws_calls_total',
+  'latchkey_event_listener_errors_total',
+] as const;
+const HISTOGRAMS = new Set(['latchkey_command_duration_seconds', 'latchkey_queue_wait_seconds']);
+const KNOWN = new Set<string>(METRICS);
+
+/** Metric names referenced in a text, histogram series (`_bucket`, `_sum`, `_count`) folded. */
+function metricNames(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const match of text.matchAll(/\blatchkey_[a-z0-9_]+/g)) {
+    const name = match[0];
+    const base = name.replace(/_(bucket|sum|count)$/, '');
+    names.add(base !== name && HISTOGRAMS.has(base) ? base : name);
+  }
+  return names;
+}
+
+const StatementSchema = z.object({
+  Sid: z.string().regex(/^[A-Za-z0-9]+$/),
+  Effect: z.enum(['Allow', 'Deny']),
+  Action: z.union([z.string(), z.array(z.string()).min(1)]),
+  Resource: z.union([z.string(), z.array(z.string()).min(1)]),
+  Condition: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+});
+const PolicySchema = z.object({
+  Version: z.literal('2012-10-17'),
+  Statement: z.array(StatementSchema).min(1),
+});
+const list = (v: string | string[]): string[] => (Array.isArray(v) ? v : [v]);
+
+describe('deploy/iam/connector-policy.json', () => {
+  const policy = PolicySchema.parse(JSON.parse(read('deploy/iam/connector-policy.json')));
+  const bySid = new Map(policy.Statement.map((s) => [s.Sid, s]));
+
+  it('has one statement per feature, every Sid unique', () => {
+    const sids = policy.Statement.map((s) => s.Sid);
+    expect(new Set(sids).size).toBe(sids.length);
+    for (const sid of [
+      'SecretsRead',
+      'SecretsRotate',
+      'RdsIamConnect',
+      'RedshiftCredentials',
+      'IamGrants',
+      'SsmSessions',
+      'LambdaInvokeTagged',
+      'Discovery',
+      'AssumeConnectorRoles',
+    ]) {
+      expect(bySid.has(sid), sid).toBe(true);
+    }
+  });
+
+  it('never allows a wildcard action, nor a write on every resource', () => {
+    for (const s of policy.Statement) {
+      for (const action of list(s.Action)) {
+        expect(action, s.Sid).toMatch(/^[a-z0-9-]+:[A-Za-z]+$/);
+      }
+      if (s.Effect === 'Allow' && list(s.Resource).includes('*')) {
+        const writes = list(s.Action).filter((a) =>
+          /:(Put|Delete|Update|Create|Attach|Invoke|AssumeRole)/.test(a),
+        );
+        expect(writes, s.Sid).toEqual([]);
+      }
+    }
+  });
+
+  it('scopes Lambda invocation by tag and role assumption to latchkey-* roles', () => {
+    expect(bySid.get('LambdaInvokeTagged')?.Condition).toEqual({
+      StringEquals: { 'aws:ResourceTag/latchkey-connector-access': 'true' },
+    });
+    for (const arn of list(bySid.get('AssumeConnectorRoles')?.Resource ?? [])) {
+      expect(arn).toMatch(/:role\/latchkey-\*$/);
+    }
+  });
+
+  it('the CloudFormation task role carries the same statements and actions', () => {
+    const cfn = read('deploy/ecs/cloudformation.yaml');
+    const cfnSids = [...cfn.matchAll(/^\s*- Sid: ([A-Za-z0-9]+)\s*$/gm)]
+      .map((m) => m[1])
+      .filter((sid) => sid !== 'ConnectorToken');
+    expect(cfnSids).toEqual(policy.Statement.map((s) => s.Sid));
+    for (const s of policy.Statement) {
+      for (const action of list(s.Action)) expect(cfn, `${s.Sid} ${action}`).toContain(action);
+    }
+  });
+
+  it('the Terraform task role uses this very file', () => {
+    expect(read('deploy/ecs/terraform/main.tf')).toContain(
+      'file("${path.module}/../../iam/connector-policy.json")',
+    );
+  });
+});
+
+describe('deploy/grafana', () => {
+  it('the metric list mirrors src/observability/metrics.ts', () => {
+    const declared = new Set(
+      [...read('src/observability/metrics.ts').matchAll(/name: '(latchkey_[a-z0-9_]+)'/g)].map(
+        (m) => m[1],
+      ),
+    );
+    expect(declared).toEqual(KNOWN);
+  });
+
+  const DashboardSchema = z.object({
+    uid: z.string().min(1),
+    title: z.string().min(1),
+    panels: z.array(
+      z.object({
+        id: z.number().int(),
+        type: z.string(),
+        title: z.string().min(1),
+        targets: z.array(z.object({ expr: z.string().min(1), refId: z.string() })).optional(),
+      }),
+    ),
+  });
+  const text = read('deploy/grafana/dashboard.json');
+  const dashboard = DashboardSchema.parse(JSON.parse(text));
+
+  it('the dashboard uses only exported metrics, and shows every one', () => {
+    const used = metricNames(text);
+    for (const name of used) expect(KNOWN.has(name), name).toBe(true);
+    for (const name of KNOWN) expect(used.has(name), `${name} not on the dashboard`).toBe(true);
+  });
+
+  it('dashboard panels have unique ids and every graph has a query', () => {
+    const ids = dashboard.panels.map((p) => p.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const p of dashboard.panels.filter((x) => x.type !== 'row')) {
+      expect(p.targets?.length ?? 0, p.title).toBeGreaterThan(0);
+    }
+  });
+
+  it('alert rules use only exported metrics, have unique names and a severity each', () => {
+    const alerts = read('deploy/grafana/alerts.yaml');
+    for (const name of metricNames(alerts)) expect(KNOWN.has(name), name).toBe(true);
+    const names = [...alerts.matchAll(/^\s*- alert: (\S+)\s*$/gm)].map((m) => m[1]);
+    expect(names.length).toBeGreaterThan(5);
+    expect(new Set(names).size).toBe(names.length);
+    expect([...alerts.matchAll(/^\s*severity: (critical|warning)\s*$/gm)].length).toBe(
+      names.length,
+    );
+    expect([...alerts.matchAll(/^\s*expr: /gm)].length).toBe(names.length);
+  });
+});
+
+describe('image and orchestrator templates', () => {
+  it('the Dockerfile builds in stages and runs as 10001 with a health check', () => {
+    const dockerfile = read('Dockerfile');
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:20-slim$/m);
+    expect(dockerfile).toMatch(/^FROM \$\{NODE_IMAGE\} AS build$/m);
+    expect(dockerfile).toMatch(/^FROM \$\{NODE_IMAGE\} AS runtime$/m);
+    expect(dockerfile).toContain('npm ci --omit=dev');
+    expect(dockerfile).toMatch(/^USER 10001:10001$/m);
+    expect(dockerfile).toMatch(/^HEALTHCHECK .*\n.*\/healthz/m);
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "dist\/src\/main\.js", "run"\]$/m);
+  });
+
+  it('the Helm deployment is locked down and probes /healthz and /readyz', () => {
+    const deployment = read('deploy/helm/latchkey/templates/deployment.yaml');
+    for (const line of [
+      'runAsNonRoot: true',
+      'readOnlyRootFilesystem: true',
+      'allowPrivilegeEscalation: false',
+      'path: /healthz',
+      'path: /readyz',
+      'secretKeyRef:',
+      'terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}',
+    ]) {
+      expect(deployment, line).toContain(line);
+    }
+    expect(deployment).toMatch(/drop:\n\s+- ALL/);
+    expect(read('deploy/helm/latchkey/templates/serviceaccount.yaml')).toContain(
+      'eks.amazonaws.com/role-arn',
+    );
+    expect(read('deploy/helm/latchkey/templates/networkpolicy.yaml')).toMatch(
+      /policyTypes:\n\s+- Ingress\n\s+- Egress/,
+    );
+  });
+
+  it('Helm defaults give Kubernetes more time than the agent’s shutdown grace', () => {
+    const values = read('deploy/helm/latchkey/values.yaml');
+    const number = (key: string): number =>
+      Number(new RegExp(`^${key}: (\\d+)`, 'm').exec(values)?.[1] ?? NaN);
+    expect(number('terminationGracePeriodSeconds')).toBeGreaterThan(number('shutdownGraceSeconds'));
+  });
+
+  it('the ECS task definitions are read-only, stop gracefully and log', () => {
+    const cfn = read('deploy/ecs/cloudformation.yaml');
+    for (const line of [
+      'ReadonlyRootFilesystem: true',
+      'StopTimeout: !Ref StopTimeoutSeconds',
+      'ValueFrom: !Ref ConnectorTokenSecretArn',
+      'LogDriver: awslogs',
+      'TaskRoleArn: !GetAtt TaskRole.Arn',
+    ]) {
+      expect(cfn, line).toContain(line);
+    }
+    const tf = read('deploy/ecs/terraform/main.tf');
+    for (const line of [
+      'readonlyRootFilesystem = true',
+      'stopTimeout = var.stop_timeout_seconds',
+      'logDriver = "awslogs"',
+    ]) {
+      expect(tf, line).toContain(line);
+    }
+  });
+});
