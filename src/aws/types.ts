@@ -2,6 +2,7 @@
  * The one AWS client factory interface. Drivers get clients from it and never construct
  * them; tests mock at the SDK command level with `aws-sdk-client-mock`.
  */
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 
 export interface AwsTarget {
   region: string;
@@ -13,7 +14,7 @@ export interface AwsTarget {
 /** Any AWS SDK v3 client class. */
 export type AwsClientClass<C> = new (config: {
   region?: string;
-  credentials?: unknown;
+  credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider;
   retryMode?: string;
   maxAttempts?: number;
 }) => C;

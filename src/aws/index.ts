@@ -1,0 +1,307 @@
+/**
+ * The one AWS client factory of the agent.
+ *
+ * - Region per integration (`target.region`), falling back to `defaultRegion`.
+ * - Base identity: the default Node credential chain (`fromNodeProviderChain`): ECS task
+ *   role, EKS IRSA (web identity) and EKS Pod Identity (container credentials), env, profile.
+ * - Other accounts: STS `AssumeRole` from the base identity, only for roles whose NAME
+ *   matches `allowedRolePattern` (glob, default `latchkey-*`); anything else is refused
+ *   with `E_GUARDRAIL` before any call. Session name, session tags and external id are
+ *   sent; credentials are cached until five minutes before they expire.
+ * - Every client: `retryMode: 'adaptive'`, `maxAttempts` (default 3), and a middleware
+ *   that emits `aws:call` for every attempt (service, operation, ok | throttled | error),
+ *   so metrics count calls and throttles without drivers doing anything.
+ * - Clients are cached per (class, region, role, external id): drivers ask for a client on
+ *   every call and get the same instance.
+ */
+import { AssumeRoleCommand, STSClient, type STSClientConfig } from '@aws-sdk/client-sts';
+import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import type {
+  AbsoluteLocation,
+  AwsCredentialIdentity,
+  AwsCredentialIdentityProvider,
+  FinalizeRequestHandlerOptions,
+  FinalizeRequestMiddleware,
+  HandlerExecutionContext,
+} from '@smithy/types';
+import type { Logger } from 'pino';
+import { LatchkeyError } from '../errors.js';
+import type { AgentEvents } from '../events.js';
+import { isAwsThrottle, mapAwsError } from './errors.js';
+import type { AwsClientClass, AwsClientFactory, AwsTarget } from './types.js';
+
+export type { AwsClientClass, AwsClientFactory, AwsTarget } from './types.js';
+export { mapAwsError, isAwsThrottle, type AwsErrorContext } from './errors.js';
+export { awsSend } from './call.js';
+
+/** Builds the STS client used to assume roles (injectable for tests). */
+export type StsClientFactory = (
+  region: string,
+  credentials: AwsCredentialIdentityProvider,
+) => STSClient;
+
+export interface AwsClientFactoryOptions {
+  /** Region used when a target names none (and for STS when assuming roles). */
+  defaultRegion: string;
+  /** Glob on the role NAME (`*`, `?`); roles outside it are never assumed. Default `latchkey-*`. */
+  allowedRolePattern?: string;
+  /** `RoleSessionName` of assumed-role sessions. Default `latchkey-connector`. */
+  sessionName?: string;
+  /** Session tags sent with AssumeRole (the role's trust policy must allow `sts:TagSession`). */
+  sessionTags?: Record<string, string>;
+  /** `DurationSeconds` of assumed-role sessions. Default 3600. */
+  sessionDurationSeconds?: number;
+  events: AgentEvents;
+  logger: Logger;
+  /** Base identity. Default: the Node default credential chain. */
+  baseCredentials?: AwsCredentialIdentityProvider;
+  stsClientFactory?: StsClientFactory;
+  /** SDK `maxAttempts` (first try included). Default 3. Tests set it small. */
+  maxAttempts?: number;
+  /** SDK request handler (proxy agents; tests inject a fake transport). */
+  requestHandler?: unknown;
+  /** Clock, for the credential cache. */
+  now?: () => Date;
+}
+
+/** The factory plus housekeeping for shutdown. */
+export interface LatchkeyAwsClientFactory extends AwsClientFactory {
+  /** Throws E_GUARDRAIL when the role may not be assumed (same check `client` does). */
+  assertRoleAllowed(roleArn: string): void;
+  /** Destroy every cached client (shutdown). */
+  destroy(): void;
+}
+
+/** Refresh assumed-role credentials this long before they expire. */
+export const CREDENTIAL_REFRESH_MARGIN_MS = 5 * 60_000;
+
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::(\d{12}):role\/(?:[\w+=,.@/-]*\/)?([\w+=,.@-]{1,64})$/;
+
+/** Role name (last path segment) of a role ARN, or null when it is not a role ARN. */
+export function roleNameOf(roleArn: string): string | null {
+  const m = ROLE_ARN.exec(roleArn);
+  return m?.[2] ?? null;
+}
+
+/** Glob (`*` any run of characters, `?` one character) to an anchored RegExp. */
+export function globToRegExp(glob: string): RegExp {
+  let re = '';
+  for (const ch of glob) {
+    if (ch === '*') re += '.*';
+    else if (ch === '?') re += '.';
+    else re += ch.replace(/[.+^${}()|[\]\\/-]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/** `IAMClient` → `iam`, `SecretsManagerClient` → `secretsmanager`. */
+export function serviceOfClientName(clientName: string | undefined): string {
+  if (!clientName) return 'unknown';
+  return clientName.replace(/Client$/, '').toLowerCase();
+}
+
+interface MiddlewareCapable {
+  middlewareStack: {
+    add(
+      middleware: FinalizeRequestMiddleware<object, object>,
+      options: FinalizeRequestHandlerOptions & AbsoluteLocation & { name: string },
+    ): void;
+  };
+}
+
+function hasMiddlewareStack(client: unknown): client is MiddlewareCapable {
+  if (typeof client !== 'object' || client === null) return false;
+  const stack = (client as { middlewareStack?: unknown }).middlewareStack;
+  return (
+    typeof stack === 'object' &&
+    stack !== null &&
+    typeof (stack as { add?: unknown }).add === 'function'
+  );
+}
+
+const METRIC_MIDDLEWARE = 'latchkeyAwsCallMetric';
+
+/**
+ * Add the `aws:call` middleware. It sits in the finalizeRequest step below the retry
+ * middleware, so every attempt is counted, retried throttles included.
+ */
+export function addCallMetricMiddleware(client: unknown, events: AgentEvents): void {
+  if (!hasMiddlewareStack(client)) return;
+  const middleware: FinalizeRequestMiddleware<object, object> =
+    (next, context: HandlerExecutionContext) => async (args) => {
+      const service = serviceOfClientName(context.clientName);
+      const operation = (context.commandName ?? 'unknown').replace(/Command$/, '');
+      try {
+        const out = await next(args);
+        events.emit('aws:call', { service, operation, outcome: 'ok' });
+        return out;
+      } catch (err) {
+        events.emit('aws:call', {
+          service,
+          operation,
+          outcome: isAwsThrottle(err) ? 'throttled' : 'error',
+        });
+        throw err;
+      }
+    };
+  client.middlewareStack.add(middleware, {
+    step: 'finalizeRequest',
+    priority: 'low',
+    name: METRIC_MIDDLEWARE,
+  });
+}
+
+export function createAwsClientFactory(opts: AwsClientFactoryOptions): LatchkeyAwsClientFactory {
+  const pattern = opts.allowedRolePattern ?? 'latchkey-*';
+  const roleRe = globToRegExp(pattern);
+  const sessionName = opts.sessionName ?? 'latchkey-connector';
+  const duration = opts.sessionDurationSeconds ?? 3600;
+  const maxAttempts = opts.maxAttempts ?? 3;
+  const now = opts.now ?? (() => new Date());
+  let base: AwsCredentialIdentityProvider | undefined = opts.baseCredentials;
+  const baseProvider = (): AwsCredentialIdentityProvider => {
+    base ??= fromNodeProviderChain();
+    return base;
+  };
+
+  const clients = new Map<unknown, Map<string, unknown>>();
+  const providers = new Map<string, AwsCredentialIdentityProvider>();
+  const stsClients = new Map<string, STSClient>();
+
+  const clientConfig = (region: string, credentials: AwsCredentialIdentityProvider) => {
+    const cfg: {
+      region: string;
+      credentials: AwsCredentialIdentityProvider;
+      retryMode: string;
+      maxAttempts: number;
+      requestHandler?: unknown;
+    } = { region, credentials, retryMode: 'adaptive', maxAttempts };
+    if (opts.requestHandler !== undefined) cfg.requestHandler = opts.requestHandler;
+    return cfg;
+  };
+
+  const stsFor = (region: string): STSClient => {
+    let sts = stsClients.get(region);
+    if (!sts) {
+      if (opts.stsClientFactory) {
+        sts = opts.stsClientFactory(region, baseProvider());
+      } else {
+        const { requestHandler: _ignored, ...cfg } = clientConfig(region, baseProvider());
+        sts = new STSClient(
+          opts.requestHandler !== undefined
+            ? { ...cfg, requestHandler: opts.requestHandler as STSClientConfig['requestHandler'] }
+            : cfg,
+        );
+      }
+      addCallMetricMiddleware(sts, opts.events);
+      stsClients.set(region, sts);
+    }
+    return sts;
+  };
+
+  const assertRoleAllowed = (roleArn: string): void => {
+    const name = roleNameOf(roleArn);
+    if (name === null) {
+      throw new LatchkeyError('E_GUARDRAIL', `assumeRoleArn is not an IAM role ARN: ${roleArn}`);
+    }
+    if (!roleRe.test(name)) {
+      throw new LatchkeyError(
+        'E_GUARDRAIL',
+        `role ${name} does not match the allowed role pattern '${pattern}'; the connector assumes no other role`,
+        { details: { roleArn } },
+      );
+    }
+  };
+
+  const assumedProvider = (target: AwsTarget & { assumeRoleArn: string }, region: string) => {
+    const key = `${target.assumeRoleArn}|${target.externalId ?? ''}`;
+    const existing = providers.get(key);
+    if (existing) return existing;
+    let cached: AwsCredentialIdentity | undefined;
+    let inflight: Promise<AwsCredentialIdentity> | undefined;
+    const fetch = async (): Promise<AwsCredentialIdentity> => {
+      const tags = Object.entries(opts.sessionTags ?? {}).map(([Key, Value]) => ({ Key, Value }));
+      try {
+        const out = await stsFor(region).send(
+          new AssumeRoleCommand({
+            RoleArn: target.assumeRoleArn,
+            RoleSessionName: sessionName,
+            DurationSeconds: duration,
+            ...(target.externalId !== undefined ? { ExternalId: target.externalId } : {}),
+            ...(tags.length > 0 ? { Tags: tags } : {}),
+          }),
+        );
+        const c = out.Credentials;
+        if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken) {
+          throw new LatchkeyError(
+            'E_INTERNAL',
+            `STS AssumeRole of ${target.assumeRoleArn} returned no credentials`,
+          );
+        }
+        opts.logger.debug({ roleArn: target.assumeRoleArn }, 'assumed role');
+        return {
+          accessKeyId: c.AccessKeyId,
+          secretAccessKey: c.SecretAccessKey,
+          sessionToken: c.SessionToken,
+          ...(c.Expiration ? { expiration: c.Expiration } : {}),
+        };
+      } catch (err) {
+        throw mapAwsError(err, {
+          service: 'sts',
+          operation: 'AssumeRole',
+          resource: target.assumeRoleArn,
+        });
+      }
+    };
+    const provider: AwsCredentialIdentityProvider = async () => {
+      const fresh =
+        cached !== undefined &&
+        (cached.expiration === undefined ||
+          cached.expiration.getTime() - CREDENTIAL_REFRESH_MARGIN_MS > now().getTime());
+      if (fresh && cached) return cached;
+      inflight ??= fetch().finally(() => {
+        inflight = undefined;
+      });
+      cached = await inflight;
+      return cached;
+    };
+    providers.set(key, provider);
+    return provider;
+  };
+
+  return {
+    assertRoleAllowed,
+    client<C>(cls: AwsClientClass<C>, target: AwsTarget): C {
+      const region = target.region || opts.defaultRegion;
+      if (target.assumeRoleArn !== undefined) assertRoleAllowed(target.assumeRoleArn);
+      const key = `${region}|${target.assumeRoleArn ?? ''}|${target.externalId ?? ''}`;
+      let perClass = clients.get(cls);
+      if (!perClass) {
+        perClass = new Map();
+        clients.set(cls, perClass);
+      }
+      const hit = perClass.get(key);
+      if (hit !== undefined) return hit as C;
+      const credentials =
+        target.assumeRoleArn !== undefined
+          ? assumedProvider({ ...target, assumeRoleArn: target.assumeRoleArn }, region)
+          : baseProvider();
+      const client = new cls(clientConfig(region, credentials));
+      addCallMetricMiddleware(client, opts.events);
+      perClass.set(key, client);
+      return client;
+    },
+    destroy(): void {
+      for (const perClass of clients.values()) {
+        for (const c of perClass.values()) {
+          const d = (c as { destroy?: unknown }).destroy;
+          if (typeof d === 'function') (d as () => void).call(c);
+        }
+      }
+      for (const s of stsClients.values()) s.destroy();
+      clients.clear();
+      stsClients.clear();
+      providers.clear();
+    },
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * Integration config of `aws-lambda` (custom integrations backed by a customer function).
+ *
+ * | field | type | default | meaning |
+ * |---|---|---|---|
+ * | `functionArn` | Lambda function ARN (optionally with `:alias` or `:version`) | required | the function invoked |
+ * | `region` | region | required | the function's region (must match the ARN) |
+ * | `assumeRoleArn` | role ARN | none | role to assume (another account); must match the allowed role pattern |
+ * | `externalId` | string | none | external id sent with AssumeRole |
+ * | `customParameters` | object | `{}` | passed as `custom_parameters` with every event |
+ * | `maxResponseBytes` | 1..6291456 | 1048576 | larger answers are refused (`E_REMOTE`) |
+ * | `tagCacheSeconds` | 0..3600 | 300 | how long a positive `<prefix>-connector-access=true` check is trusted |
+ */
+import { z } from 'zod';
+import { AwsRegionSchema, ExternalIdSchema, RoleArnSchema, parseConfig } from '../../aws/config.js';
+
+export const FUNCTION_ARN =
+  /^arn:aws[a-z-]*:lambda:([a-z0-9-]+):(\d{12}):function:([A-Za-z0-9_-]{1,64})(?::([A-Za-z0-9_$-]{1,128}))?$/;
+
+export const AwsLambdaConfigSchema = z
+  .strictObject({
+    functionArn: z.string().regex(FUNCTION_ARN, 'a Lambda function ARN'),
+    region: AwsRegionSchema,
+    assumeRoleArn: RoleArnSchema.optional(),
+    externalId: ExternalIdSchema.optional(),
+    customParameters: z.record(z.string(), z.unknown()).default({}),
+    maxResponseBytes: z
+      .number()
+      .int()
+      .min(1)
+      .max(6 * 1024 * 1024)
+      .default(1024 * 1024),
+    tagCacheSeconds: z.number().int().min(0).max(3600).default(300),
+  })
+  .refine((c) => FUNCTION_ARN.exec(c.functionArn)?.[1] === c.region, {
+    message: 'region must be the region of functionArn',
+    path: ['region'],
+  });
+export type AwsLambdaConfig = z.infer<typeof AwsLambdaConfigSchema>;
+
+export function parseLambdaConfig(raw: unknown): AwsLambdaConfig {
+  return parseConfig(AwsLambdaConfigSchema, raw, 'aws-lambda');
+}
+
+/** The function ARN without alias or version (what ListTags accepts). */
+export function unqualifiedArn(functionArn: string): string {
+  const m = FUNCTION_ARN.exec(functionArn);
+  if (!m) return functionArn;
+  return functionArn.slice(0, functionArn.length - (m[4] !== undefined ? m[4].length + 1 : 0));
+}

@@ -1,0 +1,376 @@
+/**
+ * `aws-lambda`: custom integrations. The connector invokes the customer's function with
+ * `{event_type, params}` and validates every answer. Only a function tagged
+ * `<tagPrefix>-connector-access=true` is ever invoked. See docs/drivers/aws-lambda.md.
+ */
+import { InvokeCommand, LambdaClient, ListTagsCommand } from '@aws-sdk/client-lambda';
+import type { z } from 'zod';
+import { LatchkeyError, type ErrorCode } from '../../errors.js';
+import { awsSend } from '../../aws/call.js';
+import { describeIssues, targetOf } from '../../aws/config.js';
+import type {
+  CheckOutput,
+  CleanupOutput,
+  CleanupParams,
+  Credentials,
+  DiscoverOutput,
+  GrantOutput,
+  GrantParams,
+  RevokeOutput,
+  RevokeParams,
+  RotateOutput,
+  RotateParams,
+} from '../../protocol/messages.js';
+import type { CallContext, Driver, DriverServices } from '../driver.js';
+import { parseLambdaConfig, unqualifiedArn, type AwsLambdaConfig } from './config.js';
+import {
+  ANSWER_SCHEMAS,
+  FunctionErrorSchema,
+  REMOTE_ERROR_CODES,
+  type AnswerOf,
+  type EventType,
+} from './protocol.js';
+
+function short(text: string, max = 300): string {
+  const one = text.replace(/\s+/g, ' ').trim();
+  return one.length > max ? `${one.slice(0, max - 3)}...` : one;
+}
+
+/** The username sent to the function for a grantee: the lower-cased email. */
+/** An error that comes from the function's answer (not from AWS). */
+function remoteError(code: ErrorCode, message: string, eventType: EventType): LatchkeyError {
+  return new LatchkeyError(code, message, { details: { eventType, remote: true } });
+}
+
+export function usernameFor(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+export class AwsLambdaDriver implements Driver {
+  readonly type = 'aws-lambda';
+  readonly kinds = ['discover', 'grant', 'revoke', 'rotate', 'cleanup', 'check'] as const;
+  /** Functions found tagged for the connector, with the time the check stops being trusted. */
+  private readonly allowed = new Map<string, number>();
+
+  constructor(private readonly services: DriverServices) {}
+
+  private client(cfg: AwsLambdaConfig): LambdaClient {
+    return this.services.aws.client(LambdaClient, targetOf(cfg));
+  }
+
+  private get tagKey(): string {
+    return `${this.services.tagPrefix}-connector-access`;
+  }
+
+  /**
+   * Refuse (E_PRIVILEGE) unless the function carries `<prefix>-connector-access=true`.
+   * A positive answer is cached for `tagCacheSeconds`; a negative one never is.
+   */
+  async assertInvocable(cfg: AwsLambdaConfig, signal: AbortSignal): Promise<void> {
+    const key = `${cfg.functionArn}|${cfg.assumeRoleArn ?? ''}`;
+    const now = this.services.now().getTime();
+    const until = this.allowed.get(key);
+    if (until !== undefined && until > now) return;
+    this.allowed.delete(key);
+    const resource = unqualifiedArn(cfg.functionArn);
+    const out = await awsSend({ service: 'lambda', operation: 'ListTags', resource, signal }, (o) =>
+      this.client(cfg).send(new ListTagsCommand({ Resource: resource }), o),
+    );
+    const value = out.Tags?.[this.tagKey];
+    if (value?.toLowerCase() !== 'true') {
+      throw new LatchkeyError(
+        'E_PRIVILEGE',
+        `function ${cfg.functionArn} is not tagged ${this.tagKey}=true (${value === undefined ? 'tag missing' : `tag is '${short(value, 40)}'`}); the connector only invokes functions so tagged`,
+      );
+    }
+    if (cfg.tagCacheSeconds > 0) this.allowed.set(key, now + cfg.tagCacheSeconds * 1000);
+  }
+
+  /** Invoke the function with one event and return its validated answer. */
+  async invoke<E extends EventType>(
+    ctx: CallContext,
+    cfg: AwsLambdaConfig,
+    eventType: E,
+    params: Record<string, unknown>,
+  ): Promise<AnswerOf<E>> {
+    await this.assertInvocable(cfg, ctx.signal);
+    const payload = JSON.stringify({
+      event_type: eventType,
+      params: { ...params, request_id: ctx.commandId, custom_parameters: cfg.customParameters },
+    });
+    const out = await awsSend(
+      {
+        service: 'lambda',
+        operation: 'Invoke',
+        action: 'lambda:InvokeFunction',
+        resource: cfg.functionArn,
+        signal: ctx.signal,
+      },
+      (o) =>
+        this.client(cfg).send(
+          new InvokeCommand({
+            FunctionName: cfg.functionArn,
+            InvocationType: 'RequestResponse',
+            Payload: new TextEncoder().encode(payload),
+          }),
+          o,
+        ),
+    );
+    const fn = cfg.functionArn;
+    const bytes = out.Payload ? Buffer.from(out.Payload) : Buffer.alloc(0);
+    if (bytes.length > cfg.maxResponseBytes) {
+      throw remoteError(
+        'E_REMOTE',
+        `function ${fn} answered ${eventType} with ${bytes.length} bytes, over the ${cfg.maxResponseBytes}-byte limit`,
+        eventType,
+      );
+    }
+    const text = bytes.toString('utf8');
+    if (out.FunctionError) {
+      let detail = '';
+      try {
+        const e = FunctionErrorSchema.safeParse(JSON.parse(text));
+        if (e.success)
+          detail = `: ${e.data.errorType ?? 'Error'}: ${short(e.data.errorMessage ?? '', 200)}`;
+      } catch {
+        // not JSON: keep only the kind of failure
+      }
+      throw remoteError(
+        'E_REMOTE',
+        `function ${fn} failed on ${eventType} (${short(out.FunctionError, 40)})${detail}`,
+        eventType,
+      );
+    }
+    if (out.StatusCode !== undefined && out.StatusCode !== 200) {
+      throw remoteError(
+        'E_REMOTE',
+        `function ${fn} answered ${eventType} with status ${out.StatusCode}`,
+        eventType,
+      );
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw remoteError(
+        'E_REMOTE',
+        `function ${fn} answered ${eventType} with something that is not JSON`,
+        eventType,
+      );
+    }
+    const parsed = (ANSWER_SCHEMAS[eventType] as z.ZodType).safeParse(json);
+    if (!parsed.success) {
+      throw remoteError(
+        'E_REMOTE',
+        `function ${fn} answered ${eventType} outside the contract: ${short(describeIssues(parsed.error), 500)}`,
+        eventType,
+      );
+    }
+    const answer = parsed.data as AnswerOf<E>;
+    if (answer.status === 'error') {
+      const code: ErrorCode = (REMOTE_ERROR_CODES as readonly string[]).includes(
+        answer.error_code ?? '',
+      )
+        ? (answer.error_code as ErrorCode)
+        : 'E_REMOTE';
+      throw remoteError(
+        code,
+        `function ${fn} reported an error on ${eventType}: ${short(answer.message ?? 'no message')}`,
+        eventType,
+      );
+    }
+    return answer;
+  }
+
+  private seal(
+    recipientKey: string | undefined,
+    creds: Record<string, string> | undefined,
+  ): Credentials | undefined {
+    if (creds === undefined || Object.keys(creds).length === 0) return undefined;
+    return this.services.sealer.seal(recipientKey, creds);
+  }
+
+  private grantPayload(params: GrantParams | RevokeParams) {
+    const types = [...new Set(params.resources.map((r) => r.type))];
+    if (types.length > 1) {
+      throw new LatchkeyError(
+        'E_INVALID',
+        `a custom-integration grant covers one resource type, got ${types.join(', ')}`,
+      );
+    }
+    return {
+      grant_id: params.grantId,
+      username: usernameFor(params.grantee.email),
+      email: params.grantee.email,
+      resource_type: types[0] ?? null,
+      resources: params.resources.map((r) => r.id),
+      permission: params.permission,
+    };
+  }
+
+  async grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput> {
+    const cfg = parseLambdaConfig(ctx.integration.config);
+    const base = {
+      ...this.grantPayload(params),
+      ...(params.expiresAt ? { expires_at: params.expiresAt } : {}),
+    };
+    const created = await this.invoke(ctx, cfg, 'create-credentials', {
+      username: base.username,
+      email: base.email,
+      grant_id: base.grant_id,
+    });
+    const granted = await this.invoke(ctx, cfg, 'grant-access', {
+      ...base,
+      username: created.username ?? base.username,
+    });
+    const creds = { ...(created.credentials ?? {}), ...(granted.credentials ?? {}) };
+    const credentials = this.seal(params.recipientKey, creds);
+    return {
+      username: granted.username ?? created.username ?? base.username,
+      access: { functionArn: cfg.functionArn, ...(granted.access ?? {}) },
+      ...(credentials ? { credentials } : {}),
+      alreadyGranted: granted.already_granted ?? false,
+      ...(params.expiresAt ? { expiresAt: params.expiresAt } : {}),
+    };
+  }
+
+  async revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput> {
+    const cfg = parseLambdaConfig(ctx.integration.config);
+    const base = this.grantPayload(params);
+    try {
+      const out = await this.invoke(ctx, cfg, 'revoke-access', {
+        ...base,
+        terminate_sessions: params.terminateSessions ?? true,
+      });
+      const already = out.already_revoked ?? false;
+      return {
+        username: base.username,
+        revoked: already ? [] : [params.grantId],
+        phases: [{ phase: 'revoke-access', status: already ? 'skipped' : 'done' }],
+        sessionsTerminated: out.sessions_terminated ?? 0,
+        alreadyRevoked: already,
+      };
+    } catch (err) {
+      if (
+        err instanceof LatchkeyError &&
+        err.code === 'E_NOT_FOUND' &&
+        err.details?.remote === true
+      ) {
+        return {
+          username: base.username,
+          revoked: [],
+          phases: [
+            { phase: 'revoke-access', status: 'skipped', detail: 'not found by the function' },
+          ],
+          sessionsTerminated: 0,
+          alreadyRevoked: true,
+        };
+      }
+      throw err;
+    }
+  }
+
+  async rotate(ctx: CallContext, params: RotateParams): Promise<RotateOutput> {
+    const cfg = parseLambdaConfig(ctx.integration.config);
+    if (!('grantee' in params.target)) {
+      throw new LatchkeyError('E_UNSUPPORTED', 'aws-lambda has no service account to rotate');
+    }
+    const username = usernameFor(params.target.grantee.email);
+    const out = await this.invoke(ctx, cfg, 'reset-credentials', {
+      username,
+      email: params.target.grantee.email,
+    });
+    if (!out.credentials || Object.keys(out.credentials).length === 0) {
+      throw new LatchkeyError(
+        'E_REMOTE',
+        `function ${cfg.functionArn} answered reset-credentials without credentials`,
+      );
+    }
+    const credentials = this.seal(params.recipientKey, out.credentials);
+    return {
+      username: out.username ?? username,
+      ...(credentials ? { credentials } : {}),
+      phases: [{ phase: 'reset-credentials', status: 'done' }],
+    };
+  }
+
+  async cleanup(ctx: CallContext, params: CleanupParams): Promise<CleanupOutput> {
+    const cfg = parseLambdaConfig(ctx.integration.config);
+    await this.assertInvocable(cfg, ctx.signal);
+    const result: CleanupOutput = { dropped: [], kept: [] };
+    for (const username of params.usernames) {
+      try {
+        const out = await this.invoke(ctx, cfg, 'delete-credentials', { username });
+        if (out.deleted === false) {
+          result.kept.push({
+            username,
+            reason: out.reason ?? 'kept by the function',
+            code: 'E_NOT_MANAGED',
+          });
+        } else {
+          result.dropped.push(username);
+        }
+      } catch (err) {
+        if (
+          !(err instanceof LatchkeyError) ||
+          err.code === 'E_CANCELLED' ||
+          err.details?.remote !== true
+        )
+          throw err;
+        result.kept.push({ username, reason: err.message, code: err.code });
+      }
+    }
+    return result;
+  }
+
+  async discover(ctx: CallContext): Promise<DiscoverOutput> {
+    const cfg = parseLambdaConfig(ctx.integration.config);
+    const out = await this.invoke(ctx, cfg, 'list-resources', {});
+    return {
+      resources: out.resources.map((r) => ({
+        id: r.id,
+        name: r.name ?? r.id,
+        type: r.type,
+        ...(r.parent_id !== undefined ? { parentId: r.parent_id } : {}),
+        metadata: r.metadata ?? {},
+      })),
+      permissions: out.permissions.map((p) => ({ id: p.id, name: p.name ?? p.id })),
+      warnings: [],
+    };
+  }
+
+  async check(ctx: CallContext): Promise<CheckOutput> {
+    const cfg = parseLambdaConfig(ctx.integration.config);
+    const checks: CheckOutput['checks'] = [];
+    try {
+      await this.assertInvocable(cfg, ctx.signal);
+      checks.push({ name: 'function-tag', ok: true, detail: `${this.tagKey}=true` });
+    } catch (err) {
+      if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
+      checks.push({
+        name: 'function-tag',
+        ok: false,
+        detail: err instanceof LatchkeyError ? err.message : 'internal error',
+      });
+      return { ok: false, checks };
+    }
+    try {
+      const out = await this.invoke(ctx, cfg, 'get-status', {});
+      checks.push({ name: 'get-status', ok: true, detail: out.message ?? 'ok' });
+      return { ok: true, ...(out.version ? { serverVersion: out.version } : {}), checks };
+    } catch (err) {
+      if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
+      checks.push({
+        name: 'get-status',
+        ok: false,
+        detail: err instanceof LatchkeyError ? err.message : 'internal error',
+      });
+      return { ok: false, checks };
+    }
+  }
+
+  close(): Promise<void> {
+    this.allowed.clear();
+    return Promise.resolve();
+  }
+}

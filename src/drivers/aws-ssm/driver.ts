@@ -1,0 +1,488 @@
+/**
+ * `aws-ssm`: EC2 (and hybrid managed-instance) access through Session Manager, by one
+ * inline policy per grant on the grantee principal. Revoke deletes it and ends the
+ * grantee's open sessions on those instances. See docs/drivers/aws-ssm.md.
+ */
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import {
+  DescribeInstanceInformationCommand,
+  DescribeSessionsCommand,
+  SSMClient,
+  TerminateSessionCommand,
+  type SessionFilter,
+} from '@aws-sdk/client-ssm';
+import { IAMClient } from '@aws-sdk/client-iam';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { LatchkeyError, toWireError } from '../../errors.js';
+import { awsSend } from '../../aws/call.js';
+import { targetOf } from '../../aws/config.js';
+import { roleNameOf } from '../../aws/index.js';
+import { ServiceLimiters } from '../../aws/limiter.js';
+import {
+  MAX_NAMED_RESOURCES,
+  assertPolicyFits,
+  deleteGrantPolicy,
+  getInlinePolicy,
+  grantPolicyName,
+  parsePrincipal,
+  putGrantPolicy,
+  serializePolicy,
+  sweepExpiredPolicies,
+  type Principal,
+} from '../../aws/policy.js';
+import type {
+  CheckOutput,
+  DiscoverOutput,
+  GrantOutput,
+  GrantParams,
+  Phase,
+  RevokeOutput,
+  RevokeParams,
+} from '../../protocol/messages.js';
+import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
+import { parseSsmConfig, type AwsSsmConfig } from './config.js';
+import {
+  SESSION_DOCUMENTS,
+  SSM_PERMISSIONS,
+  buildSessionPolicy,
+  instanceArn,
+  instancesInPolicy,
+  parseInstance,
+  parseSsmPermission,
+  type ParsedInstance,
+} from './policy.js';
+
+type Resource = DiscoverOutput['resources'][number];
+type Warning = DiscoverOutput['warnings'][number];
+
+export const SSM_GRANT_POLICY_KIND = 'ssm-';
+
+/** True when a session owner ARN belongs to the principal (a user, or any session of a role). */
+export function ownedBy(owner: string | undefined, p: Principal): boolean {
+  if (!owner) return false;
+  if (p.kind === 'user')
+    return owner === `arn:${p.partition}:iam::${p.accountId}:user/${p.name}` || owner === p.arn;
+  return owner.startsWith(`arn:${p.partition}:sts::${p.accountId}:assumed-role/${p.name}/`);
+}
+
+export class AwsSsmDriver implements Driver {
+  readonly type = 'aws-ssm';
+  readonly kinds = ['discover', 'grant', 'revoke', 'check'] as const;
+  private readonly limiters = new ServiceLimiters();
+
+  constructor(private readonly services: DriverServices) {}
+
+  private policyName(grantId: string): string {
+    return grantPolicyName(this.services.tagPrefix, grantId, SSM_GRANT_POLICY_KIND);
+  }
+
+  private iam(cfg: AwsSsmConfig): IAMClient {
+    return this.services.aws.client(IAMClient, targetOf(cfg));
+  }
+
+  private principalIn(cfg: AwsSsmConfig, arn: string | undefined): Principal {
+    const p = parsePrincipal(arn);
+    if (p.accountId !== cfg.accountId) {
+      throw new LatchkeyError('E_INVALID', `grantee ${p.arn} is not in account ${cfg.accountId}`);
+    }
+    const own = cfg.assumeRoleArn !== undefined ? roleNameOf(cfg.assumeRoleArn) : null;
+    if (p.kind === 'role' && p.name === own) {
+      throw new LatchkeyError('E_GUARDRAIL', `the grantee ${p.arn} is the connector's own role`);
+    }
+    return p;
+  }
+
+  async grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput> {
+    const cfg = parseSsmConfig(ctx.integration.config);
+    const principal = this.principalIn(cfg, params.grantee.awsPrincipalArn);
+    if (params.resources.length > MAX_NAMED_RESOURCES) {
+      throw new LatchkeyError(
+        'E_GUARDRAIL',
+        `a grant may name at most ${MAX_NAMED_RESOURCES} instances (got ${params.resources.length})`,
+      );
+    }
+    if (params.tagScope !== undefined) {
+      throw new LatchkeyError(
+        'E_INVALID',
+        'aws-ssm grants name instances; tagScope is not supported',
+      );
+    }
+    const permission = parseSsmPermission(params.permission);
+    const instances = params.resources.map((r) => parseInstance(r, cfg));
+    if (params.expiresAt !== undefined && new Date(params.expiresAt) <= this.services.now()) {
+      throw new LatchkeyError('E_INVALID', `expiresAt ${params.expiresAt} is in the past`);
+    }
+    const doc = buildSessionPolicy({
+      cfg,
+      principal,
+      instances,
+      permission,
+      expiresAt: params.expiresAt,
+    });
+    const json = serializePolicy(doc);
+    assertPolicyFits(principal, json);
+    const policyName = this.policyName(params.grantId);
+    const applied = await putGrantPolicy(this.iam(cfg), principal, policyName, json, {
+      signal: ctx.signal,
+    });
+    return {
+      username: principal.arn,
+      access: {
+        accountId: cfg.accountId,
+        principalArn: principal.arn,
+        policyName,
+        policySize: applied.size,
+        policyLimit: applied.limit,
+        documents: [...SESSION_DOCUMENTS[permission]],
+        instances: instances.map((i) => ({ instanceId: i.instanceId, region: i.region })),
+        howTo: 'aws ssm start-session --target <instanceId> --region <region>',
+      },
+      alreadyGranted: applied.alreadyGranted,
+      ...(params.expiresAt !== undefined ? { expiresAt: params.expiresAt } : {}),
+    };
+  }
+
+  async revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput> {
+    const cfg = parseSsmConfig(ctx.integration.config);
+    const principal = this.principalIn(cfg, params.grantee.awsPrincipalArn);
+    const named = params.resources.map((r) => parseInstance(r, cfg));
+    const policyName = this.policyName(params.grantId);
+    const iam = this.iam(cfg);
+    const o = { signal: ctx.signal };
+    // The stored policy names the instances too (a revoke may come without resources).
+    const stored = await getInlinePolicy(iam, principal, policyName, o);
+    const deleted =
+      stored === null ? false : await deleteGrantPolicy(iam, principal, policyName, o);
+    const phases: Phase[] = [
+      {
+        phase: 'delete-policy',
+        status: deleted ? 'done' : 'skipped',
+        detail: deleted ? `deleted ${policyName}` : `${policyName} was already absent`,
+      },
+    ];
+    const instances = this.mergeInstances(
+      cfg,
+      named,
+      stored === null ? [] : instancesInPolicy(stored),
+    );
+    let terminated = 0;
+    if (params.terminateSessions === false) {
+      phases.push({
+        phase: 'terminate-sessions',
+        status: 'skipped',
+        detail: 'terminateSessions=false',
+      });
+    } else {
+      terminated = await this.terminateSessions(cfg, principal, instances, ctx.signal);
+      phases.push({
+        phase: 'terminate-sessions',
+        status: 'done',
+        detail: `${terminated} session(s) terminated on ${instances.length} instance(s)`,
+      });
+    }
+    return {
+      username: principal.arn,
+      revoked: deleted ? [policyName] : [],
+      phases,
+      sessionsTerminated: terminated,
+      alreadyRevoked: !deleted && terminated === 0,
+    };
+  }
+
+  private mergeInstances(
+    cfg: AwsSsmConfig,
+    named: ParsedInstance[],
+    fromPolicy: string[],
+  ): ParsedInstance[] {
+    const byArn = new Map(named.map((i) => [i.arn, i]));
+    for (const arn of fromPolicy) {
+      if (byArn.has(arn)) continue;
+      try {
+        const type = arn.includes(':managed-instance/') ? 'managed-instance' : 'ec2-instance';
+        byArn.set(arn, parseInstance({ type, id: arn }, cfg));
+      } catch {
+        // an instance outside the integration's regions: its sessions are not ours to end
+      }
+    }
+    return [...byArn.values()];
+  }
+
+  /** DescribeSessions (Active, by target and owner) → TerminateSession for each; returns the count. */
+  private async terminateSessions(
+    cfg: AwsSsmConfig,
+    principal: Principal,
+    instances: ParsedInstance[],
+    signal: AbortSignal,
+  ): Promise<number> {
+    let count = 0;
+    for (const inst of instances) {
+      const ssm = this.services.aws.client(SSMClient, targetOf(cfg, inst.region));
+      const filters: SessionFilter[] = [{ key: 'Target', value: inst.instanceId }];
+      // A user's sessions carry its exact ARN; a role's carry assumed-role/<role>/<session>.
+      if (principal.kind === 'user') filters.push({ key: 'Owner', value: principal.arn });
+      let token: string | undefined;
+      const ids: string[] = [];
+      do {
+        const page = await awsSend(
+          { service: 'ssm', operation: 'DescribeSessions', resource: inst.arn, signal },
+          (o) =>
+            ssm.send(
+              new DescribeSessionsCommand({
+                State: 'Active',
+                Filters: filters,
+                MaxResults: 200,
+                ...(token ? { NextToken: token } : {}),
+              }),
+              o,
+            ),
+        );
+        for (const s of page.Sessions ?? []) {
+          if (s.SessionId && s.Target === inst.instanceId && ownedBy(s.Owner, principal))
+            ids.push(s.SessionId);
+        }
+        token = page.NextToken;
+      } while (token);
+      for (const id of ids) {
+        try {
+          await awsSend(
+            { service: 'ssm', operation: 'TerminateSession', resource: id, signal },
+            (o) => ssm.send(new TerminateSessionCommand({ SessionId: id }), o),
+          );
+          count++;
+        } catch (err) {
+          if (err instanceof LatchkeyError && err.code === 'E_NOT_FOUND') continue;
+          throw err;
+        }
+      }
+    }
+    return count;
+  }
+
+  async sweep(ctx: CallContext): Promise<SweepReport> {
+    const cfg = parseSsmConfig(ctx.integration.config);
+    const prefix = grantPolicyName(this.services.tagPrefix, '', SSM_GRANT_POLICY_KIND);
+    const res = await sweepExpiredPolicies(
+      this.iam(cfg),
+      prefix,
+      this.services.now(),
+      this.limiters.for('iam'),
+      {
+        signal: ctx.signal,
+      },
+    );
+    const errors = [...res.errors];
+    for (const d of res.deleted) {
+      try {
+        const principal = parsePrincipal(d.principal.arn);
+        await this.terminateSessions(
+          cfg,
+          principal,
+          this.mergeInstances(cfg, [], instancesInPolicy(d.document)),
+          ctx.signal,
+        );
+      } catch (err) {
+        if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
+        const w = toWireError(err);
+        errors.push({
+          item: `${d.principal.arn}#${d.policyName}`,
+          code: w.code,
+          message: w.message,
+        });
+      }
+    }
+    return { revoked: res.deleted.map((d) => `${d.principal.arn}#${d.policyName}`), errors };
+  }
+
+  async discover(ctx: CallContext): Promise<DiscoverOutput> {
+    const cfg = parseSsmConfig(ctx.integration.config);
+    const resources: Resource[] = [];
+    const warnings: Warning[] = [];
+    const signal = ctx.signal;
+    for (const region of cfg.regions) {
+      try {
+        resources.push(...(await this.discoverRegion(cfg, region, signal, warnings)));
+      } catch (err) {
+        if ((err instanceof LatchkeyError && err.code === 'E_CANCELLED') || signal.aborted)
+          throw err;
+        const w = toWireError(err);
+        warnings.push({
+          code: w.code,
+          message: `ssm DescribeInstanceInformation in ${region}: ${w.message}`,
+        });
+      }
+    }
+    return {
+      resources,
+      permissions: SSM_PERMISSIONS.map((p) => ({ id: p, name: `Session Manager: ${p}` })),
+      warnings,
+    };
+  }
+
+  private async discoverRegion(
+    cfg: AwsSsmConfig,
+    region: string,
+    signal: AbortSignal,
+    warnings: Warning[],
+  ): Promise<Resource[]> {
+    const t = targetOf(cfg, region);
+    const ssm = this.services.aws.client(SSMClient, t);
+    const infos: {
+      InstanceId: string;
+      PlatformType?: string | undefined;
+      PlatformName?: string | undefined;
+      PingStatus?: string | undefined;
+      AgentVersion?: string | undefined;
+      ComputerName?: string | undefined;
+      IPAddress?: string | undefined;
+      ResourceType?: string | undefined;
+    }[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.limiters.run(
+        'ssm',
+        () =>
+          awsSend({ service: 'ssm', operation: 'DescribeInstanceInformation', signal }, (o) =>
+            ssm.send(
+              new DescribeInstanceInformationCommand({
+                MaxResults: 50,
+                ...(token ? { NextToken: token } : {}),
+              }),
+              o,
+            ),
+          ),
+        signal,
+      );
+      for (const i of page.InstanceInformationList ?? []) {
+        if (i.InstanceId) infos.push({ ...i, InstanceId: i.InstanceId });
+      }
+      token = page.NextToken;
+    } while (token);
+
+    // EC2 Name and tags, in chunks of instance ids.
+    const ec2Tags = new Map<string, Record<string, string>>();
+    const ec2Ids = infos.map((i) => i.InstanceId).filter((id) => id.startsWith('i-'));
+    if (ec2Ids.length > 0) {
+      const ec2 = this.services.aws.client(EC2Client, t);
+      try {
+        for (let k = 0; k < ec2Ids.length; k += 200) {
+          const chunk = ec2Ids.slice(k, k + 200);
+          let next: string | undefined;
+          do {
+            const page = await this.limiters.run(
+              'ec2',
+              () =>
+                awsSend({ service: 'ec2', operation: 'DescribeInstances', signal }, (o) =>
+                  ec2.send(
+                    new DescribeInstancesCommand({
+                      InstanceIds: chunk,
+                      ...(next ? { NextToken: next } : {}),
+                    }),
+                    o,
+                  ),
+                ),
+              signal,
+            );
+            for (const r of page.Reservations ?? []) {
+              for (const inst of r.Instances ?? []) {
+                if (!inst.InstanceId) continue;
+                const tags: Record<string, string> = {};
+                for (const tg of inst.Tags ?? [])
+                  if (tg.Key !== undefined) tags[tg.Key] = tg.Value ?? '';
+                ec2Tags.set(inst.InstanceId, tags);
+              }
+            }
+            next = page.NextToken;
+          } while (next);
+        }
+      } catch (err) {
+        if ((err instanceof LatchkeyError && err.code === 'E_CANCELLED') || signal.aborted)
+          throw err;
+        const w = toWireError(err);
+        warnings.push({
+          code: w.code,
+          message: `ec2 DescribeInstances in ${region} (names and tags): ${w.message}`,
+        });
+      }
+    }
+
+    return infos.map((i) => {
+      const tags = ec2Tags.get(i.InstanceId) ?? {};
+      const arn = instanceArn(cfg, region, i.InstanceId);
+      return {
+        id: arn,
+        name: tags.Name ?? i.ComputerName ?? i.InstanceId,
+        type: i.InstanceId.startsWith('mi-') ? 'managed-instance' : 'ec2-instance',
+        metadata: {
+          arn,
+          instanceId: i.InstanceId,
+          region,
+          accountId: cfg.accountId,
+          tags,
+          ...(i.PlatformType ? { platformType: i.PlatformType } : {}),
+          ...(i.PlatformName ? { platformName: i.PlatformName } : {}),
+          ...(i.PingStatus ? { pingStatus: i.PingStatus } : {}),
+          ...(i.AgentVersion ? { agentVersion: i.AgentVersion } : {}),
+          ...(i.ComputerName ? { computerName: i.ComputerName } : {}),
+          ...(i.IPAddress ? { ipAddress: i.IPAddress } : {}),
+        },
+      };
+    });
+  }
+
+  async check(ctx: CallContext): Promise<CheckOutput> {
+    const cfg = parseSsmConfig(ctx.integration.config);
+    const checks: CheckOutput['checks'] = [];
+    const signal = ctx.signal;
+    const probe = async (name: string, fn: () => Promise<string>) => {
+      try {
+        checks.push({ name, ok: true, detail: await fn() });
+      } catch (err) {
+        if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
+        checks.push({ name, ok: false, detail: toWireError(err).message });
+      }
+    };
+    await probe('identity', async () => {
+      const id = await awsSend({ service: 'sts', operation: 'GetCallerIdentity', signal }, (o) =>
+        this.services.aws
+          .client(STSClient, targetOf(cfg))
+          .send(new GetCallerIdentityCommand({}), o),
+      );
+      if (id.Account !== cfg.accountId) {
+        throw new LatchkeyError(
+          'E_INVALID',
+          `credentials belong to account ${id.Account ?? 'unknown'}, not ${cfg.accountId}`,
+        );
+      }
+      return `connected as ${id.Arn ?? 'unknown'}`;
+    });
+    for (const region of cfg.regions) {
+      await probe(`ssm:DescribeInstanceInformation ${region}`, async () => {
+        const out = await awsSend(
+          { service: 'ssm', operation: 'DescribeInstanceInformation', signal },
+          (o) =>
+            this.services.aws
+              .client(SSMClient, targetOf(cfg, region))
+              .send(new DescribeInstanceInformationCommand({ MaxResults: 5 }), o),
+        );
+        return `${out.InstanceInformationList?.length ?? 0} managed instance(s) on the first page`;
+      });
+    }
+    return { ok: checks.every((c) => c.ok), checks };
+  }
+
+  rotate(): Promise<never> {
+    return Promise.reject(
+      new LatchkeyError('E_UNSUPPORTED', 'aws-ssm has no credentials to rotate'),
+    );
+  }
+
+  cleanup(): Promise<never> {
+    return Promise.reject(
+      new LatchkeyError('E_UNSUPPORTED', 'aws-ssm creates no users to clean up'),
+    );
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
