@@ -1,0 +1,12 @@
+/** The `postgres` driver (PostgreSQL 12–17, RDS and self-hosted). */
+import type { DriverFactory } from '../driver.js';
+import { PostgresDriver } from './driver.js';
+
+export const driverFactory: DriverFactory = (services) => new PostgresDriver(services);
+
+export { PostgresDriver, createPostgresDriver } from './driver.js';
+export type { PgDriverOptions } from './driver.js';
+export { parsePostgresConfig, PostgresConfigSchema, PostgresSettingsSchema } from './config.js';
+export type { PostgresConfig } from './config.js';
+export { mapPgError } from './errors.js';
+export { PostgresDialect } from './dialect.js';

@@ -1,0 +1,363 @@
+/**
+ * `pg` pools per (integration, database, purpose), closed when idle, with SSL modes and
+ * AbortSignal-aware sessions. Shared by the postgres and redshift drivers.
+ *
+ * Purposes: `main` (the session a call works on), `lock` (the session holding the
+ * transaction-scoped advisory lock) and `db` (statements in another database). They are
+ * separate pools so that a call holding one connection while waiting for another can
+ * never starve the pool it waits on.
+ */
+import type { ConnectionOptions } from 'node:tls';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { LatchkeyError } from '../../errors.js';
+import { abortError } from '../sql/core.js';
+import type { Row, SqlSession } from '../sql/dialect.js';
+import type { SslMode } from './config.js';
+import { mapPgError } from './errors.js';
+
+export type PoolPurpose = 'main' | 'lock' | 'db';
+
+/** How to reach one server as the service account. */
+export interface PgConnectionSpec {
+  /** Stable key of the integration and its connection config (not containing secrets). */
+  key: string;
+  host: string;
+  port: number;
+  user: string;
+  /** A password, or a function called for every new connection (IAM tokens, rotated secrets). */
+  password: string | (() => Promise<string>);
+  sslMode: SslMode;
+  ca: string | undefined;
+  max: number;
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+type SslOption = false | ConnectionOptions;
+
+export function sslOptionsFor(
+  mode: Exclude<SslMode, 'allow' | 'prefer'> | 'require',
+  host: string,
+  ca: string | undefined,
+): SslOption {
+  switch (mode) {
+    case 'disable':
+      return false;
+    case 'require':
+      return { rejectUnauthorized: false };
+    case 'verify-ca':
+      return {
+        rejectUnauthorized: true,
+        ...(ca ? { ca } : {}),
+        checkServerIdentity: () => undefined,
+      };
+    case 'verify-full':
+      return { rejectUnauthorized: true, ...(ca ? { ca } : {}), servername: host };
+  }
+}
+
+interface PoolEntry {
+  pool: pg.Pool;
+  active: number;
+  lastUsed: number;
+}
+
+/** Races a promise with an AbortSignal. `onAbort` runs once when the signal wins. */
+export function raceAbort<T>(p: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
+  if (signal.aborted) {
+    onAbort();
+    p.catch(() => undefined);
+    return Promise.reject(abortError(signal));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const listener = (): void => {
+      onAbort();
+      reject(abortError(signal));
+    };
+    signal.addEventListener('abort', listener, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', listener);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', listener);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+/** Statements that rewrite a shared catalog row (an ACL) and may meet a concurrent writer. */
+const ACL_STATEMENT = /^\s*(GRANT|REVOKE|ALTER\s+DEFAULT\s+PRIVILEGES)\b/i;
+const MAX_ACL_ATTEMPTS = 8;
+
+/**
+ * PostgreSQL updates an object's ACL in place without locking it, so two sessions
+ * granting on the same database or schema at once (two grantees, two replicas) can get
+ * `XX000 tuple concurrently updated`. The statement changed nothing: run it again after
+ * a short random pause.
+ */
+export function isConcurrentUpdate(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown };
+  return (
+    e.code === 'XX000' && typeof e.message === 'string' && /concurrently updated/.test(e.message)
+  );
+}
+
+export async function retryConcurrentUpdate<T>(sql: string, run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (err) {
+      if (attempt >= MAX_ACL_ATTEMPTS || !ACL_STATEMENT.test(sql) || !isConcurrentUpdate(err))
+        throw err;
+      await new Promise((r) => setTimeout(r, 2 + Math.floor(Math.random() * 10 * attempt)));
+    }
+  }
+}
+
+/** A session over one pg client; marks the client broken when aborted mid-statement. */
+export function clientSession(
+  client: pg.ClientBase,
+  signal: AbortSignal,
+  state: { broken: boolean },
+  onAbort?: () => void,
+): SqlSession {
+  return {
+    async query(sql: string, values?: readonly unknown[]): Promise<Row[]> {
+      const res = await retryConcurrentUpdate(sql, () =>
+        raceAbort(
+          client.query<Row>({ text: sql, values: values ? [...values] : [] }),
+          signal,
+          () => {
+            state.broken = true;
+            onAbort?.();
+          },
+        ),
+      );
+      return res.rows;
+    },
+  };
+}
+
+export class PgPools {
+  private readonly pools = new Map<string, PoolEntry>();
+  private readonly resolvedSsl = new Map<string, SslOption>();
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly options: { sweepIntervalMs?: number; now?: () => number } = {},
+  ) {
+    this.timer = setInterval(() => void this.closeIdle(), options.sweepIntervalMs ?? 10_000);
+    this.timer.unref();
+  }
+
+  private now(): number {
+    return this.options.now ? this.options.now() : Date.now();
+  }
+
+  /** Number of open pools (tests, metrics). */
+  get size(): number {
+    return this.pools.size;
+  }
+
+  /** Runs `fn` with a session on `database`, released (destroyed if broken) afterwards. */
+  async withSession<T>(
+    spec: PgConnectionSpec,
+    database: string,
+    purpose: PoolPurpose,
+    signal: AbortSignal,
+    fn: (session: SqlSession) => Promise<T>,
+  ): Promise<T> {
+    if (this.closed) throw new LatchkeyError('E_CANCELLED', 'driver is closed');
+    if (signal.aborted) throw abortError(signal);
+    const entry = await this.entry(spec, database, purpose, signal);
+    entry.active++;
+    entry.lastUsed = this.now();
+    const state = { broken: false };
+    let client: pg.PoolClient | undefined;
+    try {
+      const connecting = entry.pool.connect();
+      client = await raceAbort(connecting, signal, () => {
+        connecting.then((c) => c.release(true)).catch(() => undefined);
+      }).catch((err: unknown) => {
+        throw mapPgError(err);
+      });
+      const pid = (client as unknown as { processID?: unknown }).processID;
+      return await fn(
+        clientSession(client, signal, state, () => {
+          // Closing the socket alone does not stop a running statement on the server.
+          if (typeof pid === 'number') void this.cancelBackend(spec, database, pid);
+        }),
+      );
+    } catch (err) {
+      if (signal.aborted) state.broken = true;
+      throw err;
+    } finally {
+      if (client) client.release(state.broken ? true : undefined);
+      entry.active--;
+      entry.lastUsed = this.now();
+    }
+  }
+
+  private async entry(
+    spec: PgConnectionSpec,
+    database: string,
+    purpose: PoolPurpose,
+    signal: AbortSignal,
+  ): Promise<PoolEntry> {
+    const key = `${spec.key}\u0000${database}\u0000${purpose}`;
+    const existing = this.pools.get(key);
+    if (existing) return existing;
+    const ssl = await this.ssl(spec, database, signal);
+    const again = this.pools.get(key);
+    if (again) return again;
+    const pool = new pg.Pool({
+      host: spec.host,
+      port: spec.port,
+      user: spec.user,
+      password: spec.password,
+      database,
+      ssl,
+      max: spec.max,
+      idleTimeoutMillis: spec.idleTimeoutMs,
+      connectionTimeoutMillis: spec.connectTimeoutMs,
+      application_name: 'latchkey',
+      allowExitOnIdle: true,
+    });
+    pool.on('error', (err) => {
+      this.logger.warn(
+        { err: mapPgError(err).toWire(), database },
+        'idle PostgreSQL connection failed',
+      );
+    });
+    const entry: PoolEntry = { pool, active: 0, lastUsed: this.now() };
+    this.pools.set(key, entry);
+    return entry;
+  }
+
+  /**
+   * Cancels the statement running on backend `pid` (ours: same role), from a short-lived
+   * separate connection. Best effort: errors are only logged.
+   */
+  private async cancelBackend(
+    spec: PgConnectionSpec,
+    database: string,
+    pid: number,
+  ): Promise<void> {
+    const client = new pg.Client({
+      host: spec.host,
+      port: spec.port,
+      user: spec.user,
+      password: spec.password,
+      database,
+      ssl:
+        this.resolvedSsl.get(spec.key) ??
+        sslOptionsFor(
+          spec.sslMode === 'allow' || spec.sslMode === 'prefer' ? 'disable' : spec.sslMode,
+          spec.host,
+          spec.ca,
+        ),
+      connectionTimeoutMillis: spec.connectTimeoutMs,
+      application_name: 'latchkey',
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.query('SELECT pg_cancel_backend($1)', [pid]);
+    } catch (err) {
+      this.logger.warn(
+        { err: mapPgError(err).toWire(), pid },
+        'could not cancel an aborted statement',
+      );
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /** Resolves `prefer`/`allow` once per server by trying the preferred way first. */
+  private async ssl(
+    spec: PgConnectionSpec,
+    database: string,
+    signal: AbortSignal,
+  ): Promise<SslOption> {
+    if (spec.sslMode !== 'prefer' && spec.sslMode !== 'allow')
+      return sslOptionsFor(spec.sslMode, spec.host, spec.ca);
+    const cached = this.resolvedSsl.get(spec.key);
+    if (cached !== undefined) return cached;
+    const first: SslOption = spec.sslMode === 'prefer' ? { rejectUnauthorized: false } : false;
+    const second: SslOption = spec.sslMode === 'prefer' ? false : { rejectUnauthorized: false };
+    const probe = async (ssl: SslOption): Promise<void> => {
+      const client = new pg.Client({
+        host: spec.host,
+        port: spec.port,
+        user: spec.user,
+        password: spec.password,
+        database,
+        ssl,
+        connectionTimeoutMillis: spec.connectTimeoutMs,
+        application_name: 'latchkey',
+      });
+      client.on('error', () => undefined);
+      try {
+        await raceAbort(client.connect(), signal, () => void client.end().catch(() => undefined));
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    };
+    let chosen: SslOption = first;
+    try {
+      await probe(first);
+    } catch (err) {
+      if (signal.aborted) throw abortError(signal);
+      const message = err instanceof Error ? err.message : '';
+      const code = (err as { code?: unknown }).code;
+      const tlsRefused = spec.sslMode === 'prefer' && /does not support SSL/i.test(message);
+      const plainRefused =
+        spec.sslMode === 'allow' && (code === '28000' || /no encryption|SSL/i.test(message));
+      if (!tlsRefused && !plainRefused) throw mapPgError(err);
+      chosen = second;
+    }
+    this.resolvedSsl.set(spec.key, chosen);
+    return chosen;
+  }
+
+  /** Closes pools unused for longer than their idle timeout. */
+  async closeIdle(): Promise<void> {
+    const now = this.now();
+    const ends: Promise<void>[] = [];
+    for (const [key, entry] of this.pools) {
+      const idleMs = entry.pool.options.idleTimeoutMillis ?? 60_000;
+      if (entry.active === 0 && now - entry.lastUsed >= idleMs) {
+        this.pools.delete(key);
+        ends.push(entry.pool.end().catch(() => undefined));
+      }
+    }
+    await Promise.all(ends);
+  }
+
+  /** Closes every pool of one integration (after a password change). */
+  async closeKey(specKey: string): Promise<void> {
+    const ends: Promise<void>[] = [];
+    for (const [key, entry] of this.pools) {
+      if (key.startsWith(`${specKey}\u0000`)) {
+        this.pools.delete(key);
+        ends.push(entry.pool.end().catch(() => undefined));
+      }
+    }
+    this.resolvedSsl.delete(specKey);
+    await Promise.all(ends);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    const entries = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(entries.map((e) => e.pool.end().catch(() => undefined)));
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The markers Latchkey writes on what it creates, as JSON text (PostgreSQL role comment,
+ * MySQL user attribute/comment). Parsed with zod: an unreadable marker means "not ours".
+ */
+import { z } from 'zod';
+import type { ResourceRef } from '../../protocol/messages.js';
+import type { GrantRecord } from './dialect.js';
+import { parsePermission, parseResource, permissionString, resourceIdOf } from './resources.js';
+
+export const MANAGED_BY = 'latchkey';
+
+const UserMarkerSchema = z.object({
+  managedBy: z.literal(MANAGED_BY),
+  kind: z.literal('user'),
+  v: z.literal(1),
+});
+
+const GrantMarkerSchema = z.object({
+  managedBy: z.literal(MANAGED_BY),
+  kind: z.literal('grant'),
+  v: z.literal(1),
+  grantId: z.string().min(1),
+  username: z.string().min(1),
+  permission: z.string().min(1),
+  resources: z.array(z.string().min(1)),
+  expiresAt: z.iso.datetime({ offset: true }).optional(),
+});
+
+/** Marker text for a user. */
+export function userMarker(): string {
+  return JSON.stringify({ managedBy: MANAGED_BY, kind: 'user', v: 1 });
+}
+
+export function isUserMarker(text: string | null | undefined): boolean {
+  if (!text) return false;
+  try {
+    return UserMarkerSchema.safeParse(JSON.parse(text)).success;
+  } catch {
+    return false;
+  }
+}
+
+/** Marker text for a grant role: the whole grant record. */
+export function grantMarker(record: GrantRecord): string {
+  return JSON.stringify({
+    managedBy: MANAGED_BY,
+    kind: 'grant',
+    v: 1,
+    grantId: record.grantId,
+    username: record.username,
+    permission: permissionString(record.permission),
+    resources: record.resources.map(resourceIdOf),
+    ...(record.expiresAt === undefined ? {} : { expiresAt: record.expiresAt }),
+  });
+}
+
+/** The grant record of a role's marker, or null when the text is not our grant marker. */
+export function parseGrantMarker(
+  role: string,
+  text: string | null | undefined,
+  hasSchemas: boolean,
+): GrantRecord | null {
+  if (!text) return null;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const parsed = GrantMarkerSchema.safeParse(json);
+  if (!parsed.success) return null;
+  try {
+    const m = parsed.data;
+    const resources = m.resources.map((id) => {
+      const ref: ResourceRef = { type: id.slice(0, Math.max(0, id.indexOf(':'))), id };
+      return parseResource(ref, hasSchemas);
+    });
+    return {
+      grantId: m.grantId,
+      role,
+      username: m.username,
+      permission: parsePermission(m.permission),
+      resources,
+      ...(m.expiresAt === undefined ? {} : { expiresAt: m.expiresAt }),
+    };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * Redshift-only SQL (CREATE USER, TO ROLE, PASSWORD DISABLE, svv_*, stv_sessions) cannot
+ * run on PostgreSQL: these tests drive the SQL core over the Redshift dialect against a
+ * small simulated cluster and assert the exact statements produced.
+ */
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { RedshiftDialect, redshiftPasswordHash } from '../../../../src/drivers/redshift/dialect.js';
+import { cleanupFlow, grantFlow, revokeFlow, sweepFlow } from '../../../../src/drivers/sql/core.js';
+import type { SqlCoreOptions } from '../../../../src/drivers/sql/core.js';
+import type { Row, SqlScope, SqlSession } from '../../../../src/drivers/sql/dialect.js';
+import { tableId, schemaId } from '../../../../src/drivers/sql/resources.js';
+import { deriveUsername } from '../../../../src/drivers/sql/username.js';
+import { parseRedshiftConfig } from '../../../../src/drivers/redshift/config.js';
+
+class FakeCluster implements SqlSession {
+  statements: { sql: string; values: readonly unknown[] }[] = [];
+  users = new Set<string>(['svc']);
+  roles = new Set<string>(['analyst']);
+  metaUsers = new Map<string, boolean>();
+  grants = new Map<string, { username: string; record: string }>();
+  sessions = new Map<string, number[]>();
+
+  query(sql: string, values: readonly unknown[] = []): Promise<Row[]> {
+    this.statements.push({ sql, values });
+    return Promise.resolve(this.answer(sql.replace(/\s+/g, ' ').trim(), values));
+  }
+
+  private answer(sql: string, v: readonly unknown[]): Row[] {
+    const a = typeof v[0] === 'string' ? v[0] : '';
+    if (/^SELECT usename FROM pg_user/.test(sql)) return this.users.has(a) ? [{ usename: a }] : [];
+    if (/^SELECT usesysid FROM pg_user/.test(sql))
+      return this.users.has(a) ? [{ usesysid: 101 }] : [];
+    if (/^SELECT locked FROM .*\.users/.test(sql))
+      return this.metaUsers.has(a) ? [{ locked: this.metaUsers.get(a) }] : [];
+    if (/^INSERT INTO .*\.users/.test(sql)) return (void this.metaUsers.set(a, false), []);
+    if (/^UPDATE .*\.users SET locked/.test(sql))
+      return (void this.metaUsers.set(a, v[1] === true), []);
+    if (/^DELETE FROM .*\.users/.test(sql)) return (void this.metaUsers.delete(a), []);
+    if (/^CREATE USER "([^"]+)"/.test(sql))
+      return (void this.users.add(/^CREATE USER "([^"]+)"/.exec(sql)?.[1] ?? ''), []);
+    if (/^DROP USER IF EXISTS "([^"]+)"/.test(sql))
+      return (void this.users.delete(/"([^"]+)"/.exec(sql)?.[1] ?? ''), []);
+    if (/^CREATE ROLE "([^"]+)"/.test(sql))
+      return (void this.roles.add(/"([^"]+)"/.exec(sql)?.[1] ?? ''), []);
+    if (/^DROP ROLE "([^"]+)" FORCE/.test(sql))
+      return (void this.roles.delete(/"([^"]+)"/.exec(sql)?.[1] ?? ''), []);
+    if (/^SELECT 1 FROM svv_roles/.test(sql)) return this.roles.has(a) ? [{ '?column?': 1 }] : [];
+    if (/^SELECT 1 FROM svv_redshift_/.test(sql)) return [{ '?column?': 1 }];
+    if (/^SELECT record FROM .*\.grants WHERE role/.test(sql)) {
+      const g = this.grants.get(a);
+      return g ? [{ record: g.record }] : [];
+    }
+    if (/^INSERT INTO .*\.grants/.test(sql))
+      return (void this.grants.set(a, { username: String(v[1]), record: String(v[2]) }), []);
+    if (/^UPDATE .*\.grants/.test(sql)) {
+      const g = this.grants.get(a);
+      if (g) g.record = String(v[1]);
+      return [];
+    }
+    if (/^DELETE FROM .*\.grants/.test(sql)) return (void this.grants.delete(a), []);
+    if (/^SELECT role, record FROM .*\.grants WHERE username/.test(sql)) {
+      return [...this.grants]
+        .filter(([, g]) => g.username === a)
+        .map(([role, g]) => ({ role, record: g.record }));
+    }
+    if (/^SELECT role, record FROM .*\.grants/.test(sql))
+      return [...this.grants].map(([role, g]) => ({ role, record: g.record }));
+    if (/^SELECT process FROM stv_sessions/.test(sql))
+      return (this.sessions.get(a) ?? []).map((p) => ({ process: p }));
+    if (/^SELECT pg_terminate_backend/.test(sql)) return [{ ok: true }];
+    if (/^SELECT database_name FROM svv_redshift_databases/.test(sql))
+      return [{ database_name: 'dev' }];
+    if (/^SELECT schemaname, tablename FROM pg_tables/.test(sql))
+      return [{ schemaname: 'public', tablename: 'mine' }];
+    if (/^SELECT nspname FROM pg_namespace/.test(sql)) return [];
+    return [];
+  }
+
+  /** Statements other than the journal and lock bookkeeping. */
+  ddl(): string[] {
+    return this.statements
+      .map((s) => s.sql.replace(/\s+/g, ' ').trim())
+      .filter(
+        (s) =>
+          !/^(SELECT|INSERT|UPDATE|DELETE|BEGIN|COMMIT|ROLLBACK|LOCK|CREATE SCHEMA IF|CREATE TABLE IF)/.test(
+            s,
+          ),
+      );
+  }
+}
+
+function setup(now = new Date('2030-01-01T00:00:00Z')) {
+  const cluster = new FakeCluster();
+  const scope: SqlScope = {
+    session: cluster,
+    onDatabase: (_db, fn) => fn(cluster),
+    withLockSession: (fn) => fn(cluster),
+    signal: new AbortController().signal,
+    serviceAccount: 'svc',
+    prefix: 'lk_',
+  };
+  const opts: SqlCoreOptions = {
+    dialect: new RedshiftDialect(),
+    iamAuth: false,
+    ownedObjects: 'reassign',
+    sealer: { seal: (_k, c) => ({ plaintext: { ...c } }) },
+    now: () => now,
+    access: { host: 'cluster.example', port: 5439, defaultDatabase: 'dev' },
+  };
+  return { cluster, scope, opts };
+}
+
+const email = 'Ann@Example.com';
+const user = deriveUsername(email, { prefix: 'lk_', maxLength: 127 });
+
+describe('redshift statements', () => {
+  it('grant: CREATE USER with an md5 password, a role per grant, privileges TO ROLE, GRANT ROLE to the user, VALID UNTIL', async () => {
+    const { cluster, scope, opts } = setup();
+    const out = await grantFlow(opts, scope, {
+      grantId: 'g1',
+      grantee: { email },
+      resources: [{ type: 'table', id: tableId('dev', 'public', 'orders') }],
+      permission: 'read',
+      expiresAt: '2030-01-02T00:00:00.000Z',
+    });
+    const password =
+      (out.credentials as { plaintext: Record<string, string> }).plaintext.password ?? '';
+    const md5 = `md5${createHash('md5')
+      .update(password + user)
+      .digest('hex')}`;
+    expect(cluster.ddl()).toEqual([
+      `CREATE USER "${user}" PASSWORD '${md5}' NOCREATEDB NOCREATEUSER`,
+      'CREATE ROLE "lk_g_g1"',
+      'GRANT USAGE ON SCHEMA "public" TO ROLE "lk_g_g1"',
+      'GRANT SELECT ON TABLE "public"."orders" TO ROLE "lk_g_g1"',
+      `GRANT ROLE "lk_g_g1" TO "${user}"`,
+      `ALTER USER "${user}" VALID UNTIL '2030-01-02 00:00:00.000+00'`,
+    ]);
+    expect(cluster.statements.some((s) => s.sql.includes(password))).toBe(false);
+    expect(out).toMatchObject({
+      username: user,
+      alreadyGranted: false,
+      access: { host: 'cluster.example', port: 5439, database: 'dev' },
+    });
+    // The lock is taken on the journal's lock table in a transaction.
+    expect(cluster.statements.map((s) => s.sql)).toEqual(
+      expect.arrayContaining(['BEGIN', 'LOCK "lk_meta".lock', 'COMMIT']),
+    );
+
+    cluster.statements = [];
+    const again = await grantFlow(opts, scope, {
+      grantId: 'g1',
+      grantee: { email },
+      resources: [{ type: 'table', id: tableId('dev', 'public', 'orders') }],
+      permission: 'read',
+      expiresAt: '2030-01-02T00:00:00.000Z',
+    });
+    expect(again.alreadyGranted).toBe(true);
+    expect(again.credentials).toBeUndefined();
+    expect(cluster.ddl().some((s) => s.startsWith('CREATE'))).toBe(false);
+  });
+
+  it('write on a schema includes default privileges; revoke blocks the login, ends sessions, drops the role', async () => {
+    const { cluster, scope, opts } = setup();
+    await grantFlow(opts, scope, {
+      grantId: 'w1',
+      grantee: { email },
+      resources: [{ type: 'schema', id: schemaId('dev', 'sales') }],
+      permission: 'write',
+    });
+    expect(cluster.ddl()).toEqual(
+      expect.arrayContaining([
+        'GRANT USAGE ON SCHEMA "sales" TO ROLE "lk_g_w1"',
+        'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "sales" TO ROLE "lk_g_w1"',
+        'ALTER DEFAULT PRIVILEGES IN SCHEMA "sales" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ROLE "lk_g_w1"',
+        `ALTER USER "${user}" VALID UNTIL 'infinity'`,
+      ]),
+    );
+    cluster.sessions.set(user, [4242, 4243]);
+    cluster.statements = [];
+    const rev = await revokeFlow(opts, scope, { grantId: 'w1', grantee: { email } });
+    expect(rev.sessionsTerminated).toBe(2);
+    expect(rev.phases.map((p) => p.phase)).toEqual([
+      'lock-login',
+      'terminate-sessions',
+      'drop-grant-role',
+    ]);
+    expect(cluster.ddl()).toEqual([
+      `ALTER USER "${user}" PASSWORD DISABLE`,
+      'ALTER DEFAULT PRIVILEGES IN SCHEMA "sales" REVOKE ALL ON TABLES FROM ROLE "lk_g_w1"',
+      'DROP ROLE "lk_g_w1" FORCE',
+    ]);
+    expect(
+      cluster.statements
+        .filter((s) => s.sql.startsWith('SELECT pg_terminate_backend'))
+        .map((s) => s.values),
+    ).toEqual([[4242], [4243]]);
+    expect(
+      (await revokeFlow(opts, scope, { grantId: 'w1', grantee: { email } })).alreadyRevoked,
+    ).toBe(true);
+  });
+
+  it('role:<name> grants the role to the grant role; sweep revokes the expired; cleanup moves owned tables', async () => {
+    const { cluster, scope, opts } = setup(new Date('2030-01-01T00:00:00Z'));
+    await grantFlow(opts, scope, {
+      grantId: 'r1',
+      grantee: { email },
+      resources: [],
+      permission: 'role:analyst',
+      expiresAt: '2030-01-01T00:00:01.000Z',
+    });
+    expect(cluster.ddl()).toContain('GRANT ROLE "analyst" TO ROLE "lk_g_r1"');
+    const later = { ...opts, now: () => new Date('2030-01-01T00:01:00Z') };
+    expect(await sweepFlow(later, scope)).toEqual({ revoked: ['r1'], errors: [] });
+    cluster.statements = [];
+    expect(await cleanupFlow(opts, scope, { usernames: [user, 'svc', 'stranger'] })).toEqual({
+      dropped: [user, 'stranger'],
+      kept: [{ username: 'svc', reason: expect.any(String) as string, code: 'E_NOT_MANAGED' }],
+    });
+    expect(cluster.ddl()).toEqual([
+      `ALTER USER "${user}" PASSWORD DISABLE`,
+      'ALTER TABLE "public"."mine" OWNER TO "svc"',
+      `DROP USER IF EXISTS "${user}"`,
+    ]);
+  });
+
+  it('refuses a user that exists without the journal marker', async () => {
+    const { cluster, scope, opts } = setup();
+    cluster.users.add(user);
+    await expect(
+      grantFlow(opts, scope, {
+        grantId: 'x',
+        grantee: { email },
+        resources: [{ type: 'database', id: 'database:dev' }],
+        permission: 'connect',
+      }),
+    ).rejects.toMatchObject({ code: 'E_NOT_MANAGED' });
+    expect(await cleanupFlow(opts, scope, { usernames: [user] })).toMatchObject({
+      kept: [{ code: 'E_NOT_MANAGED' }],
+    });
+  });
+});
+
+describe('redshift password rules and config', () => {
+  it('hashes as md5(password || username) and enforces Redshift rules', () => {
+    expect(redshiftPasswordHash('Abcdefg1', 'u')).toBe(
+      `md5${createHash('md5').update('Abcdefg1u').digest('hex')}`,
+    );
+    expect(() => redshiftPasswordHash('short1A', 'u')).toThrow(/8-64/);
+    expect(() => redshiftPasswordHash('abcdefgh1', 'u')).toThrow(/upper/);
+    expect(() => redshiftPasswordHash('Abcdefg1@', 'u')).toThrow(/cannot contain/);
+  });
+
+  it('defaults to port 5439 and database dev; IAM auth needs a cluster', () => {
+    const base = { id: 'rs', type: 'redshift', secret: { store: 'env' as const, prefix: 'RS_' } };
+    expect(parseRedshiftConfig({ ...base, config: { host: 'c.example' } })).toMatchObject({
+      port: 5439,
+      database: 'dev',
+    });
+    expect(() =>
+      parseRedshiftConfig({
+        ...base,
+        config: { host: 'c', authType: 'iam-auth', region: 'eu-west-1', username: 'svc' },
+      }),
+    ).toThrow(/clusterIdentifier/);
+    expect(() =>
+      parseRedshiftConfig({ ...base, config: { host: 'c', clusterIdentifier: 'Bad_Name' } }),
+    ).toThrow(/redshift config/);
+  });
+});
