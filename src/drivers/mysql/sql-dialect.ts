@@ -1,0 +1,311 @@
+/**
+ * The core's `SqlDialect` for MySQL 8 and MariaDB: one implementation over `FlavorOps`
+ * (dialect-mysql.ts, dialect-mariadb.ts). An instance is built per integration, since the
+ * account host and the MariaDB metadata database come from its config.
+ */
+import { LatchkeyError } from '../../errors.js';
+import type {
+  CreateUserSpec,
+  DropUserOptions,
+  GrantRecord,
+  GrantRoleState,
+  SqlDialect,
+  SqlScope,
+  SqlSession,
+  SqlUserInfo,
+} from '../sql/dialect.js';
+import type { SqlPermission } from '../sql/dialect.js';
+import { shortHash } from '../sql/username.js';
+import {
+  assertObjectName,
+  grantDatabasePattern,
+  killStatement,
+  lockStatement,
+  privilegeList,
+  privilegeTarget,
+  quoteIdent,
+  run,
+  sessionsStatement,
+  str,
+  unlockStatement,
+  type AccountSettings,
+  type FlavorOps,
+  type PrivilegeTarget,
+} from './dialect.js';
+import { mapMysqlError, mysqlErrno } from './errors.js';
+
+/** Schemas that are never granted and hidden from discover by default. */
+export const SYSTEM_SCHEMAS = ['mysql', 'sys', 'information_schema', 'performance_schema'] as const;
+
+export function isSystemSchema(name: string): boolean {
+  return (SYSTEM_SCHEMAS as readonly string[]).includes(name.toLowerCase());
+}
+
+/** Privileges per permission, at database and table level. `connect` holds none (login only). */
+export function privilegesFor(permission: SqlPermission): readonly string[] {
+  switch (permission.kind) {
+    case 'connect':
+      return [];
+    case 'read':
+      return ['SELECT', 'SHOW VIEW'];
+    case 'write':
+      return ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'SHOW VIEW'];
+    case 'admin':
+      return ['ALL PRIVILEGES'];
+    case 'role':
+      return [];
+  }
+}
+
+/** The GET_LOCK name of an account (at most 64 characters, as the server requires). */
+export function userLockName(user: string, host: string): string {
+  return `latchkey:u:${shortHash(`${user}@${host}`, 40)}`;
+}
+
+/** errno of KILL for a thread that is already gone. */
+const ER_NO_SUCH_THREAD = 1094;
+
+export interface MysqlDialectOptions extends AccountSettings {
+  readonly lockTimeoutSeconds: number;
+}
+
+export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptions): SqlDialect {
+  const host = options.accountHost;
+
+  async function sessionIds(session: SqlSession, username: string): Promise<number[]> {
+    const rows = await run(session, sessionsStatement(username));
+    return rows.map((r) => Number(str(r, 'id'))).filter((n) => Number.isSafeInteger(n));
+  }
+
+  async function definerObjects(
+    session: SqlSession,
+    username: string,
+  ): Promise<{ kind: string; db: string; name: string }[]> {
+    const definer = `${username}@${host}`;
+    const rows = await run(session, {
+      sql:
+        "SELECT 'VIEW' AS kind, TABLE_SCHEMA AS db, TABLE_NAME AS name FROM information_schema.VIEWS WHERE DEFINER = ? " +
+        'UNION ALL SELECT ROUTINE_TYPE, ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES WHERE DEFINER = ? ' +
+        "UNION ALL SELECT 'TRIGGER', TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE DEFINER = ? " +
+        "UNION ALL SELECT 'EVENT', EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE DEFINER = ?",
+      values: [definer, definer, definer, definer],
+    });
+    return rows.map((r) => ({ kind: str(r, 'kind'), db: str(r, 'db'), name: str(r, 'name') }));
+  }
+
+  const dialect: SqlDialect = {
+    engine: ops.engine,
+    maxUsernameLength: ops.maxNameLength,
+    hasSchemas: false,
+
+    quoteIdent,
+
+    quoteLiteral(value: string): string {
+      // Only `'` is doubled; a backslash means different things under NO_BACKSLASH_ESCAPES,
+      // so it is refused rather than guessed.
+      if (value.includes('\\') || value.includes('\0')) {
+        throw new LatchkeyError(
+          'E_INVALID',
+          'value contains a backslash or NUL and cannot be a literal',
+        );
+      }
+      return `'${value.replace(/'/g, "''")}'`;
+    },
+
+    async withUserLock<T>(scope: SqlScope, username: string, fn: () => Promise<T>): Promise<T> {
+      const name = userLockName(username, host);
+      const rows = await run(scope.session, lockStatement(name, options.lockTimeoutSeconds));
+      const got = rows[0] === undefined ? '' : str(rows[0], 'got');
+      if (got !== '1') {
+        throw new LatchkeyError(
+          'E_CONFLICT',
+          `another operation on user ${username} holds its lock (waited ${options.lockTimeoutSeconds}s); retry`,
+        );
+      }
+      try {
+        return await fn();
+      } finally {
+        if (!scope.signal.aborted) {
+          await run(scope.session, unlockStatement(name)).catch(() => undefined);
+        }
+      }
+    },
+
+    getUser(scope: SqlScope, username: string): Promise<SqlUserInfo | null> {
+      return ops.getUser(scope.session, username, host, scope.prefix);
+    },
+
+    async createUser(scope: SqlScope, spec: CreateUserSpec): Promise<void> {
+      const stmts = ops.createUserStatements(
+        spec.username,
+        host,
+        { password: spec.iamAuth ? null : spec.password },
+        scope.prefix,
+      );
+      for (const s of stmts) await run(scope.session, s);
+    },
+
+    async setPassword(scope: SqlScope, username: string, password: string): Promise<void> {
+      await run(scope.session, {
+        sql: `ALTER USER ${ops.account(username, host)} IDENTIFIED BY ?`,
+        values: [password],
+      });
+    },
+
+    async setLogin(scope: SqlScope, username: string, enabled: boolean): Promise<void> {
+      await run(scope.session, {
+        sql: `ALTER USER ${ops.account(username, host)} ACCOUNT ${enabled ? 'UNLOCK' : 'LOCK'}`,
+      });
+    },
+
+    async validateGrant(scope: SqlScope, record: GrantRecord): Promise<void> {
+      if (record.role.length > ops.maxNameLength) {
+        throw new LatchkeyError(
+          'E_INVALID',
+          `grant role name longer than ${ops.maxNameLength} characters`,
+        );
+      }
+      for (const r of record.resources) {
+        if (r.kind === 'schema')
+          throw new LatchkeyError('E_INVALID', 'MySQL has no schemas; use database resources');
+        if (r.kind === 'role') {
+          if (r.role.startsWith(scope.prefix)) {
+            throw new LatchkeyError(
+              'E_GUARDRAIL',
+              `role ${r.role} is managed by Latchkey and cannot be granted as a role`,
+            );
+          }
+          const roles = await ops.listRoles(scope.session, scope.prefix);
+          if (!roles.some((x) => x.name === r.role))
+            throw new LatchkeyError('E_NOT_FOUND', `role ${r.role} does not exist`);
+          continue;
+        }
+        assertObjectName(r.database, 'database');
+        if (isSystemSchema(r.database)) {
+          throw new LatchkeyError('E_GUARDRAIL', `system schema ${r.database} cannot be granted`);
+        }
+        if (r.kind === 'database') {
+          grantDatabasePattern(r.database); // refuses what cannot be expressed
+          const rows = await run(scope.session, {
+            sql: 'SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?',
+            values: [r.database],
+          });
+          if (!rows.some((x) => str(x, 'name') === r.database)) {
+            throw new LatchkeyError('E_NOT_FOUND', `database ${r.database} does not exist`);
+          }
+        } else {
+          assertObjectName(r.table, 'table');
+          const rows = await run(scope.session, {
+            sql: 'SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?',
+            values: [r.database, r.table],
+          });
+          if (!rows.some((x) => str(x, 'name') === r.table)) {
+            throw new LatchkeyError('E_NOT_FOUND', `table ${r.database}.${r.table} does not exist`);
+          }
+        }
+      }
+    },
+
+    getGrantRole(scope: SqlScope, role: string): Promise<GrantRoleState> {
+      return ops.getGrantRole(scope.session, role);
+    },
+
+    createGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+      return ops.createGrantRole(scope.session, record);
+    },
+
+    updateGrantRecord(scope: SqlScope, record: GrantRecord): Promise<void> {
+      return ops.updateGrantRecord(scope.session, record);
+    },
+
+    async grantPrivileges(scope: SqlScope, record: GrantRecord): Promise<void> {
+      const privileges = privilegesFor(record.permission);
+      for (const r of record.resources) {
+        if (r.kind === 'role') {
+          const roles = await ops.listRoles(scope.session, scope.prefix);
+          const existing =
+            roles.find((x) => x.name === r.role && (x.host === '' || x.host === '%')) ??
+            roles.find((x) => x.name === r.role);
+          if (!existing) throw new LatchkeyError('E_NOT_FOUND', `role ${r.role} does not exist`);
+          await run(scope.session, ops.grantExistingRole(existing, record.role));
+          continue;
+        }
+        if (privileges.length === 0 || r.kind === 'schema') continue;
+        const target: PrivilegeTarget =
+          r.kind === 'database'
+            ? { kind: 'database', database: r.database }
+            : { kind: 'table', database: r.database, table: r.table };
+        await run(scope.session, {
+          sql: `GRANT ${privilegeList(privileges)} ON ${privilegeTarget(target)} TO ${ops.role(record.role)}`,
+        });
+      }
+    },
+
+    async grantRoleToUser(scope: SqlScope, record: GrantRecord): Promise<void> {
+      for (const s of ops.attachStatements(record.role, record.username, host, scope.prefix)) {
+        await run(scope.session, s);
+      }
+    },
+
+    async revokePrivileges(): Promise<void> {
+      // Dropping the grant role (dropGrantRole) takes every privilege it holds with it,
+      // on both engines, at once for every session: nothing to do before.
+    },
+
+    dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+      return ops.dropGrantRole(scope.session, record.role);
+    },
+
+    listGrantRoles(scope: SqlScope, filter: { username?: string }): Promise<GrantRecord[]> {
+      return ops.listGrantRoles(scope.session, scope.prefix, filter.username);
+    },
+
+    async countSessions(scope: SqlScope, username: string): Promise<number> {
+      return (await sessionIds(scope.session, username)).length;
+    },
+
+    async terminateSessions(scope: SqlScope, username: string): Promise<number> {
+      let ended = 0;
+      for (const id of await sessionIds(scope.session, username)) {
+        try {
+          await run(scope.session, killStatement(id));
+          ended++;
+        } catch (err) {
+          if (mysqlErrno(err) !== ER_NO_SUCH_THREAD) throw err;
+        }
+      }
+      return ended;
+    },
+
+    async dropUser(scope: SqlScope, username: string, opts: DropUserOptions): Promise<void> {
+      const objects = await definerObjects(scope.session, username);
+      if (objects.length > 0) {
+        if (opts.ownedObjects === 'reassign') {
+          const list = objects
+            .slice(0, 5)
+            .map((o) => `${o.kind} ${o.db}.${o.name}`)
+            .join(', ');
+          throw new LatchkeyError(
+            'E_GUARDRAIL',
+            `user ${username} is the DEFINER of ${objects.length} object(s) (${list}); MySQL cannot reassign a definer in place: ` +
+              'recreate them with another DEFINER, or set the integration setting ownedObjects to "drop"',
+          );
+        }
+        for (const o of objects) {
+          const name = `${quoteIdent(o.db)}.${quoteIdent(o.name)}`;
+          const kind = ['VIEW', 'PROCEDURE', 'FUNCTION', 'TRIGGER', 'EVENT'].includes(o.kind)
+            ? o.kind
+            : null;
+          if (kind !== null) await run(scope.session, { sql: `DROP ${kind} IF EXISTS ${name}` });
+        }
+      }
+      for (const s of ops.dropUserStatements(username, host, scope.prefix))
+        await run(scope.session, s);
+    },
+
+    mapError(err: unknown): LatchkeyError {
+      return mapMysqlError(err, 'database operation');
+    },
+  };
+  return dialect;
+}

@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import {
+  assertSupportedServer,
+  detectFlavor,
+  loginOptions,
+  sslOptionsFor,
+  tlsAttempts,
+} from '../../../../src/drivers/mysql/connection.js';
+import {
+  createMariadbOps,
+  mariadbDefaultRole,
+} from '../../../../src/drivers/mysql/dialect-mariadb.js';
+import {
+  assertObjectName,
+  grantDatabasePattern,
+  privilegeTarget,
+  quoteIdent,
+} from '../../../../src/drivers/mysql/dialect.js';
+
+describe('TLS modes', () => {
+  it('maps each sslMode to mysql2 options, with fallbacks for allow and prefer', () => {
+    expect(tlsAttempts('disable', undefined)).toEqual([undefined]);
+    expect(tlsAttempts('allow', undefined)).toEqual([undefined, { rejectUnauthorized: false }]);
+    expect(tlsAttempts('prefer', undefined)).toEqual([{ rejectUnauthorized: false }, undefined]);
+    expect(tlsAttempts('require', undefined)).toEqual([{ rejectUnauthorized: false }]);
+    expect(sslOptionsFor('require', 'PEM')).toEqual({
+      ca: 'PEM',
+      rejectUnauthorized: true,
+      verifyIdentity: false,
+    });
+    expect(tlsAttempts('verify-ca', 'PEM')).toEqual([
+      { ca: 'PEM', rejectUnauthorized: true, verifyIdentity: false },
+    ]);
+    expect(tlsAttempts('verify-full', 'PEM')).toEqual([
+      { ca: 'PEM', rejectUnauthorized: true, verifyIdentity: true },
+    ]);
+  });
+});
+
+describe('IAM auth login', () => {
+  it('sends a fresh token per connection through the cleartext plugin', async () => {
+    let n = 0;
+    const opts = loginOptions({ user: 'svc', password: () => Promise.resolve(`token-${++n}`) });
+    expect(opts.user).toBe('svc');
+    expect(opts.password).toBeUndefined();
+    const plugin = opts.authPlugins?.mysql_clear_password;
+    if (!plugin) throw new Error('plugin expected');
+    const meta = {} as Parameters<typeof plugin>[0];
+    const first = await plugin(meta)(Buffer.alloc(0));
+    const second = await plugin(meta)(Buffer.alloc(0));
+    expect(first).toEqual(Buffer.from('token-1\0'));
+    expect(second).toEqual(Buffer.from('token-2\0'));
+  });
+
+  it('uses the static password of a secret as is', () => {
+    expect(loginOptions({ user: 'svc', password: 'pw' })).toEqual({ user: 'svc', password: 'pw' });
+  });
+});
+
+describe('server detection', () => {
+  it('detects the flavor from VERSION() and refuses unsupported or mismatched servers', () => {
+    expect(detectFlavor('10.11.19-MariaDB-0+deb12u1')).toBe('mariadb');
+    expect(detectFlavor('8.4.3')).toBe('mysql');
+    expect(() =>
+      assertSupportedServer({ flavor: 'mariadb', version: '10.11.19-MariaDB' }, 'auto'),
+    ).not.toThrow();
+    expect(() =>
+      assertSupportedServer({ flavor: 'mysql', version: '8.0.36' }, 'mysql'),
+    ).not.toThrow();
+    expect(() =>
+      assertSupportedServer({ flavor: 'mariadb', version: '10.5.1-MariaDB' }, 'auto'),
+    ).toThrow(/10.6/);
+    expect(() => assertSupportedServer({ flavor: 'mysql', version: '5.7.44' }, 'auto')).toThrow(
+      /8.0.21/,
+    );
+    expect(() =>
+      assertSupportedServer({ flavor: 'mariadb', version: '10.11.2-MariaDB' }, 'mysql'),
+    ).toThrow(/configured as mysql/);
+  });
+});
+
+describe('identifiers', () => {
+  it('quotes with backticks, doubling a backtick', () => {
+    expect(quoteIdent("we`ird'; DROP")).toBe("`we``ird'; DROP`");
+    expect(() => quoteIdent('a\0b')).toThrow();
+  });
+
+  it('escapes the wildcards of database-level grants and refuses what cannot be expressed', () => {
+    expect(grantDatabasePattern('a_b%c')).toBe('a\\_b\\%c');
+    expect(() => grantDatabasePattern('a\\b')).toThrow(/backslash/);
+    expect(privilegeTarget({ kind: 'database', database: 'a_b' })).toBe('`a\\_b`.*');
+    expect(privilegeTarget({ kind: 'table', database: 'a_b', table: 't`x' })).toBe('`a_b`.`t``x`');
+    expect(() => assertObjectName('x'.repeat(65), 'table')).toThrow(/64/);
+    expect(() => assertObjectName('trailing ', 'database')).toThrow(/space/);
+  });
+});
+
+describe('MariaDB statements', () => {
+  const ops = createMariadbOps({ accountHost: '%', metaDatabase: 'latchkey' });
+  it('creates a user with its default role, which is also the marker', () => {
+    const d = mariadbDefaultRole('lk_ann_1234abcd', '%', 'lk_');
+    expect(d).toMatch(/^lk_d_[0-9a-f]{16}$/);
+    expect(ops.createUserStatements('lk_ann_1234abcd', '%', { password: 'pw' }, 'lk_')).toEqual([
+      { sql: 'CREATE USER IF NOT EXISTS `lk_ann_1234abcd`@`%` IDENTIFIED BY ?', values: ['pw'] },
+      { sql: `CREATE ROLE IF NOT EXISTS \`${d}\`` },
+      { sql: `GRANT \`${d}\` TO \`lk_ann_1234abcd\`@\`%\`` },
+      { sql: `SET DEFAULT ROLE \`${d}\` FOR \`lk_ann_1234abcd\`@\`%\`` },
+    ]);
+    expect(ops.attachStatements('lk_g_g1', 'lk_ann_1234abcd', '%', 'lk_')).toEqual([
+      { sql: `GRANT \`lk_g_g1\` TO \`${d}\`` },
+    ]);
+    expect(ops.dropUserStatements('lk_ann_1234abcd', '%', 'lk_')).toEqual([
+      { sql: 'DROP USER IF EXISTS `lk_ann_1234abcd`@`%`' },
+      { sql: `DROP ROLE IF EXISTS \`${d}\`` },
+    ]);
+  });
+
+  it('refuses grantee IAM auth (RDS for MySQL only)', () => {
+    expect(() => ops.createUserStatements('u', '%', { password: null }, 'lk_')).toThrow(
+      /MySQL only/,
+    );
+  });
+});
