@@ -9,6 +9,13 @@
  * under `test/` and are never added to it, so no production configuration can reach them.
  */
 import type { Driver, DriverFactory, DriverServices } from './driver.js';
+import { driverFactory as awsDiscoveryDriver } from './aws-discovery/index.js';
+import { driverFactory as awsIamDriver } from './aws-iam/index.js';
+import { driverFactory as awsLambdaDriver } from './aws-lambda/index.js';
+import { driverFactory as awsSsmDriver } from './aws-ssm/index.js';
+import { driverFactory as mysqlDriver } from './mysql/index.js';
+import { driverFactory as postgresDriver } from './postgres/index.js';
+import { driverFactory as redshiftDriver } from './redshift/index.js';
 
 export interface DriverRegistry {
   /** The driver for `type`, built on first use; `undefined` when the type is unknown. */
@@ -54,8 +61,13 @@ export function createDriverRegistry(
   };
 }
 
-/**
- * The real drivers, by integration type. Filled in by the lead as drivers land; a test
- * driver must never appear here.
- */
-export const productionDriverFactories: Readonly<Record<string, DriverFactory>> = Object.freeze({});
+/** The real drivers, by integration type. A test driver must never appear here. */
+export const productionDriverFactories: Readonly<Record<string, DriverFactory>> = Object.freeze({
+  'aws-discovery': awsDiscoveryDriver,
+  'aws-iam': awsIamDriver,
+  'aws-lambda': awsLambdaDriver,
+  'aws-ssm': awsSsmDriver,
+  mysql: mysqlDriver,
+  postgres: postgresDriver,
+  redshift: redshiftDriver,
+});

@@ -1,0 +1,262 @@
+/**
+ * Core benchmark: what the agent itself adds to a command, with a no-op driver.
+ *
+ * Path measured: signed command frame → loopback WebSocket → frame parse → Ed25519
+ * verify → dispatcher queue → `test` driver (returns at once) → result → outbox →
+ * WebSocket → control plane.
+ *
+ * The agent runs in a child process (this same file with LATCHKEY_BENCH_CHILD=1: the
+ * real agent wiring, plus the `test` driver), so its RSS is its own; the reference
+ * control plane runs here. Reported:
+ * - unloaded latency: one command at a time, send → result, p50/p99;
+ * - burst: 20,000 pre-signed commands sent at once: commands/s (first send → last
+ *   result) and send → result p50/p99 under that load (mostly queueing);
+ * - agent RSS idle, after the burst, and its peak (VmHWM).
+ *
+ * Knobs: BENCH_BURST (default 20000), BENCH_SEQUENTIAL (default 2000), and
+ * BENCH_CPU_PROF=<dir> to write a V8 CPU profile of the agent process.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { createAgent } from '../src/agent.js';
+import { loadConfig } from '../src/config/index.js';
+import { startDevControlPlane, type DevControlPlane } from '../src/devcp/server.js';
+import {
+  generateSigningKeyPair,
+  parsePrivateKey,
+  signEnvelope,
+  type SigningKeyPair,
+} from '../src/protocol/index.js';
+import type { Result } from '../src/protocol/messages.js';
+import { harnessEnv } from '../test/helpers/agent-harness.js';
+import { createTestDriver, TEST_DRIVER_TYPE } from '../test/helpers/test-driver.js';
+
+const BURST = Number(process.env.BENCH_BURST ?? 20_000);
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 2_000);
+const WARMUP = 1_000;
+
+// ---------------------------------------------------------------------------------------
+// child: the agent
+
+async function child(): Promise<void> {
+  const config = loadConfig({ env: process.env });
+  const driver = createTestDriver({ record: false });
+  const agent = await createAgent({
+    config,
+    logger: pino({ level: 'silent' }),
+    driverFactories: { [TEST_DRIVER_TYPE]: driver.factory },
+  });
+  process.once('SIGTERM', () => {
+    void agent.stop('bench done').then(() => process.exit(0));
+  });
+  await agent.start();
+}
+
+// ---------------------------------------------------------------------------------------
+// parent: control plane and measurements
+
+function rssKb(pid: number): { rss: number; hwm: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string): number =>
+    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rss: field('VmRSS'), hwm: field('VmHWM') };
+}
+
+const mib = (kb: number): string => `${(kb / 1024).toFixed(1)} MiB`;
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] ?? NaN;
+}
+
+const ms = (v: number): string => `${v.toFixed(2)} ms`;
+const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
+
+class Arrivals {
+  private readonly at = new Map<string, number>();
+  readonly failures: string[] = [];
+  private waiting: { ids: Set<string>; resolve: () => void } | undefined;
+
+  constructor(cp: DevControlPlane) {
+    // One long-lived waiter whose predicate sees every result: O(1) per result.
+    void cp
+      .waitFor(
+        'result',
+        (r: Result) => {
+          this.at.set(r.commandId, performance.now());
+          if (r.status !== 'ok') this.failures.push(`${r.commandId}: ${r.error?.code ?? '?'}`);
+          const w = this.waiting;
+          if (w) {
+            w.ids.delete(r.commandId);
+            if (w.ids.size === 0) {
+              this.waiting = undefined;
+              w.resolve();
+            }
+          }
+          return false;
+        },
+        24 * 3600_000,
+      )
+      .catch(() => undefined);
+  }
+
+  time(id: string): number {
+    const t = this.at.get(id);
+    if (t === undefined) throw new Error(`no result for ${id}`);
+    return t;
+  }
+
+  all(ids: string[]): Promise<void> {
+    const missing = new Set(ids.filter((id) => !this.at.has(id)));
+    if (missing.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.waiting = { ids: missing, resolve };
+    });
+  }
+}
+
+function frames(
+  n: number,
+  connectorId: string,
+  signing: SigningKeyPair,
+): { id: string; frame: string }[] {
+  const key = parsePrivateKey(signing.privateKeyPem);
+  const now = Date.now();
+  const out: { id: string; frame: string }[] = [];
+  for (let i = 0; i < n; i += 1) {
+    const envelope: Record<string, unknown> = {
+      id: `bench-${randomUUID()}`,
+      kind: 'discover',
+      connectorId,
+      issuedAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + 10 * 60_000).toISOString(),
+      integration: { id: `it-${i % 16}`, type: TEST_DRIVER_TYPE, config: {} },
+      params: {},
+    };
+    out.push({
+      id: envelope.id as string,
+      frame: JSON.stringify({
+        type: 'command',
+        envelope,
+        signature: signEnvelope(envelope, key, signing.keyId),
+      }),
+    });
+  }
+  return out;
+}
+
+async function parent(): Promise<void> {
+  const connectorId = 'bench-connector';
+  const token = `tok-${randomUUID()}`;
+  const signing = generateSigningKeyPair();
+  const cp = await startDevControlPlane({
+    agents: [{ connectorId, token }],
+    signingKey: { keyId: signing.keyId, privateKeyPem: signing.privateKeyPem },
+    logger: pino({ level: 'silent' }),
+  });
+  const arrivals = new Arrivals(cp);
+  // BENCH_CPU_PROF=<dir>: write a V8 CPU profile of the agent there (see the file header).
+  const prof = process.env.BENCH_CPU_PROF
+    ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
+    : [];
+  const agent: ChildProcess = spawn(
+    process.execPath,
+    [...prof, '--import', 'tsx', fileURLToPath(import.meta.url)],
+    {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: {
+        ...process.env,
+        ...harnessEnv({ url: cp.url, connectorId, token, signing }),
+        LATCHKEY_BENCH_CHILD: '1',
+        LATCHKEY_QUEUE_SIZE: String(BURST + WARMUP + 1000),
+        LATCHKEY_CONCURRENCY_GLOBAL: '64',
+        LATCHKEY_CONCURRENCY_PER_INTEGRATION: '64',
+      },
+    },
+  );
+  const pid = agent.pid;
+  if (pid === undefined) throw new Error('could not start the agent');
+  try {
+    await cp.waitFor('hello', undefined, 60_000);
+    await sleep(1500);
+    const idle = rssKb(pid);
+
+    // warm-up
+    const warm = frames(WARMUP, connectorId, signing);
+    for (const f of warm) cp.sendRaw(connectorId, f.frame);
+    await arrivals.all(warm.map((f) => f.id));
+
+    // unloaded latency
+    const seq = frames(SEQUENTIAL, connectorId, signing);
+    const lat: number[] = [];
+    for (const f of seq) {
+      const t0 = performance.now();
+      cp.sendRaw(connectorId, f.frame);
+      await arrivals.all([f.id]);
+      lat.push(arrivals.time(f.id) - t0);
+    }
+    lat.sort((a, b) => a - b);
+
+    // burst
+    const burst = frames(BURST, connectorId, signing);
+    const sentAt = new Map<string, number>();
+    const tStart = performance.now();
+    for (const f of burst) {
+      sentAt.set(f.id, performance.now());
+      cp.sendRaw(connectorId, f.frame);
+    }
+    await arrivals.all(burst.map((f) => f.id));
+    const tEnd = Math.max(...burst.map((f) => arrivals.time(f.id)));
+    const after = rssKb(pid);
+    const burstLat = burst
+      .map((f) => arrivals.time(f.id) - (sentAt.get(f.id) ?? tStart))
+      .sort((a, b) => a - b);
+    const rate = BURST / ((tEnd - tStart) / 1000);
+
+    if (arrivals.failures.length > 0) {
+      throw new Error(
+        `${arrivals.failures.length} commands failed, e.g. ${arrivals.failures[0] ?? ''}`,
+      );
+    }
+    console.log(
+      'core: signed command → verify → queue → no-op driver → result, loopback WebSocket',
+    );
+    console.log(
+      `  unloaded latency (${SEQUENTIAL} one at a time)  p50 ${ms(percentile(lat, 50))}  p99 ${ms(percentile(lat, 99))}`,
+    );
+    console.log(
+      `  burst of ${BURST}                       ${rate.toFixed(0)} commands/s  (${((tEnd - tStart) / 1000).toFixed(2)} s)`,
+    );
+    console.log(
+      `  burst send → result                 p50 ${ms(percentile(burstLat, 50))}  p99 ${ms(percentile(burstLat, 99))}`,
+    );
+    console.log(
+      `  agent RSS idle ${mib(idle.rss)}; after the burst ${mib(after.rss)}; peak ${mib(after.hwm)}`,
+    );
+    console.log(
+      '  (agent child runs through tsx, which adds its own memory; control plane in this process)',
+    );
+  } finally {
+    agent.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => {
+      if (agent.exitCode !== null) r(agent.exitCode);
+      else agent.once('exit', (c) => r(c));
+    });
+    await cp.close();
+    if (code !== 0) {
+      console.error(`agent exited with ${String(code)}`);
+      process.exitCode = 1;
+    }
+  }
+}
+
+if (process.env.LATCHKEY_BENCH_CHILD === '1') {
+  await child();
+} else {
+  await parent();
+}
