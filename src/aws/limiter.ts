@@ -18,13 +18,33 @@ export function createServiceLimiter(opts: LimiterOptions = {}): PQueue {
   });
 }
 
-/** Run `fn` through the limiter, honouring the signal. */
+/**
+ * Run `fn` through the limiter, honouring the signal. The abort race is ours, not
+ * p-queue's: p-queue 8 adds an abort listener per task and never removes it, so a long
+ * walk with one signal piled up listeners. Here the listener goes when the task settles,
+ * and a task whose signal fired while it waited never starts its call.
+ */
 export function limited<T>(
   limiter: PQueue,
   fn: () => Promise<T>,
   signal?: AbortSignal,
 ): Promise<T> {
-  return limiter.add(fn, { throwOnTimeout: true, ...(signal ? { signal } : {}) });
+  if (!signal) return limiter.add(fn, { throwOnTimeout: true });
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    limiter
+      .add(
+        () => {
+          signal.throwIfAborted();
+          return fn();
+        },
+        { throwOnTimeout: true },
+      )
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** A map of limiters by service name, created on first use. */
