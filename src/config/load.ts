@@ -20,6 +20,7 @@ import {
   CONFIG_FILE_ENV,
   SETTINGS,
   formatDuration,
+  isLoopbackHost,
   parseBool,
   parseDuration,
   parseSize,
@@ -65,6 +66,8 @@ export interface AgentConfig {
   /** PEM text of `caBundleFile`, read at load. */
   readonly caBundle: string | undefined;
   readonly allowPlaintextCredentials: boolean;
+  /** `ws://` accepted for a non-loopback control-plane host. */
+  readonly allowInsecureControlPlane: boolean;
   readonly secretCacheTtlMs: number;
   readonly tagPrefix: string;
   readonly aws: { readonly defaultRegion: string | undefined; readonly assumeRolePattern: string };
@@ -406,6 +409,16 @@ export function loadConfig(opts: LoadConfigOptions = {}): AgentConfig {
     problems.push(
       'LATCHKEY_CONNECTOR_TOKEN or LATCHKEY_CONNECTOR_TOKEN_FILE (connectorTokenFile): one is required',
     );
+  }
+
+  const cpUrl = values.get('controlPlaneUrl') as string | undefined;
+  if (cpUrl !== undefined && values.get('allowInsecureControlPlane') !== true) {
+    const url = new URL(cpUrl); // checked by checkWsUrl
+    if (url.protocol === 'ws:' && !isLoopbackHost(url.hostname)) {
+      problems.push(
+        'LATCHKEY_CONTROL_PLANE_URL (controlPlaneUrl): ws:// sends the connector token in clear; use wss:// (ws:// is accepted for a loopback host, or anywhere with LATCHKEY_ALLOW_INSECURE_CONTROL_PLANE=true)',
+      );
+    }
   }
 
   const hbInterval = values.get('heartbeat.intervalMs') as number | undefined;

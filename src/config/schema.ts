@@ -69,6 +69,15 @@ function checkWsUrl(value: unknown): string | undefined {
   return undefined;
 }
 
+/** True for `localhost`, `*.localhost`, 127.0.0.0/8, ::1 and the unspecified address (as `URL.hostname` spells them). */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/\.$/, '');
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  // The unspecified address reaches this host (a dev control plane bound to all interfaces).
+  if (h === '[::1]' || h === '::1' || h === '0.0.0.0' || h === '[::]') return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
 function checkProxyUrl(value: unknown): string | undefined {
   if (typeof value !== 'string') return 'must be an http:// or https:// URL';
   let url: URL;
@@ -136,7 +145,14 @@ export const SETTINGS: readonly Setting[] = [
     default: null,
     required: true,
     check: checkWsUrl,
-    doc: 'WebSocket URL of the control plane (`wss://` in production; `ws://` only for local development).',
+    doc: 'WebSocket URL of the control plane (`wss://` in production). `ws://` (no TLS: the connector token and every command travel in clear) is accepted only for a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`) unless `allowInsecureControlPlane` is set.',
+  },
+  {
+    path: 'allowInsecureControlPlane',
+    env: 'LATCHKEY_ALLOW_INSECURE_CONTROL_PLANE',
+    format: 'bool',
+    default: false,
+    doc: 'Accept a `ws://` (unencrypted) control-plane URL for a host that is not loopback. The connector token would cross the network in clear: only for an isolated test network.',
   },
   {
     path: 'connectorId',

@@ -249,7 +249,10 @@ export class ControlPlaneClient {
       { url: this.logUrl },
       'connecting to the control plane through the configured proxy',
     );
-    return new HttpsProxyAgent(proxyUrl, this.ca ? { ca: this.ca } : {});
+    return new HttpsProxyAgent(proxyUrl, {
+      rejectUnauthorized: true,
+      ...(this.ca ? { ca: this.ca } : {}),
+    });
   }
 
   private connect(): void {
@@ -270,6 +273,9 @@ export class ControlPlaneClient {
         handshakeTimeout: Math.max(opts.heartbeatTimeoutMs, 1000),
         perMessageDeflate: false,
         followRedirects: false,
+        // Explicit, so that NODE_TLS_REJECT_UNAUTHORIZED=0 in the environment cannot
+        // turn certificate verification off for the control-plane link.
+        rejectUnauthorized: true,
         ...(this.ca ? { ca: this.ca } : {}),
         ...(this.agent ? { agent: this.agent } : {}),
       });

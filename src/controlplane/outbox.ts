@@ -14,7 +14,7 @@
  *   still re-sent for as long as the process lives.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -63,7 +63,7 @@ export class Outbox {
   async load(): Promise<void> {
     if (this.stateDir === undefined) return;
     const dir = this.stateDir;
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     await this.removeStaleTempFiles(dir);
     const file = join(dir, OUTBOX_FILE);
     let text: string;
@@ -170,10 +170,11 @@ export class Outbox {
 
   private async writeNow(dir: string): Promise<void> {
     const file = join(dir, OUTBOX_FILE);
-    const tmp = join(dir, `${OUTBOX_FILE}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     const body = JSON.stringify({ version: 1, entries: this.entries() });
+    let tmp = '';
     try {
-      const handle = await open(tmp, 'w', 0o600);
+      const handle = await openNewTempFile(dir);
+      tmp = handle.path;
       try {
         await handle.writeFile(body, 'utf8');
         await handle.sync();
@@ -184,7 +185,7 @@ export class Outbox {
       await this.syncDir(dir);
     } catch (err) {
       this.logger.error({ err, file }, 'could not persist the outbox; results stay in memory');
-      await rm(tmp, { force: true }).catch(() => undefined);
+      if (tmp !== '') await rm(tmp, { force: true }).catch(() => undefined);
     }
   }
 
@@ -222,6 +223,22 @@ export class Outbox {
       );
     } catch {
       // a missing or unreadable directory shows up on the next write
+    }
+  }
+}
+
+/**
+ * Creates a fresh temp file for an atomic write: `O_CREAT | O_EXCL` (flag `wx`), so a file
+ * or symlink planted at the name is never opened or followed; mode 0600.
+ */
+async function openNewTempFile(dir: string): Promise<FileHandle & { path: string }> {
+  for (let attempt = 0; ; attempt++) {
+    const path = join(dir, `${OUTBOX_FILE}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`);
+    try {
+      const handle = await open(path, 'wx', 0o600);
+      return Object.assign(handle, { path });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 4) throw err;
     }
   }
 }

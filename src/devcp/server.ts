@@ -37,6 +37,20 @@ import {
 import { parsePrivateKey, signEnvelope } from '../protocol/signing.js';
 import type { WireError } from '../errors.js';
 
+/** True when an HTTP `Host` header names an IP literal or localhost (not a DNS name). */
+function isDirectHost(host: string | undefined): boolean {
+  if (host === undefined) return true; // HTTP/1.0 without Host: not a browser
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${host}`).hostname.toLowerCase();
+  } catch {
+    return false;
+  }
+  if (hostname === 'localhost' || hostname.endsWith('.localhost')) return true;
+  if (hostname.startsWith('[') && hostname.endsWith(']')) return true;
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(hostname);
+}
+
 export interface DevControlPlaneOptions {
   /** Listen address; default 127.0.0.1. */
   host?: string;
@@ -457,7 +471,21 @@ export async function startDevControlPlane(opts: DevControlPlaneOptions): Promis
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname.replace(/\/+$/, '') || '/';
 
+    // The API signs commands with a key agents trust and has no authentication: refuse
+    // what a web browser can send (cross-site requests carry `Origin`; a DNS-rebound name
+    // shows up in `Host`), so a web page cannot make it sign or read results.
+    if (req.headers.origin !== undefined) {
+      return json(res, 403, { error: 'cross-origin requests are refused' });
+    }
+    if (!isDirectHost(req.headers.host)) {
+      return json(res, 403, { error: 'Host must be an IP address or localhost' });
+    }
+
     if (req.method === 'POST' && path === '/commands') {
+      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+      if (type !== 'application/json') {
+        return json(res, 415, { error: 'content-type must be application/json' });
+      }
       const body = await readBody(req);
       if (body === null) return json(res, 413, { error: 'body too large' });
       let value: unknown;

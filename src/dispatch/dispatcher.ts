@@ -37,6 +37,7 @@ import {
   type Envelope,
   type Result,
 } from '../protocol/messages.js';
+import { scrubText } from '../observability/logger.js';
 import { IdempotencyStore } from './idempotency.js';
 
 export interface DispatcherOptions {
@@ -48,8 +49,25 @@ export interface DispatcherOptions {
   events: AgentEvents;
   logger: Logger;
   now?: () => Date;
-  /** How many command ids (with their results) are remembered; default 10 000. */
+  /** How many finished commands keep their result for duplicates; default 10 000. */
   idempotencyCapacity?: number;
+  /**
+   * Most command ids remembered at once (results or digests only); default 10 × the
+   * capacity. An id is never forgotten before its `expiresAt` + `maxClockSkewMs`: when
+   * this many are all still inside that window, new commands get `E_BUSY`.
+   */
+  idempotencyMaxEntries?: number;
+  /**
+   * After a running command is aborted (deadline, cancel, shutdown), how long its driver
+   * call may go on holding the command's slot, limits and order key before they are
+   * released anyway; default 30 s. The result (`E_TIMEOUT`/`E_CANCELLED`) is sent at once.
+   */
+  abandonedCallLingerMs?: number;
+  /**
+   * The verifier's allowed clock skew: an id is remembered until `expiresAt` + this.
+   * Default one hour, the largest skew the configuration allows.
+   */
+  maxClockSkewMs?: number;
 }
 
 export type SubmitOutcome =
@@ -111,11 +129,14 @@ interface Job {
 }
 
 const DEFAULT_IDEMPOTENCY_CAPACITY = 10_000;
+/** The largest `maxClockSkewMs` the configuration accepts. */
+const DEFAULT_REPLAY_SKEW_MS = 60 * 60 * 1000;
 
 export class Dispatcher {
   private readonly opts: DispatcherOptions;
   private readonly now: () => Date;
   private readonly store: IdempotencyStore;
+  private readonly replaySkewMs: number;
   private readonly executor: PQueue;
   /** Accepted and not yet finished, by command id. */
   private readonly active = new Map<string, Job>();
@@ -131,6 +152,8 @@ export class Dispatcher {
   /** Set at the end of a drain's grace period: nothing starts any more. */
   private stopping = false;
   private readonly handlers: ((result: Result) => void)[] = [];
+  /** Ends the wait of abandoned driver calls for their slot (see `lingerFor`). */
+  private readonly lingerStops = new Set<() => void>();
 
   constructor(opts: DispatcherOptions) {
     for (const [name, value] of Object.entries(opts.concurrency)) {
@@ -143,7 +166,15 @@ export class Dispatcher {
     }
     this.opts = opts;
     this.now = opts.now ?? (() => new Date());
-    this.store = new IdempotencyStore(opts.idempotencyCapacity ?? DEFAULT_IDEMPOTENCY_CAPACITY);
+    const capacity = opts.idempotencyCapacity ?? DEFAULT_IDEMPOTENCY_CAPACITY;
+    this.store = new IdempotencyStore(capacity, {
+      maxEntries: opts.idempotencyMaxEntries ?? Math.max(capacity * 10, opts.queueSize),
+      now: () => this.now().getTime(),
+    });
+    this.replaySkewMs = opts.maxClockSkewMs ?? DEFAULT_REPLAY_SKEW_MS;
+    if (!Number.isFinite(this.replaySkewMs) || this.replaySkewMs < 0) {
+      throw new RangeError('maxClockSkewMs must be a finite, non-negative number');
+    }
     this.executor = new PQueue({ concurrency: opts.concurrency.global });
   }
 
@@ -177,6 +208,17 @@ export class Dispatcher {
           new LatchkeyError(
             'E_REPLAY',
             `command id ${commandId} was already used for another command`,
+          ),
+        );
+      }
+      if (seen.state === 'forgotten') {
+        // It ran; its result was acknowledged long ago and is no longer held. It must not
+        // run again while it is still inside its validity window.
+        return this.reject(
+          commandId,
+          new LatchkeyError(
+            'E_REPLAY',
+            `command id ${commandId} already ran; its result is no longer held`,
           ),
         );
       }
@@ -221,6 +263,18 @@ export class Dispatcher {
         new LatchkeyError('E_BUSY', `queue full (${this.opts.queueSize} commands)`),
       );
     }
+    // Forgetting a command id still inside its window would let it run twice: refuse
+    // new work instead until old ids expire.
+    if (!this.store.hasRoom()) {
+      return this.reject(
+        commandId,
+        new LatchkeyError('E_BUSY', 'too many recent command ids remembered; retry later'),
+      );
+    }
+    const expiresAtMs = Date.parse(envelope.expiresAt);
+    const retainUntil = Number.isFinite(expiresAtMs)
+      ? expiresAtMs + this.replaySkewMs
+      : Number.POSITIVE_INFINITY;
 
     let resolveDone: () => void = () => undefined;
     const done = new Promise<void>((resolve) => {
@@ -252,7 +306,7 @@ export class Dispatcher {
       if (q) q.push(job);
       else this.keyQueues.set(job.orderKey, [job]);
     }
-    this.store.markRunning(commandId, digest);
+    this.store.markRunning(commandId, digest, retainUntil);
     this.opts.events.emit('command:accepted', {
       commandId,
       kind: envelope.kind,
@@ -305,6 +359,7 @@ export class Dispatcher {
       if (job.state === 'running') job.controller?.abort(reason());
     }
     await all();
+    for (const stop of [...this.lingerStops]) stop();
     await this.executor.onIdle();
   }
 
@@ -421,14 +476,17 @@ export class Dispatcher {
       logger: job.logger,
     };
     const call = callDriver(job.driver, ctx, envelope);
+    let callEnded = false;
     // The call may lose the race (deadline, cancel); its late outcome is only logged.
-    call.then(
+    const ended = call.then(
       () => {
+        callEnded = true;
         if (job.state === 'done' && controller.signal.aborted) {
           job.logger.warn('driver finished after the command was aborted');
         }
       },
       (err: unknown) => {
+        callEnded = true;
         if (job.state === 'done' && controller.signal.aborted) {
           job.logger.debug({ err }, 'driver failed after the command was aborted');
         }
@@ -462,32 +520,54 @@ export class Dispatcher {
       } else {
         job.logger.error({ err: cause }, 'command failed with an unexpected error');
       }
-      this.finish(job, { error: cause });
+      // A call that lost the race may still be changing the target (a grant still being
+      // applied): its result goes out now, but its slot, limits and order key stay held
+      // until it really ends (bounded), so that a revoke of the same grantee cannot
+      // overtake it and the limits hold.
+      const holdSlot = !callEnded && job.state === 'running';
+      this.finish(job, { error: cause }, holdSlot);
+      if (holdSlot) {
+        clearTimeout(job.timer);
+        await this.lingerFor(job, ended);
+        this.release(job, true);
+      }
     } finally {
       clearTimeout(job.timer);
     }
     this.pump();
   }
 
-  /** Produces the one result of a job and releases everything it held. */
-  private finish(
-    job: Job,
-    outcome: { output: Record<string, unknown> } | { error: unknown },
-  ): void {
-    if (job.state === 'done') return;
-    const wasRunning = job.state === 'running';
-    job.state = 'done';
-    clearTimeout(job.timer);
-    const { envelope } = job;
-    const commandId = envelope.id;
+  /** Waits for an abandoned driver call to end, at most `abandonedCallLingerMs`. */
+  private async lingerFor(job: Job, ended: Promise<void>): Promise<void> {
+    const lingerMs = this.opts.abandonedCallLingerMs ?? DEFAULT_ABANDONED_LINGER_MS;
+    let timer: NodeJS.Timeout | undefined;
+    let stop: (() => void) | undefined;
+    const expired = await Promise.race([
+      ended.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), Math.max(0, lingerMs));
+        // A drain past its grace does not wait for abandoned calls.
+        stop = () => resolve(true);
+        if (this.stopping) stop();
+        else this.lingerStops.add(stop);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (stop) this.lingerStops.delete(stop);
+    if (expired) {
+      job.logger.warn(
+        { lingerMs },
+        'driver ignored the abort; releasing its slot and order key while it still runs',
+      );
+    }
+  }
 
+  /** Frees a job's running slot and limits (when it ran) and its place in its order key. */
+  private release(job: Job, wasRunning: boolean): void {
     if (wasRunning) {
       this.runningCount--;
-      const iid = envelope.integration.id;
-      decrement(this.runningPerIntegration, iid);
+      decrement(this.runningPerIntegration, job.envelope.integration.id);
       if (job.awsService !== null) decrement(this.runningPerAwsService, job.awsService);
-    } else {
-      this.pending = this.pending.filter((j) => j !== job);
     }
     if (job.orderKey !== null) {
       const q = this.keyQueues.get(job.orderKey);
@@ -497,6 +577,28 @@ export class Dispatcher {
         else this.keyQueues.delete(job.orderKey);
       }
     }
+  }
+
+  /**
+   * Produces the one result of a job and releases everything it held.
+   * @param holdSlot keep the job's running slot, limits and order key (a driver call
+   *   that lost the race to its deadline or a cancel and has not ended yet): the caller
+   *   releases them with `release` once the call really ends.
+   */
+  private finish(
+    job: Job,
+    outcome: { output: Record<string, unknown> } | { error: unknown },
+    holdSlot = false,
+  ): void {
+    if (job.state === 'done') return;
+    const wasRunning = job.state === 'running';
+    job.state = 'done';
+    clearTimeout(job.timer);
+    const { envelope } = job;
+    const commandId = envelope.id;
+
+    if (!wasRunning) this.pending = this.pending.filter((j) => j !== job);
+    if (!(wasRunning && holdSlot)) this.release(job, wasRunning);
     this.active.delete(commandId);
 
     const finishedAt = this.now();
@@ -523,7 +625,7 @@ export class Dispatcher {
         timings,
       };
     } else {
-      const error = toWireError(outcome.error);
+      const error = wireErrorOf(outcome.error);
       code = error.code;
       result = { type: 'result', commandId, kind: envelope.kind, status: 'error', error, timings };
     }
@@ -552,6 +654,24 @@ export class Dispatcher {
     job.resolveDone();
   }
 }
+
+/** Longest `error.message` the protocol allows (`WireErrorSchema`). */
+const MAX_WIRE_MESSAGE = 2000;
+
+/**
+ * `toWireError`, with a backstop on what leaves the agent: a driver's message that echoes
+ * a password literal or a URL password (a server error quoting a statement) is censored,
+ * and a message longer than the protocol allows is cut so the result stays valid.
+ */
+function wireErrorOf(err: unknown): WireError {
+  const wire = toWireError(err);
+  let message = scrubText(wire.message);
+  if (message.length > MAX_WIRE_MESSAGE) message = `${message.slice(0, MAX_WIRE_MESSAGE - 1)}…`;
+  return message === wire.message ? wire : { ...wire, message };
+}
+
+/** Default of `DispatcherOptions.abandonedCallLingerMs`. */
+const DEFAULT_ABANDONED_LINGER_MS = 30_000;
 
 function decrement(map: Map<string, number>, key: string): void {
   const n = (map.get(key) ?? 0) - 1;

@@ -1,37 +1,98 @@
 /**
  * The in-process idempotency store: command id → digest of its envelope, state, result.
  *
- * Bounded: when more than `capacity` commands are remembered, the oldest finished ones
- * are forgotten first (insertion order). Running commands are never evicted (their
- * number is bounded by the queue size).
+ * Replay safety comes first, memory second:
+ * - every id is remembered at least until its `retainUntil` (the command's `expiresAt`
+ *   plus the allowed clock skew: after that the verifier refuses it as `E_EXPIRED`, so it
+ *   can never run again whatever this store remembers);
+ * - at most `capacity` finished commands keep their full result (the most recently
+ *   finished); older ones still inside their window keep only their digest (state
+ *   `forgotten`: it ran, its result is no longer held);
+ * - at most `maxEntries` ids are remembered in all. When that many are still inside their
+ *   window, `hasRoom()` is false and the dispatcher refuses new work with `E_BUSY` instead
+ *   of forgetting an id that could still be replayed.
+ * Running commands are never forgotten (their number is bounded by the queue size).
  */
 import type { Result } from '../protocol/messages.js';
 
 export type IdempotencyEntry =
-  { digest: string; state: 'running' } | { digest: string; state: 'done'; result: Result };
+  | { digest: string; state: 'running' }
+  | { digest: string; state: 'done'; result: Result }
+  | { digest: string; state: 'forgotten' };
+
+type Stored = IdempotencyEntry & { retainUntil: number };
+
+export interface IdempotencyStoreOptions {
+  /** Hard bound on remembered ids (with or without result); default `10 × capacity`. */
+  maxEntries?: number;
+  /** Clock in ms (tests). */
+  now?: () => number;
+}
 
 export class IdempotencyStore {
-  private readonly entries = new Map<string, IdempotencyEntry>();
+  private readonly entries = new Map<string, Stored>();
+  /** Ids of finished entries that still hold their result, oldest finished first. */
+  private readonly withResult = new Set<string>();
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+  /** No remembered entry expires before this: no need to scan until then. */
+  private nextExpiry = 0;
 
-  constructor(private readonly capacity: number) {
+  constructor(
+    private readonly capacity: number,
+    opts: IdempotencyStoreOptions = {},
+  ) {
     if (!Number.isInteger(capacity) || capacity < 1) {
       throw new RangeError('idempotency capacity must be a positive integer');
     }
+    this.maxEntries = opts.maxEntries ?? capacity * 10;
+    if (!Number.isInteger(this.maxEntries) || this.maxEntries < capacity) {
+      throw new RangeError('idempotency maxEntries must be an integer of at least capacity');
+    }
+    this.now = opts.now ?? Date.now;
   }
 
   get(commandId: string): IdempotencyEntry | undefined {
-    return this.entries.get(commandId);
+    const e = this.entries.get(commandId);
+    if (e === undefined) return undefined;
+    switch (e.state) {
+      case 'running':
+        return { digest: e.digest, state: 'running' };
+      case 'done':
+        return { digest: e.digest, state: 'done', result: e.result };
+      case 'forgotten':
+        return { digest: e.digest, state: 'forgotten' };
+    }
   }
 
-  markRunning(commandId: string, digest: string): void {
-    this.entries.set(commandId, { digest, state: 'running' });
+  /**
+   * True when a new id may be remembered. Forgets ids whose window has passed first;
+   * false when `maxEntries` ids are all still inside their window.
+   */
+  hasRoom(): boolean {
+    if (this.entries.size < this.maxEntries) return true;
+    this.purgeExpired();
+    return this.entries.size < this.maxEntries;
+  }
+
+  /**
+   * @param retainUntil epoch ms until which the id must not be forgotten (the command's
+   *   `expiresAt` + clock skew); default: never forgotten.
+   */
+  markRunning(commandId: string, digest: string, retainUntil = Number.POSITIVE_INFINITY): void {
+    this.withResult.delete(commandId);
+    this.entries.set(commandId, { digest, state: 'running', retainUntil });
     this.evict();
   }
 
   markDone(commandId: string, digest: string, result: Result): void {
+    const retainUntil = this.entries.get(commandId)?.retainUntil ?? Number.POSITIVE_INFINITY;
     // Re-insert so that the most recently finished are kept longest.
     this.entries.delete(commandId);
-    this.entries.set(commandId, { digest, state: 'done', result });
+    this.withResult.delete(commandId);
+    this.entries.set(commandId, { digest, state: 'done', result, retainUntil });
+    this.withResult.add(commandId);
+    this.nextExpiry = Math.min(this.nextExpiry, retainUntil);
     this.evict();
   }
 
@@ -39,11 +100,40 @@ export class IdempotencyStore {
     return this.entries.size;
   }
 
+  /** Finished commands whose result is still held. */
+  get resultsHeld(): number {
+    return this.withResult.size;
+  }
+
+  /** Drops the results beyond `capacity` (oldest first); keeps their digest while valid. */
   private evict(): void {
-    if (this.entries.size <= this.capacity) return;
-    for (const [id, entry] of this.entries) {
-      if (this.entries.size <= this.capacity) break;
-      if (entry.state === 'done') this.entries.delete(id);
+    if (this.withResult.size <= this.capacity) return;
+    const now = this.now();
+    for (const id of this.withResult) {
+      if (this.withResult.size <= this.capacity) break;
+      this.withResult.delete(id);
+      const e = this.entries.get(id);
+      if (e === undefined) continue;
+      if (e.retainUntil <= now) this.entries.delete(id);
+      else
+        this.entries.set(id, { digest: e.digest, state: 'forgotten', retainUntil: e.retainUntil });
     }
+  }
+
+  /** Forgets finished ids whose window has passed. */
+  private purgeExpired(): void {
+    const now = this.now();
+    if (now < this.nextExpiry) return;
+    let next = Number.POSITIVE_INFINITY;
+    for (const [id, e] of this.entries) {
+      if (e.state === 'running') continue;
+      if (e.retainUntil <= now) {
+        this.entries.delete(id);
+        this.withResult.delete(id);
+      } else if (e.retainUntil < next) {
+        next = e.retainUntil;
+      }
+    }
+    this.nextExpiry = next;
   }
 }

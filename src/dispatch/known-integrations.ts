@@ -7,7 +7,7 @@
  * remembered ones are kept in `<stateDir>/integrations.json`, written atomically (temp
  * file + rename, mode 0600). Integrations hold only secret *references*, never secrets.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -105,13 +105,15 @@ export class KnownIntegrations {
         null,
         2,
       );
-      const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+      const tmp = `${file}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`;
       try {
         await mkdir(dir, { recursive: true, mode: 0o700 });
-        await writeFile(tmp, `${body}\n`, { mode: 0o600 });
+        // `wx`: never opens or follows a file or symlink planted at the temp name.
+        await writeFile(tmp, `${body}\n`, { mode: 0o600, flag: 'wx' });
         await rename(tmp, file);
       } catch (err) {
         this.opts.logger.error({ err, file }, 'cannot persist known integrations');
+        await rm(tmp, { force: true }).catch(() => undefined);
       }
     });
     this.writeChain = next;

@@ -1,4 +1,12 @@
-export { createLogger, scrubSecrets, redactPaths, REDACTED, SECRET_KEYS } from './logger.js';
+export {
+  createLogger,
+  scrubSecrets,
+  scrubText,
+  serializeError,
+  redactPaths,
+  REDACTED,
+  SECRET_KEYS,
+} from './logger.js';
 export type { Logger, CreateLoggerOptions } from './logger.js';
 export { createMetrics } from './metrics.js';
 export type { Metrics } from './metrics.js';

@@ -179,8 +179,9 @@ export function open(
   let value: unknown;
   try {
     value = JSON.parse(plaintext);
-  } catch (err) {
-    throw new LatchkeyError('E_INVALID', 'sealed credentials are not JSON', { cause: err });
+  } catch {
+    // No cause: a JSON SyntaxError quotes its input, which here is the credentials.
+    throw new LatchkeyError('E_INVALID', 'sealed credentials are not JSON');
   }
   const creds = CredentialRecordSchema.safeParse(value);
   if (!creds.success) {

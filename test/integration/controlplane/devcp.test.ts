@@ -2,6 +2,7 @@
  * The reference control plane: auth of the upgrade, signing, round robin, hand-over and
  * its HTTP API.
  */
+import { request as httpRequest } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { DevControlPlane } from '../../../src/devcp/server.js';
@@ -39,6 +40,22 @@ async function connectedClient(
   t.client.start();
   await connected;
   return Object.assign(t, { commands });
+}
+
+/** GET with an explicit Host header (fetch cannot set it); resolves with the status. */
+function rawGet(base: string, path: string, host: string): Promise<number> {
+  const u = new URL(base);
+  return new Promise<number>((resolve, reject) => {
+    const req = httpRequest(
+      { host: u.hostname, port: u.port, path, method: 'GET', headers: { host } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** Raw upgrade attempt; resolves with the HTTP status of a refusal or 101. */
@@ -216,11 +233,44 @@ describe('dev control plane: HTTP API', () => {
 
     const bad = await fetch(`${cp.httpUrl}/commands`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ connectorId: CONNECTOR, kind: 'explode', integration, params: {} }),
     });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { issues: string[] }).issues.join(' ')).toContain('kind');
-    const notJson = await fetch(`${cp.httpUrl}/commands`, { method: 'POST', body: '{' });
+    const notJson = await fetch(`${cp.httpUrl}/commands`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{',
+    });
     expect(notJson.status).toBe(400);
+  });
+
+  it('refuses requests a web page could make: cross-origin, DNS-rebound Host, non-JSON POST', async () => {
+    const { cp } = await cpAndKeys();
+    const t = await connectedClient(cp);
+    const command = JSON.stringify({
+      connectorId: CONNECTOR,
+      kind: 'check',
+      integration,
+      params: {},
+    });
+    // A form or no-cors fetch from a page: text/plain, with an Origin.
+    const csrf = await fetch(`${cp.httpUrl}/commands`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', origin: 'https://evil.example' },
+      body: command,
+    });
+    expect(csrf.status).toBe(403);
+    const plain = await fetch(`${cp.httpUrl}/commands`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: command,
+    });
+    expect(plain.status).toBe(415);
+    const rebound = await rawGet(cp.httpUrl, '/agents', 'evil.example:80');
+    expect(rebound).toBe(403);
+    expect(await rawGet(cp.httpUrl, '/agents', '127.0.0.1')).toBe(200);
+    expect(t.commands).toHaveLength(0);
   });
 });

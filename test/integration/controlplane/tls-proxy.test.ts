@@ -127,6 +127,33 @@ describe('wss with a private CA', () => {
     expect(log).toContain('UNABLE_TO_VERIFY_LEAF_SIGNATURE');
   });
 
+  it('keeps verifying even with NODE_TLS_REJECT_UNAUTHORIZED=0 in the environment', async () => {
+    const cp = await tlsCp();
+    const saved = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+    cleanups.push(() => {
+      if (saved === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+      else process.env.NODE_TLS_REJECT_UNAUTHORIZED = saved;
+      return Promise.resolve();
+    });
+    for (const proxied of [false, true]) {
+      const proxy = proxied ? await startProxy() : undefined;
+      const t = makeClient(cp.url, proxy ? { proxyUrl: proxy.url, noProxy: '' } : {});
+      cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+      let connected = 0;
+      t.events.on('link:connected', () => connected++);
+      const retried = new Promise<void>((resolve) =>
+        t.events.on('link:reconnect-scheduled', ({ attempt }) => attempt === 2 && resolve()),
+      );
+      t.client.start();
+      await retried;
+      await t.client.stop({ flushTimeoutMs: 0 });
+      expect(connected, proxied ? 'through the proxy' : 'direct').toBe(0);
+      expect(t.lines.join('\n')).toContain('TLS certificate not trusted');
+    }
+    expect(cp.connectedAgents()).toEqual([]);
+  });
+
   it('connects when the CA is given as caBundle', async () => {
     const cp = await tlsCp();
     const t = makeClient(cp.url, { caBundle: caPem });

@@ -407,3 +407,44 @@ describe('docs/configuration.md', () => {
     }
   });
 });
+
+describe('loadConfig: control-plane URL transport', () => {
+  it('refuses ws:// to a non-loopback host unless explicitly allowed', () => {
+    for (const url of ['ws://cp.example.com/connect', 'ws://10.0.0.5:8080/', 'ws://[fd00::1]/']) {
+      const problems = problemsOf(() =>
+        loadConfig({ env: baseEnv({ LATCHKEY_CONTROL_PLANE_URL: url }) }),
+      );
+      expect(problems.join('\n'), url).toMatch(/LATCHKEY_CONTROL_PLANE_URL.*ws:\/\/.*in clear/);
+      expect(problems.join('\n')).not.toContain(TOKEN);
+    }
+    const allowed = loadConfig({
+      env: baseEnv({
+        LATCHKEY_CONTROL_PLANE_URL: 'ws://cp.example.com/connect',
+        LATCHKEY_ALLOW_INSECURE_CONTROL_PLANE: 'true',
+      }),
+    });
+    expect(allowed.controlPlaneUrl).toBe('ws://cp.example.com/connect');
+    expect(allowed.allowInsecureControlPlane).toBe(true);
+  });
+
+  it('accepts ws:// for loopback hosts and wss:// anywhere', () => {
+    for (const url of [
+      'ws://127.0.0.1:8080/',
+      'ws://localhost:8080/',
+      'ws://[::1]:8080/',
+      'wss://cp.example.com/',
+    ]) {
+      const c = loadConfig({ env: baseEnv({ LATCHKEY_CONTROL_PLANE_URL: url }) });
+      expect(c.controlPlaneUrl).toBe(url);
+      expect(c.allowInsecureControlPlane).toBe(false);
+    }
+  });
+
+  it('reads a token file with a trailing newline as the bare token', () => {
+    const path = writeFile('token-nl', `${TOKEN}\n`);
+    const c = loadConfig({
+      env: baseEnv({ LATCHKEY_CONNECTOR_TOKEN: undefined, LATCHKEY_CONNECTOR_TOKEN_FILE: path }),
+    });
+    expect(c.connectorToken).toBe(TOKEN);
+  });
+});

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LatchkeyError } from '../../../src/errors.js';
-import type { CommandKind, Result } from '../../../src/protocol/messages.js';
+import { ResultSchema, type CommandKind, type Result } from '../../../src/protocol/messages.js';
 import {
   ALL_KINDS,
   ConcurrencyTracker,
@@ -135,17 +135,76 @@ describe('Dispatcher: idempotency', () => {
     expect(driver.calls).toHaveLength(1);
   });
 
-  it('forgets the oldest finished commands beyond its capacity', async () => {
+  it('drops old results beyond its capacity but never lets their ids run again while valid', async () => {
     const driver = new FakeDriver('fake', ALL_KINDS, (k) => Promise.resolve(OK_OUTPUT[k]));
     const h = harness(registryOf(driver), { idempotencyCapacity: 2 });
-    const envs = [envelope('check'), envelope('check'), envelope('check')];
+    const envs = [envelope('grant'), envelope('check'), envelope('check')];
     for (const e of envs) {
-      submit(h, e);
+      submit(h, e, 'd');
       await h.resultOf(e.id);
     }
-    // The first is forgotten: it runs again; the last is remembered.
-    expect(submit(h, envs[2]!).status).toBe('done');
-    expect(submit(h, envs[0]!).status).toBe('accepted');
+    // The last is remembered with its result.
+    expect(submit(h, envs[2]!, 'd').status).toBe('done');
+    // The first lost its result but is still inside its window: it must not run again,
+    // with the same digest or another one.
+    const same = submit(h, envs[0]!, 'd');
+    expect(same.status === 'rejected' && same.error.code).toBe('E_REPLAY');
+    const other = submit(h, envs[0]!, 'another');
+    expect(other.status === 'rejected' && other.error.code).toBe('E_REPLAY');
+    expect(driver.calls).toHaveLength(3);
+  });
+
+  it('refuses new work with E_BUSY rather than forget ids still inside their window', async () => {
+    let nowMs = Date.now();
+    const driver = new FakeDriver('fake', ALL_KINDS, (k) => Promise.resolve(OK_OUTPUT[k]));
+    const h = harness(registryOf(driver), {
+      idempotencyCapacity: 1,
+      idempotencyMaxEntries: 2,
+      maxClockSkewMs: 30_000,
+      now: () => new Date(nowMs),
+    });
+    const a = envelope('grant');
+    const b = envelope('grant');
+    const c = envelope('grant', { expiresInMs: 3_600_000 });
+    for (const e of [a, b]) {
+      expect(submit(h, e, 'd').status).toBe('accepted');
+      await h.resultOf(e.id);
+    }
+    const busy = submit(h, c, 'd');
+    expect(busy.status === 'rejected' && busy.error.code).toBe('E_BUSY');
+    // Both remembered ids are still refused as replays: nothing was forgotten.
+    for (const e of [a, b]) expect(submit(h, e, 'd').status).not.toBe('accepted');
+    expect(driver.calls).toHaveLength(2);
+    // Once expiresAt (+60 s in the fixture) + skew has passed, the verifier refuses them
+    // as E_EXPIRED: the store may forget them and takes new work again.
+    nowMs += 60_000 + 30_000 + 1;
+    expect(submit(h, c, 'd').status).toBe('accepted');
+    await h.resultOf(c.id);
+    expect(driver.calls).toHaveLength(3);
+  });
+});
+
+describe('Dispatcher: what crosses the wire', () => {
+  it('never sends a password literal a driver error echoes, and keeps messages within the protocol limit', async () => {
+    const secret = 'Pl4nted-S3cret-91d2';
+    const messages: Record<string, string> = {
+      a: `CREATE USER failed near 'IDENTIFIED BY '${secret}'`,
+      b: `could not connect to postgres://svc:${secret}@db:5432/app`,
+      c: `permission denied: ${'x'.repeat(5000)}`,
+    };
+    const driver = new FakeDriver('fake', ALL_KINDS, (_kind, ctx) =>
+      Promise.reject(new LatchkeyError('E_PRIVILEGE', messages[ctx.commandId] ?? 'no')),
+    );
+    const h = harness(registryOf(driver));
+    for (const id of Object.keys(messages)) {
+      submit(h, envelope('grant', { id }));
+      const r = await h.resultOf(id);
+      expect(r.status).toBe('error');
+      expect(r.error?.code).toBe('E_PRIVILEGE');
+      expect(r.error?.message).not.toContain(secret);
+      expect(ResultSchema.safeParse(r).success).toBe(true);
+    }
+    expect((await h.resultOf('c')).error?.message.length).toBeLessThanOrEqual(2000);
   });
 });
 
@@ -314,12 +373,45 @@ describe('Dispatcher: deadlines, cancel, errors', () => {
 
   it('times out a driver that ignores the signal (the call is raced)', async () => {
     const driver = new FakeDriver('fake', ALL_KINDS, () => new Promise(() => undefined));
-    const h = harness(registryOf(driver), { timeoutsMs: { ...timeouts(), check: 30 } });
+    const h = harness(registryOf(driver), {
+      timeoutsMs: { ...timeouts(), check: 30 },
+      abandonedCallLingerMs: 20,
+    });
     const env = envelope('check');
     submit(h, env);
     const r = await h.resultOf(env.id);
     expect(errorCode(r)).toBe('E_TIMEOUT');
+    // The abandoned call keeps its slot for at most the linger, then it is released.
+    expect(h.dispatcher.running).toBe(1);
+    for (let i = 0; i < 200 && h.dispatcher.running > 0; i++) await sleep(5);
     expect(h.dispatcher.running).toBe(0);
+  });
+
+  it('a revoke never overtakes a timed-out grant of the same grantee that is still running', async () => {
+    const gates = new Gates();
+    const order: string[] = [];
+    // Ignores the signal: the grant goes on after its deadline until its gate opens.
+    const driver = new FakeDriver('fake', ALL_KINDS, async (kind, ctx) => {
+      order.push(`${kind}:start`);
+      if (kind === 'grant') await gates.wait(ctx.commandId, new AbortController().signal);
+      order.push(`${kind}:end`);
+      return OK_OUTPUT[kind];
+    });
+    const h = harness(registryOf(driver), {
+      timeoutsMs: { ...timeouts(), grant: 30 },
+      concurrency: { global: 4, perIntegration: 4, perAwsService: 4 },
+    });
+    const grant = envelope('grant', { email: 'bob@example.com' });
+    const revoke = envelope('revoke', { email: 'bob@example.com' });
+    submit(h, grant);
+    submit(h, revoke);
+    expect(errorCode(await h.resultOf(grant.id))).toBe('E_TIMEOUT');
+    await sleep(50);
+    // The grant's call is still applying: the revoke waits behind it.
+    expect(order).toEqual(['grant:start']);
+    gates.release(grant.id);
+    expect((await h.resultOf(revoke.id)).status).toBe('ok');
+    expect(order).toEqual(['grant:start', 'grant:end', 'revoke:start', 'revoke:end']);
   });
 
   it('uses the envelope expiry when it comes before the kind timeout', async () => {

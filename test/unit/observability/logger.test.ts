@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { LatchkeyError } from '../../../src/errors.js';
-import { createLogger, REDACTED, scrubSecrets } from '../../../src/observability/logger.js';
+import {
+  createLogger,
+  REDACTED,
+  scrubSecrets,
+  scrubText,
+} from '../../../src/observability/logger.js';
 
 const SECRET = 'Pl4nted-S3cret-7f3a9c';
 
@@ -88,5 +93,133 @@ describe('scrubSecrets', () => {
     expect(JSON.stringify(out)).not.toContain(SECRET);
     expect(out.ok).toBe(1);
     expect(input.a[0]?.b.Password).toBe(SECRET);
+  });
+});
+
+describe('createLogger: errors and free text', () => {
+  /** A mysql2 error as the driver raises it for a bad CREATE USER. */
+  function mysqlError(): Error {
+    return Object.assign(
+      new Error(
+        `You have an error in your SQL syntax; check the manual near 'IDENTIFIED BY '${SECRET}'' at line 1`,
+      ),
+      {
+        code: 'ER_PARSE_ERROR',
+        errno: 1064,
+        sqlState: '42000',
+        sql: `CREATE USER 'lk_alice'@'%' IDENTIFIED BY '${SECRET}'`,
+        sqlMessage: `near 'IDENTIFIED BY '${SECRET}'' at line 1`,
+      },
+    );
+  }
+  /** A pg error with the query and its bound values attached (as pg wrappers do). */
+  function pgError(): Error {
+    return Object.assign(new Error(`syntax error at or near "PASSWORD '${SECRET}'"`), {
+      code: '42601',
+      severity: 'ERROR',
+      query: `ALTER ROLE lk_alice PASSWORD '${SECRET}'`,
+      parameters: [SECRET],
+    });
+  }
+  /** An AWS SDK v3 service exception with its raw response. */
+  function awsError(): Error {
+    return Object.assign(new Error('User is not authorized'), {
+      name: 'AccessDeniedException',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400, requestId: 'req-1', attempts: 1 },
+      $response: {
+        statusCode: 400,
+        headers: { 'x-amz-security-token': SECRET },
+        body: `{"SecretString":"${SECRET}"}`,
+      },
+    });
+  }
+
+  it('never writes SQL text, bound values, raw responses or secret literals of errors', () => {
+    const { lines, logger } = capture();
+    logger.error({ err: mysqlError() }, 'mysql');
+    logger.error({ err: pgError() }, 'pg');
+    logger.error({ err: awsError() }, 'aws');
+    logger.error({ error: pgError() }, 'error key');
+    logger.error(mysqlError()); // message taken from the error
+    logger.error({ err: mysqlError() }); // message taken from err
+    logger.error({ cause: pgError(), nested: { err: mysqlError() } }, 'elsewhere');
+    // Wrapped, with a cause chain several levels deep.
+    const wrapped = new LatchkeyError('E_INTERNAL', 'grant failed', {
+      cause: new LatchkeyError('E_PRIVILEGE', 'mid', {
+        cause: new AggregateError([pgError(), mysqlError()], 'both', { cause: awsError() }),
+      }),
+      details: { a: { b: { c: { d: { e: { password: SECRET } } } } } },
+    });
+    logger.error({ err: wrapped }, 'wrapped');
+    logger.warn(
+      `statement failed: ALTER USER x IDENTIFIED WITH mysql_native_password BY '${SECRET}'`,
+    );
+    logger.warn({ url: `postgres://svc:${SECRET}@db:5432/app` }, 'connecting');
+    logger.warn({ header: `Bearer ${SECRET}` }, 'header');
+    const out = lines.join('');
+    expect(lines).toHaveLength(11);
+    expect(out).not.toContain(SECRET);
+    // What is useful for an operator stays.
+    const first = JSON.parse(lines[0] ?? '') as { err: Record<string, unknown> };
+    expect(first.err).toMatchObject({ code: 'ER_PARSE_ERROR', errno: 1064, sql: REDACTED });
+    expect(String(first.err.message)).toContain('You have an error in your SQL syntax');
+    const aws = JSON.parse(lines[2] ?? '') as { err: Record<string, unknown> };
+    expect(aws.err).toMatchObject({ $metadata: { requestId: 'req-1' }, $response: REDACTED });
+    const chain = JSON.parse(lines[7] ?? '') as {
+      err: { message: string; cause: { message: string; cause: { errors: unknown[] } } };
+    };
+    expect(chain.err.message).toBe('grant failed');
+    expect(chain.err.cause.message).toBe('mid');
+    expect(chain.err.cause.cause.errors).toHaveLength(2);
+  });
+
+  it('censors password literals, URL passwords and bearer tokens in free text', () => {
+    const cases = [
+      `CREATE USER 'a'@'%' IDENTIFIED BY '${SECRET}'`,
+      `ALTER USER 'a'@'%' IDENTIFIED WITH caching_sha2_password BY '${SECRET}'`,
+      `CREATE ROLE a LOGIN PASSWORD '${SECRET}' VALID UNTIL 'infinity'`,
+      `ALTER ROLE a WITH ENCRYPTED PASSWORD "${SECRET}"`,
+      `SET PASSWORD FOR 'a'@'%' = '${SECRET}'`,
+      `SET PASSWORD = PASSWORD('${SECRET}')`,
+      `near 'IDENTIFIED BY '${SECRET}`,
+      `mysql://root:${SECRET}@127.0.0.1:3306/x`,
+      `Authorization: Bearer ${SECRET}`,
+      `IDENTIFIED BY 'it''s-${SECRET}'`,
+    ];
+    for (const c of cases) {
+      const out = scrubText(c);
+      expect(out, c).not.toContain(SECRET);
+      expect(out).toContain(REDACTED);
+    }
+    expect(scrubText('GRANT SELECT ON db.t TO lk_alice')).toBe('GRANT SELECT ON db.t TO lk_alice');
+  });
+
+  it('never throws from a log call, even for objects whose getters throw', () => {
+    const { lines, logger } = capture();
+    const hostile = Object.defineProperty(new Error('boom'), 'sql', {
+      enumerable: true,
+      get() {
+        throw new Error(`getter with ${SECRET}`);
+      },
+    });
+    const obj = Object.defineProperty({}, 'field', {
+      enumerable: true,
+      get() {
+        throw new Error('nope');
+      },
+    });
+    expect(() => logger.error({ err: hostile }, 'a')).not.toThrow();
+    expect(() => logger.error({ nested: obj }, 'b')).not.toThrow();
+    expect(lines).toHaveLength(2);
+    expect(lines.join('')).not.toContain(SECRET);
+  });
+
+  it('stays linear on long strings that look like URL schemes (no ReDoS from logged data)', () => {
+    // Quadratic patterns take minutes on these; linear ones milliseconds.
+    for (const unit of ['a.', 'a+', 'a-', 'x://u:']) {
+      const text = unit.repeat(400_000 / unit.length);
+      expect(scrubText(text)).toBe(text);
+    }
   });
 });

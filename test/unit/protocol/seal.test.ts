@@ -1,10 +1,24 @@
-import { generateKeyPairSync } from 'node:crypto';
+import {
+  createCipheriv,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  randomBytes,
+} from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { LatchkeyError } from '../../../src/errors.js';
 import { privateKeyFromRaw } from '../../../src/protocol/der.js';
 import { generateRecipientKeyPair } from '../../../src/protocol/keys.js';
 import type { Sealed } from '../../../src/protocol/messages.js';
-import { createSealer, open, seal, sealWith } from '../../../src/protocol/seal.js';
+import {
+  SEAL_ALG,
+  SEAL_INFO,
+  createSealer,
+  open,
+  seal,
+  sealWith,
+} from '../../../src/protocol/seal.js';
 import {
   EPHEMERAL_PRIVATE_HEX,
   RECIPIENT_PRIVATE_HEX,
@@ -144,5 +158,47 @@ describe('createSealer', () => {
     expect(codeOf(() => createSealer({ allowPlaintext: true }).seal('not-a-key', CREDS))).toBe(
       'E_INVALID',
     );
+  });
+});
+
+describe('open: errors never carry the plaintext', () => {
+  it('a decrypted payload that is not JSON fails without a cause quoting it', () => {
+    const recipient = generateRecipientKeyPair();
+    const secret = 'pw=Pl4nted-S3cret-not-json';
+    // Sealed by hand exactly as `seal` does, but over non-JSON bytes.
+    const eph = generateKeyPairSync('x25519');
+    const recipientRaw = Buffer.from(recipient.publicKey, 'base64url');
+    const recipientKey = createPublicKey({
+      key: Buffer.concat([Buffer.from('302a300506032b656e032100', 'hex'), recipientRaw]),
+      format: 'der',
+      type: 'spki',
+    });
+    const epk = eph.publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
+    const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: recipientKey });
+    const key = Buffer.from(
+      hkdfSync('sha256', shared, Buffer.concat([epk, recipientRaw]), SEAL_INFO, 32),
+    );
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key, iv);
+    cipher.setAAD(Buffer.from(SEAL_ALG, 'utf8'));
+    const ct = Buffer.concat([cipher.update(secret, 'utf8'), cipher.final()]);
+    const sealed: Sealed = {
+      alg: SEAL_ALG,
+      epk: epk.toString('base64url'),
+      iv: iv.toString('base64url'),
+      ct: ct.toString('base64url'),
+      tag: cipher.getAuthTag().toString('base64url'),
+    };
+    let caught: unknown;
+    try {
+      open(recipient.privateKeyPem, sealed);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(LatchkeyError);
+    const e = caught as LatchkeyError;
+    expect(e.code).toBe('E_INVALID');
+    const everything = `${e.message} ${String((e.cause as Error | undefined)?.message)} ${e.stack}`;
+    expect(everything).not.toContain('Pl4nted');
   });
 });
