@@ -218,6 +218,8 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     concurrency: { ...config.concurrency },
     queueSize: config.queueSize,
     timeoutsMs: { ...config.timeoutsMs },
+    // Command ids are remembered until their expiresAt plus this skew (no re-run while valid).
+    maxClockSkewMs: config.maxClockSkewMs,
     events,
     logger: logger.child({ component: 'dispatch' }),
   });
