@@ -8,14 +8,8 @@
  * `productionDriverFactories` is the only map the agent binary uses; test drivers live
  * under `test/` and are never added to it, so no production configuration can reach them.
  */
+import type { CommandKind } from '../protocol/messages.js';
 import type { Driver, DriverFactory, DriverServices } from './driver.js';
-import { driverFactory as awsDiscoveryDriver } from './aws-discovery/index.js';
-import { driverFactory as awsIamDriver } from './aws-iam/index.js';
-import { driverFactory as awsLambdaDriver } from './aws-lambda/index.js';
-import { driverFactory as awsSsmDriver } from './aws-ssm/index.js';
-import { driverFactory as mysqlDriver } from './mysql/index.js';
-import { driverFactory as postgresDriver } from './postgres/index.js';
-import { driverFactory as redshiftDriver } from './redshift/index.js';
 
 export interface DriverRegistry {
   /** The driver for `type`, built on first use; `undefined` when the type is unknown. */
@@ -61,13 +55,102 @@ export function createDriverRegistry(
   };
 }
 
+/** What the agent knows of a driver without loading its module (announced in `hello`). */
+export interface DriverManifest {
+  readonly kinds: readonly CommandKind[];
+  /** The driver implements `sweep` (expiry enforced locally). */
+  readonly sweeps: boolean;
+}
+
+/**
+ * A factory whose driver module is imported on first use. Until then the agent knows
+ * the driver only by its manifest: most deployments use one or two integration types,
+ * and the AWS SDK clients behind the others cost tens of MiB each. A test checks every
+ * manifest against its real driver.
+ */
+export function lazyDriverFactory(
+  type: string,
+  manifest: DriverManifest,
+  load: () => Promise<{ driverFactory: DriverFactory }>,
+): DriverFactory {
+  return (services) => {
+    let real: Promise<Driver> | undefined;
+    const driver = (): Promise<Driver> =>
+      (real ??= load().then(({ driverFactory }) => {
+        const built = driverFactory(services);
+        if (built.type !== type) {
+          throw new Error(`driver module for ${type} built a ${built.type} driver`);
+        }
+        return built;
+      }));
+    const proxy: Driver = {
+      type,
+      kinds: manifest.kinds,
+      discover: async (ctx) => (await driver()).discover(ctx),
+      grant: async (ctx, params) => (await driver()).grant(ctx, params),
+      revoke: async (ctx, params) => (await driver()).revoke(ctx, params),
+      rotate: async (ctx, params) => (await driver()).rotate(ctx, params),
+      cleanup: async (ctx, params) => (await driver()).cleanup(ctx, params),
+      check: async (ctx) => (await driver()).check(ctx),
+      close: async () => {
+        if (real) await (await real).close();
+      },
+    };
+    if (manifest.sweeps) {
+      proxy.sweep = async (ctx) => {
+        const d = await driver();
+        return d.sweep ? d.sweep(ctx) : { revoked: [], errors: [] };
+      };
+    }
+    return proxy;
+  };
+}
+
+const ALL_KINDS: readonly CommandKind[] = [
+  'discover',
+  'grant',
+  'revoke',
+  'rotate',
+  'cleanup',
+  'check',
+];
+const ACCESS_KINDS: readonly CommandKind[] = ['discover', 'grant', 'revoke', 'check'];
+
 /** The real drivers, by integration type. A test driver must never appear here. */
 export const productionDriverFactories: Readonly<Record<string, DriverFactory>> = Object.freeze({
-  'aws-discovery': awsDiscoveryDriver,
-  'aws-iam': awsIamDriver,
-  'aws-lambda': awsLambdaDriver,
-  'aws-ssm': awsSsmDriver,
-  mysql: mysqlDriver,
-  postgres: postgresDriver,
-  redshift: redshiftDriver,
+  'aws-discovery': lazyDriverFactory(
+    'aws-discovery',
+    { kinds: ['discover', 'check'], sweeps: false },
+    () => import('./aws-discovery/index.js'),
+  ),
+  'aws-iam': lazyDriverFactory(
+    'aws-iam',
+    { kinds: ACCESS_KINDS, sweeps: true },
+    () => import('./aws-iam/index.js'),
+  ),
+  'aws-lambda': lazyDriverFactory(
+    'aws-lambda',
+    { kinds: ALL_KINDS, sweeps: false },
+    () => import('./aws-lambda/index.js'),
+  ),
+  'aws-ssm': lazyDriverFactory(
+    'aws-ssm',
+    { kinds: ACCESS_KINDS, sweeps: true },
+    () => import('./aws-ssm/index.js'),
+  ),
+  mysql: lazyDriverFactory(
+    'mysql',
+    { kinds: ALL_KINDS, sweeps: true },
+    () => import('./mysql/index.js'),
+  ),
+  postgres: lazyDriverFactory(
+    'postgres',
+    { kinds: ALL_KINDS, sweeps: true },
+    () => import('./postgres/index.js'),
+  ),
+  redshift: lazyDriverFactory(
+    'redshift',
+    { kinds: ALL_KINDS, sweeps: true },
+    () => import('./redshift/index.js'),
+  ),
 });
