@@ -16,9 +16,10 @@
  * Knobs: BENCH_BURST (default 20000), BENCH_SEQUENTIAL (default 2000), and
  * BENCH_CPU_PROF=<dir> to write a V8 CPU profile of the agent process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
@@ -58,6 +59,32 @@ async function child(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------
 // parent: control plane and measurements
+
+/**
+ * The agent child runs as compiled JavaScript on plain node, as in production, not
+ * through tsx (whose transpiler would add its own memory and CPU to what is measured).
+ * The whole project (src, the test driver, this file) is compiled once into .bench-build/.
+ */
+function compiledSelf(): string {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const outDir = join(root, '.bench-build');
+  execFileSync(
+    process.execPath,
+    [
+      join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
+      '-p',
+      join(root, 'tsconfig.json'),
+      '--noEmit',
+      'false',
+      '--sourceMap',
+      'false',
+      '--outDir',
+      outDir,
+    ],
+    { stdio: 'inherit' },
+  );
+  return join(outDir, 'bench', 'core.bench.js');
+}
 
 function rssKb(pid: number): { rss: number; hwm: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -164,21 +191,17 @@ async function parent(): Promise<void> {
   const prof = process.env.BENCH_CPU_PROF
     ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
     : [];
-  const agent: ChildProcess = spawn(
-    process.execPath,
-    [...prof, '--import', 'tsx', fileURLToPath(import.meta.url)],
-    {
-      stdio: ['ignore', 'inherit', 'inherit'],
-      env: {
-        ...process.env,
-        ...harnessEnv({ url: cp.url, connectorId, token, signing }),
-        LATCHKEY_BENCH_CHILD: '1',
-        LATCHKEY_QUEUE_SIZE: String(BURST + WARMUP + 1000),
-        LATCHKEY_CONCURRENCY_GLOBAL: '64',
-        LATCHKEY_CONCURRENCY_PER_INTEGRATION: '64',
-      },
+  const agent: ChildProcess = spawn(process.execPath, [...prof, compiledSelf()], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: {
+      ...process.env,
+      ...harnessEnv({ url: cp.url, connectorId, token, signing }),
+      LATCHKEY_BENCH_CHILD: '1',
+      LATCHKEY_QUEUE_SIZE: String(BURST + WARMUP + 1000),
+      LATCHKEY_CONCURRENCY_GLOBAL: '64',
+      LATCHKEY_CONCURRENCY_PER_INTEGRATION: '64',
     },
-  );
+  });
   const pid = agent.pid;
   if (pid === undefined) throw new Error('could not start the agent');
   try {
@@ -239,7 +262,7 @@ async function parent(): Promise<void> {
       `  agent RSS idle ${mib(idle.rss)}; after the burst ${mib(after.rss)}; peak ${mib(after.hwm)}`,
     );
     console.log(
-      '  (agent child runs through tsx, which adds its own memory; control plane in this process)',
+      '  (agent child: compiled JavaScript on plain node; control plane in this process)',
     );
   } finally {
     agent.kill('SIGTERM');
