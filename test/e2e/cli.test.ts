@@ -2,13 +2,13 @@
  * The built agent (`node dist/src/main.js`) as a child process: the CLI commands, and
  * `latchkey run` against the reference control plane, stopped with SIGTERM.
  *
- * Builds `dist/` once (tsc -p tsconfig.build.json) unless it is newer than every source.
+ * Builds `dist/` once (`ensureBuilt` in build.ts) unless it is newer than every source.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevControlPlane, type DevControlPlane } from '../../src/devcp/server.js';
@@ -19,40 +19,7 @@ import {
   signEnvelope,
   type SigningKeyPair,
 } from '../../src/protocol/index.js';
-
-const ROOT = resolve(import.meta.dirname, '..', '..');
-const MAIN = join(ROOT, 'dist', 'src', 'main.js');
-
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestMtime(p));
-    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-function ensureBuilt(): void {
-  if (existsSync(MAIN) && statSync(MAIN).mtimeMs >= newestMtime(join(ROOT, 'src'))) return;
-  // tsc emits even when some file (someone else's, mid-work) has a type error; what
-  // matters here is that the JavaScript is there.
-  spawnSync(
-    process.execPath,
-    [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
-    {
-      cwd: ROOT,
-      stdio: 'ignore',
-      timeout: 180_000,
-    },
-  );
-  if (!existsSync(MAIN)) throw new Error('build did not produce dist/src/main.js');
-}
-
-/** A minimal environment: no LATCHKEY_* leaking in from the developer's shell. */
-function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), ...extra };
-}
+import { baseEnv, ensureBuilt, exited, MAIN, ROOT } from './build.js';
 
 function runCli(
   args: string[],
@@ -86,15 +53,10 @@ function runCliAsync(
   });
 }
 
-function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((r) => child.once('exit', (code) => r(code)));
-}
-
 let tmp: string;
 
-beforeAll(() => {
-  ensureBuilt();
+beforeAll(async () => {
+  await ensureBuilt();
   tmp = mkdtempSync(join(tmpdir(), 'latchkey-e2e-'));
 }, 200_000);
 
