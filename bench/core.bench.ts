@@ -21,18 +21,19 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createAgent } from '../src/agent.js';
 import { loadConfig } from '../src/config/index.js';
-import { startDevControlPlane, type DevControlPlane } from '../src/devcp/server.js';
 import {
   generateSigningKeyPair,
   parsePrivateKey,
   signEnvelope,
   type SigningKeyPair,
 } from '../src/protocol/index.js';
-import type { Result } from '../src/protocol/messages.js';
 import { harnessEnv } from '../test/helpers/agent-harness.js';
 import { createTestDriver, TEST_DRIVER_TYPE } from '../test/helpers/test-driver.js';
 
@@ -104,32 +105,79 @@ function percentile(sorted: number[], p: number): number {
 const ms = (v: number): string => `${v.toFixed(2)} ms`;
 const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
 
-class Arrivals {
+/**
+ * The control plane of this benchmark: a lean loopback peer that does only what any
+ * control plane must (check the bearer token, answer hello with welcome, read each
+ * result and ack it), so the figures are what the agent adds, not the cost of the
+ * reference control plane's own validation and bookkeeping.
+ */
+class BenchPeer {
   private readonly at = new Map<string, number>();
   readonly failures: string[] = [];
   private waiting: { ids: Set<string>; resolve: () => void } | undefined;
+  private socket: WebSocket | undefined;
+  private helloSeen: (() => void) | undefined;
+  readonly hello: Promise<void>;
 
-  constructor(cp: DevControlPlane) {
-    // One long-lived waiter whose predicate sees every result: O(1) per result.
-    void cp
-      .waitFor(
-        'result',
-        (r: Result) => {
-          this.at.set(r.commandId, performance.now());
-          if (r.status !== 'ok') this.failures.push(`${r.commandId}: ${r.error?.code ?? '?'}`);
-          const w = this.waiting;
-          if (w) {
-            w.ids.delete(r.commandId);
-            if (w.ids.size === 0) {
-              this.waiting = undefined;
-              w.resolve();
-            }
-          }
-          return false;
-        },
-        24 * 3600_000,
-      )
-      .catch(() => undefined);
+  private constructor(
+    private readonly server: WebSocketServer,
+    readonly url: string,
+  ) {
+    this.hello = new Promise((resolve) => (this.helloSeen = resolve));
+  }
+
+  static async start(token: string): Promise<BenchPeer> {
+    const server = new WebSocketServer({
+      host: '127.0.0.1',
+      port: 0,
+      verifyClient: (info: { req: IncomingMessage }) =>
+        info.req.headers.authorization === `Bearer ${token}`,
+    });
+    await new Promise<void>((resolve) => server.once('listening', resolve));
+    const address = server.address() as AddressInfo;
+    const peer = new BenchPeer(server, `ws://127.0.0.1:${address.port}/`);
+    server.on('connection', (ws) => peer.attach(ws));
+    return peer;
+  }
+
+  private attach(ws: WebSocket): void {
+    this.socket = ws;
+    ws.on('message', (data) => {
+      const msg = JSON.parse((data as Buffer).toString('utf8')) as {
+        type: string;
+        commandId?: string;
+        status?: string;
+        error?: { code?: string };
+      };
+      if (msg.type === 'hello') {
+        ws.send(JSON.stringify({ type: 'welcome', serverTime: new Date().toISOString() }));
+        this.helloSeen?.();
+      } else if (msg.type === 'result' && msg.commandId !== undefined) {
+        this.arrived(msg.commandId, msg.status === 'ok' ? undefined : (msg.error?.code ?? '?'));
+        ws.send(JSON.stringify({ type: 'result-ack', commandId: msg.commandId }));
+      } else if (msg.type === 'rejected') {
+        const id = msg.commandId ?? 'unknown';
+        this.arrived(id, msg.error?.code ?? '?');
+      }
+    });
+  }
+
+  private arrived(id: string, failure: string | undefined): void {
+    this.at.set(id, performance.now());
+    if (failure !== undefined) this.failures.push(`${id}: ${failure}`);
+    const w = this.waiting;
+    if (w) {
+      w.ids.delete(id);
+      if (w.ids.size === 0) {
+        this.waiting = undefined;
+        w.resolve();
+      }
+    }
+  }
+
+  send(frame: string): void {
+    if (!this.socket) throw new Error('no agent connected');
+    this.socket.send(frame);
   }
 
   time(id: string): number {
@@ -144,6 +192,11 @@ class Arrivals {
     return new Promise((resolve) => {
       this.waiting = { ids: missing, resolve };
     });
+  }
+
+  close(): Promise<void> {
+    for (const client of this.server.clients) client.terminate();
+    return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }
 
@@ -181,12 +234,8 @@ async function parent(): Promise<void> {
   const connectorId = 'bench-connector';
   const token = `tok-${randomUUID()}`;
   const signing = generateSigningKeyPair();
-  const cp = await startDevControlPlane({
-    agents: [{ connectorId, token }],
-    signingKey: { keyId: signing.keyId, privateKeyPem: signing.privateKeyPem },
-    logger: pino({ level: 'silent' }),
-  });
-  const arrivals = new Arrivals(cp);
+  const cp = await BenchPeer.start(token);
+  const arrivals = cp;
   // BENCH_CPU_PROF=<dir>: write a V8 CPU profile of the agent there (see the file header).
   const prof = process.env.BENCH_CPU_PROF
     ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
@@ -205,13 +254,13 @@ async function parent(): Promise<void> {
   const pid = agent.pid;
   if (pid === undefined) throw new Error('could not start the agent');
   try {
-    await cp.waitFor('hello', undefined, 60_000);
+    await cp.hello;
     await sleep(1500);
     const idle = rssKb(pid);
 
     // warm-up
     const warm = frames(WARMUP, connectorId, signing);
-    for (const f of warm) cp.sendRaw(connectorId, f.frame);
+    for (const f of warm) cp.send(f.frame);
     await arrivals.all(warm.map((f) => f.id));
 
     // unloaded latency
@@ -219,7 +268,7 @@ async function parent(): Promise<void> {
     const lat: number[] = [];
     for (const f of seq) {
       const t0 = performance.now();
-      cp.sendRaw(connectorId, f.frame);
+      cp.send(f.frame);
       await arrivals.all([f.id]);
       lat.push(arrivals.time(f.id) - t0);
     }
@@ -231,7 +280,7 @@ async function parent(): Promise<void> {
     const tStart = performance.now();
     for (const f of burst) {
       sentAt.set(f.id, performance.now());
-      cp.sendRaw(connectorId, f.frame);
+      cp.send(f.frame);
     }
     await arrivals.all(burst.map((f) => f.id));
     const tEnd = Math.max(...burst.map((f) => arrivals.time(f.id)));
@@ -262,7 +311,7 @@ async function parent(): Promise<void> {
       `  agent RSS idle ${mib(idle.rss)}; after the burst ${mib(after.rss)}; peak ${mib(after.hwm)}`,
     );
     console.log(
-      '  (agent child: compiled JavaScript on plain node; control plane in this process)',
+      '  (agent child: compiled JavaScript on plain node; a lean loopback control-plane peer in this process)',
     );
   } finally {
     agent.kill('SIGTERM');

@@ -15,6 +15,7 @@
  * 5. Any close → reconnect after an exponential, fully jittered, capped delay, until
  *    `stop()`.
  */
+import type { Duplex } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
@@ -132,6 +133,9 @@ export class ControlPlaneClient {
   private invalidFrameHandler: InvalidFrameHandler = () => undefined;
 
   private ws: WebSocket | null = null;
+  /** The socket under `ws` (from its `upgrade` response), corked for one turn by sendJson. */
+  private socket: Duplex | null = null;
+  private corked = false;
   private isConnected = false;
   private started = false;
   private stopped = false;
@@ -287,6 +291,10 @@ export class ControlPlaneClient {
     this.ws = ws;
     this.logger.debug({ url: this.logUrl }, 'connecting to the control plane');
 
+    ws.on('upgrade', (res) => {
+      if (this.ws === ws) this.socket = res.socket;
+    });
+
     ws.on('unexpected-response', (_req, res) => {
       refusedStatus = res.statusCode ?? 0;
       res.resume();
@@ -355,6 +363,7 @@ export class ControlPlaneClient {
       const wasConnected = this.isConnected && this.ws === ws;
       if (this.ws === ws) {
         this.ws = null;
+        this.socket = null;
         this.isConnected = false;
         this.stopHeartbeat();
         this.backoff.disconnected();
@@ -421,10 +430,28 @@ export class ControlPlaneClient {
     }
   }
 
+  /**
+   * Frames sent in one event-loop turn (an `accepted` and the results that finished)
+   * leave in one write instead of one syscall each: the socket is corked on the first
+   * send of a turn and uncorked right after it (cork is counted, so ws's own per-frame
+   * cork/uncork nests inside).
+   */
+  private corkForThisTurn(): void {
+    const socket = this.socket;
+    if (socket === null || this.corked || socket.destroyed) return;
+    this.corked = true;
+    socket.cork();
+    setImmediate(() => {
+      this.corked = false;
+      socket.uncork();
+    });
+  }
+
   private sendJson(msg: unknown): boolean {
     const ws = this.ws;
     if (ws?.readyState !== WebSocket.OPEN) return false;
     try {
+      this.corkForThisTurn();
       ws.send(JSON.stringify(msg));
       return true;
     } catch (err) {
