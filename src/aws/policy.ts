@@ -28,6 +28,7 @@ import type PQueue from 'p-queue';
 import { z } from 'zod';
 import { LatchkeyError, toWireError } from '../errors.js';
 import { awsSend } from './call.js';
+import { roleNameOf } from './index.js';
 
 export const POLICY_VERSION = '2012-10-17';
 /** AWS's aggregate inline-policy size quotas (characters, whitespace excluded). */
@@ -149,6 +150,33 @@ export function parsePrincipal(arn: string | undefined): Principal {
     'E_INVALID',
     `grantee.awsPrincipalArn must be an IAM role or user ARN (arn:aws:iam::<account>:role/<name> or user/<name>), got ${arn}`,
   );
+}
+
+/**
+ * The grantee of a per-grant inline policy: an IAM role or user of the integration's own
+ * account, and never the connector's own role (granting it anything would hand the
+ * connector's privileges to someone).
+ * @throws LatchkeyError E_INVALID (not a principal, other account), E_GUARDRAIL (own role)
+ */
+export function granteeInAccount(
+  target: { accountId: string; assumeRoleArn?: string | undefined },
+  arn: string | undefined,
+): Principal {
+  const p = parsePrincipal(arn);
+  if (p.accountId !== target.accountId) {
+    throw new LatchkeyError(
+      'E_INVALID',
+      `grantee ${p.arn} is not in account ${target.accountId}; inline policies go on principals of the integration's account`,
+    );
+  }
+  const own = target.assumeRoleArn !== undefined ? roleNameOf(target.assumeRoleArn) : null;
+  if (p.kind === 'role' && p.name === own) {
+    throw new LatchkeyError(
+      'E_GUARDRAIL',
+      `the grantee ${p.arn} is the connector's own role; it is never granted anything`,
+    );
+  }
+  return p;
 }
 
 /** `<prefix>-<kind>grant-<grantId>`; grant ids with characters IAM refuses are hashed. */

@@ -34,11 +34,10 @@ import {
   assertPolicyFits,
   deleteGrantPolicy,
   grantPolicyName,
-  parsePrincipal,
   putGrantPolicy,
   serializePolicy,
   sweepExpiredPolicies,
-  type Principal,
+  granteeInAccount,
 } from '../../aws/policy.js';
 import { targetOf } from '../../aws/config.js';
 import { roleNameOf } from '../../aws/index.js';
@@ -98,34 +97,13 @@ export class AwsIamDriver implements Driver {
     return this.services.aws.client(IAMClient, targetOf(cfg));
   }
 
-  private principalIn(cfg: AwsIamConfig, arn: string | undefined): Principal {
-    const p = parsePrincipal(arn);
-    if (p.accountId !== cfg.accountId) {
-      throw new LatchkeyError(
-        'E_INVALID',
-        `grantee ${p.arn} is not in account ${cfg.accountId}; inline policies go on principals of the integration's account`,
-      );
-    }
-    return p;
-  }
-
   /**
-   * The connector's own role is never a grantee, nor a role to assume: either would hand
-   * the connector's privileges to someone.
+   * The connector's own role is never a role to assume through a grant: that would hand
+   * the connector's privileges to someone (`granteeInAccount` refuses it as a grantee).
    */
-  private refuseConnectorIdentity(
-    cfg: AwsIamConfig,
-    principal: Principal,
-    resources: ParsedResource[],
-  ): void {
+  private refuseConnectorRole(cfg: AwsIamConfig, resources: ParsedResource[]): void {
     const own = cfg.assumeRoleArn !== undefined ? roleNameOf(cfg.assumeRoleArn) : null;
     if (own === null) return;
-    if (principal.kind === 'role' && principal.name === own) {
-      throw new LatchkeyError(
-        'E_GUARDRAIL',
-        `the grantee ${principal.arn} is the connector's own role; it is never granted anything`,
-      );
-    }
     const r = resources.find((x) => x.type === 'iam-role' && x.name === own);
     if (r) {
       throw new LatchkeyError(
@@ -142,7 +120,7 @@ export class AwsIamDriver implements Driver {
     const cfg = parseIamConfig(ctx.integration.config);
     const signal = ctx.signal;
     // 1. Everything that needs no AWS call: principal, guardrail, resources, permission.
-    const principal = this.principalIn(cfg, params.grantee.awsPrincipalArn);
+    const principal = granteeInAccount(cfg, params.grantee.awsPrincipalArn);
     if (params.resources.length > MAX_NAMED_RESOURCES) {
       throw new LatchkeyError(
         'E_GUARDRAIL',
@@ -150,7 +128,7 @@ export class AwsIamDriver implements Driver {
       );
     }
     const resources = params.resources.map((r) => parseResource(r, cfg));
-    this.refuseConnectorIdentity(cfg, principal, resources);
+    this.refuseConnectorRole(cfg, resources);
     if (params.expiresAt !== undefined && new Date(params.expiresAt) <= this.services.now()) {
       throw new LatchkeyError('E_INVALID', `expiresAt ${params.expiresAt} is in the past`);
     }
@@ -298,7 +276,7 @@ export class AwsIamDriver implements Driver {
 
   async revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput> {
     const cfg = parseIamConfig(ctx.integration.config);
-    const principal = this.principalIn(cfg, params.grantee.awsPrincipalArn);
+    const principal = granteeInAccount(cfg, params.grantee.awsPrincipalArn);
     const policyName = this.policyName(params.grantId);
     const deleted = await deleteGrantPolicy(this.iam(cfg), principal, policyName, {
       signal: ctx.signal,

@@ -16,7 +16,6 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { LatchkeyError, toWireError } from '../../errors.js';
 import { awsSend } from '../../aws/call.js';
 import { targetOf } from '../../aws/config.js';
-import { roleNameOf } from '../../aws/index.js';
 import { ServiceLimiters } from '../../aws/limiter.js';
 import {
   MAX_NAMED_RESOURCES,
@@ -29,6 +28,7 @@ import {
   serializePolicy,
   sweepExpiredPolicies,
   type Principal,
+  granteeInAccount,
 } from '../../aws/policy.js';
 import type {
   CheckOutput,
@@ -80,21 +80,9 @@ export class AwsSsmDriver implements Driver {
     return this.services.aws.client(IAMClient, targetOf(cfg));
   }
 
-  private principalIn(cfg: AwsSsmConfig, arn: string | undefined): Principal {
-    const p = parsePrincipal(arn);
-    if (p.accountId !== cfg.accountId) {
-      throw new LatchkeyError('E_INVALID', `grantee ${p.arn} is not in account ${cfg.accountId}`);
-    }
-    const own = cfg.assumeRoleArn !== undefined ? roleNameOf(cfg.assumeRoleArn) : null;
-    if (p.kind === 'role' && p.name === own) {
-      throw new LatchkeyError('E_GUARDRAIL', `the grantee ${p.arn} is the connector's own role`);
-    }
-    return p;
-  }
-
   async grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput> {
     const cfg = parseSsmConfig(ctx.integration.config);
-    const principal = this.principalIn(cfg, params.grantee.awsPrincipalArn);
+    const principal = granteeInAccount(cfg, params.grantee.awsPrincipalArn);
     if (params.resources.length > MAX_NAMED_RESOURCES) {
       throw new LatchkeyError(
         'E_GUARDRAIL',
@@ -144,7 +132,7 @@ export class AwsSsmDriver implements Driver {
 
   async revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput> {
     const cfg = parseSsmConfig(ctx.integration.config);
-    const principal = this.principalIn(cfg, params.grantee.awsPrincipalArn);
+    const principal = granteeInAccount(cfg, params.grantee.awsPrincipalArn);
     const named = params.resources.map((r) => parseInstance(r, cfg));
     const policyName = this.policyName(params.grantId);
     const iam = this.iam(cfg);

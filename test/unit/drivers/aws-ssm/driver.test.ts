@@ -173,6 +173,36 @@ describe('aws-ssm driver', () => {
     for (const m of all) expect(m).not.toHaveReceivedAnyCommand();
   });
 
+  it('refuses a grantee of another account or the connector’s own role before any call', async () => {
+    const other = await rejection(
+      driver.grant(
+        ctx,
+        grantParams({
+          grantee: { email: 'j@example.com', awsPrincipalArn: 'arn:aws:iam::999999999999:role/x' },
+        }),
+      ),
+    );
+    expect(other.code).toBe('E_INVALID');
+    expect(other.message).toContain('is not in account 123456789012');
+    const ownCtx = makeCtx({
+      type: 'aws-ssm',
+      config: { ...config, assumeRoleArn: `arn:aws:iam::${ACCOUNT}:role/latchkey-connector` },
+    });
+    const own = await rejection(
+      driver.grant(
+        ownCtx,
+        grantParams({
+          grantee: {
+            email: 'j@example.com',
+            awsPrincipalArn: `arn:aws:iam::${ACCOUNT}:role/latchkey-connector`,
+          },
+        }),
+      ),
+    );
+    expect(own.code).toBe('E_GUARDRAIL');
+    for (const m of all) expect(m).not.toHaveReceivedAnyCommand();
+  });
+
   it('grant reports AccessDenied with the action', async () => {
     iam.on(GetRolePolicyCommand).rejects(noSuch());
     iam.on(ListRolePoliciesCommand).resolves({ PolicyNames: [], IsTruncated: false });
