@@ -4,7 +4,16 @@ import tseslint from 'typescript-eslint';
 import { importX } from 'eslint-plugin-import-x';
 
 export default tseslint.config(
-  { ignores: ['dist/**', '.bench-build/**', '.demo/**', 'node_modules/**', 'coverage/**', 'deploy/**'] },
+  {
+    ignores: [
+      'dist/**',
+      '.bench-build/**',
+      '.demo/**',
+      'node_modules/**',
+      'coverage/**',
+      'deploy/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
