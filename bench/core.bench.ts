@@ -311,6 +311,9 @@ async function parent(): Promise<void> {
       `  agent RSS idle ${mib(idle.rss)}; after the burst ${mib(after.rss)}; peak ${mib(after.hwm)}`,
     );
     console.log(
+      `  signature checks: LATCHKEY_VERIFY_WORKERS=${process.env.LATCHKEY_VERIFY_WORKERS ?? '(default: min(2, cores - 1))'} (0 = on the agent's main thread)`,
+    );
+    console.log(
       '  (agent child: compiled JavaScript on plain node; a lean loopback control-plane peer in this process)',
     );
   } finally {

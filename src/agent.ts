@@ -45,7 +45,8 @@ import type { ErrorCode } from './errors.js';
 import { AgentEvents } from './events.js';
 import { createMetrics, startHttpServer } from './observability/index.js';
 import { COMMAND_KINDS, type CommandMessage } from './protocol/messages.js';
-import { createCommandVerifier, createSealer, parsePublicKey } from './protocol/index.js';
+import { createSealer, parsePublicKey, type VerifyOutcome } from './protocol/index.js';
+import { ArrivalOrder, VerifierPool, defaultVerifyWorkers } from './protocol/verify-pool.js';
 import { createAwsClientFactory, type LatchkeyAwsClientFactory } from './aws/index.js';
 import { createSecretResolver, type LatchkeySecretResolver } from './secrets/index.js';
 
@@ -97,7 +98,6 @@ export function buildDriverServices(
   overrides: Partial<DriverServices> = {},
 ): BuiltDriverServices {
   const defaultRegion = config.aws.defaultRegion ?? FALLBACK_AWS_REGION;
-  // LEAD: secrets and AWS wired with createSecretResolver / createAwsClientFactory (review).
   let ownedAws: LatchkeyAwsClientFactory | undefined;
   let aws = overrides.aws;
   if (aws === undefined) {
@@ -116,6 +116,10 @@ export function buildDriverServices(
       aws,
       defaultRegion,
       cacheTtlMs: config.secretCacheTtlMs,
+      // Guardrails (docs/secrets.md, "Binding secrets to targets").
+      fileRoots: config.secretFileRoots,
+      envPrefixes: config.secretEnvPrefixes,
+      allowUnbound: config.allowUnboundSecrets,
     });
     secrets = ownedSecrets;
   }
@@ -135,6 +139,16 @@ export function buildDriverServices(
       ownedAws?.destroy();
     },
   };
+}
+
+/** The outbox, telling the agent which results the control plane acknowledges. */
+class AgentOutbox extends Outbox {
+  onAck: ((commandId: string) => void) | undefined;
+
+  override ack(commandId: string): Promise<boolean> {
+    this.onAck?.(commandId);
+    return super.ack(commandId);
+  }
 }
 
 export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
@@ -164,14 +178,23 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
   for (const [keyId, text] of Object.entries(config.trustedKeys)) {
     trustedKeys.set(keyId, parsePublicKey(text));
   }
-  const verifier = createCommandVerifier({
+  // Ed25519 checks on worker threads (0: inline); outcomes reach the dispatcher in
+  // arrival order whatever order the workers finish in.
+  const verifyWorkers = config.verifyWorkers;
+  const verifier = new VerifierPool({
     connectorId: config.connectorId,
     trustedKeys,
     maxClockSkewMs: config.maxClockSkewMs,
     maxCommandLifetimeMs: config.maxCommandLifetimeMs,
+    workers: verifyWorkers ?? defaultVerifyWorkers(),
+    // A command that finds the agent idle is checked inline (lower latency than a worker
+    // round trip); with work about, the workers take the signatures.
+    busy: () => inOrder.waiting > 0 || dispatcher.depth > 0 || dispatcher.running > 0,
+    logger: logger.child({ component: 'verify' }),
   });
+  const inOrder = new ArrivalOrder();
 
-  const outbox = new Outbox({
+  const outbox = new AgentOutbox({
     ...(config.stateDir == null ? {} : { stateDir: config.stateDir }),
     logger: logger.child({ component: 'outbox' }),
     events,
@@ -256,9 +279,49 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     });
   };
 
+  // A duplicate of a finished command gets its result again unless that result is in the
+  // outbox. With verification off the thread, the control plane's ack of that result may
+  // be handled while the duplicate is still being verified: what counts is the outbox
+  // when the duplicate ARRIVED. Acks seen while commands await their verdict are noted
+  // (with the arrival count at that moment) and dropped once no waiting command can
+  // predate them.
+  let arrivals = 0;
+  const ackedWhileVerifying = new Map<string, number>();
+  outbox.onAck = (commandId) => {
+    if (inOrder.waiting > 0) {
+      ackedWhileVerifying.delete(commandId);
+      ackedWhileVerifying.set(commandId, arrivals);
+    }
+  };
+  const inOutboxOnArrival = (commandId: string, arrival: number): boolean => {
+    const ackedAt = ackedWhileVerifying.get(commandId);
+    if (ackedAt !== undefined && ackedAt >= arrival) return true;
+    return outbox.entries().some((r) => r.commandId === commandId);
+  };
+
   const onCommand = (msg: CommandMessage): void => {
     const receivedAt = new Date();
-    const verdict = verifier.verify(msg);
+    const arrival = ++arrivals;
+    const rawId = msg.envelope.id; // not `msg`: it would stay alive until the verdict
+    inOrder.add(
+      verifier.verify(msg),
+      (verdict) => {
+        // Acks noted before this command arrived matter to no command still waiting.
+        for (const [id, ackedAt] of ackedWhileVerifying) {
+          if (ackedAt >= arrival) break;
+          ackedWhileVerifying.delete(id);
+        }
+        onVerdict(verdict, receivedAt, arrival);
+      },
+      (err: unknown) => {
+        // Not expected (the pool answers E_INTERNAL itself): fail closed all the same.
+        logger.error({ err }, 'command verification failed');
+        reject(typeof rawId === 'string' ? rawId : null, toWireError(err));
+      },
+    );
+  };
+
+  const onVerdict = (verdict: VerifyOutcome, receivedAt: Date, arrival: number): void => {
     if (!verdict.ok) {
       reject(verdict.commandId, verdict.error);
       return;
@@ -294,7 +357,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
       case 'done':
         // Still in the outbox: it was (re-)sent on this connection already and will be
         // again until acked; sending it once more would only duplicate it.
-        if (outbox.entries().some((r) => r.commandId === envelope.id)) {
+        if (inOutboxOnArrival(envelope.id, arrival)) {
           logger.info(
             { commandId: envelope.id },
             'duplicate of a finished command; its result is in the outbox',
@@ -315,10 +378,15 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
   };
 
   client.onCommand(onCommand);
-  client.onInvalidFrame(({ commandId, error }) => reject(commandId, error));
+  // Invalid frames and cancels keep their place after the commands before them (a cancel
+  // must find the command it follows, even one still being verified).
+  const noError = (): void => undefined;
+  client.onInvalidFrame(({ commandId, error }) =>
+    inOrder.add(undefined, () => reject(commandId, error), noError),
+  );
   client.onCancel((commandId) => {
     logger.info({ commandId }, 'cancel requested by the control plane');
-    dispatcher.cancel(commandId);
+    inOrder.add(undefined, () => dispatcher.cancel(commandId), noError);
   });
   dispatcher.onResult((result) => sendResultSafely(result));
 
@@ -402,6 +470,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
         await step('drain', () => dispatcher.drain(config.shutdownGraceMs));
         const flushTimeoutMs = Math.max(1000, config.shutdownGraceMs - (Date.now() - t0));
         await step('link', () => client.stop({ flushTimeoutMs }));
+        await step('verifier', () => verifier.close());
         await step('sweeper', () => sweeper.stop());
         await step('http', () => http?.close());
         await step('drivers', () => registry.closeAll());

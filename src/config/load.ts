@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import { z } from 'zod';
 import { IntegrationSchema, type CommandKind, type Integration } from '../protocol/messages.js';
+import type { SecretStore } from '../secrets/binding.js';
 import {
   CONFIG_FILE_ENV,
   SETTINGS,
@@ -23,6 +24,7 @@ import {
   isLoopbackHost,
   parseBool,
   parseDuration,
+  parseList,
   parseSize,
   parseTrustedKeys,
   type LogLevel,
@@ -69,6 +71,14 @@ export interface AgentConfig {
   /** `ws://` accepted for a non-loopback control-plane host. */
   readonly allowInsecureControlPlane: boolean;
   readonly secretCacheTtlMs: number;
+  /** Worker threads for Ed25519 checks; 0 = inline; undefined = min(2, cores − 1), at least 1. */
+  readonly verifyWorkers: number | undefined;
+  /** Directories `file` secret refs must lie under. */
+  readonly secretFileRoots: readonly string[];
+  /** Prefixes `env` secret refs must start with. */
+  readonly secretEnvPrefixes: readonly string[];
+  /** Stores whose secrets may name no host (normalized: `all`/`none` expanded). */
+  readonly allowUnboundSecrets: readonly SecretStore[];
   readonly tagPrefix: string;
   readonly aws: { readonly defaultRegion: string | undefined; readonly assumeRolePattern: string };
   readonly integrations: readonly Integration[];
@@ -107,6 +117,7 @@ const FORMAT_NAMES = {
   enum: 'latchkey-enum',
   keys: 'latchkey-keys',
   integrations: 'latchkey-integrations',
+  list: 'latchkey-list',
 } as const satisfies Record<Setting['format'], string>;
 
 const keep = (v: string): unknown => v;
@@ -125,6 +136,7 @@ convict.addFormats({
   [FORMAT_NAMES.enum]: { validate: () => undefined, coerce: (v: string) => v.trim().toLowerCase() },
   [FORMAT_NAMES.keys]: { validate: () => undefined, coerce: parseTrustedKeys },
   [FORMAT_NAMES.integrations]: { validate: () => undefined, coerce: keep },
+  [FORMAT_NAMES.list]: { validate: () => undefined, coerce: parseList },
 });
 
 /** The part of convict's API used here, untyped by path. */
@@ -219,6 +231,7 @@ function checkValue(s: Setting, value: unknown): string[] {
       else if (value.trim() === '') problems = ['must not be empty'];
       break;
     case 'keys':
+    case 'list':
       break; // s.check
     case 'integrations': {
       const parsed = IntegrationsSchema.safeParse(value);
@@ -375,9 +388,11 @@ export function loadConfig(opts: LoadConfigOptions = {}): AgentConfig {
       values.set(s.path, undefined);
       continue;
     }
+    // A list in the file may also be written as one comma-separated string.
+    if (s.format === 'list' && typeof value === 'string') value = parseList(value);
     const found = checkValue(s, value);
     for (const p of found) problems.push(`${label(s)}: ${p}`);
-    values.set(s.path, found.length === 0 ? value : undefined);
+    values.set(s.path, found.length === 0 ? (s.normalize?.(value) ?? value) : undefined);
   }
 
   // Cross-setting rules and files read at load.

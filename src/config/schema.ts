@@ -7,12 +7,24 @@
  * sizes accept `1MiB`, `512KiB`, `1MB` or a plain number of bytes.
  */
 import { parsePublicKey } from '../protocol/signing.js';
+import { DEFAULT_UNBOUND_SECRET_STORES, parseUnboundStores } from '../secrets/binding.js';
+import { DEFAULT_SECRET_ENV_PREFIXES } from '../secrets/env.js';
+import { DEFAULT_SECRET_FILE_ROOTS } from '../secrets/file.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export type SettingFormat =
-  'duration' | 'int' | 'size' | 'bool' | 'string' | 'enum' | 'keys' | 'integrations';
+  | 'duration'
+  | 'int'
+  | 'size'
+  | 'bool'
+  | 'string'
+  | 'enum'
+  | 'keys'
+  | 'integrations'
+  /** Strings: comma-separated in the environment, a JSON array (or such a string) in the file. */
+  | 'list';
 
 export interface Setting {
   /** Dotted key in the JSON config file, and path in `AgentConfig`. */
@@ -36,6 +48,8 @@ export interface Setting {
   values?: readonly string[];
   /** Extra check of a present value: a problem (never quoting the value) or undefined. */
   check?: (value: unknown) => string | undefined;
+  /** Turns a checked value into the one `AgentConfig` holds (e.g. `all` → every store). */
+  normalize?: (value: unknown) => unknown;
   /** Shown in the docs' default column instead of the raw default. */
   docDefault?: string;
   doc: string;
@@ -134,6 +148,27 @@ export function checkTrustedKeys(value: unknown): string | undefined {
     }
   }
   return bad.length > 0 ? bad.join('; ') : undefined;
+}
+
+/** Splits a comma-separated list (environment); empty items are dropped. */
+export function parseList(text: string): string[] {
+  return text
+    .split(',')
+    .map((i) => i.trim())
+    .filter((i) => i !== '');
+}
+
+function checkList(
+  ok: (item: string) => boolean,
+  what: string,
+): (value: unknown) => string | undefined {
+  return (value) => {
+    if (!Array.isArray(value) || !value.every((i) => typeof i === 'string')) {
+      return `must be a list of ${what}`;
+    }
+    const bad = value.findIndex((i: string) => !ok(i));
+    return bad < 0 ? undefined : `item ${bad + 1} is not valid: must be ${what}`;
+  };
 }
 
 export const SETTINGS: readonly Setting[] = [
@@ -300,6 +335,16 @@ export const SETTINGS: readonly Setting[] = [
     max: 1_000_000,
     doc: 'Most commands queued plus running; beyond it new commands are refused with the retryable `E_BUSY`.',
   },
+  {
+    path: 'verifyWorkers',
+    env: 'LATCHKEY_VERIFY_WORKERS',
+    format: 'int',
+    default: null,
+    min: 0,
+    max: 64,
+    docDefault: '`min(2, cores − 1)`, at least 1',
+    doc: 'Worker threads that check command signatures (Ed25519), off the thread that runs the link and the queue; `0` checks them on that thread. Commands still reach the queue in arrival order.',
+  },
   ...(['discover', 'grant', 'revoke', 'rotate', 'cleanup', 'check'] as const).map(
     (kind): Setting => ({
       path: `timeoutsMs.${kind}`,
@@ -398,6 +443,47 @@ export const SETTINGS: readonly Setting[] = [
     min: 0,
     max: DAY,
     doc: 'How long a service-account secret read from a secret store is cached (`0`: not cached).',
+  },
+  {
+    path: 'secretFileRoots',
+    env: 'LATCHKEY_SECRET_FILE_ROOTS',
+    format: 'list',
+    default: [...DEFAULT_SECRET_FILE_ROOTS],
+    docDefault: `\`${DEFAULT_SECRET_FILE_ROOTS.join(',')}\``,
+    check: checkList(
+      (item) => item.startsWith('/'),
+      'absolute directory paths (comma-separated in the environment)',
+    ),
+    doc: 'Directories under which a `file` secret reference must lie (comma-separated; a JSON array in the file). Checked on real paths: `..` and symbolic links cannot lead out, so a command cannot make the agent read an arbitrary directory. Outside them: `E_GUARDRAIL`.',
+  },
+  {
+    path: 'secretEnvPrefixes',
+    env: 'LATCHKEY_SECRET_ENV_PREFIXES',
+    format: 'list',
+    default: [...DEFAULT_SECRET_ENV_PREFIXES],
+    docDefault: `\`${DEFAULT_SECRET_ENV_PREFIXES.join(',')}\``,
+    check: checkList(
+      (item) => /^[A-Z][A-Z0-9_]*$/.test(item),
+      'environment variable prefixes (upper-case letters, digits, _)',
+    ),
+    doc: "Prefixes an `env` secret reference's `prefix` must start with (comma-separated), so that a command cannot read another program's variables (`PGPASSWORD`, `DB_PASSWORD`…). Otherwise: `E_GUARDRAIL`.",
+  },
+  {
+    path: 'allowUnboundSecrets',
+    env: 'LATCHKEY_ALLOW_UNBOUND_SECRETS',
+    format: 'list',
+    default: [...DEFAULT_UNBOUND_SECRET_STORES],
+    docDefault: `\`${DEFAULT_UNBOUND_SECRET_STORES.join(',')}\``,
+    check: (v) => {
+      if (!Array.isArray(v)) return 'must be a list of secret stores';
+      const parsed = parseUnboundStores(v.map(String));
+      return 'problem' in parsed ? parsed.problem : undefined;
+    },
+    normalize: (v) => {
+      const parsed = parseUnboundStores(Array.isArray(v) ? v.map(String) : []);
+      return 'stores' in parsed ? parsed.stores : [];
+    },
+    doc: 'Secret stores whose secrets may be used by the SQL drivers although they name no `host` (comma-separated of `aws-secrets-manager`, `kubernetes`, `file`, `env`; or `all` / `true`, or `none` / `false`). A secret that names a `host` (and `port`, `dbname`) is only ever used against that server; an unbound one from a store not listed is refused (`E_GUARDRAIL`), so a command cannot send it to a server of its choosing. See docs/secrets.md, "Binding secrets to targets".',
   },
   {
     path: 'tagPrefix',

@@ -140,8 +140,16 @@ export class Dispatcher {
   private readonly executor: PQueue;
   /** Accepted and not yet finished, by command id. */
   private readonly active = new Map<string, Job>();
-  /** Queued jobs, in arrival order. */
+  /**
+   * Queued jobs, in arrival order, from `pendingHead` on. Jobs that left the queue (started
+   * or finished) are skipped and compacted away lazily: removing one is O(1).
+   */
   private pending: Job[] = [];
+  private pendingHead = 0;
+  /** Jobs in `pending` still queued. */
+  private queuedCount = 0;
+  /** Queued jobs per priority (to stop the search at the best priority waiting). */
+  private readonly queuedPerPriority = new Map<number, number>();
   /** Per order key: its unfinished jobs in arrival order (the head may be running). */
   private readonly keyQueues = new Map<string, Job[]>();
   private readonly runningPerIntegration = new Map<string, number>();
@@ -180,7 +188,7 @@ export class Dispatcher {
 
   /** Commands accepted and waiting to start. */
   get depth(): number {
-    return this.pending.length;
+    return this.queuedCount;
   }
 
   /** Commands whose driver call is under way. */
@@ -257,7 +265,7 @@ export class Dispatcher {
         ),
       );
     }
-    if (this.pending.length + this.runningCount >= this.opts.queueSize) {
+    if (this.queuedCount + this.runningCount >= this.opts.queueSize) {
       return this.reject(
         commandId,
         new LatchkeyError('E_BUSY', `queue full (${this.opts.queueSize} commands)`),
@@ -280,6 +288,8 @@ export class Dispatcher {
     const done = new Promise<void>((resolve) => {
       resolveDone = resolve;
     });
+    let jobLogger: Logger | undefined;
+    const parentLogger = this.opts.logger;
     const job: Job = {
       seq: this.seq++,
       envelope,
@@ -289,18 +299,21 @@ export class Dispatcher {
       priority: KIND_PRIORITY[envelope.kind],
       orderKey: orderKeyOf(envelope),
       awsService: awsServiceOf(type),
-      logger: this.opts.logger.child({
-        commandId,
-        kind: envelope.kind,
-        integrationId: envelope.integration.id,
-        integrationType: type,
-      }),
+      // Built on first use: most commands never log below info, and a child costs.
+      get logger() {
+        return (jobLogger ??= parentLogger.child({
+          commandId,
+          kind: envelope.kind,
+          integrationId: envelope.integration.id,
+          integrationType: type,
+        }));
+      },
       state: 'queued',
       done,
       resolveDone,
     };
     this.active.set(commandId, job);
-    this.pending.push(job);
+    this.enqueue(job);
     if (job.orderKey !== null) {
       const q = this.keyQueues.get(job.orderKey);
       if (q) q.push(job);
@@ -312,7 +325,7 @@ export class Dispatcher {
       kind: envelope.kind,
       integrationType: type,
     });
-    job.logger.debug('command accepted');
+    if (parentLogger.isLevelEnabled('debug')) job.logger.debug('command accepted');
     this.emitDepth();
     this.pump();
     return { status: 'accepted' };
@@ -354,7 +367,9 @@ export class Dispatcher {
     this.stopping = true;
     const reason = (): LatchkeyError =>
       new LatchkeyError('E_CANCELLED', 'cancelled by agent shutdown');
-    for (const job of [...this.pending]) this.finish(job, { error: reason() });
+    for (const job of this.pending.slice(this.pendingHead)) {
+      if (job.state === 'queued') this.finish(job, { error: reason() });
+    }
     for (const job of [...this.active.values()]) {
       if (job.state === 'running') job.controller?.abort(reason());
     }
@@ -371,9 +386,48 @@ export class Dispatcher {
     return { status: 'rejected', error };
   }
 
+  private enqueue(job: Job): void {
+    this.pending.push(job);
+    this.queuedCount++;
+    this.queuedPerPriority.set(job.priority, (this.queuedPerPriority.get(job.priority) ?? 0) + 1);
+  }
+
+  /** Accounts for a job that was queued and no longer is (call once its state changed). */
+  private dequeued(job: Job): void {
+    this.queuedCount--;
+    decrement(this.queuedPerPriority, job.priority);
+    // It stays in `pending` as a stale entry until compacted.
+    this.compact();
+  }
+
+  /** Drops stale entries at the head, and all of them once they outnumber the live ones. */
+  private compact(): void {
+    while (this.pendingHead < this.pending.length) {
+      const head = this.pending[this.pendingHead];
+      if (head !== undefined && head.state === 'queued') break;
+      this.pendingHead++;
+    }
+    const stale = this.pending.length - this.pendingHead - this.queuedCount;
+    if (this.pendingHead === this.pending.length) {
+      this.pending = [];
+      this.pendingHead = 0;
+    } else if (this.pendingHead > 1024 || stale > 1024) {
+      if (this.pendingHead + stale > this.queuedCount) {
+        this.pending = this.pending.slice(this.pendingHead).filter((j) => j.state === 'queued');
+        this.pendingHead = 0;
+      }
+    }
+  }
+
+  private topQueuedPriority(): number {
+    let top = Number.NEGATIVE_INFINITY;
+    for (const p of this.queuedPerPriority.keys()) if (p > top) top = p;
+    return top;
+  }
+
   private emitDepth(): void {
     this.opts.events.emit('queue:depth', {
-      depth: this.pending.length,
+      depth: this.queuedCount,
       running: this.runningCount,
     });
   }
@@ -397,9 +451,15 @@ export class Dispatcher {
   private pump(): void {
     while (!this.stopping && this.runningCount < this.opts.concurrency.global) {
       let best: Job | undefined;
-      for (const job of this.pending) {
+      const top = this.topQueuedPriority();
+      for (let i = this.pendingHead; i < this.pending.length; i += 1) {
+        const job = this.pending[i];
+        if (job === undefined || job.state !== 'queued') continue;
         if (best && job.priority <= best.priority) continue; // pending is in arrival order
-        if (this.mayStart(job)) best = job;
+        if (this.mayStart(job)) {
+          best = job;
+          if (job.priority >= top) break; // nothing queued can beat it
+        }
       }
       if (!best) return;
       this.start(best);
@@ -407,8 +467,8 @@ export class Dispatcher {
   }
 
   private start(job: Job): void {
-    this.pending = this.pending.filter((j) => j !== job);
     job.state = 'running';
+    this.dequeued(job);
     this.runningCount++;
     const iid = job.envelope.integration.id;
     this.runningPerIntegration.set(iid, (this.runningPerIntegration.get(iid) ?? 0) + 1);
@@ -473,7 +533,9 @@ export class Dispatcher {
       commandId: envelope.id,
       integration: envelope.integration,
       signal: controller.signal,
-      logger: job.logger,
+      get logger() {
+        return job.logger;
+      },
     };
     const call = callDriver(job.driver, ctx, envelope);
     let callEnded = false;
@@ -597,7 +659,7 @@ export class Dispatcher {
     const { envelope } = job;
     const commandId = envelope.id;
 
-    if (!wasRunning) this.pending = this.pending.filter((j) => j !== job);
+    if (!wasRunning) this.dequeued(job);
     if (!(wasRunning && holdSlot)) this.release(job, wasRunning);
     this.active.delete(commandId);
 
@@ -640,10 +702,12 @@ export class Dispatcher {
       ...(code === undefined ? {} : { code }),
     });
     this.emitDepth();
-    job.logger.info(
-      { status: result.status, code, queueMs, runMs },
-      `command finished: ${result.status}`,
-    );
+    if (this.opts.logger.isLevelEnabled('info')) {
+      job.logger.info(
+        { status: result.status, code, queueMs, runMs },
+        `command finished: ${result.status}`,
+      );
+    }
     for (const handler of this.handlers) {
       try {
         handler(result);
@@ -673,7 +737,7 @@ function wireErrorOf(err: unknown): WireError {
 /** Default of `DispatcherOptions.abandonedCallLingerMs`. */
 const DEFAULT_ABANDONED_LINGER_MS = 30_000;
 
-function decrement(map: Map<string, number>, key: string): void {
+function decrement<K>(map: Map<K, number>, key: K): void {
   const n = (map.get(key) ?? 0) - 1;
   if (n <= 0) map.delete(key);
   else map.set(key, n);

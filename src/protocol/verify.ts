@@ -11,12 +11,12 @@
  *    `expiresAt <= issuedAt`, or a lifetime longer than allowed → `E_EXPIRED`.
  * Duplicates (`E_REPLAY`) are the dispatcher's job: it knows what ran.
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import { createHash, verify as verifySignature, type KeyObject } from 'node:crypto';
 import { LatchkeyError, type ErrorCode } from '../errors.js';
 import { canonicalJson } from './canonical.js';
 import { envelopeId, describeIssues } from './issues.js';
 import { COMMAND_KINDS, EnvelopeSchema, type CommandMessage, type Envelope } from './messages.js';
-import { verifyEnvelopeSignature } from './signing.js';
+import { decodeBase64Any } from './der.js';
 
 export interface VerifierOptions {
   connectorId: string;
@@ -76,24 +76,75 @@ function checkOptions(opts: VerifierOptions): void {
   if (opts.connectorId.length === 0) throw new RangeError('connectorId must not be empty');
 }
 
+/**
+ * A command that passed the schema stage and names a trusted key: what is left is the
+ * signature (the only expensive step, which `VerifierPool` runs on worker threads), then
+ * the addressee and the time window (`complete`).
+ */
+export interface PreparedCommand {
+  readonly commandId: string;
+  readonly envelope: Envelope;
+  readonly digest: string;
+  readonly keyId: string;
+  /** The trusted key named by `keyId` (Ed25519 unless the map holds something else). */
+  readonly key: KeyObject;
+  /** The signing input: UTF-8 of the canonical JSON of the envelope as received. */
+  readonly data: Buffer;
+  /**
+   * The 64 signature bytes; `null` when the signature cannot verify whatever the data
+   * (another alg, a malformed value, a key that is not Ed25519).
+   */
+  readonly signature: Buffer | null;
+  /** The agent's clock when the command arrived (`now()`, ms): the time window uses it. */
+  readonly receivedAtMs: number;
+}
+
+export type PrepareOutcome =
+  { done: true; outcome: VerifyOutcome } | { done: false; prepared: PreparedCommand };
+
+/**
+ * The same checks as `verify`, split around the signature so that it can run elsewhere:
+ * `verify(msg)` ≡ `complete(p, signatureValid(p))` for `p = prepare(msg)` when not done.
+ */
+export interface StagedCommandVerifier extends CommandVerifier {
+  /** Stage 1 (schema) and the key id check of stage 2; reads the clock (arrival time). */
+  prepare(msg: CommandMessage): PrepareOutcome;
+  /** Stage 2's answer (`signatureValid`), then stages 3 and 4. */
+  complete(prepared: PreparedCommand, signatureValid: boolean): VerifyOutcome;
+}
+
+/** Ed25519 check of a prepared command, on this thread. Never throws. */
+export function signatureValid(prepared: PreparedCommand): boolean {
+  if (prepared.signature === null) return false;
+  try {
+    return verifySignature(null, prepared.data, prepared.key, prepared.signature);
+  } catch {
+    return false;
+  }
+}
+
 /** @throws RangeError for nonsensical options (a programming or config error). */
-export function createCommandVerifier(opts: VerifierOptions): CommandVerifier {
+export function createCommandVerifier(opts: VerifierOptions): StagedCommandVerifier {
   checkOptions(opts);
   const now = opts.now ?? (() => new Date());
   const skew = opts.maxClockSkewMs;
 
-  function verify(msg: CommandMessage): VerifyOutcome {
+  const failure = (
+    commandId: string | null,
+    code: ErrorCode,
+    message: string,
+    details?: Record<string, unknown>,
+  ): VerifyOutcome => ({
+    ok: false,
+    commandId,
+    error: new LatchkeyError(code, message, details === undefined ? undefined : { details }),
+  });
+
+  function prepare(msg: CommandMessage): PrepareOutcome {
     const raw = msg.envelope;
     const commandId = envelopeId(raw);
-    const fail = (
-      code: ErrorCode,
-      message: string,
-      details?: Record<string, unknown>,
-    ): VerifyOutcome => ({
-      ok: false,
-      commandId,
-      error: new LatchkeyError(code, message, details === undefined ? undefined : { details }),
-    });
+    const fail = (code: ErrorCode, message: string, details?: Record<string, unknown>) =>
+      ({ done: true, outcome: failure(commandId, code, message, details) }) as const;
 
     // 1. schema
     const kind = raw.kind;
@@ -111,28 +162,58 @@ export function createCommandVerifier(opts: VerifierOptions): CommandVerifier {
       return fail('E_SCHEMA', describeIssues('invalid envelope', parsed.error.issues));
     }
     const envelope = parsed.data;
-    let digest: string;
+    // One canonicalization serves the digest and the signing input (same bytes).
+    let data: Buffer;
     try {
-      digest = envelopeDigest(raw);
+      data = Buffer.from(canonicalJson(raw), 'utf8');
     } catch (err) {
       return {
-        ok: false,
-        commandId,
-        error:
-          err instanceof LatchkeyError
-            ? err
-            : new LatchkeyError('E_SCHEMA', 'envelope cannot be canonicalized', { cause: err }),
+        done: true,
+        outcome: {
+          ok: false,
+          commandId,
+          error:
+            err instanceof LatchkeyError
+              ? err
+              : new LatchkeyError('E_SCHEMA', 'envelope cannot be canonicalized', { cause: err }),
+        },
       };
     }
+    const digest = createHash('sha256').update(data).digest('hex');
 
-    // 2. signature (over the raw envelope as received)
+    // 2. signature (over the raw envelope as received): the key id here, the value later
     const { keyId } = msg.signature;
-    if (!opts.trustedKeys.has(keyId)) {
+    const key = opts.trustedKeys.get(keyId);
+    if (key === undefined) {
       return fail('E_SIGNATURE', `signing key id "${keyId}" is not trusted by this agent`, {
         keyId,
       });
     }
-    if (!verifyEnvelopeSignature(raw, msg.signature, opts.trustedKeys)) {
+    // What `verifyEnvelopeSignature` refuses before any crypto, refused the same way.
+    const sig =
+      msg.signature.alg === 'ed25519' && key.asymmetricKeyType === 'ed25519'
+        ? decodeBase64Any(msg.signature.value)
+        : null;
+    return {
+      done: false,
+      prepared: {
+        commandId: commandId ?? envelope.id,
+        envelope,
+        digest,
+        keyId,
+        key,
+        data,
+        signature: sig?.length === 64 ? sig : null,
+        receivedAtMs: now().getTime(),
+      },
+    };
+  }
+
+  function complete(prepared: PreparedCommand, signatureOk: boolean): VerifyOutcome {
+    const { envelope, keyId, commandId } = prepared;
+    const fail = (code: ErrorCode, message: string, details?: Record<string, unknown>) =>
+      failure(commandId, code, message, details);
+    if (!signatureOk) {
       return fail('E_SIGNATURE', `signature does not verify with trusted key "${keyId}"`, {
         keyId,
       });
@@ -146,13 +227,13 @@ export function createCommandVerifier(opts: VerifierOptions): CommandVerifier {
       );
     }
 
-    // 4. time window
+    // 4. time window, against the arrival time
     const issuedAt = Date.parse(envelope.issuedAt);
     const expiresAt = Date.parse(envelope.expiresAt);
     if (Number.isNaN(issuedAt) || Number.isNaN(expiresAt)) {
       return fail('E_SCHEMA', 'invalid envelope: issuedAt or expiresAt is not a valid date');
     }
-    const nowMs = now().getTime();
+    const nowMs = prepared.receivedAtMs;
     if (!Number.isFinite(nowMs)) {
       return fail('E_INTERNAL', 'agent clock returned an invalid date');
     }
@@ -178,8 +259,13 @@ export function createCommandVerifier(opts: VerifierOptions): CommandVerifier {
       );
     }
 
-    return { ok: true, envelope, digest };
+    return { ok: true, envelope, digest: prepared.digest };
   }
 
-  return { verify };
+  function verify(msg: CommandMessage): VerifyOutcome {
+    const p = prepare(msg);
+    return p.done ? p.outcome : complete(p.prepared, signatureValid(p.prepared));
+  }
+
+  return { verify, prepare, complete };
 }

@@ -10,6 +10,11 @@
  *
  * Nothing here logs. Errors are `LatchkeyError`s naming the secret and the reason, never a
  * value. Rotation (`resolver.rotation`) is supported for `aws-secrets-manager` only.
+ *
+ * Guardrails (docs/secrets.md, "Binding secrets to targets"): `file` refs must lie under
+ * `fileRoots` and `env` prefixes must start with one of `envPrefixes` (both with secure
+ * defaults), and `resolver.binding` tells the SQL drivers which stores may hand out a
+ * secret that names no host (`resolveBoundSecret` in `./binding.ts`).
  */
 import { LatchkeyError } from '../errors.js';
 import type { AwsClientFactory } from '../aws/types.js';
@@ -18,11 +23,18 @@ import type { SecretRef } from '../protocol/messages.js';
 import { createAwsSecretsManagerStore } from './aws-secrets-manager.js';
 import { SecretCache } from './cache.js';
 import { throwIfAborted } from './errors.js';
-import { readEnvSecret } from './env.js';
-import { readSecretDirectory } from './file.js';
+import { DEFAULT_UNBOUND_SECRET_STORES } from './binding.js';
+import type { SecretStore } from './binding.js';
+import { DEFAULT_SECRET_ENV_PREFIXES, readEnvSecret } from './env.js';
+import { DEFAULT_SECRET_FILE_ROOTS, readSecretDirectory } from './file.js';
 import { createKubernetesSecretStore } from './kubernetes.js';
 import type { KubernetesSecretsApi } from './kubernetes.js';
-import type { SecretResolver, SecretRotation, ServiceSecret } from './types.js';
+import type {
+  SecretBindingPolicy,
+  SecretResolver,
+  SecretRotation,
+  ServiceSecret,
+} from './types.js';
 
 export type {
   PendingServiceSecret,
@@ -48,10 +60,22 @@ export {
   runningInKubernetes,
 } from './kubernetes.js';
 export type { KubernetesSecretRef, KubernetesSecretsApi } from './kubernetes.js';
-export { readSecretDirectory } from './file.js';
+export { DEFAULT_SECRET_FILE_ROOTS, readSecretDirectory } from './file.js';
 export type { FileSecretRef, FileSecretStoreOptions } from './file.js';
-export { readEnvSecret } from './env.js';
-export type { EnvSecretRef } from './env.js';
+export { DEFAULT_SECRET_ENV_PREFIXES, readEnvSecret } from './env.js';
+export type { EnvSecretRef, EnvSecretStoreOptions } from './env.js';
+export {
+  DEFAULT_SECRET_BINDING,
+  DEFAULT_UNBOUND_SECRET_STORES,
+  SECRET_STORES,
+  bindingPolicyOf,
+  checkSecretBinding,
+  describeSecretRef,
+  normalizeHost,
+  parseUnboundStores,
+  resolveBoundSecret,
+} from './binding.js';
+export type { SecretBindingPolicy, SecretStore, SecretTarget } from './binding.js';
 export { SecretCache } from './cache.js';
 export { createRdsAuthTokenProvider, getRedshiftClusterCredentials } from './iam-auth.js';
 export type { RdsAuthTokenProvider, RedshiftClusterCredentials } from './iam-auth.js';
@@ -70,13 +94,27 @@ export interface SecretResolverOptions {
   kubernetes?: KubernetesSecretsApi;
   /** Namespace of `kubernetes` refs that name none; default: the pod's namespace. */
   kubernetesNamespace?: string;
-  /** When set, `file` refs must lie under one of these directories. */
+  /**
+   * `file` refs must lie under one of these directories (real paths: no `..` or link
+   * escape); default `DEFAULT_SECRET_FILE_ROOTS` (`LATCHKEY_SECRET_FILE_ROOTS`).
+   */
   fileRoots?: readonly string[];
+  /**
+   * `env` ref prefixes must start with one of these; default `DEFAULT_SECRET_ENV_PREFIXES`
+   * (`LATCHKEY_SECRET_ENV_PREFIXES`).
+   */
+  envPrefixes?: readonly string[];
+  /**
+   * Stores whose secrets may be used without a `host` field (the binding policy the SQL
+   * drivers apply); default `DEFAULT_UNBOUND_SECRET_STORES` (`LATCHKEY_ALLOW_UNBOUND_SECRETS`).
+   */
+  allowUnbound?: readonly SecretStore[];
 }
 
 export interface LatchkeySecretResolver extends SecretResolver {
   invalidate(ref: SecretRef): void;
   rotation: SecretRotation;
+  binding: SecretBindingPolicy;
   /** Drops (and zeroes) every cached value. */
   clear(): void;
 }
@@ -97,7 +135,13 @@ export function createSecretResolver(opts: SecretResolverOptions): LatchkeySecre
     env,
   });
   const cache = new SecretCache(opts.cacheTtlMs, opts.now);
-  const fileOptions = opts.fileRoots ? { roots: opts.fileRoots } : {};
+  const fileOptions = { roots: Object.freeze([...(opts.fileRoots ?? DEFAULT_SECRET_FILE_ROOTS)]) };
+  const envOptions = {
+    allowedPrefixes: Object.freeze([...(opts.envPrefixes ?? DEFAULT_SECRET_ENV_PREFIXES)]),
+  };
+  const binding: SecretBindingPolicy = Object.freeze({
+    allowUnbound: Object.freeze([...(opts.allowUnbound ?? DEFAULT_UNBOUND_SECRET_STORES)]),
+  });
 
   async function cached(key: string, load: () => Promise<ServiceSecret>): Promise<ServiceSecret> {
     const hit = cache.get(key);
@@ -124,7 +168,7 @@ export function createSecretResolver(opts: SecretResolverOptions): LatchkeySecre
           readSecretDirectory(checked, fileOptions, signal),
         );
       case 'env':
-        return readEnvSecret(checked, env);
+        return readEnvSecret(checked, env, envOptions);
     }
   }
 
@@ -156,6 +200,7 @@ export function createSecretResolver(opts: SecretResolverOptions): LatchkeySecre
       promotePendingSecret: (ref, versionId, signal) =>
         aws.promotePendingSecret(checkRef(ref), versionId, signal),
     },
+    binding,
     clear: () => {
       aws.clear();
       cache.clear();

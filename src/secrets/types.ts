@@ -42,4 +42,15 @@ export interface SecretResolver {
   invalidate?(ref: SecretRef): void;
   /** Two-phase rotation of the service account, when the resolver supports it. */
   rotation?: SecretRotation;
+  /**
+   * Which secrets may be used against which target (see `src/secrets/binding.ts`);
+   * `DEFAULT_SECRET_BINDING` when absent.
+   */
+  binding?: SecretBindingPolicy;
+}
+
+/** The operator's rules for secrets that name no `host` (see `src/secrets/binding.ts`). */
+export interface SecretBindingPolicy {
+  /** Stores whose secrets may be used although they name no `host`. */
+  readonly allowUnbound: readonly SecretRef['store'][];
 }

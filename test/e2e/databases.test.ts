@@ -119,7 +119,7 @@ async function postgresEngine(): Promise<Engine> {
 
 async function mysqlEngine(): Promise<Engine> {
   const f: MysqlFixture = await createMysqlFixture();
-  const secretPrefix = `LK_M${f.suffix.toUpperCase()}_`;
+  const secretPrefix = `LATCHKEY_SECRET_M${f.suffix.toUpperCase()}_`;
   return {
     name: 'mysql',
     integration: { ...f.integration(), secret: { store: 'env', prefix: secretPrefix } },

@@ -156,9 +156,13 @@ export async function createMysqlFixture(): Promise<MysqlFixture> {
   await admin.query(`CREATE USER ${svc} IDENTIFIED BY ?`, [servicePassword]);
   for (const g of serviceAccountGrants(svc, database, metaDatabase)) await admin.query(g);
 
+  const e = mysqlEndpoint();
+  // Bound to the test host, as a Secrets Manager secret must be (src/secrets/binding.ts);
+  // no port, so that tests may point the integration at a closed port.
   const secrets = new MemorySecrets({
     username: serviceUser,
     password: servicePassword,
+    host: e.host,
     extra: {},
   });
   const clock = { now: new Date() };
@@ -170,7 +174,6 @@ export async function createMysqlFixture(): Promise<MysqlFixture> {
     tagPrefix: 'latchkey',
     now: () => clock.now,
   };
-  const e = mysqlEndpoint();
   const drivers: Driver[] = [];
   const extraDatabases: string[] = [];
   const fixture: MysqlFixture = {

@@ -151,7 +151,8 @@ export async function createPgTestEnv(
       userPrefix: prefix,
       databases,
     },
-    secret: { store: 'env', prefix: `LK_T${suffix.toUpperCase()}_` },
+    // The env store only reads prefixes under LATCHKEY_SECRET_ (LATCHKEY_SECRET_ENV_PREFIXES).
+    secret: { store: 'env', prefix: `LATCHKEY_SECRET_T${suffix.toUpperCase()}_` },
   };
 
   async function connectAs(

@@ -28,7 +28,8 @@ import type { DemoContext, DemoScene } from '../types.js';
 
 // A suffix per run: the demo never touches objects it did not create (tests may share the server).
 const RUN = randomBytes(3).toString('hex');
-const SECRET_PREFIX = 'LATCHKEY_DEMO_MYSQL_';
+// Under LATCHKEY_SECRET_: the only env prefixes the agent reads secrets from by default.
+const SECRET_PREFIX = 'LATCHKEY_SECRET_DEMO_MYSQL_';
 const SERVICE_USER = `latchkey_demo_svc_${RUN}`;
 const SERVICE_PASSWORD = `Demo-${randomBytes(12).toString('base64url')}`;
 const DEMO_DB = `latchkey_demo_shop_${RUN}`;

@@ -21,6 +21,7 @@ import type {
   RotateParams,
   SecretRef,
 } from '../../protocol/messages.js';
+import { bindingPolicyOf, checkSecretBinding, resolveBoundSecret } from '../../secrets/binding.js';
 import { createRdsAuthTokenProvider, type RdsAuthTokenProvider } from '../../secrets/iam-auth.js';
 import type { ServiceSecret } from '../../secrets/types.js';
 import {
@@ -142,6 +143,7 @@ export function createMysqlDriver(
     return { key, config, settings };
   }
 
+  /** The service-account secret, checked to be bound to the integration's server. */
   async function secretOf(integration: Integration, signal: AbortSignal): Promise<ServiceSecret> {
     if (!integration.secret) {
       throw new LatchkeyError(
@@ -149,7 +151,23 @@ export function createMysqlDriver(
         `integration ${integration.id} names no secret for its service account`,
       );
     }
-    return services.secrets.resolve(integration.secret, signal);
+    const config = parseMysqlConfig(integration.config);
+    return resolveBoundSecret(
+      services.secrets,
+      integration.secret,
+      { host: config.host, port: config.port },
+      signal,
+    );
+  }
+
+  /** Guardrail for a pending (rotated) secret about to be used against `config`'s server. */
+  function checkPending(pending: ServiceSecret, ref: SecretRef, config: MysqlConfig): void {
+    checkSecretBinding(
+      pending,
+      ref,
+      { host: config.host, port: config.port },
+      bindingPolicyOf(services.secrets),
+    );
   }
 
   function loginSource(integration: Integration, config: MysqlConfig) {
@@ -244,6 +262,7 @@ export function createMysqlDriver(
       // A rotation interrupted after the password change: AWSPENDING is the one that works.
       const pending = await rotation.getPendingSecret(ref, ctx.signal);
       if (pending === null) throw err;
+      checkPending(pending, ref, config);
       ctx.logger.warn(
         { integrationId: ctx.integration.id },
         'service-account login works only with the AWSPENDING secret; run rotate serviceAccount to finish the rotation',
@@ -437,9 +456,9 @@ export function createMysqlDriver(
         (await rotation.putPendingSecret(ref, { ...current, password }, ctx.signal)).versionId,
       getPending: async () => {
         const pending = await rotation.getPendingSecret(ref, ctx.signal);
-        return pending === null || pending.username !== current.username
-          ? null
-          : { token: pending.versionId, password: pending.password };
+        if (pending === null || pending.username !== current.username) return null;
+        checkPending(pending, ref, config);
+        return { token: pending.versionId, password: pending.password };
       },
       setPassword: async (password) => {
         // Log in with the current password, or with the new one when an interrupted run already set it.

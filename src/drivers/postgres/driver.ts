@@ -21,6 +21,8 @@ import type {
   SecretRef,
 } from '../../protocol/messages.js';
 import { COMMAND_KINDS } from '../../protocol/messages.js';
+import { checkSecretBinding, bindingPolicyOf, resolveBoundSecret } from '../../secrets/binding.js';
+import type { SecretTarget } from '../../secrets/binding.js';
 import { createRdsAuthTokenProvider } from '../../secrets/iam-auth.js';
 import type { RdsAuthTokenProvider } from '../../secrets/iam-auth.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
@@ -138,17 +140,24 @@ export class PostgresDriver implements Driver {
       };
     }
     const ref = this.secretRef(integration);
-    const secret = await this.services.secrets.resolve(ref, ctx.signal);
     const secrets = this.services.secrets;
+    // Guardrail: the secret must be bound to this server (src/secrets/binding.ts).
+    const target = this.secretTarget(cfg);
+    const secret = await resolveBoundSecret(secrets, ref, target, ctx.signal);
     return {
       user: secret.username,
       spec: {
         ...base,
         key: this.specKey(integration, cfg, secret.username),
         user: secret.username,
-        password: async () => (await secrets.resolve(ref)).password,
+        password: async () => (await resolveBoundSecret(secrets, ref, target)).password,
       },
     };
+  }
+
+  /** Where the service-account secret is sent: the server and maintenance database. */
+  protected secretTarget(cfg: PostgresConfig): SecretTarget {
+    return { host: cfg.host, port: cfg.port, database: cfg.database };
   }
 
   protected secretRef(integration: Integration): SecretRef {
@@ -313,13 +322,16 @@ export class PostgresDriver implements Driver {
           'service-account rotation needs an aws-secrets-manager secret',
         );
       }
-      const current = await this.services.secrets.resolve(ref, ctx.signal);
+      const target = this.secretTarget(cfg);
+      const current = await resolveBoundSecret(this.services.secrets, ref, target, ctx.signal);
       const conn = await this.connection(ctx, cfg);
       return rotateServiceAccountFlow(this.dialect, ctx.signal, {
         username: current.username,
         getPending: async () => {
           const pending = await rotation.getPendingSecret(ref, ctx.signal);
-          return pending === null ? null : { token: pending.versionId, password: pending.password };
+          if (pending === null) return null;
+          checkSecretBinding(pending, ref, target, bindingPolicyOf(this.services.secrets));
+          return { token: pending.versionId, password: pending.password };
         },
         putPending: async (password) =>
           (

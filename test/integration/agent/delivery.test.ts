@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createAgent } from '../../../src/agent.js';
 import { startAgentHarness, type AgentHarness } from '../../helpers/agent-harness.js';
 
@@ -60,7 +60,8 @@ describe('delivery', () => {
   });
 
   it('a command still running after reconnect (redelivered): runs once, one result', async () => {
-    h = await startAgentHarness();
+    const harness = await startAgentHarness();
+    h = harness;
     const id = await h.send('grant', grantParams('bob@example.com', 'g-run'), {
       integration: h.integration({ block: 'run' }),
     });
@@ -72,10 +73,18 @@ describe('delivery', () => {
     const result = await h.cp.waitForResult(id, 10_000);
     expect(result.status).toBe('ok');
     await outboxDrained(h);
+    // The control plane redelivered it on reconnect; the agent recognises the duplicate
+    // once its signature check (on a worker thread) is done, which may be after the
+    // original finished. Only then is "one result, one run" final.
+    await vi.waitFor(
+      async () => expect(await harness.metricValue('latchkey_duplicates_total')).toBe(1),
+      {
+        timeout: 10_000,
+        interval: 20,
+      },
+    );
     expect(h.cp.resultsFor(id)).toHaveLength(1);
     expect(h.driver.callsFor(id)).toHaveLength(1);
-    // the control plane redelivered it on reconnect; the agent recognised the duplicate
-    expect(await h.metricValue('latchkey_duplicates_total')).toBe(1);
   });
 
   it('acks withheld: the result stays in the outbox and is re-sent after reconnect', async () => {

@@ -131,12 +131,101 @@ describe('file secret store (real directory)', () => {
         throw new Error('AWS is not used by the file store');
       },
     };
-    const resolver = createSecretResolver({ aws, defaultRegion: 'eu-west-1', cacheTtlMs: 60_000 });
+    const resolver = createSecretResolver({
+      aws,
+      defaultRegion: 'eu-west-1',
+      cacheTtlMs: 60_000,
+      fileRoots: [root],
+    });
     const ref = { store: 'file', path: dir } as const;
     expect((await resolver.resolve(ref)).password).toBe('one');
     await writeFile(path.join(dir, 'password'), 'two');
     expect((await resolver.resolve(ref)).password).toBe('one');
     resolver.invalidate(ref);
     expect((await resolver.resolve(ref)).password).toBe('two');
+  });
+});
+
+describe('file store confinement (real paths)', () => {
+  const aws: AwsClientFactory = {
+    client: () => {
+      throw new Error('AWS is not used by the file store');
+    },
+  };
+  let roots: string;
+  let allowed: string;
+  let outside: string;
+
+  beforeAll(async () => {
+    roots = path.join(root, 'confinement');
+    allowed = path.join(roots, 'allowed');
+    outside = path.join(roots, 'outside');
+    await mkdir(path.join(allowed, 'db'), { recursive: true });
+    await writeFile(path.join(allowed, 'db', 'username'), 'svc');
+    await writeFile(path.join(allowed, 'db', 'password'), PASSWORD);
+    await mkdir(path.join(outside, 'prod'), { recursive: true });
+    await writeFile(path.join(outside, 'prod', 'username'), 'prod');
+    await writeFile(path.join(outside, 'prod', 'password'), 'Outside-Pa55');
+  });
+
+  const resolverFor = (fileRoots?: string[]) =>
+    createSecretResolver({
+      aws,
+      defaultRegion: 'eu-west-1',
+      cacheTtlMs: 0,
+      ...(fileRoots ? { fileRoots } : {}),
+    });
+
+  it('reads a directory under a configured root', async () => {
+    const r = resolverFor([allowed]);
+    expect((await r.resolve({ store: 'file', path: path.join(allowed, 'db') })).username).toBe(
+      'svc',
+    );
+  });
+
+  it('refuses a path outside the roots, also through .. (E_GUARDRAIL)', async () => {
+    const r = resolverFor([allowed]);
+    for (const p of [path.join(outside, 'prod'), `${allowed}/../outside/prod`]) {
+      const err = await errorOf(r.resolve({ store: 'file', path: p }));
+      expect(err.code).toBe('E_GUARDRAIL');
+      expect(err.message).toMatch(/outside the allowed secret directories/);
+      expect(err.message).not.toContain('Outside-Pa55');
+    }
+  });
+
+  it('refuses a directory that is a symbolic link leading out of the root', async () => {
+    const link = path.join(allowed, 'escape');
+    await symlink(path.join(outside, 'prod'), link);
+    const err = await errorOf(resolverFor([allowed]).resolve({ store: 'file', path: link }));
+    expect(err.code).toBe('E_GUARDRAIL');
+  });
+
+  it('refuses a field file that is a symbolic link leading out of the root', async () => {
+    const dir = path.join(allowed, 'sneaky');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'username'), 'svc');
+    await symlink(path.join(outside, 'prod', 'password'), path.join(dir, 'password'));
+    const err = await errorOf(resolverFor([allowed]).resolve({ store: 'file', path: dir }));
+    expect(err.code).toBe('E_GUARDRAIL');
+    expect(err.message).not.toContain('Outside-Pa55');
+  });
+
+  it('accepts a root that is itself a symbolic link (e.g. /var/run → /run)', async () => {
+    const linkedRoot = path.join(roots, 'linked-root');
+    await symlink(allowed, linkedRoot);
+    const r = resolverFor([linkedRoot]);
+    expect((await r.resolve({ store: 'file', path: path.join(allowed, 'db') })).username).toBe(
+      'svc',
+    );
+    expect((await r.resolve({ store: 'file', path: path.join(linkedRoot, 'db') })).username).toBe(
+      'svc',
+    );
+  });
+
+  it('without fileRoots the resolver confines to the default roots (not a temporary directory)', async () => {
+    const err = await errorOf(
+      resolverFor().resolve({ store: 'file', path: path.join(allowed, 'db') }),
+    );
+    expect(err.code).toBe('E_GUARDRAIL');
   });
 });

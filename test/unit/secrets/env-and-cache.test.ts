@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { LatchkeyError } from '../../../src/errors.js';
 import { SecretCache } from '../../../src/secrets/cache.js';
 import { readEnvSecret } from '../../../src/secrets/env.js';
-import { testClock } from './aws-fixtures.js';
+import { createSecretResolver } from '../../../src/secrets/index.js';
+import { testAwsFactory, testClock } from './aws-fixtures.js';
 
 describe('env secret store', () => {
   it('reads <prefix>USERNAME, PASSWORD, HOST, PORT, DBNAME and nothing else', () => {
@@ -100,5 +101,44 @@ describe('SecretCache', () => {
     cache.set('k', { ...value, password: 'next' });
     expect(old?.every((x) => x === 0)).toBe(true);
     expect(cache.get('k')?.password).toBe('next');
+  });
+});
+
+describe('env store prefix confinement (resolver)', () => {
+  const env = {
+    LATCHKEY_SECRET_PG_USERNAME: 'svc',
+    LATCHKEY_SECRET_PG_PASSWORD: 'svc-pw',
+    PGUSERNAME: 'other-app',
+    PGPASSWORD: 'Other-App-Pa55',
+    LATCHKEY_CONNECTOR_USERNAME: 'x',
+    LATCHKEY_CONNECTOR_PASSWORD: 'Connector-Pa55',
+    TEAM_DB_USERNAME: 'team',
+    TEAM_DB_PASSWORD: 'team-pw',
+  };
+  const base = { aws: testAwsFactory(), defaultRegion: 'eu-west-1', cacheTtlMs: 0, env };
+
+  it('reads prefixes under LATCHKEY_SECRET_ by default, refuses any other (E_GUARDRAIL)', async () => {
+    const r = createSecretResolver(base);
+    expect((await r.resolve({ store: 'env', prefix: 'LATCHKEY_SECRET_PG_' })).password).toBe(
+      'svc-pw',
+    );
+    for (const prefix of ['PG', 'LATCHKEY_CONNECTOR_', 'LATCHKEY_', 'TEAM_DB_']) {
+      const err = await r.resolve({ store: 'env', prefix }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, prefix).toBeInstanceOf(LatchkeyError);
+      expect((err as LatchkeyError).code).toBe('E_GUARDRAIL');
+      expect((err as LatchkeyError).message).toContain('LATCHKEY_SECRET_ENV_PREFIXES');
+      expect((err as LatchkeyError).message).not.toMatch(/Pa55/);
+    }
+  });
+
+  it('follows a configured allow-list', async () => {
+    const r = createSecretResolver({ ...base, envPrefixes: ['TEAM_'] });
+    expect((await r.resolve({ store: 'env', prefix: 'TEAM_DB_' })).username).toBe('team');
+    await expect(r.resolve({ store: 'env', prefix: 'LATCHKEY_SECRET_PG_' })).rejects.toMatchObject({
+      code: 'E_GUARDRAIL',
+    });
   });
 });

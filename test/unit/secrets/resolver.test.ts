@@ -29,7 +29,10 @@ function resolverWith(kubernetes?: KubernetesSecretsApi) {
     defaultRegion: 'eu-central-1',
     cacheTtlMs: 10_000,
     now: clock.now,
-    env: { DEMO_PG_USERNAME: 'demo', DEMO_PG_PASSWORD: 'demo-pw' },
+    env: {
+      LATCHKEY_SECRET_DEMO_PG_USERNAME: 'demo',
+      LATCHKEY_SECRET_DEMO_PG_PASSWORD: 'demo-pw',
+    },
     ...(kubernetes ? { kubernetes, kubernetesNamespace: 'latchkey' } : {}),
   });
   return { resolver, clock };
@@ -52,7 +55,9 @@ describe('createSecretResolver', () => {
       (await resolver.resolve({ store: 'aws-secrets-manager', secretId: 'latchkey/pg' })).username,
     ).toBe('a');
     expect((await resolver.resolve({ store: 'kubernetes', name: 'pg' })).username).toBe('k');
-    expect((await resolver.resolve({ store: 'env', prefix: 'DEMO_PG_' })).password).toBe('demo-pw');
+    expect(
+      (await resolver.resolve({ store: 'env', prefix: 'LATCHKEY_SECRET_DEMO_PG_' })).password,
+    ).toBe('demo-pw');
   });
 
   it('caches kubernetes values for the TTL; invalidate() drops them', async () => {

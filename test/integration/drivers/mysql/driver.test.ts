@@ -700,7 +700,13 @@ describe('check', () => {
     const d = createMysqlDriver({
       ...f.services,
       secrets: {
-        resolve: () => Promise.resolve({ username: weak, password: 'Weak-pass-1', extra: {} }),
+        resolve: () =>
+          Promise.resolve({
+            ...f.secrets.current,
+            username: weak,
+            password: 'Weak-pass-1',
+            extra: {},
+          }),
       },
     });
     const integration = { ...f.integration(), id: `weak-${f.suffix}` };

@@ -115,6 +115,12 @@ if (!DOCKER) {
       const { MySqlContainer } = await import('@testcontainers/mysql');
       container = await new MySqlContainer('mysql:8.4').withRootPassword('root-pass').start();
       root = await mysql.createConnection({ uri: container.getConnectionUri(true) });
+      // Bind the secret to the container (unbound Secrets Manager secrets are refused).
+      secrets.current = {
+        ...secrets.current,
+        host: container.getHost(),
+        port: container.getPort(),
+      };
       await root.query('CREATE DATABASE sales');
       await root.query('CREATE TABLE sales.orders (id INT PRIMARY KEY)');
       await root.query('CREATE TABLE sales.secret (id INT PRIMARY KEY)');

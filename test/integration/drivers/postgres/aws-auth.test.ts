@@ -62,7 +62,13 @@ describe('service-account rotation through Secrets Manager (two-phase)', () => {
     sm.on(GetSecretValueCommand, { SecretId: SECRET_ID }).resolves({
       ARN: SECRET_ID,
       VersionId: 'v-current',
-      SecretString: JSON.stringify({ username: env.serviceAccount, password: 'old-password-1' }),
+      // As RDS writes it: bound to the server (src/secrets/binding.ts).
+      SecretString: JSON.stringify({
+        username: env.serviceAccount,
+        password: 'old-password-1',
+        host: env.integration.config['host'],
+        port: env.integration.config['port'],
+      }),
       VersionStages: ['AWSCURRENT'],
     });
     sm.on(GetSecretValueCommand, { SecretId: SECRET_ID, VersionStage: 'AWSPENDING' }).callsFake(

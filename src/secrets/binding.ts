@@ -1,0 +1,177 @@
+/**
+ * Secret-to-target binding: the guardrail that keeps a signed command from pairing a
+ * service-account secret with a server of its choosing.
+ *
+ * The control plane decides which integration uses which secret reference, but must never
+ * be able to read a secret. Without this check, a command naming the production secret and
+ * `host: attacker.example` would make the agent log in there with the production password
+ * (PostgreSQL cleartext/md5, MySQL's cleartext plugin…), handing it over.
+ *
+ * Rules (`checkSecretBinding`), applied by every SQL driver before it opens a connection:
+ * - a secret with a `host` may only be used against that host (case-insensitive, a
+ *   trailing dot and IPv6 brackets ignored; no DNS resolution);
+ * - a secret with a `port` only against that port; a secret with a `dbname` only when the
+ *   integration's maintenance database is that one (when the driver has one);
+ * - a secret without a `host` is "unbound": it is used only when its store is in the
+ *   operator's `allowUnbound` list (`LATCHKEY_ALLOW_UNBOUND_SECRETS`, default `env,file`).
+ * A refusal is `E_GUARDRAIL` naming the integration's value and the field that differs,
+ * never a value of the secret.
+ */
+import { LatchkeyError } from '../errors.js';
+import type { SecretRef } from '../protocol/messages.js';
+import type { SecretBindingPolicy, SecretResolver, ServiceSecret } from './types.js';
+
+export type { SecretBindingPolicy } from './types.js';
+
+export type SecretStore = SecretRef['store'];
+
+/** Every secret store, in the order the docs list them. */
+export const SECRET_STORES: readonly SecretStore[] = Object.freeze([
+  'aws-secrets-manager',
+  'kubernetes',
+  'file',
+  'env',
+] as const);
+
+/**
+ * Default: unbound secrets only from the local stores (`env`, `file`), whose contents the
+ * operator placed on the agent's own host under a confined prefix or directory. Secrets
+ * from Secrets Manager or Kubernetes must carry a `host`.
+ */
+export const DEFAULT_UNBOUND_SECRET_STORES: readonly SecretStore[] = Object.freeze([
+  'file',
+  'env',
+] as const);
+
+export const DEFAULT_SECRET_BINDING: SecretBindingPolicy = Object.freeze({
+  allowUnbound: DEFAULT_UNBOUND_SECRET_STORES,
+});
+
+/** Where a driver is about to connect with a secret. */
+export interface SecretTarget {
+  /** Host of the integration's config (what the driver connects to). */
+  host: string;
+  /** Port the driver connects to (after defaults). */
+  port: number;
+  /** Database the service account logs in to, for engines that name one at login. */
+  database?: string;
+}
+
+/** Lower case, without a trailing dot or IPv6 brackets. */
+export function normalizeHost(host: string): string {
+  let h = host.trim().toLowerCase();
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  return h;
+}
+
+/** How an error names a secret reference (its id, which the command carried anyway). */
+export function describeSecretRef(ref: SecretRef): string {
+  switch (ref.store) {
+    case 'aws-secrets-manager':
+      return `aws-secrets-manager secret "${ref.secretId}"`;
+    case 'kubernetes':
+      return `kubernetes secret "${ref.namespace === undefined ? '' : `${ref.namespace}/`}${ref.name}"`;
+    case 'file':
+      return `file secret "${ref.path}"`;
+    case 'env':
+      return `env secret "${ref.prefix}*"`;
+  }
+}
+
+function refuse(message: string, details: Record<string, unknown>): LatchkeyError {
+  return new LatchkeyError('E_GUARDRAIL', message, { details });
+}
+
+/**
+ * @throws LatchkeyError E_GUARDRAIL when `secret` may not be used against `target`.
+ */
+export function checkSecretBinding(
+  secret: Pick<ServiceSecret, 'host' | 'port' | 'dbname'>,
+  ref: SecretRef,
+  target: SecretTarget,
+  policy: SecretBindingPolicy = DEFAULT_SECRET_BINDING,
+): void {
+  const which = describeSecretRef(ref);
+  const details = { guardrail: 'secret-binding', store: ref.store };
+  if (secret.host === undefined) {
+    if (policy.allowUnbound.includes(ref.store)) return;
+    throw refuse(
+      `${which} names no host, so it is not bound to a target; refusing to send it to ` +
+        `${target.host}:${target.port}. Add a "host" (and "port") field to the secret, or ` +
+        `allow unbound ${ref.store} secrets with LATCHKEY_ALLOW_UNBOUND_SECRETS`,
+      { ...details, field: 'host', reason: 'unbound' },
+    );
+  }
+  if (normalizeHost(secret.host) !== normalizeHost(target.host)) {
+    throw refuse(
+      `${which} is bound to another host than the integration's host ${target.host}; ` +
+        'refusing to connect with it',
+      { ...details, field: 'host', targetHost: target.host },
+    );
+  }
+  if (secret.port !== undefined && secret.port !== target.port) {
+    throw refuse(
+      `${which} is bound to another port than the integration's port ${target.port}; ` +
+        'refusing to connect with it',
+      { ...details, field: 'port', targetPort: target.port },
+    );
+  }
+  if (
+    secret.dbname !== undefined &&
+    target.database !== undefined &&
+    secret.dbname !== target.database
+  ) {
+    throw refuse(
+      `${which} is bound to another database than the integration's database ` +
+        `"${target.database}"; set config.database to the secret's dbname`,
+      { ...details, field: 'dbname', targetDatabase: target.database },
+    );
+  }
+}
+
+/** The binding policy of a resolver (`DEFAULT_SECRET_BINDING` when it declares none). */
+export function bindingPolicyOf(secrets: SecretResolver): SecretBindingPolicy {
+  return secrets.binding ?? DEFAULT_SECRET_BINDING;
+}
+
+/**
+ * Resolves `ref` and checks it may be used against `target` (the one call every SQL
+ * driver makes before connecting as its service account).
+ * @throws LatchkeyError E_SECRET (store) or E_GUARDRAIL (binding).
+ */
+export async function resolveBoundSecret(
+  secrets: SecretResolver,
+  ref: SecretRef,
+  target: SecretTarget,
+  signal?: AbortSignal,
+): Promise<ServiceSecret> {
+  const secret = await secrets.resolve(ref, signal);
+  checkSecretBinding(secret, ref, target, bindingPolicyOf(secrets));
+  return secret;
+}
+
+/**
+ * Parses the operator's setting: store names, or `all`/`true`, or `none`/`false`.
+ * @returns the stores, or a problem (never quoting more than the offending item).
+ */
+export function parseUnboundStores(
+  items: readonly string[],
+): { stores: SecretStore[] } | { problem: string } {
+  const words = items.map((i) => i.trim().toLowerCase()).filter((i) => i !== '');
+  if (words.length === 1 && (words[0] === 'all' || words[0] === 'true')) {
+    return { stores: [...SECRET_STORES] };
+  }
+  if (words.length === 1 && (words[0] === 'none' || words[0] === 'false')) return { stores: [] };
+  const stores: SecretStore[] = [];
+  for (const w of words) {
+    const store = SECRET_STORES.find((s) => s === w);
+    if (store === undefined) {
+      return {
+        problem: `must be all, none, or a list of ${SECRET_STORES.join(', ')} (got "${w.slice(0, 40)}")`,
+      };
+    }
+    if (!stores.includes(store)) stores.push(store);
+  }
+  return { stores };
+}

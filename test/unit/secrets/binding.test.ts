@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest';
+import { LatchkeyError } from '../../../src/errors.js';
+import type { SecretRef } from '../../../src/protocol/messages.js';
+import {
+  DEFAULT_SECRET_BINDING,
+  checkSecretBinding,
+  parseUnboundStores,
+  resolveBoundSecret,
+} from '../../../src/secrets/binding.js';
+import { createSecretResolver } from '../../../src/secrets/index.js';
+import type { SecretResolver, ServiceSecret } from '../../../src/secrets/types.js';
+import { testAwsFactory } from './aws-fixtures.js';
+
+const PASSWORD = 'Prod-Service-Pa55word!';
+const AWS_REF: SecretRef = {
+  store: 'aws-secrets-manager',
+  secretId: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/orders-db',
+};
+const K8S_REF: SecretRef = { store: 'kubernetes', name: 'orders-db' };
+const ENV_REF: SecretRef = { store: 'env', prefix: 'LATCHKEY_SECRET_PG_' };
+const FILE_REF: SecretRef = { store: 'file', path: '/run/secrets/orders-db' };
+
+function secret(fields: Partial<ServiceSecret> = {}): ServiceSecret {
+  return { username: 'svc', password: PASSWORD, extra: {}, ...fields };
+}
+
+function refusal(fn: () => unknown): LatchkeyError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(LatchkeyError);
+    const e = err as LatchkeyError;
+    expect(e.code).toBe('E_GUARDRAIL');
+    expect(e.retryable).toBe(false);
+    expect(e.message).not.toContain(PASSWORD);
+    return e;
+  }
+  throw new Error('expected E_GUARDRAIL');
+}
+
+const PROD = { host: 'orders.cluster-abc.eu-west-1.rds.amazonaws.com', port: 5432 };
+
+describe('checkSecretBinding', () => {
+  it('refuses a secret bound to another host, naming the target and the field, never the secret', () => {
+    const e = refusal(() =>
+      checkSecretBinding(secret({ host: PROD.host, port: 5432 }), AWS_REF, {
+        host: 'attacker.example',
+        port: 5432,
+      }),
+    );
+    expect(e.message).toContain('attacker.example');
+    expect(e.message).toContain('another host');
+    // The bound host is not echoed back to the control plane either.
+    expect(e.message).not.toContain(PROD.host);
+    expect(e.details).toMatchObject({ field: 'host', store: 'aws-secrets-manager' });
+  });
+
+  it('accepts the bound host case-insensitively, with a trailing dot or IPv6 brackets', () => {
+    const bound = secret({ host: 'Orders.Cluster-ABC.eu-west-1.rds.amazonaws.com.', port: 5432 });
+    expect(() => checkSecretBinding(bound, AWS_REF, PROD)).not.toThrow();
+    expect(() =>
+      checkSecretBinding(secret({ host: '[::1]' }), AWS_REF, { host: '::1', port: 5432 }),
+    ).not.toThrow();
+  });
+
+  it('refuses another port when the secret names one; any port when it names none', () => {
+    const e = refusal(() =>
+      checkSecretBinding(secret({ host: PROD.host, port: 5432 }), AWS_REF, {
+        host: PROD.host,
+        port: 6432,
+      }),
+    );
+    expect(e.details).toMatchObject({ field: 'port' });
+    expect(e.message).toContain('6432');
+    expect(() =>
+      checkSecretBinding(secret({ host: PROD.host }), AWS_REF, { host: PROD.host, port: 6432 }),
+    ).not.toThrow();
+  });
+
+  it('refuses another database when both the secret and the target name one', () => {
+    const bound = secret({ host: PROD.host, dbname: 'orders' });
+    const e = refusal(() => checkSecretBinding(bound, AWS_REF, { ...PROD, database: 'postgres' }));
+    expect(e.details).toMatchObject({ field: 'dbname' });
+    expect(() => checkSecretBinding(bound, AWS_REF, { ...PROD, database: 'orders' })).not.toThrow();
+    // MySQL logs in to no database: the secret's dbname does not apply.
+    expect(() => checkSecretBinding(bound, AWS_REF, PROD)).not.toThrow();
+  });
+
+  it('by default refuses unbound Secrets Manager and Kubernetes secrets, allows env and file', () => {
+    for (const ref of [AWS_REF, K8S_REF]) {
+      const e = refusal(() => checkSecretBinding(secret(), ref, PROD));
+      expect(e.message).toContain('names no host');
+      expect(e.message).toContain('LATCHKEY_ALLOW_UNBOUND_SECRETS');
+      expect(e.details).toMatchObject({ reason: 'unbound' });
+    }
+    for (const ref of [ENV_REF, FILE_REF]) {
+      expect(() => checkSecretBinding(secret(), ref, PROD)).not.toThrow();
+    }
+    expect(DEFAULT_SECRET_BINDING.allowUnbound).toEqual(['file', 'env']);
+  });
+
+  it('follows the policy given: none refuses even env, all allows every store', () => {
+    refusal(() => checkSecretBinding(secret(), ENV_REF, PROD, { allowUnbound: [] }));
+    expect(() =>
+      checkSecretBinding(secret(), AWS_REF, PROD, { allowUnbound: ['aws-secrets-manager'] }),
+    ).not.toThrow();
+    // A host, once present, is always enforced whatever the policy.
+    refusal(() =>
+      checkSecretBinding(
+        secret({ host: PROD.host }),
+        ENV_REF,
+        { host: 'evil', port: 5432 },
+        {
+          allowUnbound: ['aws-secrets-manager', 'kubernetes', 'file', 'env'],
+        },
+      ),
+    );
+  });
+});
+
+describe('resolveBoundSecret', () => {
+  const fixed = (value: ServiceSecret, binding?: SecretResolver['binding']): SecretResolver => ({
+    resolve: () => Promise.resolve(value),
+    ...(binding ? { binding } : {}),
+  });
+
+  it("uses the resolver's policy, else the default", async () => {
+    await expect(resolveBoundSecret(fixed(secret()), AWS_REF, PROD)).rejects.toMatchObject({
+      code: 'E_GUARDRAIL',
+    });
+    const allowed = fixed(secret(), { allowUnbound: ['aws-secrets-manager'] });
+    expect((await resolveBoundSecret(allowed, AWS_REF, PROD)).username).toBe('svc');
+  });
+
+  it('createSecretResolver exposes its policy (default file,env; or as configured)', () => {
+    const base = { aws: testAwsFactory(), defaultRegion: 'eu-west-1', cacheTtlMs: 0 };
+    expect(createSecretResolver(base).binding.allowUnbound).toEqual(['file', 'env']);
+    expect(
+      createSecretResolver({ ...base, allowUnbound: ['kubernetes'] }).binding.allowUnbound,
+    ).toEqual(['kubernetes']);
+  });
+});
+
+describe('parseUnboundStores', () => {
+  it('reads store lists, all/true and none/false; refuses unknown stores', () => {
+    expect(parseUnboundStores(['env', ' FILE ', 'env'])).toEqual({ stores: ['env', 'file'] });
+    expect(parseUnboundStores(['all'])).toEqual({
+      stores: ['aws-secrets-manager', 'kubernetes', 'file', 'env'],
+    });
+    expect(parseUnboundStores(['true'])).toEqual(parseUnboundStores(['all']));
+    expect(parseUnboundStores(['none'])).toEqual({ stores: [] });
+    expect(parseUnboundStores(['false'])).toEqual({ stores: [] });
+    expect(parseUnboundStores(['env', 'vault'])).toMatchObject({
+      problem: expect.stringContaining('"vault"') as unknown,
+    });
+    expect('problem' in parseUnboundStores(['all', 'env'])).toBe(true);
+  });
+});
