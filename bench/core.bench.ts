@@ -11,7 +11,7 @@
  * - unloaded latency: one command at a time, send → result, p50/p99;
  * - burst: 20,000 pre-signed commands sent at once: commands/s (first send → last
  *   result) and send → result p50/p99 under that load (mostly queueing);
- * - agent RSS idle, after the burst, and its peak (VmHWM).
+ * - agent RSS idle, at once / 2 s / 10 s after the burst, and its peak (VmHWM).
  *
  * Knobs: BENCH_BURST (default 20000), BENCH_SEQUENTIAL (default 2000), and
  * BENCH_CPU_PROF=<dir> to write a V8 CPU profile of the agent process.
@@ -285,6 +285,11 @@ async function parent(): Promise<void> {
     await arrivals.all(burst.map((f) => f.id));
     const tEnd = Math.max(...burst.map((f) => arrivals.time(f.id)));
     const after = rssKb(pid);
+    // The peak is V8's high-water mark; what the agent keeps shows once it has been idle.
+    await sleep(2_000);
+    const after2s = rssKb(pid);
+    await sleep(8_000);
+    const after10s = rssKb(pid);
     const burstLat = burst
       .map((f) => arrivals.time(f.id) - (sentAt.get(f.id) ?? tStart))
       .sort((a, b) => a - b);
@@ -308,7 +313,7 @@ async function parent(): Promise<void> {
       `  burst send → result                 p50 ${ms(percentile(burstLat, 50))}  p99 ${ms(percentile(burstLat, 99))}`,
     );
     console.log(
-      `  agent RSS idle ${mib(idle.rss)}; after the burst ${mib(after.rss)}; peak ${mib(after.hwm)}`,
+      `  agent RSS idle ${mib(idle.rss)}; after the burst: at once ${mib(after.rss)}, +2 s ${mib(after2s.rss)}, +10 s ${mib(after10s.rss)}; peak ${mib(after10s.hwm)}`,
     );
     console.log(
       `  signature checks: LATCHKEY_VERIFY_WORKERS=${process.env.LATCHKEY_VERIFY_WORKERS ?? '(default: min(2, cores - 1))'} (0 = on the agent's main thread)`,
