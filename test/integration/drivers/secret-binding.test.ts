@@ -8,7 +8,6 @@ import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import pino from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { LatchkeyError } from '../../../src/errors.js';
 import type { CallContext, Driver, DriverServices } from '../../../src/drivers/driver.js';
 import { createMysqlDriver } from '../../../src/drivers/mysql/driver.js';
 import { createPostgresDriver } from '../../../src/drivers/postgres/driver.js';
@@ -17,6 +16,7 @@ import type { Integration, SecretRef } from '../../../src/protocol/messages.js';
 import { createSealer } from '../../../src/protocol/seal.js';
 import type { SecretResolver, ServiceSecret } from '../../../src/secrets/types.js';
 import { noAws } from '../../helpers/pg.js';
+import { errorOf } from '../../helpers/errors.js';
 
 const PROD_PASSWORD = 'Prod-Service-Account-Pa55!';
 const PROD_REF: SecretRef = {
@@ -71,16 +71,6 @@ function ctx(integration: Integration): CallContext {
     signal: AbortSignal.timeout(20_000),
     logger: pino({ level: 'silent' }),
   };
-}
-
-async function errorOf(p: Promise<unknown>): Promise<LatchkeyError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(LatchkeyError);
-    return err as LatchkeyError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const ENGINES: {

@@ -2,23 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { LatchkeyError } from '../../../src/errors.js';
 import { readSecretDirectory } from '../../../src/secrets/file.js';
 import { createSecretResolver } from '../../../src/secrets/index.js';
 import type { AwsClientFactory } from '../../../src/aws/types.js';
+import { errorOf } from '../../helpers/errors.js';
 
 const PASSWORD = 'file-Pa55word';
 let root: string;
-
-async function errorOf(p: Promise<unknown>): Promise<LatchkeyError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(LatchkeyError);
-    return err as LatchkeyError;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** Lays a secret out as the kubelet mounts one: files are symlinks into `..data/`. */
 async function kubeletLayout(dir: string, files: Record<string, string>): Promise<void> {

@@ -22,6 +22,7 @@ import {
 } from '../../../src/secrets/aws-secrets-manager.js';
 import type { AwsSecretRef } from '../../../src/secrets/aws-secrets-manager.js';
 import { awsError, testAwsFactory, testClock } from './aws-fixtures.js';
+import { errorOf } from '../../helpers/errors.js';
 
 const sm = mockClient(SecretsManagerClient);
 const ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:latchkey/pg-AbCdEf';
@@ -48,16 +49,6 @@ function getValueResponse(secretString: string, versionId = 'v-current', stages 
     CreatedDate: new Date('2026-11-01T00:00:00Z'),
     $metadata: {},
   };
-}
-
-async function errorOf(p: Promise<unknown>): Promise<LatchkeyError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(LatchkeyError);
-    return err as LatchkeyError;
-  }
-  throw new Error('expected a rejection');
 }
 
 function newStore(ttlMs = 60_000) {

@@ -6,27 +6,17 @@ import {
   GetClusterCredentialsCommand,
   RedshiftClient,
 } from '@aws-sdk/client-redshift';
-import { LatchkeyError } from '../../../src/errors.js';
 import {
   createRdsAuthTokenProvider,
   getRedshiftClusterCredentials,
 } from '../../../src/secrets/iam-auth.js';
 import { awsError } from './aws-fixtures.js';
+import { errorOf } from '../../helpers/errors.js';
 
 const credentials = {
   accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
   secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
 };
-
-async function errorOf(p: Promise<unknown>): Promise<LatchkeyError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(LatchkeyError);
-    return err as LatchkeyError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('createRdsAuthTokenProvider', () => {
   it('signs a presigned connect URL for the user, host, port and region', async () => {

@@ -5,6 +5,7 @@ import {
   runningInKubernetes,
 } from '../../../src/secrets/kubernetes.js';
 import type { KubernetesSecretsApi } from '../../../src/secrets/kubernetes.js';
+import { errorOf } from '../../helpers/errors.js';
 
 const PASSWORD = 'k8s-Pa55word/+=';
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
@@ -32,16 +33,6 @@ function failingApi(code: number): KubernetesSecretsApi {
     readNamespacedSecret: () =>
       Promise.reject(Object.assign(new Error(`HTTP-Code: ${code}`), { code })),
   };
-}
-
-async function errorOf(p: Promise<unknown>): Promise<LatchkeyError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(LatchkeyError);
-    return err as LatchkeyError;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('kubernetes secret store (API)', () => {
