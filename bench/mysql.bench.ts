@@ -84,7 +84,9 @@ export async function runMysqlBench(
   const driver = createMysqlDriver({
     logger: pino({ level: 'silent' }),
     secrets: {
-      resolve: () => Promise.resolve({ username: svcUser, password: svcPassword, extra: {} }),
+      // Bound to its target like a real service-account secret (the binding guardrail).
+      resolve: () =>
+        Promise.resolve({ username: svcUser, password: svcPassword, host, port, extra: {} }),
     },
     aws: {
       client() {
