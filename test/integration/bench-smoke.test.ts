@@ -1,0 +1,39 @@
+/**
+ * `npm run bench` must keep working: each database benchmark runs here at a tiny size
+ * against the real test databases. Only that it completes and reports is asserted;
+ * figures are for `npm run bench`, never for tests.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+function runBench(file: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', `bench/${file}`, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+describe('benchmarks still run', () => {
+  it('postgres: grant+revoke through the dispatcher and direct, and discover', async () => {
+    const { code, out } = await runBench('postgres.bench.ts', ['4', '2', '50']);
+    expect(out).toMatch(/ratio \d/);
+    expect(out).toMatch(/discover 50 tables/);
+    expect(code).toBe(0);
+  }, 120_000);
+
+  it('mysql: grant+revoke through the driver and direct', async () => {
+    const { code, out } = await runBench('mysql.bench.ts', ['4', '2', '1']);
+    expect(out).toMatch(/ratio\s+: \d/);
+    expect(code).toBe(0);
+  }, 120_000);
+});
