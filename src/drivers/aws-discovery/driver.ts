@@ -5,6 +5,7 @@
  * that the control plane then commands through the `postgres`, `mysql` and `redshift`
  * drivers. Kinds: `discover`, `check`. See docs/drivers/aws-discovery.md.
  */
+import { probe, type ProbeOptions } from '../probe.js';
 import {
   ListAccountsCommand,
   ListRootsCommand,
@@ -18,7 +19,7 @@ import { ListIndexesCommand, ResourceExplorer2Client } from '@aws-sdk/client-res
 import { awsSend } from '../../aws/call.js';
 import { targetOf } from '../../aws/config.js';
 import { ServiceLimiters, type LimiterOptions } from '../../aws/limiter.js';
-import { LatchkeyError, toWireError } from '../../errors.js';
+import { LatchkeyError } from '../../errors.js';
 import type { CheckOutput, DiscoverOutput, Integration } from '../../protocol/messages.js';
 import type { CallContext, Driver, DriverServices } from '../driver.js';
 import { parseDiscoveryConfig, type AwsDiscoveryConfig } from './config.js';
@@ -163,25 +164,14 @@ export class AwsDiscoveryDriver implements Driver {
     const env = this.env(ctx, cfg);
     const signal = ctx.signal;
     const checks: CheckOutput['checks'] = [];
-    const probe = async (
+    // An aborted check stops, even when the probe saw another error first.
+    const step = (
       name: string,
       fn: () => Promise<string>,
-      onError: (message: string) => { ok: boolean; detail: string } = (m) => ({
-        ok: false,
-        detail: m,
-      }),
-    ): Promise<void> => {
-      try {
-        checks.push({ name, ok: true, detail: await fn() });
-      } catch (err) {
-        if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
-        if (signal.aborted) throw new LatchkeyError('E_CANCELLED', 'check aborted', { cause: err });
-        checks.push({ name, ...onError(toWireError(err).message) });
-      }
-    };
-
+      onError?: ProbeOptions['onError'],
+    ): Promise<boolean> => probe(checks, name, fn, { signal, ...(onError ? { onError } : {}) });
     let home: HomeIdentity | undefined;
-    await probe('identity', async () => {
+    await step('identity', async () => {
       home = await homeIdentity(env);
       return `connected to AWS as ${home.arn} (account ${home.accountId})`;
     });
@@ -191,7 +181,7 @@ export class AwsDiscoveryDriver implements Driver {
       const orgs = this.services.aws.client(OrganizationsClient, targetOf(cfg));
       const walk = (org.excludedOuIds ?? []).length > 0;
       let sample: Account[] = [];
-      await probe(
+      await step(
         'organization',
         async () => {
           let roots = '';
@@ -226,7 +216,7 @@ export class AwsDiscoveryDriver implements Driver {
       if (member?.Id !== undefined && home !== undefined) {
         const roleArn = `arn:${home.partition}:iam::${member.Id}:role/${org.memberRoleName}`;
         const label = `account ${member.Id}${member.Name ? ` (${member.Name})` : ''}`;
-        await probe(
+        await step(
           'member-role',
           async () => {
             const target = {
@@ -249,7 +239,7 @@ export class AwsDiscoveryDriver implements Driver {
 
     if (cfg.useResourceExplorer) {
       const first = cfg.regions[0] ?? 'us-east-1';
-      await probe(
+      await step(
         'resource-explorer',
         async () => {
           const re = this.services.aws.client(ResourceExplorer2Client, targetOf(cfg, first));
@@ -271,7 +261,7 @@ export class AwsDiscoveryDriver implements Driver {
 
     for (const region of cfg.regions) {
       const target = targetOf(cfg, region);
-      await probe(`rds ${region}`, async () => {
+      await step(`rds ${region}`, async () => {
         await awsSend(
           { service: 'rds', operation: 'DescribeDBInstances', resource: region, signal },
           (o) =>
@@ -281,7 +271,7 @@ export class AwsDiscoveryDriver implements Driver {
         );
         return `can list RDS databases in ${region}`;
       });
-      await probe(`redshift ${region}`, async () => {
+      await step(`redshift ${region}`, async () => {
         await awsSend(
           { service: 'redshift', operation: 'DescribeClusters', resource: region, signal },
           (o) =>

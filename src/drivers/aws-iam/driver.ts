@@ -3,6 +3,7 @@
  * queues, Secrets Manager secrets and IAM roles through one inline policy per grant on
  * the grantee principal. See docs/drivers/aws-iam.md.
  */
+import { probe } from '../probe.js';
 import {
   DynamoDBClient,
   ListTablesCommand,
@@ -615,33 +616,26 @@ export class AwsIamDriver implements Driver {
     const cfg = parseIamConfig(ctx.integration.config);
     const checks: CheckOutput['checks'] = [];
     const signal = ctx.signal;
-    try {
+    await probe(checks, 'identity', async () => {
       const id = await awsSend({ service: 'sts', operation: 'GetCallerIdentity', signal }, (o) =>
         this.services.aws
           .client(STSClient, targetOf(cfg))
           .send(new GetCallerIdentityCommand({}), o),
       );
-      const same = id.Account === cfg.accountId;
-      checks.push({
-        name: 'identity',
-        ok: same,
-        detail: same
-          ? `connected as ${id.Arn ?? 'unknown'}`
-          : `credentials belong to account ${id.Account ?? 'unknown'}, not ${cfg.accountId}`,
-      });
-    } catch (err) {
-      if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
-      checks.push({ name: 'identity', ok: false, detail: toWireError(err).message });
-    }
-    try {
+      if (id.Account !== cfg.accountId) {
+        throw new LatchkeyError(
+          'E_INVALID',
+          `credentials belong to account ${id.Account ?? 'unknown'}, not ${cfg.accountId}`,
+        );
+      }
+      return `connected as ${id.Arn ?? 'unknown'}`;
+    });
+    await probe(checks, 'iam:ListRoles', async () => {
       await awsSend({ service: 'iam', operation: 'ListRoles', signal }, (o) =>
         this.iam(cfg).send(new ListRolesCommand({ MaxItems: 1 }), o),
       );
-      checks.push({ name: 'iam:ListRoles', ok: true, detail: 'allowed' });
-    } catch (err) {
-      if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
-      checks.push({ name: 'iam:ListRoles', ok: false, detail: toWireError(err).message });
-    }
+      return 'allowed';
+    });
     return { ok: checks.every((c) => c.ok), checks };
   }
 

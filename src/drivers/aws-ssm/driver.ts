@@ -3,6 +3,7 @@
  * inline policy per grant on the grantee principal. Revoke deletes it and ends the
  * grantee's open sessions on those instances. See docs/drivers/aws-ssm.md.
  */
+import { probe } from '../probe.js';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import {
   DescribeInstanceInformationCommand,
@@ -421,15 +422,7 @@ export class AwsSsmDriver implements Driver {
     const cfg = parseSsmConfig(ctx.integration.config);
     const checks: CheckOutput['checks'] = [];
     const signal = ctx.signal;
-    const probe = async (name: string, fn: () => Promise<string>) => {
-      try {
-        checks.push({ name, ok: true, detail: await fn() });
-      } catch (err) {
-        if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
-        checks.push({ name, ok: false, detail: toWireError(err).message });
-      }
-    };
-    await probe('identity', async () => {
+    await probe(checks, 'identity', async () => {
       const id = await awsSend({ service: 'sts', operation: 'GetCallerIdentity', signal }, (o) =>
         this.services.aws
           .client(STSClient, targetOf(cfg))
@@ -444,7 +437,7 @@ export class AwsSsmDriver implements Driver {
       return `connected as ${id.Arn ?? 'unknown'}`;
     });
     for (const region of cfg.regions) {
-      await probe(`ssm:DescribeInstanceInformation ${region}`, async () => {
+      await probe(checks, `ssm:DescribeInstanceInformation ${region}`, async () => {
         const out = await awsSend(
           { service: 'ssm', operation: 'DescribeInstanceInformation', signal },
           (o) =>
