@@ -23,7 +23,7 @@ import mysql from 'mysql2/promise';
 import type { Pool, PoolConnection, PoolOptions, SslOptions } from 'mysql2/promise';
 import { z } from 'zod';
 import { LatchkeyError } from '../../errors.js';
-import { abortError } from '../sql/core.js';
+import { abortError, raceAbort } from '../sql/core.js';
 import type { Row, SqlSession } from '../sql/dialect.js';
 import { RDS_CA_BUNDLE, type Flavor, type MysqlConfig, type SslMode } from './config.js';
 import { mapMysqlError, mysqlErrno } from './errors.js';
@@ -134,33 +134,6 @@ export function loginOptions(
       mysql_clear_password: () => async () => Buffer.from(`${await token()}\0`),
     },
   };
-}
-
-/** Races a promise with an AbortSignal; `onAbort` runs once when the signal wins. */
-export function raceAbort<T>(p: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
-  if (signal.aborted) {
-    onAbort();
-    p.catch(() => undefined);
-    return Promise.reject(abortError(signal));
-  }
-  return new Promise<T>((resolve, reject) => {
-    const listener = (): void => {
-      onAbort();
-      p.catch(() => undefined);
-      reject(abortError(signal));
-    };
-    signal.addEventListener('abort', listener, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', listener);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', listener);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }
 
 /** Minimal connection shape a session needs (mysql2 Connection/PoolConnection). */

@@ -33,6 +33,7 @@ import {
   sweepFlow,
   throwIfAborted,
   type SqlCoreOptions,
+  raceAbort,
 } from '../sql/core.js';
 import type { Row, SqlDialect, SqlScope, SqlSession } from '../sql/dialect.js';
 import { BASE_PERMISSIONS, databaseId, roleId, tableId } from '../sql/resources.js';
@@ -47,7 +48,6 @@ import {
   MysqlPools,
   connectionSession,
   loadCaBundle,
-  raceAbort,
   tlsAttempts,
   verifyLogin,
   type LoginSource,

@@ -34,6 +34,7 @@ import {
   rotateGranteeFlow,
   rotateServiceAccountFlow,
   sweepFlow,
+  raceAbort,
 } from '../sql/core.js';
 import type { SqlCoreOptions } from '../sql/core.js';
 import type { SqlScope, SqlSession } from '../sql/dialect.js';
@@ -42,7 +43,7 @@ import type { PostgresConfig } from './config.js';
 import { PostgresDialect, quoteLiteral, str } from './dialect.js';
 import { discoverPostgres } from './discover.js';
 import { mapPgError } from './errors.js';
-import { PgPools, raceAbort, sslOptionsFor } from './pool.js';
+import { PgPools, sslOptionsFor } from './pool.js';
 import type { PgConnectionSpec } from './pool.js';
 import { scramVerifier } from './scram.js';
 

@@ -11,7 +11,7 @@ import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { LatchkeyError } from '../../errors.js';
-import { abortError } from '../sql/core.js';
+import { abortError, raceAbort } from '../sql/core.js';
 import type { Row, SqlSession } from '../sql/dialect.js';
 import type { SslMode } from './config.js';
 import { mapPgError } from './errors.js';
@@ -61,32 +61,6 @@ interface PoolEntry {
   pool: pg.Pool;
   active: number;
   lastUsed: number;
-}
-
-/** Races a promise with an AbortSignal. `onAbort` runs once when the signal wins. */
-export function raceAbort<T>(p: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
-  if (signal.aborted) {
-    onAbort();
-    p.catch(() => undefined);
-    return Promise.reject(abortError(signal));
-  }
-  return new Promise<T>((resolve, reject) => {
-    const listener = (): void => {
-      onAbort();
-      reject(abortError(signal));
-    };
-    signal.addEventListener('abort', listener, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', listener);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', listener);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }
 
 /** Statements that rewrite a shared catalog row (an ACL) and may meet a concurrent writer. */

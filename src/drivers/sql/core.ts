@@ -66,6 +66,37 @@ export function abortError(signal: AbortSignal): LatchkeyError {
   return new LatchkeyError('E_CANCELLED', 'cancelled', { cause: reason });
 }
 
+/**
+ * Races a driver call with the call's AbortSignal. `onAbort` runs once when the signal
+ * wins (end the connection, cancel the statement); the losing call's later rejection is
+ * swallowed.
+ */
+export function raceAbort<T>(p: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
+  if (signal.aborted) {
+    onAbort();
+    p.catch(() => undefined);
+    return Promise.reject(abortError(signal));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const listener = (): void => {
+      onAbort();
+      p.catch(() => undefined);
+      reject(abortError(signal));
+    };
+    signal.addEventListener('abort', listener, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', listener);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', listener);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
 export function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw abortError(signal);
 }
