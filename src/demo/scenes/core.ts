@@ -7,6 +7,7 @@
  * Each refusal reaches no driver; the agent stays connected and counts it in a metric.
  */
 import type { Hello, Integration, Rejected } from '../../protocol/messages.js';
+import { check } from './expect.js';
 import type { DemoContext, DemoScene } from '../types.js';
 
 /** What the core scene needs beyond `DemoContext`: raw frames, as only a test peer sends them. */
@@ -26,10 +27,6 @@ export interface CoreDemoTools {
   sendFrame(frame: unknown): void;
   /** The agent's `rejected` answer to a command id. */
   waitForRejection(commandId: string): Promise<Rejected>;
-}
-
-function expect(cond: boolean, what: string): void {
-  if (!cond) throw new Error(`unexpected: ${what}`);
 }
 
 function rejectionCount(metrics: string, code: string): number {
@@ -57,7 +54,7 @@ export function coreScene(tools: CoreDemoTools): DemoScene {
         `serves integration types: ${hello.capabilities.integrationTypes.join(', ') || '(none yet)'}; kinds: ${hello.capabilities.kinds.join(', ') || '(none)'}`,
       );
       const ready = await tools.agentHttp('/readyz');
-      expect(ready.status === 200, `/readyz answered ${ready.status}`);
+      check(ready.status === 200, `/readyz answered ${ready.status}`);
       ctx.info(`/readyz → ${ready.status} (connected and configured)`);
 
       ctx.step('A command changed after it was signed is refused');
@@ -73,7 +70,7 @@ export function coreScene(tools: CoreDemoTools): DemoScene {
       tools.sendFrame(tampered.frame);
       const r1 = await tools.waitForRejection(tampered.commandId);
       ctx.info(`agent answered: rejected ${r1.error.code} — ${r1.error.message}`);
-      expect(r1.error.code === 'E_SIGNATURE', `expected E_SIGNATURE, got ${r1.error.code}`);
+      check(r1.error.code === 'E_SIGNATURE', `expected E_SIGNATURE, got ${r1.error.code}`);
 
       ctx.step('An expired command is refused');
       const issuedAt = new Date(Date.now() - 10 * 60_000);
@@ -90,7 +87,7 @@ export function coreScene(tools: CoreDemoTools): DemoScene {
       tools.sendFrame(expired.frame);
       const r2 = await tools.waitForRejection(expired.commandId);
       ctx.info(`agent answered: rejected ${r2.error.code} — ${r2.error.message}`);
-      expect(r2.error.code === 'E_EXPIRED', `expected E_EXPIRED, got ${r2.error.code}`);
+      check(r2.error.code === 'E_EXPIRED', `expected E_EXPIRED, got ${r2.error.code}`);
 
       ctx.step('A command for an integration type this agent does not serve is refused');
       const unknown: Integration = { id: 'demo-mainframe', type: 'mainframe', config: {} };
@@ -100,7 +97,7 @@ export function coreScene(tools: CoreDemoTools): DemoScene {
       } catch (err) {
         const code = (err as { code?: unknown }).code;
         ctx.info(`agent answered: rejected ${String(code)} — ${(err as Error).message}`);
-        expect(code === 'E_UNSUPPORTED', `expected E_UNSUPPORTED, got ${String(code)}`);
+        check(code === 'E_UNSUPPORTED', `expected E_UNSUPPORTED, got ${String(code)}`);
       }
 
       ctx.step('Every refusal is counted, and the agent is still connected');
@@ -108,10 +105,10 @@ export function coreScene(tools: CoreDemoTools): DemoScene {
       for (const code of ['E_SIGNATURE', 'E_EXPIRED', 'E_UNSUPPORTED']) {
         const n = rejectionCount(metrics, code);
         ctx.info(`latchkey_rejections_total{code="${code}"} ${n}`);
-        expect(n >= 1, `no ${code} rejection counted`);
+        check(n >= 1, `no ${code} rejection counted`);
       }
       const still = await tools.agentHttp('/readyz');
-      expect(still.status === 200, `/readyz answered ${still.status}`);
+      check(still.status === 200, `/readyz answered ${still.status}`);
       ctx.info('/readyz → 200');
     },
   };

@@ -22,8 +22,8 @@ import {
   GrantOutputSchema,
   RevokeOutputSchema,
   type Integration,
-  type Result,
 } from '../../protocol/messages.js';
+import { check, outputOf } from './expect.js';
 import type { DemoContext, DemoScene } from '../types.js';
 
 // A suffix per run: the demo never touches objects it did not create (tests may share the server).
@@ -52,17 +52,6 @@ function adminUrl(): URL {
 
 function qi(name: string): string {
   return '`' + name.replace(/`/g, '``') + '`';
-}
-
-function check(cond: boolean, what: string): void {
-  if (!cond) throw new Error(`unexpected: ${what}`);
-}
-
-function outputOf(result: Result, what: string): unknown {
-  if (result.status !== 'ok') {
-    throw new Error(`${what} failed: ${result.error?.code ?? '?'} ${result.error?.message ?? ''}`);
-  }
-  return result.output;
 }
 
 /** A database error in words: the server's own message (these carry no secret), or the client's. */

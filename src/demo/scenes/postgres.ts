@@ -24,9 +24,9 @@ import {
   GrantOutputSchema,
   RevokeOutputSchema,
   type Integration,
-  type Result,
 } from '../../protocol/messages.js';
 import { tableId } from '../../drivers/sql/resources.js';
+import { check, outputOf } from './expect.js';
 import type { DemoContext, DemoScene } from '../types.js';
 
 // A suffix per run: the demo never touches objects it did not create.
@@ -57,17 +57,6 @@ function adminUrl(database?: string): string {
 
 function qi(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
-}
-
-function check(cond: boolean, what: string): void {
-  if (!cond) throw new Error(`unexpected: ${what}`);
-}
-
-function outputOf(result: Result, what: string): unknown {
-  if (result.status !== 'ok') {
-    throw new Error(`${what} failed: ${result.error?.code ?? '?'} ${result.error?.message ?? ''}`);
-  }
-  return result.output;
 }
 
 /** A database error in words: SQLSTATE and the server's message (these carry no secret). */
