@@ -116,25 +116,32 @@ describe('lifecycle', () => {
     h = await startAgentHarness({
       env: { LATCHKEY_CONCURRENCY_GLOBAL: '8', LATCHKEY_CONCURRENCY_PER_INTEGRATION: '8' },
     });
+    // Ann's first grant holds until Ben's first grant has started: the order is per
+    // grantee, so Ben's must start meanwhile (if it could not, the wait below times out).
+    const held = h.integration({ block: 'ann-first' });
     const slow = h.integration({ delayMs: 40 });
     const fast = h.integration({});
     const sent: { id: string; email: string }[] = [];
-    const plan: [string, 'grant' | 'revoke', boolean][] = [
-      ['ann@example.com', 'grant', true],
-      ['ben@example.com', 'grant', true],
-      ['ann@example.com', 'revoke', false],
-      ['ben@example.com', 'revoke', true],
-      ['ann@example.com', 'grant', false],
-      ['ben@example.com', 'grant', false],
-      ['ann@example.com', 'revoke', true],
-      ['ann@example.com', 'grant', false],
+    const plan: [string, 'grant' | 'revoke', 'held' | 'slow' | 'fast'][] = [
+      ['ann@example.com', 'grant', 'held'],
+      ['ben@example.com', 'grant', 'slow'],
+      ['ann@example.com', 'revoke', 'fast'],
+      ['ben@example.com', 'revoke', 'slow'],
+      ['ann@example.com', 'grant', 'fast'],
+      ['ben@example.com', 'grant', 'fast'],
+      ['ann@example.com', 'revoke', 'slow'],
+      ['ann@example.com', 'grant', 'fast'],
     ];
-    for (const [i, [email, kind, isSlow]] of plan.entries()) {
+    const integrations = { held, slow, fast };
+    for (const [i, [email, kind, speed]] of plan.entries()) {
       const id = await h.send(kind, grantee(email, `g-${i}`), {
-        integration: isSlow ? slow : fast,
+        integration: integrations[speed],
       });
       sent.push({ id, email });
     }
+    await h.driver.waitForCalls(2, 10_000);
+    expect(h.driver.callsFor(sent[1]!.id)).toHaveLength(1);
+    h.driver.release('ann-first');
     for (const s of sent) expect((await h.cp.waitForResult(s.id, 10_000)).status).toBe('ok');
     for (const email of ['ann@example.com', 'ben@example.com']) {
       const ids = sent.filter((s) => s.email === email).map((s) => s.id);
