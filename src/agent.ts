@@ -296,7 +296,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
   const inOutboxOnArrival = (commandId: string, arrival: number): boolean => {
     const ackedAt = ackedWhileVerifying.get(commandId);
     if (ackedAt !== undefined && ackedAt >= arrival) return true;
-    return outbox.entries().some((r) => r.commandId === commandId);
+    return outbox.has(commandId);
   };
 
   const onCommand = (msg: CommandMessage): void => {
@@ -388,7 +388,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     logger.info({ commandId }, 'cancel requested by the control plane');
     inOrder.add(undefined, () => dispatcher.cancel(commandId), noError);
   });
-  dispatcher.onResult((result) => sendResultSafely(result));
+  dispatcher.onResult((_result, frame) => sendResultSafely(frame));
 
   events.on('link:connected', () => {
     if (status === 'connecting') setStatus('ready');

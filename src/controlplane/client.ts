@@ -34,6 +34,7 @@ import {
 } from '../protocol/messages.js';
 import { Backoff } from './backoff.js';
 import type { Outbox } from './outbox.js';
+import { ResultFrame } from '../protocol/result-frame.js';
 
 export const HEADER_CONNECTOR_ID = 'X-Latchkey-Connector-Id';
 export const HEADER_PROTOCOL = 'X-Latchkey-Protocol';
@@ -189,9 +190,10 @@ export class ControlPlaneClient {
   }
 
   /** Stores the result in the outbox (until acked), then sends it if connected. */
-  async sendResult(result: Result): Promise<void> {
-    await this.opts.outbox.add(result);
-    if (this.isConnected) this.sendJson(result);
+  async sendResult(result: Result | ResultFrame): Promise<void> {
+    const frame = result instanceof ResultFrame ? result : ResultFrame.of(result);
+    await this.opts.outbox.add(frame);
+    if (this.isConnected) this.sendText(frame.text);
   }
 
   /**
@@ -425,8 +427,8 @@ export class ControlPlaneClient {
       'connected to the control plane',
     );
     this.opts.events.emit('link:connected', { url: this.logUrl });
-    for (const result of this.opts.outbox.entries()) {
-      if (this.ws !== ws || !this.sendJson(result)) break;
+    for (const frame of this.opts.outbox.frames()) {
+      if (this.ws !== ws || !this.sendText(frame.text)) break;
     }
   }
 
@@ -448,11 +450,15 @@ export class ControlPlaneClient {
   }
 
   private sendJson(msg: unknown): boolean {
+    return this.sendText(JSON.stringify(msg));
+  }
+
+  private sendText(text: string): boolean {
     const ws = this.ws;
     if (ws?.readyState !== WebSocket.OPEN) return false;
     try {
       this.corkForThisTurn();
-      ws.send(JSON.stringify(msg));
+      ws.send(text);
       return true;
     } catch (err) {
       this.logger.warn({ err }, 'send to the control plane failed');

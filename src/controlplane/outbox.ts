@@ -4,6 +4,8 @@
  *
  * - Ordered by insertion; one entry per command id. Adding a result for a command id
  *   already present replaces it (and moves it to the end: it is the newest).
+ * - An entry is the result's serialized frame (`ResultFrame`), not the object: one string
+ *   per unacknowledged result, however large the output.
  * - Kept in memory always; with a state directory also persisted to
  *   `<stateDir>/outbox.json`, written atomically (temp file in the same directory,
  *   fsync, rename, fsync of the directory), so a crash leaves either the old or the new
@@ -20,6 +22,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AgentEvents } from '../events.js';
 import { ResultSchema, type Result } from '../protocol/messages.js';
+import { ResultFrame } from '../protocol/result-frame.js';
 
 export const OUTBOX_FILE = 'outbox.json';
 
@@ -39,7 +42,7 @@ export class Outbox {
   private readonly stateDir: string | undefined;
   private readonly logger: Logger;
   private readonly events: AgentEvents;
-  private readonly items = new Map<string, Result>();
+  private readonly items = new Map<string, ResultFrame>();
   /** Serializes writes so the file always reflects the latest state, in order. */
   private writeChain: Promise<void> = Promise.resolve();
   private readonly emptyWaiters = new Set<() => void>();
@@ -54,9 +57,19 @@ export class Outbox {
     return this.items.size;
   }
 
-  /** Results not yet acknowledged, oldest first. */
+  /** Results not yet acknowledged, oldest first (copies, parsed from their frames). */
   entries(): Result[] {
+    return [...this.items.values()].map((frame) => frame.result());
+  }
+
+  /** The frames of the results not yet acknowledged, oldest first: what is (re-)sent. */
+  frames(): ResultFrame[] {
     return [...this.items.values()];
+  }
+
+  /** True while the result of `commandId` is unacknowledged. */
+  has(commandId: string): boolean {
+    return this.items.has(commandId);
   }
 
   /** Reads the persisted outbox (no-op without a state directory). Never throws on a bad file. */
@@ -101,7 +114,7 @@ export class Outbox {
         continue;
       }
       this.items.delete(entry.data.commandId);
-      this.items.set(entry.data.commandId, entry.data);
+      this.items.set(entry.data.commandId, ResultFrame.of(entry.data));
     }
     if (dropped > 0) {
       this.logger.warn({ file, dropped }, 'outbox file held malformed entries; they were dropped');
@@ -111,9 +124,10 @@ export class Outbox {
   }
 
   /** Adds (or replaces) the result of a command and persists the outbox. */
-  async add(result: Result): Promise<void> {
-    this.items.delete(result.commandId);
-    this.items.set(result.commandId, result);
+  async add(result: Result | ResultFrame): Promise<void> {
+    const frame = result instanceof ResultFrame ? result : ResultFrame.of(result);
+    this.items.delete(frame.commandId);
+    this.items.set(frame.commandId, frame);
     this.emitSize();
     await this.persist();
   }
@@ -170,7 +184,14 @@ export class Outbox {
 
   private async writeNow(dir: string): Promise<void> {
     const file = join(dir, OUTBOX_FILE);
-    const body = JSON.stringify({ version: 1, entries: this.entries() });
+    // The file's JSON, assembled from the frames' texts (each already a result's JSON).
+    let body = '{"version":1,"entries":[';
+    let first = true;
+    for (const frame of this.items.values()) {
+      body += first ? frame.text : `,${frame.text}`;
+      first = false;
+    }
+    body += ']}';
     let tmp = '';
     try {
       const handle = await openNewTempFile(dir);

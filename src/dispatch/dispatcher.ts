@@ -37,6 +37,7 @@ import {
   type Envelope,
   type Result,
 } from '../protocol/messages.js';
+import { ResultFrame } from '../protocol/result-frame.js';
 import { scrubText } from '../observability/logger.js';
 import { IdempotencyStore } from './idempotency.js';
 
@@ -70,10 +71,12 @@ export interface DispatcherOptions {
   maxClockSkewMs?: number;
 }
 
+export type ResultHandler = (result: Result, frame: ResultFrame) => void;
+
 export type SubmitOutcome =
   | { status: 'accepted' }
   | { status: 'running' }
-  | { status: 'done'; result: Result }
+  | { status: 'done'; result: ResultFrame }
   | { status: 'rejected'; error: LatchkeyError };
 
 /** Higher runs first. */
@@ -159,7 +162,7 @@ export class Dispatcher {
   private draining = false;
   /** Set at the end of a drain's grace period: nothing starts any more. */
   private stopping = false;
-  private readonly handlers: ((result: Result) => void)[] = [];
+  private readonly handlers: ResultHandler[] = [];
   /** Ends the wait of abandoned driver calls for their slot (see `lingerFor`). */
   private readonly lingerStops = new Set<() => void>();
 
@@ -196,8 +199,11 @@ export class Dispatcher {
     return this.runningCount;
   }
 
-  /** Registers a handler for every result (each accepted command yields exactly one). */
-  onResult(handler: (result: Result) => void): void {
+  /**
+   * Registers a handler for every result (each accepted command yields exactly one), given
+   * as the object and as its frame (serialized once; what the link sends and keeps).
+   */
+  onResult(handler: ResultHandler): void {
     this.handlers.push(handler);
   }
 
@@ -692,7 +698,8 @@ export class Dispatcher {
       result = { type: 'result', commandId, kind: envelope.kind, status: 'error', error, timings };
     }
 
-    this.store.markDone(commandId, job.digest, result);
+    const frame = ResultFrame.of(result);
+    this.store.markDone(commandId, job.digest, frame);
     this.opts.events.emit('command:finished', {
       commandId,
       kind: envelope.kind,
@@ -710,7 +717,7 @@ export class Dispatcher {
     }
     for (const handler of this.handlers) {
       try {
-        handler(result);
+        handler(result, frame);
       } catch (err) {
         this.opts.logger.error({ err, commandId }, 'result handler failed');
       }

@@ -6,18 +6,18 @@
  *   plus the allowed clock skew: after that the verifier refuses it as `E_EXPIRED`, so it
  *   can never run again whatever this store remembers);
  * - at most `capacity` finished commands keep their full result (the most recently
- *   finished); older ones still inside their window keep only their digest (state
+ *   finished), as its serialized frame; older ones still inside their window keep only their digest (state
  *   `forgotten`: it ran, its result is no longer held);
  * - at most `maxEntries` ids are remembered in all. When that many are still inside their
  *   window, `hasRoom()` is false and the dispatcher refuses new work with `E_BUSY` instead
  *   of forgetting an id that could still be replayed.
  * Running commands are never forgotten (their number is bounded by the queue size).
  */
-import type { Result } from '../protocol/messages.js';
+import type { ResultFrame } from '../protocol/result-frame.js';
 
 export type IdempotencyEntry =
   | { digest: string; state: 'running' }
-  | { digest: string; state: 'done'; result: Result }
+  | { digest: string; state: 'done'; result: ResultFrame }
   | { digest: string; state: 'forgotten' };
 
 type Stored = IdempotencyEntry & { retainUntil: number };
@@ -85,7 +85,7 @@ export class IdempotencyStore {
     this.evict();
   }
 
-  markDone(commandId: string, digest: string, result: Result): void {
+  markDone(commandId: string, digest: string, result: ResultFrame): void {
     const retainUntil = this.entries.get(commandId)?.retainUntil ?? Number.POSITIVE_INFINITY;
     // Re-insert so that the most recently finished are kept longest.
     this.entries.delete(commandId);

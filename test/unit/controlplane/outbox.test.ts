@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Outbox } from '../../../src/controlplane/outbox.js';
 import { AgentEvents } from '../../../src/events.js';
 import type { Result } from '../../../src/protocol/messages.js';
+import { ResultFrame } from '../../../src/protocol/result-frame.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -42,6 +43,25 @@ describe('Outbox in memory', () => {
     expect(await outbox.ack('unknown')).toBe(false);
     expect(outbox.entries().map((r) => r.commandId)).toEqual(['c', 'a']);
     expect(sizes).toEqual([1, 2, 3, 3, 2]);
+  });
+
+  it('holds each result as its frame: the exact JSON text that is (re-)sent', async () => {
+    const outbox = new Outbox({ logger, events: new AgentEvents() });
+    await outbox.add(result('a'));
+    await outbox.add(ResultFrame.of(result('b', 'error')));
+    expect(outbox.frames().map((f) => f.text)).toEqual([
+      JSON.stringify(result('a')),
+      JSON.stringify(result('b', 'error')),
+    ]);
+    expect(outbox.frames().map((f) => f.commandId)).toEqual(['a', 'b']);
+    expect(outbox.has('a')).toBe(true);
+    expect(outbox.has('zzz')).toBe(false);
+    await outbox.ack('a');
+    expect(outbox.has('a')).toBe(false);
+    // entries() are parsed copies: changing one changes nothing held
+    const [copy] = outbox.entries();
+    if (copy) copy.commandId = 'tampered';
+    expect(outbox.entries().map((r) => r.commandId)).toEqual(['b']);
   });
 
   it('whenEmpty resolves once the last entry is acked, or on abort', async () => {
