@@ -46,7 +46,12 @@ import { AgentEvents } from './events.js';
 import { createMetrics, startHttpServer } from './observability/index.js';
 import { COMMAND_KINDS, type CommandMessage } from './protocol/messages.js';
 import { createSealer, parsePublicKey, type VerifyOutcome } from './protocol/index.js';
-import { ArrivalOrder, VerifierPool, defaultVerifyWorkers } from './protocol/verify-pool.js';
+import {
+  ArrivalOrder,
+  VerifierPool,
+  backpressureGate,
+  defaultVerifyWorkers,
+} from './protocol/verify-pool.js';
 import { createAwsClientFactory, type LatchkeyAwsClientFactory } from './aws/index.js';
 import { createSecretResolver, type LatchkeySecretResolver } from './secrets/index.js';
 
@@ -77,6 +82,9 @@ export interface CreateAgentOptions {
   /** Default: a random UUID per process. */
   instanceId?: string;
 }
+
+/** The least number of commands read and not yet checked before reading is held back. */
+const MIN_UNCHECKED_COMMANDS = 64;
 
 /** Region for AWS calls when neither the integration nor the config names one. */
 export const FALLBACK_AWS_REGION = 'us-east-1';
@@ -192,7 +200,14 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     busy: () => inOrder.waiting > 0 || dispatcher.depth > 0 || dispatcher.running > 0,
     logger: logger.child({ component: 'verify' }),
   });
-  const inOrder = new ArrivalOrder();
+  // Read backpressure: while as many commands wait for their signature check as the
+  // workers take, frames are left unread in the socket (TCP slows the control plane);
+  // reading restarts at half. This bounds what a burst puts in memory at once, and the
+  // work done in one event-loop turn. (The dispatcher's own bound, E_BUSY, is after it.)
+  const maxUnchecked = Math.max(MIN_UNCHECKED_COMMANDS, verifier.backlogLimit);
+  const inOrder = new ArrivalOrder(
+    backpressureGate(maxUnchecked, (held) => client.holdReading(held)),
+  );
 
   const outbox = new AgentOutbox({
     ...(config.stateDir == null ? {} : { stateDir: config.stateDir }),

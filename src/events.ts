@@ -33,6 +33,8 @@ export interface AgentEventMap {
   'link:connected': { url: string };
   'link:disconnected': { code: number; reason: string };
   'link:reconnect-scheduled': { attempt: number; delayMs: number };
+  /** Reading from the control plane held back (backpressure) or restarted. */
+  'link:reading': { held: boolean };
   'outbox:size': { size: number };
   'sweep:finished': {
     integrationId: string;

@@ -137,6 +137,8 @@ export class ControlPlaneClient {
   /** The socket under `ws` (from its `upgrade` response), corked for one turn by sendJson. */
   private socket: Duplex | null = null;
   private corked = false;
+  /** Reading held back by the agent (`holdReading`): inbound frames wait in the socket. */
+  private readingHeld = false;
   private isConnected = false;
   private started = false;
   private stopped = false;
@@ -182,6 +184,30 @@ export class ControlPlaneClient {
     if (this.started) return;
     this.started = true;
     this.connect();
+  }
+
+  /**
+   * Stops (`true`) or restarts (`false`) reading frames from the control plane: the
+   * agent's backpressure while it holds as many commands still to be checked as it
+   * allows. Unread frames wait in the socket, and TCP flow control slows the control
+   * plane down; nothing is dropped. Sending goes on. The hold outlasts a reconnect until
+   * lifted. While held, a silent peer is not declared dead: its pongs are unread behind
+   * the commands; the heartbeat judges it again once reading restarts.
+   */
+  holdReading(hold: boolean): void {
+    if (this.readingHeld === hold) return;
+    this.readingHeld = hold;
+    const ws = this.ws;
+    if (ws !== null && ws.readyState === WebSocket.OPEN) {
+      if (hold) ws.pause();
+      else ws.resume();
+    }
+    this.opts.events.emit('link:reading', { held: hold });
+  }
+
+  /** True while `holdReading(true)` is in force. */
+  get readingIsHeld(): boolean {
+    return this.readingHeld;
   }
 
   /** Sends `accepted` / `rejected`. Best effort: false when the socket is not open. */
@@ -314,6 +340,7 @@ export class ControlPlaneClient {
         capabilities: opts.capabilities,
       };
       this.helloSentAt = Date.now();
+      if (this.readingHeld) ws.pause();
       ws.send(JSON.stringify(hello));
       this.startHeartbeat(ws);
       // The welcome must come within the heartbeat timeout too.
@@ -493,6 +520,11 @@ export class ControlPlaneClient {
     this.deadTimer = setTimeout(() => {
       this.deadTimer = null;
       if (this.ws !== ws) return;
+      if (this.readingHeld) {
+        // The silence is ours (frames wait unread): judge the peer once reading restarts.
+        this.armDeadTimer(ws, why);
+        return;
+      }
       this.logger.warn(
         { url: this.logUrl, timeoutMs: this.opts.heartbeatTimeoutMs },
         `control plane unresponsive: ${why}`,

@@ -77,6 +77,16 @@ export function createMetrics(events: AgentEvents): Metrics {
     help: 'Results waiting for an acknowledgement from the control plane.',
     registers,
   });
+  const readingHeld = new prom.Gauge({
+    name: 'latchkey_link_reading_held',
+    help: '1 while reading from the control plane is held back (too many commands still to check), else 0.',
+    registers,
+  });
+  const readHolds = new prom.Counter({
+    name: 'latchkey_link_read_holds_total',
+    help: 'Times reading from the control plane was held back because commands arrived faster than they could be checked.',
+    registers,
+  });
   const sweeps = new prom.Counter({
     name: 'latchkey_sweeps_total',
     help: 'Expiry sweeps of one integration, by integration type.',
@@ -108,6 +118,7 @@ export function createMetrics(events: AgentEvents): Metrics {
   depth.set(0);
   running.set(0);
   outbox.set(0);
+  readingHeld.set(0);
 
   const offs = [
     events.on('command:finished', (e) => {
@@ -130,6 +141,10 @@ export function createMetrics(events: AgentEvents): Metrics {
     events.on('command:rejected', (e) => rejections.inc({ code: e.code })),
     events.on('command:duplicate', () => duplicates.inc()),
     events.on('outbox:size', (e) => outbox.set(e.size)),
+    events.on('link:reading', (e) => {
+      readingHeld.set(e.held ? 1 : 0);
+      if (e.held) readHolds.inc();
+    }),
     events.on('sweep:finished', (e) => {
       sweeps.inc({ integration_type: e.integrationType });
       if (e.revoked > 0) sweepRevoked.inc(e.revoked);

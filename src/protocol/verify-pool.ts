@@ -157,6 +157,11 @@ export class VerifierPool {
     return this.slots.length;
   }
 
+  /** Most verifications waiting for the workers before this thread checks them itself. */
+  get backlogLimit(): number {
+    return this.maxQueued;
+  }
+
   /** The synchronous verifier with the same options (same checks, signature inline). */
   verifySync(msg: CommandMessage): VerifyOutcome {
     return this.verifier.verify(msg);
@@ -362,6 +367,30 @@ export class VerifierPool {
   }
 }
 
+/**
+ * Read backpressure with hysteresis, fed with the number of commands read and still
+ * waiting to be handed on (`ArrivalOrder`'s `onWaiting`): `hold(true)` once `limit` wait,
+ * `hold(false)` once at most half of it do. Calls `hold` only when the state changes.
+ */
+export function backpressureGate(
+  limit: number,
+  hold: (held: boolean) => void,
+): (waiting: number) => void {
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new RangeError('backpressure limit must be a positive integer');
+  }
+  let held = false;
+  return (waiting) => {
+    if (!held && waiting >= limit) {
+      held = true;
+      hold(true);
+    } else if (held && waiting <= limit / 2) {
+      held = false;
+      hold(false);
+    }
+  };
+}
+
 interface OrderEntry {
   ready: boolean;
   run: () => void;
@@ -380,6 +409,12 @@ export class ArrivalOrder {
   private draining = false;
 
   /**
+   * @param onWaiting called with `waiting` after each `add` and after each run of
+   *   deliveries (the agent's read backpressure watches it)
+   */
+  constructor(private readonly onWaiting?: (waiting: number) => void) {}
+
+  /**
    * @param value the value, or a promise of it (a rejected promise delivers `onError`)
    * @param deliver called with the value once every earlier entry was delivered
    */
@@ -394,10 +429,12 @@ export class ArrivalOrder {
         return;
       }
       this.queue.push({ ready: true, run: () => deliver(value) });
+      this.onWaiting?.(this.waiting);
       return;
     }
     const entry: OrderEntry = { ready: false, run: () => undefined };
     this.queue.push(entry);
+    this.onWaiting?.(this.waiting);
     value.then(
       (v) => {
         entry.run = () => deliver(v);
@@ -441,6 +478,7 @@ export class ArrivalOrder {
         this.queue.splice(0, this.head);
         this.head = 0;
       }
+      this.onWaiting?.(this.waiting);
     }
   }
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { AddressInfo } from 'node:net';
 import { Outbox } from '../../../src/controlplane/outbox.js';
 import type { DevControlPlane } from '../../../src/devcp/server.js';
@@ -368,5 +368,95 @@ describe('dead peer detection', () => {
     await second;
     expect(connectedEvents).toBe(0);
     expect(t.lines.join('\n')).toContain('no welcome after hello');
+  });
+});
+
+describe('read backpressure (holdReading)', () => {
+  /** A control plane that welcomes each hello and lets the test push frames. */
+  async function rawPeer(): Promise<{
+    url: string;
+    connections: WebSocket[];
+    connected: () => Promise<WebSocket>;
+  }> {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+    const connections: WebSocket[] = [];
+    const waiting: ((ws: WebSocket) => void)[] = [];
+    wss.on('connection', (ws) => {
+      connections.push(ws);
+      ws.on('message', () =>
+        ws.send(JSON.stringify({ type: 'welcome', serverTime: new Date().toISOString() })),
+      );
+      for (const w of waiting.splice(0)) w(ws);
+    });
+    cleanups.push(() => {
+      for (const c of wss.clients) c.terminate();
+      return Promise.resolve();
+    });
+    return {
+      url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`,
+      connections,
+      connected: () => new Promise((resolve) => waiting.push(resolve)),
+    };
+  }
+
+  it('leaves frames unread while held, loses none, keeps their order, and the heartbeat spares the peer', async () => {
+    const peer = await rawPeer();
+    const t = makeClient(peer.url, { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 200 });
+    cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+    const cancels: string[] = [];
+    t.client.onCancel((id) => cancels.push(id));
+    let disconnects = 0;
+    t.events.on('link:disconnected', () => disconnects++);
+    const reading: boolean[] = [];
+    t.events.on('link:reading', (e) => reading.push(e.held));
+
+    const connected = t.next('link:connected');
+    const socket = peer.connected();
+    t.client.start();
+    await connected;
+    const ws = await socket;
+
+    t.client.holdReading(true);
+    t.client.holdReading(true); // idempotent: one event
+    expect(t.client.readingIsHeld).toBe(true);
+    for (let i = 1; i <= 5; i += 1) ws.send(JSON.stringify({ type: 'cancel', commandId: `c${i}` }));
+    // Three heartbeat timeouts: nothing read, and the peer, whose pongs wait unread behind
+    // the frames, is not declared dead.
+    await new Promise((r) => setTimeout(r, 600));
+    expect(cancels).toEqual([]);
+    expect(disconnects).toBe(0);
+    expect(t.client.connected).toBe(true);
+    expect(t.lines.join('\n')).not.toContain('unresponsive');
+
+    t.client.holdReading(false);
+    await expect.poll(() => cancels.length, { timeout: 5000 }).toBe(5);
+    expect(cancels).toEqual(['c1', 'c2', 'c3', 'c4', 'c5']);
+    expect(reading).toEqual([true, false]);
+    expect(disconnects).toBe(0);
+  });
+
+  it('outlasts a reconnect: the new connection is not read (not even its welcome) until released', async () => {
+    const peer = await rawPeer();
+    const t = makeClient(peer.url);
+    cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+    let connectedEvents = 0;
+    t.events.on('link:connected', () => connectedEvents++);
+    const first = peer.connected();
+    t.client.start();
+    await expect.poll(() => connectedEvents, { timeout: 5000 }).toBe(1);
+
+    t.client.holdReading(true);
+    const second = peer.connected();
+    (await first).terminate();
+    await second;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(connectedEvents).toBe(1);
+    expect(t.client.connected).toBe(false);
+
+    t.client.holdReading(false);
+    await expect.poll(() => connectedEvents, { timeout: 5000 }).toBe(2);
+    expect(t.client.connected).toBe(true);
   });
 });

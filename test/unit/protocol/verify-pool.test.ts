@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CommandMessage } from '../../../src/protocol/messages.js';
-import { ArrivalOrder, VerifierPool } from '../../../src/protocol/verify-pool.js';
+import { ArrivalOrder, VerifierPool, backpressureGate } from '../../../src/protocol/verify-pool.js';
 import { VERIFY_WORKER_SOURCE } from '../../../src/protocol/verify-worker.js';
 import { createCommandVerifier, type VerifyOutcome } from '../../../src/protocol/verify.js';
 import {
@@ -314,5 +314,50 @@ describe('ArrivalOrder with workers finishing out of order', () => {
     order.add('e', push, () => push('error-e'));
     expect(out.at(-1)).toBe('e');
     expect(order.waiting).toBe(0);
+  });
+});
+
+describe('read backpressure', () => {
+  it('ArrivalOrder reports what waits after each add and after each run of deliveries', async () => {
+    const seen: number[] = [];
+    const order = new ArrivalOrder((waiting) => seen.push(waiting));
+    const resolvers: ((v: number) => void)[] = [];
+    const noop = (): void => undefined;
+    order.add(0, noop, noop); // delivered at once: nothing waits, nothing to report
+    for (let i = 0; i < 3; i += 1) {
+      order.add(new Promise<number>((r) => resolvers.push(r)), noop, noop);
+    }
+    order.add(9, noop, noop); // sync, but behind pending ones
+    expect(seen).toEqual([1, 2, 3, 4]);
+    resolvers[1]?.(1); // not the head: nothing can be delivered
+    await new Promise((r) => setImmediate(r));
+    expect(seen.at(-1)).toBe(4);
+    resolvers[0]?.(0);
+    await new Promise((r) => setImmediate(r));
+    expect(seen.at(-1)).toBe(2); // 0 and 1 delivered
+    resolvers[2]?.(2);
+    await new Promise((r) => setImmediate(r));
+    expect(seen.at(-1)).toBe(0);
+    expect(order.waiting).toBe(0);
+  });
+
+  it('backpressureGate holds at the limit, releases at half, and reports only changes', () => {
+    const calls: boolean[] = [];
+    const gate = backpressureGate(10, (held) => calls.push(held));
+    for (const w of [1, 5, 9]) gate(w);
+    expect(calls).toEqual([]);
+    gate(10);
+    expect(calls).toEqual([true]);
+    for (const w of [12, 8, 6]) gate(w); // above half: still held
+    expect(calls).toEqual([true]);
+    gate(5);
+    expect(calls).toEqual([true, false]);
+    gate(3);
+    gate(9);
+    expect(calls).toEqual([true, false]);
+    gate(11);
+    expect(calls).toEqual([true, false, true]);
+    expect(() => backpressureGate(0, () => undefined)).toThrow(RangeError);
+    expect(() => backpressureGate(1.5, () => undefined)).toThrow(RangeError);
   });
 });
