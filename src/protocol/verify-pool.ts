@@ -14,6 +14,8 @@
  *   workers take them; when their backlog is full, this thread checks inline too.
  * - Commands that arrive in one event-loop turn go to the workers as one batch (one
  *   message per worker, buffers transferred), split evenly between the workers.
+ * - The workers start when a signature first goes to one (an idle agent does not carry
+ *   the threads).
  * - Fail closed: a worker that dies (crash, exit, termination) is replaced, and every
  *   verification it had in flight ends as `E_INTERNAL` (rejected, never accepted). So
  *   does every verification still pending when the pool is closed.
@@ -104,6 +106,9 @@ export class VerifierPool {
   private readonly keyDer: Uint8Array[] = [];
   private readonly keyIndex = new Map<string, number>();
   private readonly slots: Slot[] = [];
+  /** Worker threads configured (0: inline); started on first use (`startWorkers`). */
+  private readonly workerCount: number;
+  private started = false;
   /** Verifications handed to the pool and not yet answered (batch + in flight). */
   private queued = 0;
   private readonly maxQueued: number;
@@ -133,7 +138,18 @@ export class VerifierPool {
     this.inlineWhenAlone = opts.inlineWhenAlone ?? true;
     this.busy = opts.busy;
     this.maxQueued = (opts.maxQueuedPerWorker ?? DEFAULT_MAX_QUEUED_PER_WORKER) * workers;
-    for (let i = 0; i < workers; i += 1) this.slots.push(this.spawn());
+    this.workerCount = workers;
+  }
+
+  /**
+   * The workers start when a signature first goes to one, not with the pool: an agent
+   * that sits idle, or sees one command at a time (checked inline), does not carry the
+   * threads (about 10 MiB of resident memory).
+   */
+  private startWorkers(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    for (let i = 0; i < this.workerCount; i += 1) this.slots.push(this.spawn());
   }
 
   /**
@@ -152,8 +168,13 @@ export class VerifierPool {
     return true;
   }
 
-  /** Worker threads (0: inline). */
+  /** Worker threads configured (0: inline); they start on first use. */
   get size(): number {
+    return this.workerCount;
+  }
+
+  /** Worker threads started (0 until a signature first went to a worker). */
+  get running(): number {
     return this.slots.length;
   }
 
@@ -179,7 +200,7 @@ export class VerifierPool {
     const { prepared } = p;
     const keyIndex = this.keyIndex.get(prepared.keyId);
     if (
-      this.slots.length === 0 ||
+      this.workerCount === 0 ||
       prepared.signature === null ||
       keyIndex === undefined ||
       this.queued >= this.maxQueued ||
@@ -190,6 +211,7 @@ export class VerifierPool {
       // frames meanwhile (backpressure, and a bounded number of commands held in memory).
       return this.verifier.complete(prepared, signatureValid(prepared));
     }
+    this.startWorkers();
     this.queued += 1;
     return new Promise<VerifyOutcome>((resolve) => {
       this.batch.push({

@@ -150,8 +150,13 @@ describe('VerifierPool', () => {
     let busy = false;
     const p = new VerifierPool({ ...options(), workers: 1, busy: () => busy });
     pools.push(p);
+    // the worker starts when a signature first goes to it, not before
+    expect(p.size).toBe(1);
+    expect(p.running).toBe(0);
     const first = p.verify(cmd('c-lone'));
+    expect(p.running).toBe(0);
     const second = p.verify(cmd('c-next'));
+    expect(p.running).toBe(1);
     expect(first).not.toBeInstanceOf(Promise);
     expect(second).toBeInstanceOf(Promise);
     expect(summary(first as VerifyOutcome)).toMatchObject({ ok: true });
