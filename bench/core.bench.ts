@@ -14,7 +14,8 @@
  * - agent RSS idle, at once / 2 s / 10 s after the burst, and its peak (VmHWM).
  *
  * Knobs: BENCH_BURST (default 20000), BENCH_SEQUENTIAL (default 2000), and
- * BENCH_CPU_PROF=<dir> to write a V8 CPU profile of the agent process.
+ * BENCH_CPU_PROF=<dir> to write a V8 CPU profile of the agent process. The agent's own
+ * settings pass through: LATCHKEY_VERIFY_WORKERS, LATCHKEY_HEAP_GROWING_PERCENT.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -27,6 +28,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createAgent } from '../src/agent.js';
+import { applyHeapGrowing } from '../src/cli/heap.js';
 import { loadConfig } from '../src/config/index.js';
 import {
   generateSigningKeyPair,
@@ -46,6 +48,8 @@ const WARMUP = 1_000;
 
 async function child(): Promise<void> {
   const config = loadConfig({ env: process.env });
+  // As `latchkey run` does at start.
+  applyHeapGrowing(config.heapGrowingPercent);
   const driver = createTestDriver({ record: false });
   const agent = await createAgent({
     config,
@@ -314,6 +318,9 @@ async function parent(): Promise<void> {
     );
     console.log(
       `  agent RSS idle ${mib(idle.rss)}; after the burst: at once ${mib(after.rss)}, +2 s ${mib(after2s.rss)}, +10 s ${mib(after10s.rss)}; peak ${mib(after10s.hwm)}`,
+    );
+    console.log(
+      `  V8 heap: LATCHKEY_HEAP_GROWING_PERCENT=${process.env.LATCHKEY_HEAP_GROWING_PERCENT ?? '(default: 30)'} (0 = V8's own growth, up to 4× on this host)`,
     );
     console.log(
       `  signature checks: LATCHKEY_VERIFY_WORKERS=${process.env.LATCHKEY_VERIFY_WORKERS ?? '(default: min(2, cores - 1))'} (0 = on the agent's main thread)`,

@@ -6,6 +6,7 @@
 import { createAgent } from '../agent.js';
 import { ConfigError, loadConfig, type AgentConfig } from '../config/index.js';
 import { createLogger } from '../observability/index.js';
+import { applyHeapGrowing } from './heap.js';
 import { parseCommandArgs, type CliIo } from './io.js';
 
 /** Time on top of the shutdown grace period before a stop is forced. */
@@ -50,6 +51,11 @@ export async function runCommand(argv: readonly string[], io: CliIo): Promise<nu
   const config = loadConfigOrReport(values.config, io);
   if (config === null) return 2;
   const logger = createLogger({ level: config.logLevel });
+  const heap = applyHeapGrowing(config.heapGrowingPercent);
+  logger.info(
+    { heapGrowingPercent: config.heapGrowingPercent, heapLimitMiB: heap.heapLimitMiB },
+    'JavaScript heap settings',
+  );
 
   const agent = await createAgent({ config, logger });
   let signals = 0;

@@ -71,6 +71,8 @@ export interface AgentConfig {
   /** `ws://` accepted for a non-loopback control-plane host. */
   readonly allowInsecureControlPlane: boolean;
   readonly secretCacheTtlMs: number;
+  /** V8 `--heap-growing-percent` applied by `latchkey run`; 0 = V8's default. */
+  readonly heapGrowingPercent: number;
   /** Worker threads for Ed25519 checks; 0 = inline; undefined = min(2, cores − 1), at least 1. */
   readonly verifyWorkers: number | undefined;
   /** Directories `file` secret refs must lie under. */

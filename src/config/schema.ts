@@ -336,6 +336,15 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Most commands queued plus running; beyond it new commands are refused with the retryable `E_BUSY`.',
   },
   {
+    path: 'heapGrowingPercent',
+    env: 'LATCHKEY_HEAP_GROWING_PERCENT',
+    format: 'int',
+    default: 30,
+    min: 0,
+    max: 300,
+    doc: 'How far past its live data V8 lets the JavaScript heap grow before a full garbage collection, in percent (V8 `--heap-growing-percent`), set by `latchkey run` at start. The default keeps memory near what the agent really holds after a burst of commands; `0` leaves the choice to V8, which on a large host without a memory limit lets the heap grow to 4× its live data.',
+  },
+  {
     path: 'verifyWorkers',
     env: 'LATCHKEY_VERIFY_WORKERS',
     format: 'int',
