@@ -320,7 +320,7 @@ async function parent(): Promise<void> {
       `  agent RSS idle ${mib(idle.rss)}; after the burst: at once ${mib(after.rss)}, +2 s ${mib(after2s.rss)}, +10 s ${mib(after10s.rss)}; peak ${mib(after10s.hwm)}`,
     );
     console.log(
-      `  V8 heap: LATCHKEY_HEAP_GROWING_PERCENT=${process.env.LATCHKEY_HEAP_GROWING_PERCENT ?? '(default: 30)'} (0 = V8's own growth, up to 4× on this host)`,
+      `  V8 heap: LATCHKEY_HEAP_GROWING_PERCENT=${process.env.LATCHKEY_HEAP_GROWING_PERCENT ?? '(default)'} (0 = V8's own growth, up to 4× on this host)`,
     );
     console.log(
       `  signature checks: LATCHKEY_VERIFY_WORKERS=${process.env.LATCHKEY_VERIFY_WORKERS ?? '(default: min(2, cores - 1))'} (0 = on the agent's main thread)`,

@@ -339,7 +339,7 @@ export const SETTINGS: readonly Setting[] = [
     path: 'heapGrowingPercent',
     env: 'LATCHKEY_HEAP_GROWING_PERCENT',
     format: 'int',
-    default: 30,
+    default: 50,
     min: 0,
     max: 300,
     doc: 'How far past its live data V8 lets the JavaScript heap grow before a full garbage collection, in percent (V8 `--heap-growing-percent`), set by `latchkey run` at start. The default keeps memory near what the agent really holds after a burst of commands; `0` leaves the choice to V8, which on a large host without a memory limit lets the heap grow to 4× its live data.',

@@ -250,9 +250,9 @@ describe('latchkey run against the reference control plane', () => {
       child.kill('SIGTERM');
       expect(await exited(child)).toBe(0);
       expect(logs).toContain('"msg":"shutdown complete"');
-      // V8 heap tuning applied at start (LATCHKEY_HEAP_GROWING_PERCENT, default 30).
+      // V8 heap tuning applied at start (LATCHKEY_HEAP_GROWING_PERCENT, default 50).
       expect(logs).toMatch(
-        /"heapGrowingPercent":30,"heapLimitMiB":\d+,"msg":"JavaScript heap settings"/,
+        /"heapGrowingPercent":50,"heapLimitMiB":\d+,"msg":"JavaScript heap settings"/,
       );
       expect(logs).not.toContain(token);
     } finally {
