@@ -437,6 +437,41 @@ describe('read backpressure (holdReading)', () => {
     expect(disconnects).toBe(0);
   });
 
+  it('once released, a peer that stays silent is declared dead as usual', async () => {
+    // Welcomes, then never answers a ping.
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+    wss.on('connection', (ws) => {
+      ws.on('message', () =>
+        ws.send(JSON.stringify({ type: 'welcome', serverTime: new Date().toISOString() })),
+      );
+    });
+    const port = (wss.address() as AddressInfo).port;
+    const t = makeClient(`ws://127.0.0.1:${port}/`, {
+      heartbeatIntervalMs: 50,
+      heartbeatTimeoutMs: 200,
+    });
+    cleanups.push(async () => {
+      await t.client.stop({ flushTimeoutMs: 0 });
+      for (const c of wss.clients) c.terminate();
+    });
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+    let disconnectedAt = 0;
+    t.events.on('link:disconnected', () => (disconnectedAt ||= Date.now()));
+    t.client.holdReading(true);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(disconnectedAt).toBe(0);
+    const releasedAt = Date.now();
+    t.client.holdReading(false);
+    await expect.poll(() => disconnectedAt, { timeout: 5000 }).toBeGreaterThan(0);
+    // within about one heartbeat timeout of the release
+    expect(disconnectedAt - releasedAt).toBeLessThan(1000);
+    expect(t.lines.join('\n')).toContain('control plane unresponsive');
+  });
+
   it('outlasts a reconnect: the new connection is not read (not even its welcome) until released', async () => {
     const peer = await rawPeer();
     const t = makeClient(peer.url);
