@@ -27,7 +27,14 @@ export async function settle<T>(
     done = true;
   });
   tracked.catch(() => undefined);
-  for (let i = 0; i < 200 && !done; i++) await advance(500);
+  // Bounded in real time, not in steps: the SDK also waits on real I/O (its shared config
+  // files are read from disk), which fake timers do not drive and which a loaded CI machine
+  // can make slow. Each step gives that I/O a turn of the real event loop.
+  const deadline = performance.now() + 20_000;
+  while (!done && performance.now() < deadline) {
+    await advance(500);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
   return tracked;
 }
 
