@@ -306,40 +306,60 @@ describe('outbox across restarts', () => {
   });
 });
 
+/**
+ * A control plane that welcomes each hello and lets the test push frames; with
+ * `autoPong: false` it never answers a ping.
+ */
+async function rawPeer(opts: { autoPong?: boolean } = {}): Promise<{
+  url: string;
+  connections: WebSocket[];
+  connected: () => Promise<WebSocket>;
+}> {
+  const wss = new WebSocketServer({
+    host: '127.0.0.1',
+    port: 0,
+    autoPong: opts.autoPong ?? true,
+  });
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+  const connections: WebSocket[] = [];
+  const waiting: ((ws: WebSocket) => void)[] = [];
+  wss.on('connection', (ws) => {
+    connections.push(ws);
+    ws.on('message', () =>
+      ws.send(JSON.stringify({ type: 'welcome', serverTime: new Date().toISOString() })),
+    );
+    for (const w of waiting.splice(0)) w(ws);
+  });
+  cleanups.push(() => {
+    for (const c of wss.clients) c.terminate();
+    return Promise.resolve();
+  });
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`,
+    connections,
+    connected: () => new Promise((resolve) => waiting.push(resolve)),
+  };
+}
+
 describe('dead peer detection', () => {
   it('terminates and reconnects when the peer stops answering pings', async () => {
     // A control plane that completes the handshake and welcomes, but never answers a ping.
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false });
-    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
-    let connections = 0;
-    let secondConnection: () => void = () => undefined;
-    const second = new Promise<void>((resolve) => (secondConnection = resolve));
-    wss.on('connection', (ws) => {
-      connections++;
-      if (connections === 2) secondConnection();
-      ws.on('message', () =>
-        ws.send(JSON.stringify({ type: 'welcome', serverTime: new Date().toISOString() })),
-      );
-    });
-    const port = (wss.address() as AddressInfo).port;
-    const t = makeClient(`ws://127.0.0.1:${port}/`, {
-      heartbeatIntervalMs: 50,
-      heartbeatTimeoutMs: 200,
-    });
-    cleanups.push(async () => {
-      await t.client.stop({ flushTimeoutMs: 0 });
-      for (const c of wss.clients) c.terminate();
-    });
+    const peer = await rawPeer({ autoPong: false });
+    const t = makeClient(peer.url, { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 200 });
+    cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+    const first = peer.connected();
     const connected = t.next('link:connected');
     const disconnected = t.next('link:disconnected');
     t.client.start();
+    await first;
+    const second = peer.connected();
     await connected;
     const d = await disconnected;
     expect(d.code).toBe(1006);
     expect(t.lines.join('\n')).toContain('control plane unresponsive');
     await second;
-    expect(connections).toBe(2);
+    expect(peer.connections).toHaveLength(2);
   });
 
   it('gives up on a peer that accepts the upgrade but never sends welcome', async () => {
@@ -372,35 +392,6 @@ describe('dead peer detection', () => {
 });
 
 describe('read backpressure (holdReading)', () => {
-  /** A control plane that welcomes each hello and lets the test push frames. */
-  async function rawPeer(): Promise<{
-    url: string;
-    connections: WebSocket[];
-    connected: () => Promise<WebSocket>;
-  }> {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
-    const connections: WebSocket[] = [];
-    const waiting: ((ws: WebSocket) => void)[] = [];
-    wss.on('connection', (ws) => {
-      connections.push(ws);
-      ws.on('message', () =>
-        ws.send(JSON.stringify({ type: 'welcome', serverTime: new Date().toISOString() })),
-      );
-      for (const w of waiting.splice(0)) w(ws);
-    });
-    cleanups.push(() => {
-      for (const c of wss.clients) c.terminate();
-      return Promise.resolve();
-    });
-    return {
-      url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`,
-      connections,
-      connected: () => new Promise((resolve) => waiting.push(resolve)),
-    };
-  }
-
   it('leaves frames unread while held, loses none, keeps their order, and the heartbeat spares the peer', async () => {
     const peer = await rawPeer();
     const t = makeClient(peer.url, { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 200 });
@@ -439,23 +430,9 @@ describe('read backpressure (holdReading)', () => {
 
   it('once released, a peer that stays silent is declared dead as usual', async () => {
     // Welcomes, then never answers a ping.
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false });
-    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-    cleanups.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
-    wss.on('connection', (ws) => {
-      ws.on('message', () =>
-        ws.send(JSON.stringify({ type: 'welcome', serverTime: new Date().toISOString() })),
-      );
-    });
-    const port = (wss.address() as AddressInfo).port;
-    const t = makeClient(`ws://127.0.0.1:${port}/`, {
-      heartbeatIntervalMs: 50,
-      heartbeatTimeoutMs: 200,
-    });
-    cleanups.push(async () => {
-      await t.client.stop({ flushTimeoutMs: 0 });
-      for (const c of wss.clients) c.terminate();
-    });
+    const peer = await rawPeer({ autoPong: false });
+    const t = makeClient(peer.url, { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 200 });
+    cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
     const connected = t.next('link:connected');
     t.client.start();
     await connected;
