@@ -34,7 +34,7 @@ import {
 } from '../protocol/messages.js';
 import { Backoff } from './backoff.js';
 import type { Outbox } from './outbox.js';
-import { ResultFrame } from '../protocol/result-frame.js';
+import type { ResultFrame } from '../protocol/result-frame.js';
 
 export const HEADER_CONNECTOR_ID = 'X-Latchkey-Connector-Id';
 export const HEADER_PROTOCOL = 'X-Latchkey-Protocol';
@@ -217,8 +217,7 @@ export class ControlPlaneClient {
 
   /** Stores the result in the outbox (until acked), then sends it if connected. */
   async sendResult(result: Result | ResultFrame): Promise<void> {
-    const frame = result instanceof ResultFrame ? result : ResultFrame.of(result);
-    await this.opts.outbox.add(frame);
+    const frame = await this.opts.outbox.add(result);
     if (this.isConnected) this.sendText(frame.text);
   }
 

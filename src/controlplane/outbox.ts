@@ -123,13 +123,17 @@ export class Outbox {
     this.emitSize();
   }
 
-  /** Adds (or replaces) the result of a command and persists the outbox. */
-  async add(result: Result | ResultFrame): Promise<void> {
+  /**
+   * Adds (or replaces) the result of a command and persists the outbox.
+   * @returns the frame held (the result serialized, unless it already was)
+   */
+  async add(result: Result | ResultFrame): Promise<ResultFrame> {
     const frame = result instanceof ResultFrame ? result : ResultFrame.of(result);
     this.items.delete(frame.commandId);
     this.items.set(frame.commandId, frame);
     this.emitSize();
     await this.persist();
+    return frame;
   }
 
   /** Resolves once every change made so far is on disk (at once without a state directory). */
