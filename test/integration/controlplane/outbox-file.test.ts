@@ -5,26 +5,10 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Outbox, OUTBOX_FILE } from '../../../src/controlplane/outbox.js';
 import { AgentEvents } from '../../../src/events.js';
+import { checkResult as result } from '../../helpers/results.js';
 import type { Result } from '../../../src/protocol/messages.js';
 
 const logger = pino({ level: 'silent' });
-
-function result(commandId: string, status: 'ok' | 'error' = 'ok'): Result {
-  return {
-    type: 'result',
-    commandId,
-    kind: 'check',
-    status,
-    output: status === 'ok' ? { ok: true, checks: [] } : undefined,
-    error: status === 'error' ? { code: 'E_CONNECT', message: 'down', retryable: true } : undefined,
-    timings: {
-      receivedAt: '2026-11-25T20:00:00.000Z',
-      finishedAt: '2026-11-25T20:00:01.000Z',
-      queueMs: 0,
-      runMs: 1000,
-    },
-  };
-}
 
 describe('Outbox persisted', () => {
   let dir: string;
