@@ -73,8 +73,11 @@ describe('lifecycle', () => {
 
   it('stop while a command runs: its result is sent before stop resolves; new commands get E_BUSY', async () => {
     h = await startAgentHarness();
+    // The grant is held until the refusal has been seen: with a fixed delay instead, a
+    // slow first signature check (a cold worker on a loaded machine) let the grant finish
+    // and the agent stop before the second command was even read.
     const id = await h.send('grant', grantee('dee@example.com', 'g-stop'), {
-      integration: h.integration({ delayMs: 300 }),
+      integration: h.integration({ block: 'stop' }),
     });
     await h.driver.waitForCalls(1);
     const stopped = h.agent.stop('test');
@@ -85,6 +88,8 @@ describe('lifecycle', () => {
     const busy = await h.cp.waitFor('rejected', (r) => r.commandId === env.id, 10_000, since);
     expect(busy.error.code).toBe('E_BUSY');
     expect(busy.error.retryable).toBe(true);
+    expect(h.agent.status).toBe('draining');
+    h.driver.release('stop');
     await stopped;
     expect(h.agent.status).toBe('stopped');
     const results = h.cp.resultsFor(id);
