@@ -142,24 +142,94 @@ export interface QueryableConnection {
   destroy(): void;
 }
 
+/** What one connection went through: `broken` (never reuse it) and `lost`, the error that ended it. */
+export interface ConnectionState {
+  broken: boolean;
+  lost?: unknown;
+}
+
+/** mysql2's error for a statement sent on a connection it already knows is closed (no code). */
+const CLOSED_STATE = /closed state/i;
+
+/** True when the error means the connection itself is gone (not just the statement). */
+export function isConnectionLoss(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { fatal?: unknown; message?: unknown };
+  if (e.fatal === true) return true;
+  if (typeof e.message === 'string' && CLOSED_STATE.test(e.message)) return true;
+  const errno = mysqlErrno(err);
+  // ER_CONNECTION_KILLED (MariaDB), ER_SERVER_SHUTDOWN, server gone away / lost, ER_CLIENT_INTERACTION_TIMEOUT
+  return errno === 1927 || errno === 1053 || errno === 2006 || errno === 2013 || errno === 4031;
+}
+
+/** The retryable error of a statement sent on (or cut off with) a connection that is gone. */
+export function connectionLost(cause: unknown, operation: string): LatchkeyError {
+  const mapped = mapMysqlError(cause, operation);
+  if (mapped.code === 'E_CONNECT') return mapped;
+  return new LatchkeyError('E_CONNECT', `${operation}: lost the connection to the server`, {
+    cause,
+    ...(mapped.details ? { details: { ...mapped.details } } : {}),
+  });
+}
+
+/**
+ * Listens for the `error` event of a connection for as long as we hold it: mysql2 emits
+ * it when the server ends a connection (KILL, failover, wait_timeout) while no statement
+ * runs, and an `error` event without a listener ends the process. The connection is
+ * marked lost and destroyed; the statement that meets it fails with `E_CONNECT`.
+ * Returns the function that removes the listener.
+ */
+export function watchConnection(
+  conn: {
+    on(event: 'error', l: (err: Error) => void): unknown;
+    removeListener(event: 'error', l: (err: Error) => void): unknown;
+  },
+  state: ConnectionState,
+  onLost?: (err: Error) => void,
+): () => void {
+  const listener = (err: Error): void => {
+    state.broken = true;
+    if (state.lost === undefined) {
+      state.lost = err;
+      onLost?.(err);
+    }
+  };
+  conn.on('error', listener);
+  return () => void conn.removeListener('error', listener);
+}
+
 /**
  * A core `SqlSession` over one connection. Native errors are rethrown as they are (the
- * dialect maps them once); on abort the connection is destroyed, which also ends the
+ * dialect maps them once), except on a lost connection: then `E_CONNECT`, and the
+ * connection is destroyed. On abort the connection is destroyed too, which also ends the
  * statement on the server and frees any GET_LOCK it held.
  */
 export function connectionSession(
   conn: QueryableConnection,
   signal: AbortSignal,
-  state: { broken: boolean },
+  state: ConnectionState,
 ): SqlSession {
+  const lose = (err: unknown): LatchkeyError => {
+    state.broken = true;
+    state.lost ??= err;
+    conn.destroy();
+    return connectionLost(state.lost, 'running a statement');
+  };
   return {
     async query(sql: string, values?: readonly unknown[]): Promise<Row[]> {
-      const p = conn.query(sql, values === undefined ? undefined : [...values]);
-      const [rows] = await raceAbort(p, signal, () => {
-        state.broken = true;
-        conn.destroy();
-      });
-      return Array.isArray(rows) ? (rows as Row[]) : [];
+      if (state.lost !== undefined) throw lose(state.lost);
+      try {
+        const p = conn.query(sql, values === undefined ? undefined : [...values]);
+        const [rows] = await raceAbort(p, signal, () => {
+          state.broken = true;
+          conn.destroy();
+        });
+        return Array.isArray(rows) ? (rows as Row[]) : [];
+      } catch (err) {
+        if (signal.aborted) throw err;
+        if (state.lost !== undefined || isConnectionLoss(err)) throw lose(err);
+        throw err;
+      }
     },
   };
 }
@@ -240,11 +310,15 @@ export class MysqlPools {
       } catch (err) {
         throw mapMysqlError(err, 'connecting as the service account', signal);
       }
-      const state = { broken: false };
+      const state: ConnectionState = { broken: false };
+      const unwatch = watchConnection(conn, state);
       try {
         return await fn(connectionSession(conn, signal, state), entry.server, entry.user);
       } finally {
-        if (!state.broken) conn.release();
+        unwatch();
+        // A broken connection is destroyed, never handed to the next command.
+        if (state.broken) conn.destroy();
+        else conn.release();
       }
     } finally {
       entry.active--;
@@ -319,6 +393,8 @@ async function createPoolEntry(
       probe = await raceAbort(connecting, signal, () => {
         connecting.then((c) => c.destroy()).catch(() => undefined);
       });
+      // Lost while idle: the pending or next query fails; the event must not end the process.
+      probe.on('error', () => undefined);
       const [rows] = await raceAbort(probe.query('SELECT VERSION() AS version'), signal, () =>
         probe?.destroy(),
       );
@@ -373,6 +449,7 @@ export async function verifyLogin(
       const conn = await raceAbort(connecting, signal, () => {
         connecting.then((c) => c.destroy()).catch(() => undefined);
       });
+      conn.on('error', () => undefined); // lost: the query below fails instead
       await conn.query('SELECT 1');
       await conn.end();
       return;

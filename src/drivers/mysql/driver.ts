@@ -47,6 +47,8 @@ import {
 import {
   MysqlPools,
   connectionSession,
+  watchConnection,
+  type ConnectionState,
   loadCaBundle,
   tlsAttempts,
   verifyLogin,
@@ -605,13 +607,15 @@ async function withOwnConnection<T>(
         if (code === 'HANDSHAKE_NO_SSL_SUPPORT' || mysqlErrno(err) === 3159) continue;
         break;
       }
-      const state = { broken: false };
+      const state: ConnectionState = { broken: false };
+      watchConnection(conn, state);
       try {
         return await fn(connectionSession(conn, signal, state));
       } catch (err) {
         throw mapMysqlError(err, 'changing the service-account password', signal);
       } finally {
-        if (!state.broken) await conn.end().catch(() => undefined);
+        if (state.broken) conn.destroy();
+        else await conn.end().catch(() => undefined);
       }
     }
   }

@@ -80,6 +80,9 @@ const ERRNO: Record<number, [ErrorCode, string]> = {
   1317: ['E_CANCELLED', 'the statement was interrupted'],
   2013: ['E_CONNECT', 'lost connection to the server'],
   2006: ['E_CONNECT', 'the server has gone away'],
+  1927: ['E_CONNECT', 'the server ended the connection (KILL)'],
+  1053: ['E_CONNECT', 'the server is shutting down'],
+  4031: ['E_CONNECT', 'the server closed the connection after its inactivity timeout'],
 };
 
 /** Client-side (mysql2 / Node) codes. */
@@ -152,6 +155,13 @@ export function mapMysqlError(
   const byCode = e?.code !== undefined ? CLIENT_CODE[e.code] : undefined;
   if (byCode) {
     return new LatchkeyError(byCode[0], `${operation}: ${byCode[1]}`, { cause: err, details });
+  }
+  if (err instanceof Error && /closed state/i.test(err.message)) {
+    // mysql2: a statement on a connection it already knows is closed (no code).
+    return new LatchkeyError('E_CONNECT', `${operation}: lost the connection to the server`, {
+      cause: err,
+      details,
+    });
   }
   if (e?.code?.startsWith('ERR_TLS') || e?.code?.startsWith('ERR_SSL')) {
     return new LatchkeyError('E_CONNECT', `${operation}: TLS error (${e.code})`, {

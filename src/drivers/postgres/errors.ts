@@ -51,6 +51,7 @@ const EXACT: Record<string, ErrorCode> = {
   '0LP01': 'E_PRIVILEGE', // invalid_grant_operation
   '42939': 'E_GUARDRAIL', // reserved_name
   '53300': 'E_CONNECT', // too_many_connections
+  '25P03': 'E_CONNECT', // idle_in_transaction_session_timeout: the server ended the session
   '22023': 'E_INVALID', // invalid_parameter_value
   '42602': 'E_INVALID', // invalid_name
   '42622': 'E_INVALID', // name_too_long
@@ -121,7 +122,9 @@ export function mapPgError(err: unknown): LatchkeyError {
   if (/timeout|timed out/i.test(message)) {
     return new LatchkeyError('E_CONNECT', 'connection to the server timed out', { cause: err });
   }
-  if (/Connection terminated|ssl|tls|certificate|does not support SSL/i.test(message)) {
+  if (
+    /Connection terminated|not queryable|ssl|tls|certificate|does not support SSL/i.test(message)
+  ) {
     return new LatchkeyError(
       'E_CONNECT',
       `connection to the server failed (${message.slice(0, 200)})`,

@@ -92,26 +92,73 @@ export async function retryConcurrentUpdate<T>(sql: string, run: () => Promise<T
   }
 }
 
-/** A session over one pg client; marks the client broken when aborted mid-statement. */
+/**
+ * What one checked-out client went through: `broken` (destroy it on release instead of
+ * returning it to the pool) and `lost`, the error that ended its connection.
+ */
+export interface ClientState {
+  broken: boolean;
+  lost?: unknown;
+}
+
+/** True when the error means the connection itself is gone (not just the statement). */
+export function isConnectionLoss(err: unknown): boolean {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as {
+    severity?: unknown;
+    code?: unknown;
+    message?: unknown;
+  };
+  if (e.severity === 'FATAL' || e.severity === 'PANIC') return true;
+  const code = typeof e.code === 'string' ? e.code : '';
+  if (/^(08|57P)/.test(code) || code === '25P03') return true;
+  return mapPgError(err).code === 'E_CONNECT';
+}
+
+/** The retryable error of a statement sent on (or cut off with) a connection that is gone. */
+export function connectionLost(cause: unknown): LatchkeyError {
+  const mapped = mapPgError(cause);
+  if (mapped.code === 'E_CONNECT') return mapped;
+  return new LatchkeyError(
+    'E_CONNECT',
+    `the connection to the server was lost (${mapped.message})`,
+    { cause, ...(mapped.details ? { details: { ...mapped.details } } : {}) },
+  );
+}
+
+/**
+ * A session over one pg client. Marks the client broken when aborted mid-statement or
+ * when its connection is lost; a statement on a lost connection fails with `E_CONNECT`.
+ */
 export function clientSession(
   client: pg.ClientBase,
   signal: AbortSignal,
-  state: { broken: boolean },
+  state: ClientState,
   onAbort?: () => void,
 ): SqlSession {
   return {
     async query(sql: string, values?: readonly unknown[]): Promise<Row[]> {
-      const res = await retryConcurrentUpdate(sql, () =>
-        raceAbort(
-          client.query<Row>({ text: sql, values: values ? [...values] : [] }),
-          signal,
-          () => {
-            state.broken = true;
-            onAbort?.();
-          },
-        ),
-      );
-      return res.rows;
+      if (state.lost !== undefined) throw connectionLost(state.lost);
+      try {
+        const res = await retryConcurrentUpdate(sql, () =>
+          raceAbort(
+            client.query<Row>({ text: sql, values: values ? [...values] : [] }),
+            signal,
+            () => {
+              state.broken = true;
+              onAbort?.();
+            },
+          ),
+        );
+        return res.rows;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        if (state.lost !== undefined || isConnectionLoss(err)) {
+          state.broken = true;
+          state.lost ??= err;
+          throw connectionLost(err);
+        }
+        throw err;
+      }
     },
   };
 }
@@ -152,8 +199,19 @@ export class PgPools {
     const entry = await this.entry(spec, database, purpose, signal);
     entry.active++;
     entry.lastUsed = this.now();
-    const state = { broken: false };
+    const state: ClientState = { broken: false };
     let client: pg.PoolClient | undefined;
+    // A checked-out client has no listener of the pool: without ours, a connection the
+    // server ends (failover, pg_terminate_backend, idle_in_transaction_session_timeout)
+    // while we hold it would be an uncaught 'error' event and end the process.
+    const onError = (err: Error): void => {
+      state.broken = true;
+      state.lost ??= err;
+      this.logger.warn(
+        { err: mapPgError(err).toWire(), database, purpose },
+        'PostgreSQL connection lost while in use',
+      );
+    };
     try {
       const connecting = entry.pool.connect();
       client = await raceAbort(connecting, signal, () => {
@@ -161,6 +219,7 @@ export class PgPools {
       }).catch((err: unknown) => {
         throw mapPgError(err);
       });
+      client.on('error', onError);
       const pid = (client as unknown as { processID?: unknown }).processID;
       return await fn(
         clientSession(client, signal, state, () => {
@@ -172,7 +231,11 @@ export class PgPools {
       if (signal.aborted) state.broken = true;
       throw err;
     } finally {
-      if (client) client.release(state.broken ? true : undefined);
+      if (client) {
+        client.removeListener('error', onError);
+        // A broken client is destroyed, never handed to the next command.
+        client.release(state.broken ? true : undefined);
+      }
       entry.active--;
       entry.lastUsed = this.now();
     }

@@ -97,6 +97,10 @@ describe('mapMysqlError', () => {
     [{ code: 'HANDSHAKE_NO_SSL_SUPPORT' }, 'E_CONNECT'],
     [{ code: 'ERR_TLS_CERT_ALTNAME_INVALID' }, 'E_CONNECT'],
     [{ errno: 1064, code: 'ER_PARSE_ERROR' }, 'E_INTERNAL'],
+    [{ errno: 1927, code: 'ER_CONNECTION_KILLED' }, 'E_CONNECT'],
+    [{ errno: 1053, code: 'ER_SERVER_SHUTDOWN' }, 'E_CONNECT'],
+    [{ errno: 4031 }, 'E_CONNECT'],
+    [{ code: 'PROTOCOL_CONNECTION_LOST', fatal: true }, 'E_CONNECT'],
   ];
   it.each(cases)('%o → %s', (err, expected) => {
     const e = mapMysqlError(Object.assign(new Error('server text'), err), 'doing it');
@@ -112,6 +116,17 @@ describe('mapMysqlError', () => {
     const e = mapMysqlError(err, 'creating a user');
     expect(JSON.stringify(e.toWire())).not.toContain('Sup3r-Secret');
     expect(e.details).toEqual({ errno: 1064 });
+  });
+
+  it('a statement on a connection mysql2 knows is closed (no code) is E_CONNECT', () => {
+    const e = mapMysqlError(
+      new Error("Can't add new command when connection is in closed state"),
+      'granting',
+    );
+    expect({ code: e.code, retryable: e.retryable }).toEqual({
+      code: 'E_CONNECT',
+      retryable: true,
+    });
   });
 
   it('an aborted call is E_TIMEOUT for a timeout and E_CANCELLED otherwise', () => {

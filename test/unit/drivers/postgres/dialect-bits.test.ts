@@ -63,6 +63,7 @@ describe('mapPgError', () => {
     ['57P01', 'E_CONNECT'],
     ['08006', 'E_CONNECT'],
     ['53300', 'E_CONNECT'],
+    ['25P03', 'E_CONNECT'],
     ['53200', 'E_THROTTLED'],
     ['2BP01', 'E_GUARDRAIL'],
     ['22023', 'E_INVALID'],
@@ -84,6 +85,9 @@ describe('mapPgError', () => {
     expect(mapPgError(le)).toBe(le);
     expect(mapPgError(new Error('weird')).code).toBe('E_INTERNAL');
     expect(mapPgError(new Error('Connection terminated unexpectedly')).code).toBe('E_CONNECT');
+    expect(
+      mapPgError(new Error('Client has encountered a connection error and is not queryable')).code,
+    ).toBe('E_CONNECT');
   });
 });
 
