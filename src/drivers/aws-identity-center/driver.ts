@@ -262,23 +262,27 @@ export class AwsIdentityCenterDriver implements Driver {
   ): Promise<string[]> {
     const { orgs } = this.clients(cfg);
     const run = <T>(fn: () => Promise<T>) => this.limiters.run('organizations', fn, signal);
-    const accounts = new Set(plan.accountIds);
-    if (plan.ouIds.length > 0) {
-      const under = await listOrganizationAccounts({
-        orgs,
-        signal,
-        run,
-        startIds: plan.ouIds,
-        excludedOuIds: cfg.excludedOuIds,
-        excludedAccountIds: cfg.deniedAccountIds,
-      });
-      for (const a of under) {
-        if (cfg.allowedAccountIds === undefined || cfg.allowedAccountIds.includes(a.accountId)) {
-          accounts.add(a.accountId);
-        }
+    let management: string | undefined;
+    if (!cfg.allowManagementAccount) {
+      const org = await awsSend(
+        { service: 'organizations', operation: 'DescribeOrganization', signal },
+        (o) => orgs.send(new DescribeOrganizationCommand({}), o),
+      );
+      management = org.Organization?.MasterAccountId;
+      if (management === undefined) {
+        throw new LatchkeyError(
+          'E_INTERNAL',
+          'DescribeOrganization returned no management account',
+        );
       }
     }
     for (const id of plan.accountIds) {
+      if (id === management) {
+        throw new LatchkeyError(
+          'E_GUARDRAIL',
+          `account ${id} is the organization's management account; assignments there need allowManagementAccount`,
+        );
+      }
       if (cfg.deniedAccountIds?.includes(id)) {
         throw new LatchkeyError('E_GUARDRAIL', `account ${id} is on the integration's deny list`);
       }
@@ -304,22 +308,22 @@ export class AwsIdentityCenterDriver implements Driver {
         }
       }
     }
-    if (!cfg.allowManagementAccount && accounts.size > 0) {
-      const org = await awsSend(
-        { service: 'organizations', operation: 'DescribeOrganization', signal },
-        (o) => orgs.send(new DescribeOrganizationCommand({}), o),
-      );
-      const mgmt = org.Organization?.MasterAccountId;
-      if (mgmt === undefined)
-        throw new LatchkeyError(
-          'E_INTERNAL',
-          'DescribeOrganization returned no management account',
-        );
-      if (accounts.has(mgmt)) {
-        throw new LatchkeyError(
-          'E_GUARDRAIL',
-          `account ${mgmt} is the organization's management account; assignments there need allowManagementAccount`,
-        );
+    const accounts = new Set(plan.accountIds);
+    if (plan.ouIds.length > 0) {
+      // Accounts under a named OU that the integration may not use are left out.
+      const under = await listOrganizationAccounts({
+        orgs,
+        signal,
+        run,
+        startIds: plan.ouIds,
+        excludedOuIds: cfg.excludedOuIds,
+        excludedAccountIds: cfg.deniedAccountIds,
+      });
+      for (const a of under) {
+        if (a.accountId === management) continue;
+        if (cfg.allowedAccountIds === undefined || cfg.allowedAccountIds.includes(a.accountId)) {
+          accounts.add(a.accountId);
+        }
       }
     }
     if (accounts.size === 0)
