@@ -15,7 +15,7 @@
  * | `excludedOuIds` | `ou-…` / `r-…` ids | none | OUs (with everything under them) whose accounts never receive assignments |
  * | `allowManagementAccount` | boolean | `false` | allow assignments in the organization's management account |
  * | `allowAdministratorAccess` | boolean | `false` | allow permission sets with `AdministratorAccess`-like policies |
- * | `maxSessionDurationSeconds` | 900..43200 | `3600` | session duration of permission sets the driver builds; grants of existing permission sets with a longer one are refused |
+ * | `maxSessionDurationSeconds` | 3600..43200 | `3600` | session duration of permission sets the driver builds (Identity Center allows 1 to 12 hours); existing permission sets keep theirs, reported with each grant |
  * | `partition` | `aws` \| `aws-us-gov` \| `aws-cn` | `aws` | ARN partition |
  */
 import { z } from 'zod';
@@ -63,7 +63,7 @@ export const AwsIdentityCenterConfigSchema = z.strictObject({
   excludedOuIds: z.array(OuIdSchema).max(1000).optional(),
   allowManagementAccount: z.boolean().default(false),
   allowAdministratorAccess: z.boolean().default(false),
-  maxSessionDurationSeconds: z.number().int().min(900).max(43200).default(3600),
+  maxSessionDurationSeconds: z.number().int().min(3600).max(43200).default(3600),
   partition: PartitionSchema.default('aws'),
 });
 export type AwsIdentityCenterConfig = z.infer<typeof AwsIdentityCenterConfigSchema>;
