@@ -593,7 +593,16 @@ export class AwsIdentityCenterDriver implements Driver {
       });
     }
     // 2. The built permission set, if this grant had one.
+    // Assignments of it left by anyone (a group lost in a crash) go first: a permission
+    // set still assigned cannot be deleted.
     const psName = builtPermissionSetName(this.prefix, grantId);
+    const built = await findPermissionSet(ssoRef, psName);
+    if (
+      built?.PermissionSetArn &&
+      parseGroupMarker(this.prefix, built.Description)?.grantId === grantId
+    ) {
+      await this.removeAllAssignments(ssoRef, built.PermissionSetArn);
+    }
     const psDeleted = await deleteBuiltPermissionSet(ssoRef, this.prefix, psName, grantId);
     if (psDeleted) revoked.push(psName);
     phases.push({ phase: 'delete-permission-set', status: psDeleted ? 'done' : 'skipped' });

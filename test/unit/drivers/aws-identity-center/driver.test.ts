@@ -445,6 +445,17 @@ describe('aws-identity-center driver', () => {
       expect(again.alreadyGranted).toBe(true);
     });
 
+    it('revoke removes a built permission set even when its grant group is already gone', async () => {
+      await go(driver.grant(ctx, policyGrant()));
+      world.groups.clear();
+      world.memberships.clear();
+      const rv = await go(driver.revoke(ctx, policyGrant()));
+      expect(rv.alreadyRevoked).toBe(false);
+      expect(rv.revoked).toEqual([builtPermissionSetName('latchkey', 'g-1')]);
+      expect(world.assignments).toHaveLength(0);
+      expect(world.permissionSets.size).toBe(4);
+    });
+
     it('sweep removes a built permission set whose grant group is gone (orphan), with its assignments', async () => {
       await go(driver.grant(ctx, policyGrant()));
       world.groups.clear(); // the group vanished (crash in a revoke, or removed by hand)
