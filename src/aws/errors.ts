@@ -124,6 +124,7 @@ const UNAVAILABLE_NAMES: ReadonlySet<string> = new Set([
 ]);
 
 const CONFLICT_NAMES: ReadonlySet<string> = new Set([
+  'ConflictException',
   'ConcurrentModification',
   'ConcurrentModificationException',
   'ResourceConflictException',

@@ -123,6 +123,11 @@ export const productionDriverFactories: Readonly<Record<string, DriverFactory>> 
     { kinds: ['discover', 'check'], sweeps: false },
     () => import('./aws-discovery/index.js'),
   ),
+  'aws-identity-center': lazyDriverFactory(
+    'aws-identity-center',
+    { kinds: ACCESS_KINDS, sweeps: true },
+    () => import('./aws-identity-center/index.js'),
+  ),
   'aws-iam': lazyDriverFactory(
     'aws-iam',
     { kinds: ACCESS_KINDS, sweeps: true },

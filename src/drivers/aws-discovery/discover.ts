@@ -18,14 +18,7 @@ import {
   type Filter,
 } from '@aws-sdk/client-rds';
 import { DescribeClustersCommand, RedshiftClient, type Cluster } from '@aws-sdk/client-redshift';
-import {
-  ListAccountsCommand,
-  ListAccountsForParentCommand,
-  ListOrganizationalUnitsForParentCommand,
-  ListRootsCommand,
-  OrganizationsClient,
-  type Account,
-} from '@aws-sdk/client-organizations';
+import { OrganizationsClient } from '@aws-sdk/client-organizations';
 import {
   GetDefaultViewCommand,
   ListIndexesCommand,
@@ -35,6 +28,7 @@ import {
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { awsSend } from '../../aws/call.js';
 import { targetOf } from '../../aws/config.js';
+import { listOrganizationAccounts, memberRoleArn, paginate } from '../../aws/organization.js';
 import type { ServiceLimiters } from '../../aws/limiter.js';
 import type { AwsClientFactory, AwsTarget } from '../../aws/types.js';
 import { LatchkeyError, toWireError } from '../../errors.js';
@@ -45,8 +39,6 @@ import { readConnectorTags, tagKeys, tagRecord, type TagVerdict } from './tags.j
 export type Resource = DiscoverOutput['resources'][number];
 export type Warning = DiscoverOutput['warnings'][number];
 
-/** Upper bound on pages of one listing (a loop guard, far above any real account). */
-const MAX_PAGES = 10_000;
 /** RDS `Filters` values per call. */
 const RDS_FILTER_CHUNK = 100;
 
@@ -85,23 +77,6 @@ function run<T>(env: DiscoveryEnv, service: string, fn: () => Promise<T>): Promi
   return env.limiters.for(service).add(fn, { throwOnTimeout: true });
 }
 
-/** Follow `next` tokens until the last page. */
-async function paginate<P>(
-  fetch: (token: string | undefined) => Promise<P>,
-  next: (page: P) => string | undefined,
-  onPage: (page: P) => void,
-): Promise<void> {
-  let token: string | undefined;
-  const seen = new Set<string>();
-  for (let i = 0; i < MAX_PAGES; i++) {
-    const page = await fetch(token);
-    onPage(page);
-    token = next(page);
-    if (token === undefined || token === '' || seen.has(token)) return;
-    seen.add(token);
-  }
-}
-
 export function partitionOf(arn: string): string {
   return /^arn:(aws[a-z-]*):/.exec(arn)?.[1] ?? 'aws';
 }
@@ -117,16 +92,10 @@ export async function homeIdentity(env: DiscoveryEnv): Promise<HomeIdentity> {
   return { accountId: out.Account, arn: out.Arn, partition: partitionOf(out.Arn) };
 }
 
-function isActive(a: Account): boolean {
-  const state = a.State ?? a.Status;
-  return state === undefined || state === 'ACTIVE';
-}
-
 /**
  * The accounts to discover: the home account alone, or every active member account of
- * the organization minus excluded OUs (with everything under them) and excluded accounts.
- * Without excluded OUs the flat `ListAccounts` is used; with them, the OU tree is walked
- * from the roots (`ListRoots`, `ListAccountsForParent`, `ListOrganizationalUnitsForParent`).
+ * the organization minus excluded OUs (with everything under them) and excluded accounts
+ * (the walk itself is `listOrganizationAccounts` in `src/aws/organization.ts`).
  * @throws LatchkeyError when the organization cannot be listed
  */
 export async function listAccounts(env: DiscoveryEnv, home: HomeIdentity): Promise<AccountRef[]> {
@@ -136,104 +105,22 @@ export async function listAccounts(env: DiscoveryEnv, home: HomeIdentity): Promi
       { accountId: home.accountId, name: undefined, roleArn: undefined, externalId: undefined },
     ];
   }
-  const orgs = env.aws.client(OrganizationsClient, targetOf(env.cfg));
-  const signal = env.signal;
-  const found: Account[] = [];
-  const excludedOus = new Set(org.excludedOuIds ?? []);
-  if (excludedOus.size === 0) {
-    await paginate(
-      (token) =>
-        run(env, 'organizations', () =>
-          awsSend({ service: 'organizations', operation: 'ListAccounts', signal }, (o) =>
-            orgs.send(new ListAccountsCommand(token ? { NextToken: token } : {}), o),
-          ),
-        ),
-      (p) => p.NextToken,
-      (p) => found.push(...(p.Accounts ?? [])),
-    );
-  } else {
-    const parents: string[] = [];
-    await paginate(
-      (token) =>
-        run(env, 'organizations', () =>
-          awsSend({ service: 'organizations', operation: 'ListRoots', signal }, (o) =>
-            orgs.send(new ListRootsCommand(token ? { NextToken: token } : {}), o),
-          ),
-        ),
-      (p) => p.NextToken,
-      (p) => {
-        for (const r of p.Roots ?? []) if (r.Id && !excludedOus.has(r.Id)) parents.push(r.Id);
-      },
-    );
-    for (let parent = parents.shift(); parent !== undefined; parent = parents.shift()) {
-      const parentId = parent;
-      await paginate(
-        (token) =>
-          run(env, 'organizations', () =>
-            awsSend(
-              {
-                service: 'organizations',
-                operation: 'ListAccountsForParent',
-                resource: parentId,
-                signal,
-              },
-              (o) =>
-                orgs.send(
-                  new ListAccountsForParentCommand({
-                    ParentId: parentId,
-                    ...(token ? { NextToken: token } : {}),
-                  }),
-                  o,
-                ),
-            ),
-          ),
-        (p) => p.NextToken,
-        (p) => found.push(...(p.Accounts ?? [])),
-      );
-      await paginate(
-        (token) =>
-          run(env, 'organizations', () =>
-            awsSend(
-              {
-                service: 'organizations',
-                operation: 'ListOrganizationalUnitsForParent',
-                resource: parentId,
-                signal,
-              },
-              (o) =>
-                orgs.send(
-                  new ListOrganizationalUnitsForParentCommand({
-                    ParentId: parentId,
-                    ...(token ? { NextToken: token } : {}),
-                  }),
-                  o,
-                ),
-            ),
-          ),
-        (p) => p.NextToken,
-        (p) => {
-          for (const ou of p.OrganizationalUnits ?? []) {
-            if (ou.Id && !excludedOus.has(ou.Id)) parents.push(ou.Id);
-          }
-        },
-      );
-    }
-  }
-  const excludedAccounts = new Set(org.excludedAccountIds ?? []);
-  const seen = new Set<string>();
-  const out: AccountRef[] = [];
-  for (const a of found) {
-    if (!a.Id || seen.has(a.Id) || excludedAccounts.has(a.Id) || !isActive(a)) continue;
-    seen.add(a.Id);
-    const home_ = a.Id === home.accountId;
-    out.push({
-      accountId: a.Id,
-      name: a.Name,
-      roleArn: home_ ? undefined : `arn:${home.partition}:iam::${a.Id}:role/${org.memberRoleName}`,
-      externalId: home_ ? undefined : org.externalId,
-    });
-  }
-  return out;
+  const accounts = await listOrganizationAccounts({
+    orgs: env.aws.client(OrganizationsClient, targetOf(env.cfg)),
+    signal: env.signal,
+    run: (fn) => run(env, 'organizations', fn),
+    excludedOuIds: org.excludedOuIds,
+    excludedAccountIds: org.excludedAccountIds,
+  });
+  return accounts.map((a) => {
+    const isHome = a.accountId === home.accountId;
+    return {
+      accountId: a.accountId,
+      name: a.name,
+      roleArn: isHome ? undefined : memberRoleArn(home.partition, a.accountId, org.memberRoleName),
+      externalId: isHome ? undefined : org.externalId,
+    };
+  });
 }
 
 /** The factory target of one account in one region. */

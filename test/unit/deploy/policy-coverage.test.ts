@@ -15,6 +15,7 @@ const PREFIX: Record<string, string> = {
   dynamodb: 'dynamodb',
   ec2: 'ec2',
   iam: 'iam',
+  identitystore: 'identitystore',
   kms: 'kms',
   lambda: 'lambda',
   organizations: 'organizations',
@@ -26,6 +27,7 @@ const PREFIX: Record<string, string> = {
   sns: 'sns',
   sqs: 'sqs',
   ssm: 'ssm',
+  'sso-admin': 'sso',
   sts: 'sts',
 };
 
