@@ -9,6 +9,8 @@ import type { CommandKind } from './protocol/messages.js';
 export interface AgentEventMap {
   /** A frame or command was refused before reaching a driver. */
   'command:rejected': { commandId: string | null; code: ErrorCode };
+  /** The log line of a refusal was dropped by the refusal log's rate limit (it was still answered). */
+  'refusal:log-suppressed': { code: ErrorCode };
   /** A command entered the queue. */
   'command:accepted': { commandId: string; kind: CommandKind; integrationType: string };
   /** A command id seen again: its stored result was re-sent, or it is still running. */

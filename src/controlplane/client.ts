@@ -20,7 +20,7 @@ import { rootCertificates } from 'node:tls';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { HttpsProxyAgent } from 'https-proxy-agent';
-import type { LatchkeyError } from '../errors.js';
+import { LatchkeyError } from '../errors.js';
 import type { AgentEvents } from '../events.js';
 import { parseControlPlaneFrame } from '../protocol/frame.js';
 import {
@@ -70,7 +70,15 @@ export interface ControlPlaneClientOptions {
 
 type CommandHandler = (msg: CommandMessage) => void;
 type CancelHandler = (commandId: string) => void;
-type InvalidFrameHandler = (r: { commandId: string | null; error: LatchkeyError }) => void;
+/**
+ * A frame refused at the frame stage: `commandId` when it could be read, `bytes` the
+ * frame's size. The link does not log it: the handler answers and logs it, once.
+ */
+type InvalidFrameHandler = (r: {
+  commandId: string | null;
+  error: LatchkeyError;
+  bytes: number;
+}) => void;
 
 /** True when `host` matches a NO_PROXY list (`*`, exact names, `.suffix` or `suffix`, optional `:port`). */
 export function bypassesProxy(host: string, port: string, noProxy: string | undefined): boolean {
@@ -349,8 +357,13 @@ export class ControlPlaneClient {
     ws.on('message', (data, isBinary) => {
       if (this.ws !== ws) return;
       this.seen();
-      // Frames are JSON text; a binary frame is read the same way (UTF-8 checked by the parser).
-      void isBinary;
+      if (isBinary) {
+        // The protocol is JSON in text frames only: a binary frame is refused unread, and
+        // never run, whatever it holds. (A text frame that is not UTF-8 never gets here:
+        // ws fails the connection with 1007, as RFC 6455 requires.)
+        this.refuseBinary(data);
+        return;
+      }
       const buf = Buffer.isBuffer(data)
         ? data
         : Array.isArray(data)
@@ -407,16 +420,24 @@ export class ControlPlaneClient {
     });
   }
 
+  private refuseBinary(data: WebSocket.RawData): void {
+    const bytes = Array.isArray(data)
+      ? data.reduce((n, b) => n + b.length, 0)
+      : data instanceof ArrayBuffer
+        ? data.byteLength
+        : data.length;
+    const error = new LatchkeyError(
+      'E_SCHEMA',
+      'binary frames are not accepted: send each message as JSON in a text frame',
+    );
+    this.safeCall(() => this.invalidFrameHandler({ commandId: null, error, bytes }));
+  }
+
   private handleFrame(ws: WebSocket, buf: Buffer): void {
     const parsed = parseControlPlaneFrame(buf, this.opts.maxFrameBytes);
     if (!parsed.ok) {
-      this.logger.warn(
-        { commandId: parsed.commandId, code: parsed.error.code, reason: parsed.error.message },
-        'invalid frame from the control plane',
-      );
-      this.safeCall(() =>
-        this.invalidFrameHandler({ commandId: parsed.commandId, error: parsed.error }),
-      );
+      const { commandId, error } = parsed;
+      this.safeCall(() => this.invalidFrameHandler({ commandId, error, bytes: buf.length }));
       return;
     }
     const msg = parsed.message;

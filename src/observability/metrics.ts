@@ -67,6 +67,12 @@ export function createMetrics(events: AgentEvents): Metrics {
     labelNames: ['code'] as const,
     registers,
   });
+  const refusalLogsSuppressed = new prom.Counter({
+    name: 'latchkey_refusal_logs_suppressed_total',
+    help: 'Log lines of refusals dropped by the rate limit of the refusal log, by error code (the refusals were still answered and counted).',
+    labelNames: ['code'] as const,
+    registers,
+  });
   const duplicates = new prom.Counter({
     name: 'latchkey_duplicates_total',
     help: 'Commands received again with the same id and content (answered without running).',
@@ -139,6 +145,7 @@ export function createMetrics(events: AgentEvents): Metrics {
     events.on('link:disconnected', () => connected.set(0)),
     events.on('link:reconnect-scheduled', () => reconnects.inc()),
     events.on('command:rejected', (e) => rejections.inc({ code: e.code })),
+    events.on('refusal:log-suppressed', (e) => refusalLogsSuppressed.inc({ code: e.code })),
     events.on('command:duplicate', () => duplicates.inc()),
     events.on('outbox:size', (e) => outbox.set(e.size)),
     events.on('link:reading', (e) => {

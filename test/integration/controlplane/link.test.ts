@@ -342,6 +342,54 @@ async function rawPeer(opts: { autoPong?: boolean } = {}): Promise<{
   };
 }
 
+describe('wire: binary and non-UTF-8 frames', () => {
+  it('refuses a binary frame through onInvalidFrame (E_SCHEMA) and never hands it on as a command', async () => {
+    const peer = await rawPeer();
+    const t = makeClient(peer.url);
+    cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+    const commands: CommandMessage[] = [];
+    const invalid: { commandId: string | null; code: string; bytes: number }[] = [];
+    t.client.onCommand((m) => commands.push(m));
+    t.client.onInvalidFrame(({ commandId, error, bytes }) =>
+      invalid.push({ commandId, code: error.code, bytes }),
+    );
+    const connected = t.next('link:connected');
+    const socket = peer.connected();
+    t.client.start();
+    await connected;
+    const ws = await socket;
+    const frame = JSON.stringify({
+      type: 'command',
+      envelope: { id: 'cmd-bin', kind: 'check' },
+      signature: { alg: 'ed25519', keyId: 'k', value: 'AAAA' },
+    });
+    ws.send(Buffer.from(frame, 'utf8'), { binary: true });
+    ws.send(frame); // the same as text is handed on (then verified by the agent)
+    await expect.poll(() => commands.length, { timeout: 5000 }).toBe(1);
+    expect(invalid).toEqual([{ commandId: null, code: 'E_SCHEMA', bytes: frame.length }]);
+    expect(t.client.connected).toBe(true);
+  });
+
+  it('fails the connection with 1007 on a text frame that is not UTF-8, and reconnects', async () => {
+    const peer = await rawPeer();
+    const t = makeClient(peer.url);
+    cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+    const invalid: unknown[] = [];
+    t.client.onInvalidFrame((r) => invalid.push(r));
+    const connected = t.next('link:connected');
+    const socket = peer.connected();
+    t.client.start();
+    await connected;
+    const ws = await socket;
+    const peerClosed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    const second = peer.connected();
+    ws.send(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]), { binary: false });
+    expect(await peerClosed).toBe(1007);
+    await second;
+    expect(invalid).toEqual([]);
+  });
+});
+
 describe('dead peer detection', () => {
   it('terminates and reconnects when the peer stops answering pings', async () => {
     // A control plane that completes the handshake and welcomes, but never answers a ping.

@@ -26,6 +26,7 @@ const METRICS = [
   'latchkey_connected',
   'latchkey_reconnects_total',
   'latchkey_rejections_total',
+  'latchkey_refusal_logs_suppressed_total',
   'latchkey_duplicates_total',
   'latchkey_outbox_size',
   'latchkey_link_reading_held',
