@@ -37,6 +37,11 @@ export interface AgentEventMap {
   'link:reconnect-scheduled': { attempt: number; delayMs: number };
   /** Reading from the control plane held back (backpressure) or restarted. */
   'link:reading': { held: boolean };
+  /**
+   * Sending to the control plane held (it does not take what was written: more than the
+   * send-buffer bound waits in the socket; reading is held too) or released.
+   */
+  'link:sending': { held: boolean; bufferedBytes: number };
   'outbox:size': { size: number };
   'sweep:finished': {
     integrationId: string;

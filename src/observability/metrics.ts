@@ -93,6 +93,16 @@ export function createMetrics(events: AgentEvents): Metrics {
     help: 'Times reading from the control plane was held back because commands arrived faster than they could be checked.',
     registers,
   });
+  const sendHeld = new prom.Gauge({
+    name: 'latchkey_link_send_held',
+    help: '1 while the control plane does not take what the agent sent (more than the send-buffer bound waits in the socket; reading and results are held), else 0.',
+    registers,
+  });
+  const sendHolds = new prom.Counter({
+    name: 'latchkey_link_send_holds_total',
+    help: 'Times sending (and reading) was held because the control plane did not take what the agent sent.',
+    registers,
+  });
   const sweeps = new prom.Counter({
     name: 'latchkey_sweeps_total',
     help: 'Expiry sweeps of one integration, by integration type.',
@@ -125,6 +135,7 @@ export function createMetrics(events: AgentEvents): Metrics {
   running.set(0);
   outbox.set(0);
   readingHeld.set(0);
+  sendHeld.set(0);
 
   const offs = [
     events.on('command:finished', (e) => {
@@ -151,6 +162,10 @@ export function createMetrics(events: AgentEvents): Metrics {
     events.on('link:reading', (e) => {
       readingHeld.set(e.held ? 1 : 0);
       if (e.held) readHolds.inc();
+    }),
+    events.on('link:sending', (e) => {
+      sendHeld.set(e.held ? 1 : 0);
+      if (e.held) sendHolds.inc();
     }),
     events.on('sweep:finished', (e) => {
       sweeps.inc({ integration_type: e.integrationType });

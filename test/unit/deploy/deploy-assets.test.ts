@@ -31,6 +31,8 @@ const METRICS = [
   'latchkey_outbox_size',
   'latchkey_link_reading_held',
   'latchkey_link_read_holds_total',
+  'latchkey_link_send_held',
+  'latchkey_link_send_holds_total',
   'latchkey_sweeps_total',
   'latchkey_sweep_revoked_total',
   'latchkey_sweep_errors_total',
