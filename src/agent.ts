@@ -44,6 +44,7 @@ import { LatchkeyError, toWireError } from './errors.js';
 import type { ErrorCode } from './errors.js';
 import { AgentEvents } from './events.js';
 import { createMetrics, startHttpServer } from './observability/index.js';
+import { RefusalLog, type Refusal } from './observability/refusal-log.js';
 import { COMMAND_KINDS, type CommandMessage } from './protocol/messages.js';
 import { createSealer, parsePublicKey, type VerifyOutcome } from './protocol/index.js';
 import {
@@ -278,13 +279,24 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     logger: logger.child({ component: 'sweep' }),
   });
 
+  // One line per refusal, only known-safe fields, rate limited per code (a flood of junk
+  // frames must not cost more to log than to refuse).
+  const refusals = new RefusalLog({ logger, events });
   const reject = (
     commandId: string | null,
     error: LatchkeyError | { code: ErrorCode; message: string; retryable: boolean },
+    stage: Refusal['stage'],
+    bytes?: number,
   ): void => {
     const wire = error instanceof LatchkeyError ? error.toWire() : error;
     events.emit('command:rejected', { commandId, code: wire.code });
-    logger.warn({ commandId, code: wire.code, reason: wire.message }, 'command rejected');
+    refusals.log({
+      code: wire.code,
+      commandId,
+      stage,
+      reason: wire.message,
+      ...(bytes === undefined ? {} : { bytes }),
+    });
     client.send({ type: 'rejected', commandId, error: wire });
   };
 
@@ -331,14 +343,14 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
       (err: unknown) => {
         // Not expected (the pool answers E_INTERNAL itself): fail closed all the same.
         logger.error({ err }, 'command verification failed');
-        reject(typeof rawId === 'string' ? rawId : null, toWireError(err));
+        reject(typeof rawId === 'string' ? rawId : null, toWireError(err), 'command');
       },
     );
   };
 
   const onVerdict = (verdict: VerifyOutcome, receivedAt: Date, arrival: number): void => {
     if (!verdict.ok) {
-      reject(verdict.commandId, verdict.error);
+      reject(verdict.commandId, verdict.error, 'command');
       return;
     }
     const { envelope, digest } = verdict;
@@ -349,7 +361,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
       outcome = dispatcher.submit(envelope, digest, receivedAt);
     } catch (err) {
       logger.error({ err, commandId: envelope.id }, 'dispatcher.submit threw');
-      reject(envelope.id, toWireError(err));
+      reject(envelope.id, toWireError(err), 'command');
       return;
     }
     switch (outcome.status) {
@@ -396,8 +408,8 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
   // Invalid frames and cancels keep their place after the commands before them (a cancel
   // must find the command it follows, even one still being verified).
   const noError = (): void => undefined;
-  client.onInvalidFrame(({ commandId, error }) =>
-    inOrder.add(undefined, () => reject(commandId, error), noError),
+  client.onInvalidFrame(({ commandId, error, bytes }) =>
+    inOrder.add(undefined, () => reject(commandId, error, 'frame', bytes), noError),
   );
   client.onCancel((commandId) => {
     logger.info({ commandId }, 'cancel requested by the control plane');
@@ -490,6 +502,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
         await step('http', () => http?.close());
         await step('drivers', () => registry.closeAll());
         await step('services', () => built.close());
+        refusals.close();
         setStatus('stopped');
         logger.info({ durationMs: Date.now() - t0 }, 'shutdown complete');
       })();

@@ -9,6 +9,8 @@ import type { CommandKind } from './protocol/messages.js';
 export interface AgentEventMap {
   /** A frame or command was refused before reaching a driver. */
   'command:rejected': { commandId: string | null; code: ErrorCode };
+  /** The log line of a refusal was dropped by the refusal log's rate limit (it was still answered). */
+  'refusal:log-suppressed': { code: ErrorCode };
   /** A command entered the queue. */
   'command:accepted': { commandId: string; kind: CommandKind; integrationType: string };
   /** A command id seen again: its stored result was re-sent, or it is still running. */
@@ -35,6 +37,11 @@ export interface AgentEventMap {
   'link:reconnect-scheduled': { attempt: number; delayMs: number };
   /** Reading from the control plane held back (backpressure) or restarted. */
   'link:reading': { held: boolean };
+  /**
+   * Sending to the control plane held (it does not take what was written: more than the
+   * send-buffer bound waits in the socket; reading is held too) or released.
+   */
+  'link:sending': { held: boolean; bufferedBytes: number };
   'outbox:size': { size: number };
   'sweep:finished': {
     integrationId: string;

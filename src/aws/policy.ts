@@ -28,6 +28,7 @@ import type PQueue from 'p-queue';
 import { z } from 'zod';
 import { LatchkeyError, toWireError } from '../errors.js';
 import { awsSend } from './call.js';
+import { parseJsonBounded } from '../protocol/json-depth.js';
 import { roleNameOf } from './index.js';
 
 export const POLICY_VERSION = '2012-10-17';
@@ -275,7 +276,7 @@ export async function getInlinePolicy(
 /** Canonical form for comparison: parsed and re-serialized (whitespace-insensitive). */
 function canonical(json: string): string {
   try {
-    return JSON.stringify(JSON.parse(json));
+    return JSON.stringify(parseJsonBounded(json));
   } catch {
     return json;
   }
@@ -422,7 +423,7 @@ const StoredPolicySchema = z.object({
 export function policyExpiry(json: string): Date | null {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(json);
+    parsed = parseJsonBounded(json);
   } catch {
     return null;
   }

@@ -14,13 +14,18 @@
  *    frame) arrives within `heartbeatTimeoutMs` of a ping, the socket is terminated.
  * 5. Any close → reconnect after an exponential, fully jittered, capped delay, until
  *    `stop()`.
+ * 6. Send backpressure: once more than `maxSendBufferBytes` wait in the socket for the
+ *    control plane to take them (`bufferedAmount`), the link stops reading (no new
+ *    commands, duplicates or acks produce output) and results stay in the outbox only;
+ *    when the socket drains, reading restarts and the held results are sent, in order.
+ *    A peer that takes nothing for `heartbeatTimeoutMs` is terminated.
  */
 import type { Duplex } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { HttpsProxyAgent } from 'https-proxy-agent';
-import type { LatchkeyError } from '../errors.js';
+import { LatchkeyError } from '../errors.js';
 import type { AgentEvents } from '../events.js';
 import { parseControlPlaneFrame } from '../protocol/frame.js';
 import {
@@ -37,6 +42,8 @@ import type { Outbox } from './outbox.js';
 import type { ResultFrame } from '../protocol/result-frame.js';
 
 export const HEADER_CONNECTOR_ID = 'X-Latchkey-Connector-Id';
+/** Default of `maxSendBufferBytes`. */
+export const DEFAULT_MAX_SEND_BUFFER_BYTES = 4 * 1024 * 1024;
 export const HEADER_PROTOCOL = 'X-Latchkey-Protocol';
 
 export interface ControlPlaneClientOptions {
@@ -55,6 +62,12 @@ export interface ControlPlaneClientOptions {
   backoff: { initialMs: number; maxMs: number; stableAfterMs: number };
   /** Inbound frames above this are refused with `E_TOO_LARGE`. */
   maxFrameBytes: number;
+  /**
+   * Bytes written and not yet taken by the control plane (`bufferedAmount`) above which
+   * the link stops reading and holds results in the outbox. Default
+   * `DEFAULT_MAX_SEND_BUFFER_BYTES` (4 MiB).
+   */
+  maxSendBufferBytes?: number;
   /** PEM text of extra trusted CAs, added to Node's default roots. */
   caBundle?: string;
   /** HTTP(S) proxy for the connection (CONNECT tunnel). */
@@ -70,7 +83,15 @@ export interface ControlPlaneClientOptions {
 
 type CommandHandler = (msg: CommandMessage) => void;
 type CancelHandler = (commandId: string) => void;
-type InvalidFrameHandler = (r: { commandId: string | null; error: LatchkeyError }) => void;
+/**
+ * A frame refused at the frame stage: `commandId` when it could be read, `bytes` the
+ * frame's size. The link does not log it: the handler answers and logs it, once.
+ */
+type InvalidFrameHandler = (r: {
+  commandId: string | null;
+  error: LatchkeyError;
+  bytes: number;
+}) => void;
 
 /** True when `host` matches a NO_PROXY list (`*`, exact names, `.suffix` or `suffix`, optional `:port`). */
 export function bypassesProxy(host: string, port: string, noProxy: string | undefined): boolean {
@@ -139,6 +160,17 @@ export class ControlPlaneClient {
   private corked = false;
   /** Reading held back by the agent (`holdReading`): inbound frames wait in the socket. */
   private readingHeld = false;
+  /** Sending held: the control plane has not taken `maxSendBufferBytes` already written. */
+  private sendHeld = false;
+  /** When `sendHeld` last became true (ms since epoch). */
+  private sendHeldSince = 0;
+  private readonly maxSendBuffer: number;
+  /**
+   * Results of the outbox still to write on this connection, oldest first (references
+   * to the outbox's frames): filled at `welcome` and by `sendResult`, emptied as the
+   * socket takes them.
+   */
+  private readonly unsent = new Map<string, ResultFrame>();
   private isConnected = false;
   private started = false;
   private stopped = false;
@@ -154,6 +186,10 @@ export class ControlPlaneClient {
     this.logger = opts.logger.child({ component: 'controlplane' });
     this.backoff = new Backoff(opts.backoff, opts.random ?? Math.random);
     this.logUrl = safeUrl(opts.url);
+    this.maxSendBuffer = opts.maxSendBufferBytes ?? DEFAULT_MAX_SEND_BUFFER_BYTES;
+    if (!Number.isFinite(this.maxSendBuffer) || this.maxSendBuffer < 1) {
+      throw new RangeError('maxSendBufferBytes must be a positive number');
+    }
     this.ca = opts.caBundle ? [...rootCertificates, opts.caBundle] : undefined;
     this.agent = this.makeProxyAgent();
   }
@@ -197,11 +233,7 @@ export class ControlPlaneClient {
   holdReading(hold: boolean): void {
     if (this.readingHeld === hold) return;
     this.readingHeld = hold;
-    const ws = this.ws;
-    if (ws !== null && ws.readyState === WebSocket.OPEN) {
-      if (hold) ws.pause();
-      else ws.resume();
-    }
+    this.applyPause();
     this.opts.events.emit('link:reading', { held: hold });
   }
 
@@ -210,15 +242,44 @@ export class ControlPlaneClient {
     return this.readingHeld;
   }
 
+  /** True while sending is held (the control plane is not taking what was written). */
+  get sendIsHeld(): boolean {
+    return this.sendHeld;
+  }
+
+  /** Bytes written on this connection and not yet taken by the socket (0 when none). */
+  get bufferedBytes(): number {
+    return this.ws?.bufferedAmount ?? 0;
+  }
+
+  /** Results waiting to be written on this connection (they are in the outbox). */
+  get unsentResults(): number {
+    return this.unsent.size;
+  }
+
+  /** Reading is paused while the agent holds it or sending is held. */
+  private applyPause(): void {
+    const ws = this.ws;
+    if (ws === null || ws.readyState !== WebSocket.OPEN) return;
+    if (this.readingHeld || this.sendHeld) ws.pause();
+    else ws.resume();
+  }
+
   /** Sends `accepted` / `rejected`. Best effort: false when the socket is not open. */
   send(msg: Accepted | Rejected): boolean {
     return this.sendJson(msg);
   }
 
-  /** Stores the result in the outbox (until acked), then sends it if connected. */
+  /**
+   * Stores the result in the outbox (until acked), then sends it if connected, unless
+   * sending is held: then it waits (in the outbox) until the socket drains.
+   */
   async sendResult(result: Result | ResultFrame): Promise<void> {
     const frame = await this.opts.outbox.add(result);
-    if (this.isConnected) this.sendText(frame.text);
+    if (!this.isConnected) return;
+    this.unsent.delete(frame.commandId);
+    this.unsent.set(frame.commandId, frame);
+    this.pump();
   }
 
   /**
@@ -339,7 +400,7 @@ export class ControlPlaneClient {
         capabilities: opts.capabilities,
       };
       this.helloSentAt = Date.now();
-      if (this.readingHeld) ws.pause();
+      if (this.readingHeld || this.sendHeld) ws.pause();
       ws.send(JSON.stringify(hello));
       this.startHeartbeat(ws);
       // The welcome must come within the heartbeat timeout too.
@@ -349,8 +410,13 @@ export class ControlPlaneClient {
     ws.on('message', (data, isBinary) => {
       if (this.ws !== ws) return;
       this.seen();
-      // Frames are JSON text; a binary frame is read the same way (UTF-8 checked by the parser).
-      void isBinary;
+      if (isBinary) {
+        // The protocol is JSON in text frames only: a binary frame is refused unread, and
+        // never run, whatever it holds. (A text frame that is not UTF-8 never gets here:
+        // ws fails the connection with 1007, as RFC 6455 requires.)
+        this.refuseBinary(data);
+        return;
+      }
       const buf = Buffer.isBuffer(data)
         ? data
         : Array.isArray(data)
@@ -395,6 +461,9 @@ export class ControlPlaneClient {
         this.isConnected = false;
         this.stopHeartbeat();
         this.backoff.disconnected();
+        // Everything unsent is in the outbox: re-sent after the next welcome.
+        this.unsent.clear();
+        this.setSendHeld(false);
       }
       if (wasConnected) {
         this.logger.warn({ url: this.logUrl, code, reason }, 'control plane link closed');
@@ -407,16 +476,24 @@ export class ControlPlaneClient {
     });
   }
 
+  private refuseBinary(data: WebSocket.RawData): void {
+    const bytes = Array.isArray(data)
+      ? data.reduce((n, b) => n + b.length, 0)
+      : data instanceof ArrayBuffer
+        ? data.byteLength
+        : data.length;
+    const error = new LatchkeyError(
+      'E_SCHEMA',
+      'binary frames are not accepted: send each message as JSON in a text frame',
+    );
+    this.safeCall(() => this.invalidFrameHandler({ commandId: null, error, bytes }));
+  }
+
   private handleFrame(ws: WebSocket, buf: Buffer): void {
     const parsed = parseControlPlaneFrame(buf, this.opts.maxFrameBytes);
     if (!parsed.ok) {
-      this.logger.warn(
-        { commandId: parsed.commandId, code: parsed.error.code, reason: parsed.error.message },
-        'invalid frame from the control plane',
-      );
-      this.safeCall(() =>
-        this.invalidFrameHandler({ commandId: parsed.commandId, error: parsed.error }),
-      );
+      const { commandId, error } = parsed;
+      this.safeCall(() => this.invalidFrameHandler({ commandId, error, bytes: buf.length }));
       return;
     }
     const msg = parsed.message;
@@ -453,9 +530,62 @@ export class ControlPlaneClient {
       'connected to the control plane',
     );
     this.opts.events.emit('link:connected', { url: this.logUrl });
-    for (const frame of this.opts.outbox.frames()) {
-      if (this.ws !== ws || !this.sendText(frame.text)) break;
+    this.unsent.clear();
+    for (const frame of this.opts.outbox.frames()) this.unsent.set(frame.commandId, frame);
+    this.pump();
+  }
+
+  /** Writes held results, oldest first, until none is left or sending is held. */
+  private pump(): void {
+    const ws = this.ws;
+    if (ws === null || !this.isConnected) return;
+    for (const [commandId, frame] of this.unsent) {
+      if (this.sendHeld || this.ws !== ws) return;
+      this.unsent.delete(commandId);
+      // Acknowledged meanwhile (e.g. it was also sent on an earlier connection).
+      if (!this.opts.outbox.has(commandId)) continue;
+      if (!this.sendText(frame.text)) return;
     }
+  }
+
+  /**
+   * Holds sending (and reading) once more than `maxSendBufferBytes` wait in the socket;
+   * the hold is lifted when the socket drains (or, as a fallback, when a heartbeat finds
+   * less than half of the bound buffered).
+   */
+  private checkSendBuffer(ws: WebSocket): void {
+    if (this.sendHeld || this.ws !== ws || ws.bufferedAmount < this.maxSendBuffer) return;
+    this.setSendHeld(true);
+    const socket = this.socket;
+    socket?.once('drain', () => {
+      if (this.ws === ws) this.releaseSend();
+    });
+  }
+
+  private releaseSend(): void {
+    if (!this.sendHeld) return;
+    this.setSendHeld(false);
+    this.pump();
+  }
+
+  private setSendHeld(held: boolean): void {
+    if (this.sendHeld === held) return;
+    this.sendHeld = held;
+    if (held) this.sendHeldSince = Date.now();
+    const bufferedBytes = this.ws?.bufferedAmount ?? 0;
+    if (held) {
+      this.logger.warn(
+        { bufferedBytes, maxSendBufferBytes: this.maxSendBuffer },
+        'control plane is not reading: reading held, results kept in the outbox until it does',
+      );
+    }
+    this.applyPause();
+    this.opts.events.emit('link:sending', { held, bufferedBytes });
+  }
+
+  /** True when sending has been held for a whole heartbeat timeout: the peer takes nothing. */
+  private peerStalled(): boolean {
+    return this.sendHeld && Date.now() - this.sendHeldSince >= this.opts.heartbeatTimeoutMs;
   }
 
   /**
@@ -485,6 +615,7 @@ export class ControlPlaneClient {
     try {
       this.corkForThisTurn();
       ws.send(text);
+      this.checkSendBuffer(ws);
       return true;
     } catch (err) {
       this.logger.warn({ err }, 'send to the control plane failed');
@@ -504,6 +635,14 @@ export class ControlPlaneClient {
     this.stopHeartbeat();
     this.heartbeatTimer = setInterval(() => {
       if (this.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+      if (this.sendHeld) {
+        if (this.peerStalled()) {
+          this.terminateStalled(ws);
+          return;
+        }
+        // Fallback for a drain that is not signalled by the socket.
+        if (ws.bufferedAmount < this.maxSendBuffer / 2) this.releaseSend();
+      }
       try {
         ws.ping();
       } catch {
@@ -519,8 +658,13 @@ export class ControlPlaneClient {
     this.deadTimer = setTimeout(() => {
       this.deadTimer = null;
       if (this.ws !== ws) return;
-      if (this.readingHeld) {
-        // The silence is ours (frames wait unread): judge the peer once reading restarts.
+      if (this.peerStalled()) {
+        this.terminateStalled(ws);
+        return;
+      }
+      if (this.readingHeld || this.sendHeld) {
+        // The silence is ours (frames wait unread): judge the peer once reading restarts,
+        // or, while sending is held, by whether it takes what was sent (peerStalled).
         this.armDeadTimer(ws, why);
         return;
       }
@@ -531,6 +675,18 @@ export class ControlPlaneClient {
       ws.terminate();
     }, this.opts.heartbeatTimeoutMs);
     this.deadTimer.unref();
+  }
+
+  private terminateStalled(ws: WebSocket): void {
+    this.logger.warn(
+      {
+        url: this.logUrl,
+        timeoutMs: this.opts.heartbeatTimeoutMs,
+        bufferedBytes: ws.bufferedAmount,
+      },
+      'control plane unresponsive: it took nothing the agent sent within the heartbeat timeout',
+    );
+    ws.terminate();
   }
 
   /** Any inbound traffic proves the peer alive (but `welcome` is still awaited). */

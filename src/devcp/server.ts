@@ -98,8 +98,12 @@ export interface DevControlPlane {
     connectorId: string,
     cmd: SendCommandInput,
   ): Promise<{ commandId: string; envelope: Record<string, unknown> }>;
-  /** Sends a frame as is to one connected agent of the connector (tests: tampered frames). */
-  sendRaw(connectorId: string, frame: string): void;
+  /**
+   * Sends a frame as is to one connected agent of the connector (tests: tampered frames).
+   * A string goes as a text frame; bytes as a binary frame, or as a text frame with
+   * `binary: false` (then not checked for UTF-8: tests of invalid text frames).
+   */
+  sendRaw(connectorId: string, frame: string | Buffer, opts?: { binary?: boolean }): void;
   /** The first result received for the command (resolves at once if already there). */
   waitForResult(commandId: string, timeoutMs?: number): Promise<Result>;
   /** Every copy of the command's result received so far (duplicates included). */
@@ -400,10 +404,10 @@ export async function startDevControlPlane(opts: DevControlPlaneOptions): Promis
     return Promise.resolve({ commandId: id, envelope });
   }
 
-  function sendRaw(connectorId: string, frame: string): void {
+  function sendRaw(connectorId: string, frame: string | Buffer, opts?: { binary?: boolean }): void {
     const conn = pickAgent(connectorId);
     if (!conn) throw new Error(`no agent of connector ${connectorId} is connected`);
-    conn.ws.send(frame);
+    conn.ws.send(frame, { binary: opts?.binary ?? typeof frame !== 'string' });
   }
 
   function waitFor<T extends AgentMessageType>(

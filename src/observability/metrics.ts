@@ -67,6 +67,12 @@ export function createMetrics(events: AgentEvents): Metrics {
     labelNames: ['code'] as const,
     registers,
   });
+  const refusalLogsSuppressed = new prom.Counter({
+    name: 'latchkey_refusal_logs_suppressed_total',
+    help: 'Log lines of refusals dropped by the rate limit of the refusal log, by error code (the refusals were still answered and counted).',
+    labelNames: ['code'] as const,
+    registers,
+  });
   const duplicates = new prom.Counter({
     name: 'latchkey_duplicates_total',
     help: 'Commands received again with the same id and content (answered without running).',
@@ -85,6 +91,16 @@ export function createMetrics(events: AgentEvents): Metrics {
   const readHolds = new prom.Counter({
     name: 'latchkey_link_read_holds_total',
     help: 'Times reading from the control plane was held back because commands arrived faster than they could be checked.',
+    registers,
+  });
+  const sendHeld = new prom.Gauge({
+    name: 'latchkey_link_send_held',
+    help: '1 while the control plane does not take what the agent sent (more than the send-buffer bound waits in the socket; reading and results are held), else 0.',
+    registers,
+  });
+  const sendHolds = new prom.Counter({
+    name: 'latchkey_link_send_holds_total',
+    help: 'Times sending (and reading) was held because the control plane did not take what the agent sent.',
     registers,
   });
   const sweeps = new prom.Counter({
@@ -119,6 +135,7 @@ export function createMetrics(events: AgentEvents): Metrics {
   running.set(0);
   outbox.set(0);
   readingHeld.set(0);
+  sendHeld.set(0);
 
   const offs = [
     events.on('command:finished', (e) => {
@@ -139,11 +156,16 @@ export function createMetrics(events: AgentEvents): Metrics {
     events.on('link:disconnected', () => connected.set(0)),
     events.on('link:reconnect-scheduled', () => reconnects.inc()),
     events.on('command:rejected', (e) => rejections.inc({ code: e.code })),
+    events.on('refusal:log-suppressed', (e) => refusalLogsSuppressed.inc({ code: e.code })),
     events.on('command:duplicate', () => duplicates.inc()),
     events.on('outbox:size', (e) => outbox.set(e.size)),
     events.on('link:reading', (e) => {
       readingHeld.set(e.held ? 1 : 0);
       if (e.held) readHolds.inc();
+    }),
+    events.on('link:sending', (e) => {
+      sendHeld.set(e.held ? 1 : 0);
+      if (e.held) sendHolds.inc();
     }),
     events.on('sweep:finished', (e) => {
       sweeps.inc({ integration_type: e.integrationType });

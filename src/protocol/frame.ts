@@ -5,6 +5,7 @@
 import { LatchkeyError } from '../errors.js';
 import { ControlPlaneMessageSchema, type ControlPlaneMessage } from './messages.js';
 import { describeIssues, recoverCommandId } from './issues.js';
+import { MAX_JSON_DEPTH, jsonDepthExceeds } from './json-depth.js';
 
 export type FrameOutcome =
   | { ok: true; message: ControlPlaneMessage }
@@ -15,7 +16,10 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 /**
  * Reads one control-plane frame. Never throws.
  * - more than `maxBytes` bytes (UTF-8) → `E_TOO_LARGE`
- * - not UTF-8 or not JSON → `E_SCHEMA`
+ * - not UTF-8 → `E_SCHEMA`
+ * - nested deeper than `MAX_JSON_DEPTH` (64) → `E_SCHEMA`, found by a linear pre-scan:
+ *   such a frame is never given to `JSON.parse` (which would block the event loop)
+ * - not JSON → `E_SCHEMA`
  * - not a valid control-plane message → `E_SCHEMA`
  * `commandId` is `envelope.id` whenever it can be read, so the rejection can be correlated.
  */
@@ -47,6 +51,17 @@ export function parseControlPlaneFrame(data: string | Buffer, maxBytes: number):
         error: new LatchkeyError('E_SCHEMA', 'frame is not valid UTF-8', { cause: err }),
       };
     }
+  }
+  if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
+    return {
+      ok: false,
+      commandId: null,
+      error: new LatchkeyError(
+        'E_SCHEMA',
+        `frame nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels`,
+        { details: { size, maxDepth: MAX_JSON_DEPTH } },
+      ),
+    };
   }
   let value: unknown;
   try {

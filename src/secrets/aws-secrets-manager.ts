@@ -34,6 +34,7 @@ import type { GetSecretValueCommandOutput } from '@aws-sdk/client-secrets-manage
 import { LatchkeyError, isLatchkeyError } from '../errors.js';
 import type { AwsClientFactory } from '../aws/types.js';
 import type { SecretRef } from '../protocol/messages.js';
+import { JsonTooDeepError, parseJsonBounded } from '../protocol/json-depth.js';
 import { SecretCache } from './cache.js';
 import {
   abortError,
@@ -247,8 +248,11 @@ export function parseSecretValue(
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(out.SecretString);
-  } catch {
+    parsed = parseJsonBounded(out.SecretString);
+  } catch (err) {
+    if (err instanceof JsonTooDeepError) {
+      throw new LatchkeyError('E_SECRET', `${where} nests deeper than ${err.maxDepth} levels`);
+    }
     // No cause: the SyntaxError message quotes the secret's text.
     throw new LatchkeyError(
       'E_SECRET',

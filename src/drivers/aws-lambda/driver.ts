@@ -22,6 +22,7 @@ import type {
   RotateParams,
 } from '../../protocol/messages.js';
 import type { CallContext, Driver, DriverServices } from '../driver.js';
+import { JsonTooDeepError, parseJsonBounded } from '../../protocol/json-depth.js';
 import { parseLambdaConfig, unqualifiedArn, type AwsLambdaConfig } from './config.js';
 import {
   ANSWER_SCHEMAS,
@@ -129,7 +130,7 @@ export class AwsLambdaDriver implements Driver {
     if (out.FunctionError) {
       let detail = '';
       try {
-        const e = FunctionErrorSchema.safeParse(JSON.parse(text));
+        const e = FunctionErrorSchema.safeParse(parseJsonBounded(text));
         if (e.success)
           detail = `: ${e.data.errorType ?? 'Error'}: ${short(e.data.errorMessage ?? '', 200)}`;
       } catch {
@@ -150,8 +151,15 @@ export class AwsLambdaDriver implements Driver {
     }
     let json: unknown;
     try {
-      json = JSON.parse(text);
-    } catch {
+      json = parseJsonBounded(text);
+    } catch (err) {
+      if (err instanceof JsonTooDeepError) {
+        throw remoteError(
+          'E_REMOTE',
+          `function ${fn} answered ${eventType} with JSON nested deeper than ${err.maxDepth} levels`,
+          eventType,
+        );
+      }
       throw remoteError(
         'E_REMOTE',
         `function ${fn} answered ${eventType} with something that is not JSON`,

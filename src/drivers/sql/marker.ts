@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { ResourceRef } from '../../protocol/messages.js';
+import { parseJsonBounded } from '../../protocol/json-depth.js';
 import type { GrantRecord } from './dialect.js';
 import { parsePermission, parseResource, permissionString, resourceIdOf } from './resources.js';
 
@@ -34,7 +35,7 @@ export function userMarker(): string {
 export function isUserMarker(text: string | null | undefined): boolean {
   if (!text) return false;
   try {
-    return UserMarkerSchema.safeParse(JSON.parse(text)).success;
+    return UserMarkerSchema.safeParse(parseJsonBounded(text)).success;
   } catch {
     return false;
   }
@@ -63,7 +64,7 @@ export function parseGrantMarker(
   if (!text) return null;
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = parseJsonBounded(text);
   } catch {
     return null;
   }

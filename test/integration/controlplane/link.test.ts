@@ -342,6 +342,54 @@ async function rawPeer(opts: { autoPong?: boolean } = {}): Promise<{
   };
 }
 
+describe('wire: binary and non-UTF-8 frames', () => {
+  it('refuses a binary frame through onInvalidFrame (E_SCHEMA) and never hands it on as a command', async () => {
+    const peer = await rawPeer();
+    const t = makeClient(peer.url);
+    cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+    const commands: CommandMessage[] = [];
+    const invalid: { commandId: string | null; code: string; bytes: number }[] = [];
+    t.client.onCommand((m) => commands.push(m));
+    t.client.onInvalidFrame(({ commandId, error, bytes }) =>
+      invalid.push({ commandId, code: error.code, bytes }),
+    );
+    const connected = t.next('link:connected');
+    const socket = peer.connected();
+    t.client.start();
+    await connected;
+    const ws = await socket;
+    const frame = JSON.stringify({
+      type: 'command',
+      envelope: { id: 'cmd-bin', kind: 'check' },
+      signature: { alg: 'ed25519', keyId: 'k', value: 'AAAA' },
+    });
+    ws.send(Buffer.from(frame, 'utf8'), { binary: true });
+    ws.send(frame); // the same as text is handed on (then verified by the agent)
+    await expect.poll(() => commands.length, { timeout: 5000 }).toBe(1);
+    expect(invalid).toEqual([{ commandId: null, code: 'E_SCHEMA', bytes: frame.length }]);
+    expect(t.client.connected).toBe(true);
+  });
+
+  it('fails the connection with 1007 on a text frame that is not UTF-8, and reconnects', async () => {
+    const peer = await rawPeer();
+    const t = makeClient(peer.url);
+    cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+    const invalid: unknown[] = [];
+    t.client.onInvalidFrame((r) => invalid.push(r));
+    const connected = t.next('link:connected');
+    const socket = peer.connected();
+    t.client.start();
+    await connected;
+    const ws = await socket;
+    const peerClosed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    const second = peer.connected();
+    ws.send(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]), { binary: false });
+    expect(await peerClosed).toBe(1007);
+    await second;
+    expect(invalid).toEqual([]);
+  });
+});
+
 describe('dead peer detection', () => {
   it('terminates and reconnects when the peer stops answering pings', async () => {
     // A control plane that completes the handshake and welcomes, but never answers a ping.
@@ -470,5 +518,121 @@ describe('read backpressure (holdReading)', () => {
     t.client.holdReading(false);
     await expect.poll(() => connectedEvents, { timeout: 5000 }).toBe(2);
     expect(t.client.connected).toBe(true);
+  });
+});
+
+describe('send backpressure (a control plane that stops reading)', () => {
+  const KIB = 1024;
+  const BOUND = 1024 * KIB;
+  /** A result whose frame is about `bytes` long. */
+  function bigResult(commandId: string, bytes = 100 * KIB): ReturnType<typeof result> {
+    const r = result(commandId);
+    return {
+      ...r,
+      output: { ok: true, checks: [{ name: 'pad', ok: true, detail: 'x'.repeat(bytes) }] },
+    };
+  }
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('stops reading and keeps results in the outbox above the bound; the heartbeat drops the peer', async () => {
+    const peer = await rawPeer();
+    const t = makeClient(peer.url, {
+      heartbeatIntervalMs: 100,
+      heartbeatTimeoutMs: 1500,
+      maxSendBufferBytes: BOUND,
+    });
+    cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+    let handled = 0;
+    let maxBuffered = 0;
+    const sample = (): void => {
+      maxBuffered = Math.max(maxBuffered, t.client.bufferedBytes);
+    };
+    const sampler = setInterval(sample, 2);
+    cleanups.push(() => Promise.resolve(clearInterval(sampler)));
+    // As the agent does for a duplicate of a finished, acknowledged command: its result again.
+    t.client.onCancel((id) => {
+      handled += 1;
+      void t.client.sendResult(bigResult(id)).then(sample);
+    });
+    const sending: boolean[] = [];
+    t.events.on('link:sending', (e) => sending.push(e.held));
+    let disconnects = 0;
+    t.events.on('link:disconnected', () => disconnects++);
+
+    const connected = t.next('link:connected');
+    const socket = peer.connected();
+    const rss0 = process.memoryUsage().rss;
+    t.client.start();
+    await connected;
+    const ws = await socket;
+    ws.pause(); // the control plane stops reading; it still sends
+
+    // 600 paced duplicate + ack pairs: about 60 MiB of results if all were answered.
+    const n = 600;
+    for (let i = 0; i < n && disconnects === 0; i += 1) {
+      ws.send(JSON.stringify({ type: 'cancel', commandId: `dup-${i}` }));
+      // the ack of an earlier one (one in the same read would find its result unsent)
+      if (i >= 50) ws.send(JSON.stringify({ type: 'result-ack', commandId: `dup-${i - 50}` }));
+      if (i % 20 === 19) await sleep(2);
+    }
+    await sleep(300);
+    expect(maxBuffered).toBeLessThan(BOUND + 110 * KIB);
+    await expect.poll(() => sending[0], { timeout: 5000 }).toBe(true);
+    const handledWhenHeld = handled;
+    const holdEvents = sending.length;
+    await sleep(500);
+    // reading is held: no more duplicates read, nothing more piled into the socket (unless
+    // the kernel's socket buffers took some and the hold was lifted meanwhile)
+    if (disconnects === 0 && sending.length === holdEvents) expect(handled).toBe(handledWhenHeld);
+    expect(handled).toBeLessThan(n);
+    expect(maxBuffered).toBeGreaterThan(0);
+    expect(maxBuffered).toBeLessThan(BOUND + 110 * KIB);
+    expect(process.memoryUsage().rss - rss0).toBeLessThan(150 * 1024 * KIB);
+
+    // the peer that takes nothing is dropped within about a heartbeat timeout
+    await expect.poll(() => disconnects, { timeout: 5000 }).toBeGreaterThan(0);
+    expect(t.lines.join('\n')).toContain('took nothing the agent sent');
+    expect(sending[0]).toBe(true);
+  });
+
+  it('sends every held result, once and in order, when the peer reads again', async () => {
+    const peer = await rawPeer();
+    const t = makeClient(peer.url, {
+      heartbeatIntervalMs: 100,
+      heartbeatTimeoutMs: 5000,
+      maxSendBufferBytes: BOUND / 2,
+    });
+    cleanups.push(() => t.client.stop({ flushTimeoutMs: 0 }));
+    let disconnects = 0;
+    t.events.on('link:disconnected', () => disconnects++);
+    const connected = t.next('link:connected');
+    const socket = peer.connected();
+    t.client.start();
+    await connected;
+    const ws = await socket;
+    const received: string[] = [];
+    ws.on('message', (data: Buffer) => {
+      const m = JSON.parse(data.toString('utf8')) as { type: string; commandId?: string };
+      if (m.type === 'result' && m.commandId !== undefined) received.push(m.commandId);
+    });
+    ws.pause();
+
+    const ids = Array.from({ length: 100 }, (_, i) => `r-${i}`);
+    let maxBuffered = 0;
+    for (const id of ids) {
+      await t.client.sendResult(bigResult(id));
+      maxBuffered = Math.max(maxBuffered, t.client.bufferedBytes);
+    }
+    expect(t.client.sendIsHeld).toBe(true);
+    expect(t.client.unsentResults).toBeGreaterThan(0);
+    expect(t.outbox.size).toBe(100);
+    expect(maxBuffered).toBeLessThan(BOUND / 2 + 110 * KIB);
+
+    ws.resume();
+    await expect.poll(() => received.length, { timeout: 10_000 }).toBe(100);
+    expect(received).toEqual(ids);
+    expect(t.client.sendIsHeld).toBe(false);
+    expect(t.client.unsentResults).toBe(0);
+    expect(disconnects).toBe(0);
   });
 });

@@ -101,6 +101,35 @@ describe('createCommandVerifier', () => {
     expect(r.message).not.toContain(cmd.signature.value);
   });
 
+  it('answers a signature value that is not base64 or not 64 bytes with E_SIGNATURE, an empty or over-long one with E_SCHEMA (as docs/protocol.md says)', () => {
+    const good = signedCommand(grantEnvelope(), signer);
+    const raw = Buffer.from(good.signature.value, 'base64url');
+    for (const value of [
+      'not base64!',
+      '%%%%',
+      raw.subarray(0, 63).toString('base64url'),
+      Buffer.concat([raw, Buffer.from([0])]).toString('base64url'),
+    ]) {
+      const r = rejection(verifier.verify({ ...good, signature: { ...good.signature, value } }));
+      expect(r.code, value).toBe('E_SIGNATURE');
+      expect(r.commandId).toBe(good.envelope.id);
+    }
+    // standard base64 of the same bytes verifies too
+    expect(
+      verifier.verify({ ...good, signature: { ...good.signature, value: raw.toString('base64') } })
+        .ok,
+    ).toBe(true);
+    for (const value of ['', 'A'.repeat(257)]) {
+      const frame = JSON.stringify({ ...good, signature: { ...good.signature, value } });
+      const out = parseControlPlaneFrame(frame, 1 << 20);
+      expect(out.ok).toBe(false);
+      if (!out.ok) {
+        expect(out.error.code).toBe('E_SCHEMA');
+        expect(out.commandId).toBe(good.envelope.id);
+      }
+    }
+  });
+
   it('rejects an unknown key id with E_SIGNATURE', () => {
     const other = makeSigner();
     const r = rejection(verifier.verify(signedCommand(grantEnvelope(), other)));

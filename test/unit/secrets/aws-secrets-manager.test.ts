@@ -143,6 +143,11 @@ describe('resolve', () => {
   it.each([
     ['not JSON', `password=${PASSWORD}`, /is not JSON/],
     ['a JSON array', JSON.stringify([PASSWORD]), /is not a JSON object/],
+    [
+      'JSON nested too deep (refused before parsing)',
+      `{"username":"u","password":"${PASSWORD}","x":${'['.repeat(200)}${']'.repeat(200)}}`,
+      /nests deeper than 64 levels/,
+    ],
     ['missing password', JSON.stringify({ username: 'u' }), /field "password" is missing/],
     ['missing username', JSON.stringify({ password: PASSWORD }), /field "username" is missing/],
     [

@@ -174,6 +174,11 @@ describe('aws-lambda driver', () => {
       /failed on list-resources \(Unhandled\): TypeError: Cannot read properties/,
     ],
     ['malformed JSON', answer('{"status": "ok", '), /not JSON/],
+    [
+      'JSON nested too deep (refused before parsing)',
+      answer(`{"status":"ok","resources":${'['.repeat(400)}${']'.repeat(400)}}`),
+      /nested deeper than 64 levels/,
+    ],
     ['missing status', answer({ resources: [] }), /outside the contract: status/],
     [
       'wrong field type',
