@@ -139,6 +139,15 @@ function seal(
 // ---------------------------------------------------------------------------------------
 // grant
 
+/**
+ * Grants `params` to its grantee. Safe to re-run after a crash at any point: the dialect
+ * creates a user and its marker atomically (or marks first and reports a half-created
+ * user `incomplete`, finished here), every other step is idempotent, and each password
+ * change records the grant whose result carries it (`passwordIssuedFor`). A re-run of the
+ * grant the current password was issued for cannot know whether the earlier result was
+ * delivered, so it issues a fresh password in this result (the earlier one stops
+ * working). See docs/drivers/sql-access-model.md, "A crash in the middle of a grant".
+ */
 export async function grantFlow(
   opts: SqlCoreOptions,
   scope: SqlScope,
