@@ -260,6 +260,16 @@ function accounts(sql: string): { user: string; host: string }[] {
   }));
 }
 
+/** What MySQL does with `ALTER USER … ATTRIBUTE`: a JSON merge patch (null removes a key). */
+function mergePatch(current: string | null, patch: string): string {
+  const base = current === null ? {} : (JSON.parse(current) as Record<string, unknown>);
+  for (const [k, val] of Object.entries(JSON.parse(patch) as Record<string, unknown>)) {
+    if (val === null) delete base[k];
+    else base[k] = val;
+  }
+  return JSON.stringify(base);
+}
+
 export class FakeMysql8 implements SqlSession {
   readonly log: Recorded[] = [];
   readonly accounts = new Map<string, FakeAccount>();
@@ -328,8 +338,11 @@ export class FakeMysql8 implements SqlSession {
   private apply(sql: string, v: readonly unknown[]): void {
     const acc = accounts(sql);
     const first = acc[0];
-    if (sql.startsWith('CREATE USER IF NOT EXISTS') && first) {
+    if (sql.startsWith('CREATE USER') && first) {
       const k = this.key(first.user, first.host);
+      if (this.accounts.has(k) && !sql.startsWith('CREATE USER IF NOT EXISTS')) {
+        throw Object.assign(new Error('Operation CREATE USER failed'), { errno: 1396 });
+      }
       if (!this.accounts.has(k)) {
         const role = sql.includes('PASSWORD EXPIRE ACCOUNT LOCK');
         this.accounts.set(k, { locked: role, attribute: String(v[v.length - 1]), role });
@@ -339,7 +352,8 @@ export class FakeMysql8 implements SqlSession {
       if (!a) throw Object.assign(new Error('no such user'), { errno: 1396 });
       if (sql.endsWith('ACCOUNT LOCK')) a.locked = true;
       if (sql.endsWith('ACCOUNT UNLOCK')) a.locked = false;
-      if (sql.endsWith('ATTRIBUTE ?')) a.attribute = String(v[0]);
+      if (sql.endsWith('ATTRIBUTE ?'))
+        a.attribute = mergePatch(a.attribute, String(v[v.length - 1]));
     } else if (sql.startsWith('DROP USER IF EXISTS') && first) {
       this.accounts.delete(this.key(first.user, first.host));
       this.edges.delete(this.key(first.user, first.host));

@@ -66,8 +66,8 @@ export const MysqlConfigSchema = z.strictObject({
    */
   granteeAuth: z.enum(['password', 'iam']).default('password'),
   /**
-   * MariaDB only: database holding Latchkey's grant records (`<metaDatabase>.grants`),
-   * created on first grant. Default `latchkey`.
+   * MariaDB only: database holding Latchkey's grant and user records
+   * (`<metaDatabase>.grants`, `<metaDatabase>.users`), created on first grant. Default `latchkey`.
    */
   metaDatabase: z
     .string()

@@ -14,11 +14,13 @@
  *   keyed by the role name, written before the role is created and deleted after it is
  *   dropped. A role without a row is not ours; a row without a role is ignored.
  */
+import { createHash } from 'node:crypto';
 import { LatchkeyError } from '../../errors.js';
 import type { GrantRecord, GrantRoleState, SqlSession, SqlUserInfo } from '../sql/dialect.js';
 import { grantMarker, parseGrantMarker } from '../sql/marker.js';
 import { shortHash } from '../sql/username.js';
 import { mysqlErrno } from './errors.js';
+import { mysqlNativePasswordHash } from './password-hash.js';
 import {
   likePrefix,
   quoteIdent,
@@ -35,6 +37,11 @@ export const MARIADB_NAME_LIMIT = 80;
 /** The per-user default role (also the marker) of `user@host`. */
 export function mariadbDefaultRole(user: string, host: string, prefix: string): string {
   return `${prefix}d_${shortHash(`${user}@${host}`, 16)}`;
+}
+
+/** SHA-256 of a stored authentication string (the record never holds the hash itself). */
+export function authFingerprint(authString: string): string {
+  return createHash('sha256').update(`latchkey:auth:${authString}`, 'utf8').digest('hex');
 }
 
 /** errnos meaning "the grant-record table or its database does not exist (yet)". */
@@ -64,6 +71,126 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
       throw err;
     });
     return metaReady;
+  }
+
+  const users = `${quoteIdent(settings.metaDatabase)}.${quoteIdent('users')}`;
+  let usersReady: Promise<void> | null = null;
+
+  /** The per-user record: which grant the password is issued for, and a fingerprint of the hash. */
+  async function ensureUsers(session: SqlSession): Promise<void> {
+    await ensureMeta(session);
+    usersReady ??= run(session, {
+      sql:
+        `CREATE TABLE IF NOT EXISTS ${users} (` +
+        '`username` VARCHAR(128) NOT NULL, `host` VARCHAR(255) NOT NULL, `issued_for` VARCHAR(256) NULL, ' +
+        '`auth_fp` CHAR(64) NOT NULL, ' +
+        '`updated_at` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, PRIMARY KEY (`username`, `host`)' +
+        ') ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin',
+    }).then(
+      () => undefined,
+      (err: unknown) => {
+        usersReady = null;
+        throw err;
+      },
+    );
+    return usersReady;
+  }
+
+  /** Writes the user record (committed at once: InnoDB, autocommit). */
+  async function recordUser(
+    session: SqlSession,
+    user: string,
+    host: string,
+    issuedFor: string | null,
+    hash: string,
+  ): Promise<void> {
+    await ensureUsers(session);
+    await run(session, {
+      sql: `INSERT INTO ${users} (username, host, issued_for, auth_fp) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE issued_for = VALUES(issued_for), auth_fp = VALUES(auth_fp)`,
+      values: [user, host, issuedFor, authFingerprint(hash)],
+    });
+  }
+
+  /** The default role, granted and made default: the marker (idempotent). */
+  async function markUser(
+    session: SqlSession,
+    user: string,
+    host: string,
+    prefix: string,
+  ): Promise<void> {
+    const a = account(user, host);
+    const d = role(mariadbDefaultRole(user, host, prefix));
+    await run(session, { sql: `CREATE ROLE IF NOT EXISTS ${d}` });
+    await run(session, { sql: `GRANT ${d} TO ${a}` });
+    await run(session, { sql: `SET DEFAULT ROLE ${d} FOR ${a}` });
+  }
+
+  async function setPassword(
+    session: SqlSession,
+    user: string,
+    host: string,
+    password: string,
+    issuedFor: string | null,
+  ): Promise<void> {
+    const hash = mysqlNativePasswordHash(password);
+    // Record first (DDL cannot share a transaction with it): a crash in between leaves the
+    // old password with the new record, and a re-run of that grant issues one again.
+    await recordUser(session, user, host, issuedFor, hash);
+    await run(session, {
+      sql: `ALTER USER ${account(user, host)} IDENTIFIED BY PASSWORD ?`,
+      values: [hash],
+    });
+  }
+
+  async function getUser(
+    session: SqlSession,
+    user: string,
+    host: string,
+    prefix: string,
+  ): Promise<SqlUserInfo | null> {
+    const rows = await run(session, {
+      sql:
+        "SELECT User AS name, JSON_VALUE(Priv, '$.account_locked') AS locked, " +
+        "JSON_VALUE(Priv, '$.authentication_string') AS auth FROM mysql.global_priv WHERE User = ? AND Host = ?",
+      values: [user, host],
+    });
+    const row = rows[0];
+    if (row === undefined) return null;
+    const locked = str(row, 'locked');
+    const canLogin = locked !== '1' && locked !== 'true';
+    if (!user.startsWith(prefix)) {
+      return { username: user, managed: false, canLogin, passwordIssuedFor: null };
+    }
+    const marker = await run(session, {
+      sql: 'SELECT 1 AS ok FROM mysql.roles_mapping WHERE User = ? AND Host = ? AND Role = ?',
+      values: [user, host, mariadbDefaultRole(user, host, prefix)],
+    });
+    const records = await readMeta(
+      () =>
+        run(session, {
+          sql: `SELECT issued_for, auth_fp FROM ${users} WHERE username = ? AND host = ?`,
+          values: [user, host],
+        }),
+      [],
+    );
+    const record = records[0];
+    const marked = marker.length > 0;
+    // Without the default role, the user is ours only when our record, written before
+    // CREATE USER, holds the fingerprint of exactly the hash it has: a crash interrupted
+    // its creation. Anyone else's user of that name has another hash.
+    const incomplete =
+      !marked &&
+      record !== undefined &&
+      str(row, 'auth') !== '' &&
+      str(record, 'auth_fp') === authFingerprint(str(row, 'auth'));
+    const issued = record === undefined ? '' : str(record, 'issued_for');
+    return {
+      username: user,
+      managed: marked || incomplete,
+      canLogin,
+      passwordIssuedFor: (marked || incomplete) && issued !== '' ? issued : null,
+      ...(incomplete ? { incomplete: true } : {}),
+    };
   }
 
   async function readMeta<T>(fn: () => Promise<T>, empty: T): Promise<T> {
@@ -96,22 +223,35 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
     account,
     role,
 
-    createUserStatements(user, host, auth, prefix): Stmt[] {
+    async createUser(session, user, host, auth, prefix): Promise<void> {
       if (auth.password === null) {
         throw new LatchkeyError(
           'E_UNSUPPORTED',
           'grantee IAM authentication is available on RDS for MySQL only, not on MariaDB',
         );
       }
-      const a = account(user, host);
-      const d = role(mariadbDefaultRole(user, host, prefix));
-      return [
-        { sql: `CREATE USER IF NOT EXISTS ${a} IDENTIFIED BY ?`, values: [auth.password] },
-        { sql: `CREATE ROLE IF NOT EXISTS ${d}` },
-        { sql: `GRANT ${d} TO ${a}` },
-        { sql: `SET DEFAULT ROLE ${d} FOR ${a}` },
-      ];
+      const existing = await getUser(session, user, host, prefix);
+      if (existing?.incomplete === true) {
+        // Created and recorded by a run that crashed before the marker: mark it, then give
+        // it a fresh password for this result (its first one was never delivered).
+        await markUser(session, user, host, prefix);
+        await setPassword(session, user, host, auth.password, auth.issuedFor);
+        return;
+      }
+      // Mark first: the record (with a fingerprint of the hash about to be set) before the
+      // user, so a crash right after CREATE USER leaves a user getUser recognizes as ours
+      // (incomplete), never an unmarked one. No IF NOT EXISTS: someone else's user of that
+      // name makes this fail, and its hash does not match our record.
+      const hash = mysqlNativePasswordHash(auth.password);
+      await recordUser(session, user, host, auth.issuedFor, hash);
+      await run(session, {
+        sql: `CREATE USER ${account(user, host)} IDENTIFIED BY PASSWORD ?`,
+        values: [hash],
+      });
+      await markUser(session, user, host, prefix);
     },
+
+    setPassword,
 
     dropUserStatements(user, host, prefix): Stmt[] {
       return [
@@ -120,24 +260,7 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
       ];
     },
 
-    async getUser(session, user, host, prefix): Promise<SqlUserInfo | null> {
-      const rows = await run(session, {
-        sql: "SELECT User AS name, JSON_VALUE(Priv, '$.account_locked') AS locked FROM mysql.global_priv WHERE User = ? AND Host = ?",
-        values: [user, host],
-      });
-      const row = rows[0];
-      if (row === undefined) return null;
-      let managed = false;
-      if (user.startsWith(prefix)) {
-        const marker = await run(session, {
-          sql: 'SELECT 1 AS ok FROM mysql.roles_mapping WHERE User = ? AND Host = ? AND Role = ?',
-          values: [user, host, mariadbDefaultRole(user, host, prefix)],
-        });
-        managed = marker.length > 0;
-      }
-      const locked = str(row, 'locked');
-      return { username: user, managed, canLogin: locked !== '1' && locked !== 'true' };
-    },
+    getUser,
 
     async getGrantRole(session, name): Promise<GrantRoleState> {
       const exists = await run(session, {

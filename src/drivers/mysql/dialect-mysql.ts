@@ -5,14 +5,18 @@
  *   roles are granted to the user directly and `SET DEFAULT ROLE ALL` makes a new login
  *   have them.
  * - **Marker.** Every user Latchkey creates carries `ATTRIBUTE '{"managedBy":"latchkey",
- *   "kind":"user","v":1}'` (MySQL 8.0.21+), read back from
- *   `INFORMATION_SCHEMA.USER_ATTRIBUTES`.
+ *   "kind":"user","v":1,"issuedFor":"<grant id>"}'` (MySQL 8.0.21+), read back from
+ *   `INFORMATION_SCHEMA.USER_ATTRIBUTES`, written in the same statement as the user and
+ *   as each password change (`issuedFor` names the grant whose result carries the
+ *   password; absent after a rotate).
+ * - **Passwords** go as `caching_sha2_password` hashes computed here, never in clear.
  * - **Grant records.** A grant role is created in one statement with its record as
  *   attribute (`CREATE USER … PASSWORD EXPIRE ACCOUNT LOCK ATTRIBUTE …`, which is exactly
  *   what `CREATE ROLE` makes, plus the attribute), so no crash can leave an unmarked role.
  */
 import type { GrantRecord, GrantRoleState, SqlUserInfo } from '../sql/dialect.js';
-import { grantMarker, isUserMarker, parseGrantMarker, userMarker } from '../sql/marker.js';
+import { grantMarker, parseGrantMarker, parseUserMarker, userMarker } from '../sql/marker.js';
+import { cachingSha2PasswordHash } from './password-hash.js';
 import {
   likePrefix,
   quoteIdent,
@@ -57,22 +61,30 @@ export function createMysqlOps(): FlavorOps {
     account,
     role,
 
-    createUserStatements(user, host, auth): Stmt[] {
+    async createUser(session, user, host, auth): Promise<void> {
       const a = account(user, host);
+      // One statement: the user and its marker (with the grant the password is issued for)
+      // exist together or not at all (MySQL 8 account DDL is atomic).
       if (auth.password === null) {
-        return [
-          {
-            sql: `CREATE USER IF NOT EXISTS ${a} IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS' REQUIRE SSL ATTRIBUTE ?`,
-            values: [userMarker()],
-          },
-        ];
+        await run(session, {
+          sql: `CREATE USER ${a} IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS' REQUIRE SSL ATTRIBUTE ?`,
+          values: [userMarker()],
+        });
+        return;
       }
-      return [
-        {
-          sql: `CREATE USER IF NOT EXISTS ${a} IDENTIFIED BY ? ATTRIBUTE ?`,
-          values: [auth.password, userMarker()],
-        },
-      ];
+      await run(session, {
+        sql: `CREATE USER ${a} IDENTIFIED WITH caching_sha2_password AS ? ATTRIBUTE ?`,
+        values: [cachingSha2PasswordHash(auth.password), userMarker(auth.issuedFor)],
+      });
+    },
+
+    async setPassword(session, user, host, password, issuedFor): Promise<void> {
+      // One statement again: the new hash and the attribute patch naming its grant
+      // (`null` removes the key: a rotate).
+      await run(session, {
+        sql: `ALTER USER ${account(user, host)} IDENTIFIED WITH caching_sha2_password AS ? ATTRIBUTE ?`,
+        values: [cachingSha2PasswordHash(password), JSON.stringify({ issuedFor })],
+      });
     },
 
     dropUserStatements(user, host): Stmt[] {
@@ -86,16 +98,21 @@ export function createMysqlOps(): FlavorOps {
       });
       const row = rows[0];
       if (row === undefined) return null;
-      let managed = false;
+      let marker: { issuedFor: string | null } | null = null;
       if (user.startsWith(prefix)) {
         const attrs = await run(session, {
           sql: 'SELECT ATTRIBUTE AS attribute FROM INFORMATION_SCHEMA.USER_ATTRIBUTES WHERE USER = ? AND HOST = ?',
           values: [user, host],
         });
         const first = attrs[0];
-        managed = first !== undefined && isUserMarker(str(first, 'attribute'));
+        marker = first === undefined ? null : parseUserMarker(str(first, 'attribute'));
       }
-      return { username: user, managed, canLogin: str(row, 'locked') !== 'Y' };
+      return {
+        username: user,
+        managed: marker !== null,
+        canLogin: str(row, 'locked') !== 'Y',
+        passwordIssuedFor: marker?.issuedFor ?? null,
+      };
     },
 
     async getGrantRole(session, name): Promise<GrantRoleState> {

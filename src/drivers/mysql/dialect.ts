@@ -50,13 +50,26 @@ export interface FlavorOps {
   /** A role as GRANT/REVOKE/DROP name it (`` `r` `` on MariaDB, `` `r`@`%` `` on MySQL). */
   role(name: string): string;
 
-  /** CREATE USER with the marker, plus what a new user needs (MariaDB: its default role). */
-  createUserStatements(
+  /**
+   * CREATE USER with the marker, plus what a new user needs (MariaDB: its default role), so
+   * that a crash leaves no unmarked user; finishes a user `getUser` reports `incomplete`.
+   * The password goes to the server only as a hash (see password-hash.ts).
+   */
+  createUser(
+    session: SqlSession,
     user: string,
     host: string,
-    auth: { password: string | null },
+    auth: { password: string | null; issuedFor: string | null },
     prefix: string,
-  ): Stmt[];
+  ): Promise<void>;
+  /** New password (as a hash) and the record of the grant it is issued for (null: rotate). */
+  setPassword(
+    session: SqlSession,
+    user: string,
+    host: string,
+    password: string,
+    issuedFor: string | null,
+  ): Promise<void>;
   /** DROP USER, plus what goes with it. */
   dropUserStatements(user: string, host: string, prefix: string): Stmt[];
   getUser(

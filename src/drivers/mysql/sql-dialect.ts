@@ -136,20 +136,25 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
     },
 
     async createUser(scope: SqlScope, spec: CreateUserSpec): Promise<void> {
-      const stmts = ops.createUserStatements(
+      await ops.createUser(
+        scope.session,
         spec.username,
         host,
-        { password: spec.iamAuth ? null : spec.password },
+        {
+          password: spec.iamAuth ? null : spec.password,
+          issuedFor: spec.iamAuth ? null : spec.issuedFor,
+        },
         scope.prefix,
       );
-      for (const s of stmts) await run(scope.session, s);
     },
 
-    async setPassword(scope: SqlScope, username: string, password: string): Promise<void> {
-      await run(scope.session, {
-        sql: `ALTER USER ${ops.account(username, host)} IDENTIFIED BY ?`,
-        values: [password],
-      });
+    async setPassword(
+      scope: SqlScope,
+      username: string,
+      password: string,
+      issuedFor: string | null,
+    ): Promise<void> {
+      await ops.setPassword(scope.session, username, host, password, issuedFor);
     },
 
     async setLogin(scope: SqlScope, username: string, enabled: boolean): Promise<void> {

@@ -22,7 +22,7 @@ import type {
   SqlSession,
   SqlUserInfo,
 } from '../sql/dialect.js';
-import { grantMarker, isUserMarker, parseGrantMarker, userMarker } from '../sql/marker.js';
+import { grantMarker, parseGrantMarker, parseUserMarker, userMarker } from '../sql/marker.js';
 import { databasesOf } from '../sql/resources.js';
 import type { SqlEngine } from '../sql/username.js';
 import { USERNAME_LIMITS } from '../sql/username.js';
@@ -141,27 +141,61 @@ export class PostgresDialect implements SqlDialect {
     );
     const row = rows[0];
     if (!row) return null;
-    return { username, managed: isUserMarker(str(row.marker)), canLogin: row.can_login === true };
+    const marker = parseUserMarker(str(row.marker));
+    return {
+      username,
+      managed: marker !== null,
+      canLogin: row.can_login === true,
+      passwordIssuedFor: marker?.issuedFor ?? null,
+    };
+  }
+
+  /**
+   * Runs `fn` in one transaction on the session (PostgreSQL role DDL is transactional), so
+   * a crash or a dropped connection in the middle leaves nothing of it.
+   */
+  protected async inTransaction(scope: SqlScope, fn: () => Promise<void>): Promise<void> {
+    await scope.session.query('BEGIN');
+    try {
+      await fn();
+      await scope.session.query('COMMIT');
+    } catch (err) {
+      await scope.session.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
   }
 
   async passwordClause(password: string): Promise<string> {
     return `PASSWORD ${quoteLiteral(await scramVerifier(password))}`;
   }
 
+  /** CREATE ROLE, its marker (with the grant the password is issued for) and `rds_iam`: one transaction. */
   async createUser(scope: SqlScope, spec: CreateUserSpec): Promise<void> {
     const u = quoteIdent(spec.username);
     const pw = spec.password === null ? 'PASSWORD NULL' : await this.passwordClause(spec.password);
-    await scope.session.query(
-      `CREATE ROLE ${u} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT ${pw}`,
-    );
-    await scope.session.query(`COMMENT ON ROLE ${u} IS ${quoteLiteral(userMarker())}`);
-    if (spec.iamAuth) await scope.session.query(`GRANT rds_iam TO ${u}`);
+    const marker = quoteLiteral(userMarker(spec.password === null ? null : spec.issuedFor));
+    await this.inTransaction(scope, async () => {
+      await scope.session.query(
+        `CREATE ROLE ${u} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT ${pw}`,
+      );
+      await scope.session.query(`COMMENT ON ROLE ${u} IS ${marker}`);
+      if (spec.iamAuth) await scope.session.query(`GRANT rds_iam TO ${u}`);
+    });
   }
 
-  async setPassword(scope: SqlScope, username: string, password: string): Promise<void> {
-    await scope.session.query(
-      `ALTER ROLE ${quoteIdent(username)} WITH ${await this.passwordClause(password)}`,
-    );
+  /** The new verifier and the marker naming the grant it is issued for: one transaction. */
+  async setPassword(
+    scope: SqlScope,
+    username: string,
+    password: string,
+    issuedFor: string | null,
+  ): Promise<void> {
+    const u = quoteIdent(username);
+    const clause = await this.passwordClause(password);
+    await this.inTransaction(scope, async () => {
+      await scope.session.query(`ALTER ROLE ${u} WITH ${clause}`);
+      await scope.session.query(`COMMENT ON ROLE ${u} IS ${quoteLiteral(userMarker(issuedFor))}`);
+    });
   }
 
   async setLogin(scope: SqlScope, username: string, enabled: boolean): Promise<void> {

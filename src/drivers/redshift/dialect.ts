@@ -80,6 +80,29 @@ export class RedshiftDialect extends PostgresDialect {
     await scope.session.query(
       `CREATE TABLE IF NOT EXISTS ${m}.grants (role VARCHAR(128) NOT NULL, username VARCHAR(128) NOT NULL, record VARCHAR(65535) NOT NULL)`,
     );
+    await scope.session.query(
+      `CREATE TABLE IF NOT EXISTS ${m}.passwords (username VARCHAR(128) NOT NULL, issued_for VARCHAR(256))`,
+    );
+  }
+
+  /**
+   * Records which grant's result carries the user's password (null: a rotate), in one
+   * transaction of plain DML, so the record is never missing halfway.
+   */
+  protected async recordIssuedFor(
+    scope: SqlScope,
+    username: string,
+    issuedFor: string | null,
+  ): Promise<void> {
+    await this.inTransaction(scope, async () => {
+      await scope.session.query(`DELETE FROM ${this.meta(scope)}.passwords WHERE username = $1`, [
+        username,
+      ]);
+      await scope.session.query(
+        `INSERT INTO ${this.meta(scope)}.passwords (username, issued_for) VALUES ($1, $2)`,
+        [username, issuedFor],
+      );
+    });
   }
 
   override async withUserLock<T>(
@@ -112,10 +135,18 @@ export class RedshiftDialect extends PostgresDialect {
       [username],
     );
     const mark = marks[0];
+    const issued =
+      mark === undefined
+        ? []
+        : await scope.session.query(
+            `SELECT issued_for FROM ${this.meta(scope)}.passwords WHERE username = $1`,
+            [username],
+          );
     return {
       username,
       managed: mark !== undefined,
       canLogin: mark !== undefined && mark.locked !== true,
+      passwordIssuedFor: str(issued[0]?.issued_for) ?? null,
     };
   }
 
@@ -127,19 +158,52 @@ export class RedshiftDialect extends PostgresDialect {
       );
     }
     const u = quoteIdent(spec.username);
-    await scope.session.query(
-      `CREATE USER ${u} PASSWORD ${quoteLiteral(redshiftPasswordHash(spec.password, spec.username))} NOCREATEDB NOCREATEUSER`,
-    );
-    await scope.session.query(
-      `INSERT INTO ${this.meta(scope)}.users (username, locked) VALUES ($1, false)`,
-      [spec.username],
-    );
+    const hash = quoteLiteral(redshiftPasswordHash(spec.password, spec.username));
+    // Mark first (one DML transaction): a crash before CREATE USER leaves a mark without a
+    // user, which getUser ignores and the next createUser replaces; never an unmarked user.
+    await this.inTransaction(scope, async () => {
+      await scope.session.query(`DELETE FROM ${this.meta(scope)}.users WHERE username = $1`, [
+        spec.username,
+      ]);
+      await scope.session.query(
+        `INSERT INTO ${this.meta(scope)}.users (username, locked) VALUES ($1, false)`,
+        [spec.username],
+      );
+      await scope.session.query(`DELETE FROM ${this.meta(scope)}.passwords WHERE username = $1`, [
+        spec.username,
+      ]);
+      await scope.session.query(
+        `INSERT INTO ${this.meta(scope)}.passwords (username, issued_for) VALUES ($1, $2)`,
+        [spec.username, spec.issuedFor],
+      );
+    });
+    try {
+      await scope.session.query(`CREATE USER ${u} PASSWORD ${hash} NOCREATEDB NOCREATEUSER`);
+    } catch (err) {
+      // Someone else's user of that name appeared meanwhile: take the mark back (only then:
+      // after a lost connection the user may well exist, and must stay marked).
+      if ((err as { code?: unknown }).code !== '42710') throw err;
+      await scope.session
+        .query(`DELETE FROM ${this.meta(scope)}.users WHERE username = $1`, [spec.username])
+        .catch(() => undefined);
+      throw err;
+    }
   }
 
-  override async setPassword(scope: SqlScope, username: string, password: string): Promise<void> {
-    await scope.session.query(
-      `ALTER USER ${quoteIdent(username)} PASSWORD ${quoteLiteral(redshiftPasswordHash(password, username))}`,
-    );
+  /**
+   * Records the grant the password is issued for, then changes it (Redshift user DDL and
+   * the journal cannot share a transaction). A crash in between leaves the old password
+   * with the new record: a re-run of that same grant then issues a password again.
+   */
+  override async setPassword(
+    scope: SqlScope,
+    username: string,
+    password: string,
+    issuedFor: string | null,
+  ): Promise<void> {
+    const hash = quoteLiteral(redshiftPasswordHash(password, username));
+    await this.recordIssuedFor(scope, username, issuedFor);
+    await scope.session.query(`ALTER USER ${quoteIdent(username)} PASSWORD ${hash}`);
   }
 
   /** Redshift has no NOLOGIN: blocking is `PASSWORD DISABLE`; the grant flow sets a new password to unblock. */

@@ -139,6 +139,15 @@ function seal(
 // ---------------------------------------------------------------------------------------
 // grant
 
+/**
+ * Grants `params` to its grantee. Safe to re-run after a crash at any point: the dialect
+ * creates a user and its marker atomically (or marks first and reports a half-created
+ * user `incomplete`, finished here), every other step is idempotent, and each password
+ * change records the grant whose result carries it (`passwordIssuedFor`). A re-run of the
+ * grant the current password was issued for cannot know whether the earlier result was
+ * delivered, so it issues a fresh password in this result (the earlier one stops
+ * working). See docs/drivers/sql-access-model.md, "A crash in the middle of a grant".
+ */
 export async function grantFlow(
   opts: SqlCoreOptions,
   scope: SqlScope,
@@ -205,9 +214,16 @@ export async function grantFlow(
       let password: string | null = null;
       let createdUser = false;
       const user = await dialect.getUser(scope, username);
-      if (user === null) {
+      if (user === null || user.incomplete === true) {
+        // A new user, or one whose creation a crash interrupted (never delivered): create
+        // or finish it, recording that this grant's result carries the password.
         password = opts.iamAuth ? null : generatePassword();
-        await dialect.createUser(scope, { username, password, iamAuth: opts.iamAuth });
+        await dialect.createUser(scope, {
+          username,
+          password,
+          iamAuth: opts.iamAuth,
+          issuedFor: opts.iamAuth ? null : params.grantId,
+        });
         createdUser = true;
       } else if (!user.managed) {
         throw new LatchkeyError(
@@ -242,13 +258,20 @@ export async function grantFlow(
           state.exists ? { ...state.record, ...pickExpiry(record) } : record,
         );
         await dialect.grantRoleToUser(scope, record);
-        if (user !== null && !user.canLogin) {
+        if (!createdUser && user !== null && !user.canLogin) {
           // No live grant before this one: fresh password, then let the login back in.
           if (!opts.iamAuth) {
             password = generatePassword();
-            await dialect.setPassword(scope, username, password);
+            await dialect.setPassword(scope, username, password, params.grantId);
           }
           await dialect.setLogin(scope, username, true);
+        } else if (!createdUser && !opts.iamAuth && user?.passwordIssuedFor === params.grantId) {
+          // The current password was issued for this very grant: this is a re-delivery (or a
+          // re-run after a crash) of a grant whose result may never have reached anyone.
+          // Returning nothing would leave a user nobody can log in as: issue a fresh
+          // password in this result instead (the earlier one stops working).
+          password = generatePassword();
+          await dialect.setPassword(scope, username, password, params.grantId);
         }
         await applyLoginExpiry(opts, scope, username);
         const credentials = password === null ? undefined : credentialsFor(password);
@@ -484,7 +507,7 @@ export async function rotateGranteeFlow(
       if (user === null) throw new LatchkeyError('E_NOT_FOUND', `user ${username} does not exist`);
       if (!user.managed)
         throw new LatchkeyError('E_NOT_MANAGED', `user ${username} was not created by Latchkey`);
-      await dialect.setPassword(scope, username, password);
+      await dialect.setPassword(scope, username, password, null);
     });
     const credentials = seal(opts, params.recipientKey, {
       username,

@@ -108,6 +108,18 @@ export interface SqlUserInfo {
   managed: boolean;
   /** Not locked (`LOGIN`, not `ACCOUNT LOCK`). */
   canLogin: boolean;
+  /**
+   * The grant whose result carries the user's current password, recorded atomically with
+   * (or before) each password change; null after a rotate, under IAM auth, or when unknown.
+   * A re-run of that same grant may be a re-delivery whose result was lost: it issues a
+   * fresh password (see `grantFlow`).
+   */
+  passwordIssuedFor: string | null;
+  /**
+   * Creation was started and recorded (marked first) but not finished, on engines whose
+   * user DDL is not transactional (MariaDB). `createUser` finishes it; never delivered.
+   */
+  incomplete?: boolean;
 }
 
 /** State of a grant role name in the target. */
@@ -122,6 +134,8 @@ export interface CreateUserSpec {
   /** Null under IAM database authentication (no password; `rds_iam` membership instead). */
   password: string | null;
   iamAuth: boolean;
+  /** The grant whose result will carry `password` (null under IAM auth). */
+  issuedFor: string | null;
 }
 
 export interface DropUserOptions {
@@ -149,9 +163,24 @@ export interface SqlDialect {
 
   /** The account, or null when it does not exist. */
   getUser(scope: SqlScope, username: string): Promise<SqlUserInfo | null>;
-  /** Creates the login with our marker (and `rds_iam` membership under IAM auth). */
+  /**
+   * Creates the login with our marker (and `rds_iam` membership under IAM auth), so that a
+   * crash at any point leaves either nothing, a marked user, or a user `getUser` reports
+   * `incomplete` (then a second call finishes it): never an unmarked user. Records
+   * `spec.issuedFor` as `passwordIssuedFor`. The password reaches the server only as a
+   * hash or verifier.
+   */
   createUser(scope: SqlScope, spec: CreateUserSpec): Promise<void>;
-  setPassword(scope: SqlScope, username: string, password: string): Promise<void>;
+  /**
+   * Sets a new password (as a hash or verifier) and records `issuedFor` (a grant id, or null
+   * for a rotate) atomically with it, or before it where the engine cannot do both at once.
+   */
+  setPassword(
+    scope: SqlScope,
+    username: string,
+    password: string,
+    issuedFor: string | null,
+  ): Promise<void>;
   /** `LOGIN`/`NOLOGIN`, `ACCOUNT UNLOCK`/`ACCOUNT LOCK`. */
   setLogin(scope: SqlScope, username: string, enabled: boolean): Promise<void>;
   /** `VALID UNTIL` the given time, or `'infinity'` for null. Absent on MySQL/MariaDB. */

@@ -14,6 +14,8 @@ const UserMarkerSchema = z.object({
   managedBy: z.literal(MANAGED_BY),
   kind: z.literal('user'),
   v: z.literal(1),
+  /** The grant whose result carries the current password (absent: a rotate, or unknown). */
+  issuedFor: z.string().min(1).max(256).nullish(),
 });
 
 const GrantMarkerSchema = z.object({
@@ -27,18 +29,34 @@ const GrantMarkerSchema = z.object({
   expiresAt: z.iso.datetime({ offset: true }).optional(),
 });
 
-/** Marker text for a user. */
-export function userMarker(): string {
-  return JSON.stringify({ managedBy: MANAGED_BY, kind: 'user', v: 1 });
+/**
+ * Marker text for a user; `issuedFor` names the grant whose result carries the current
+ * password (a grant id: nothing personal), omitted after a rotate and under IAM auth.
+ */
+export function userMarker(issuedFor: string | null = null): string {
+  return JSON.stringify({
+    managedBy: MANAGED_BY,
+    kind: 'user',
+    v: 1,
+    ...(issuedFor === null ? {} : { issuedFor }),
+  });
+}
+
+/** The user marker's content, or null when the text is not our user marker. */
+export function parseUserMarker(
+  text: string | null | undefined,
+): { issuedFor: string | null } | null {
+  if (!text) return null;
+  try {
+    const parsed = UserMarkerSchema.safeParse(parseJsonBounded(text));
+    return parsed.success ? { issuedFor: parsed.data.issuedFor ?? null } : null;
+  } catch {
+    return null;
+  }
 }
 
 export function isUserMarker(text: string | null | undefined): boolean {
-  if (!text) return false;
-  try {
-    return UserMarkerSchema.safeParse(parseJsonBounded(text)).success;
-  } catch {
-    return false;
-  }
+  return parseUserMarker(text) !== null;
 }
 
 /** Marker text for a grant role: the whole grant record. */

@@ -79,7 +79,7 @@ if (!DOCKER) {
         },
       );
       expect(fake.changes().map((c) => c.sql)).toEqual([
-        `CREATE USER IF NOT EXISTS \`${out.username}\`@\`%\` IDENTIFIED BY ? ATTRIBUTE ?`,
+        `CREATE USER \`${out.username}\`@\`%\` IDENTIFIED WITH caching_sha2_password AS ? ATTRIBUTE ?`,
         'CREATE USER IF NOT EXISTS `lk_g_g1`@`%` PASSWORD EXPIRE ACCOUNT LOCK ATTRIBUTE ?',
         'GRANT SELECT, SHOW VIEW ON `sales`.`orders` TO `lk_g_g1`@`%`',
         `GRANT \`lk_g_g1\`@\`%\` TO \`${out.username}\`@\`%\``,

@@ -7,9 +7,11 @@ import {
   tlsAttempts,
 } from '../../../../src/drivers/mysql/connection.js';
 import {
+  authFingerprint,
   createMariadbOps,
   mariadbDefaultRole,
 } from '../../../../src/drivers/mysql/dialect-mariadb.js';
+import { mysqlNativePasswordHash } from '../../../../src/drivers/mysql/password-hash.js';
 import {
   assertObjectName,
   grantDatabasePattern,
@@ -97,15 +99,32 @@ describe('identifiers', () => {
 
 describe('MariaDB statements', () => {
   const ops = createMariadbOps({ accountHost: '%', metaDatabase: 'latchkey' });
-  it('creates a user with its default role, which is also the marker', () => {
+  it('records the user first, creates it with a password hash, then its default role (the marker)', async () => {
     const d = mariadbDefaultRole('lk_ann_1234abcd', '%', 'lk_');
     expect(d).toMatch(/^lk_d_[0-9a-f]{16}$/);
-    expect(ops.createUserStatements('lk_ann_1234abcd', '%', { password: 'pw' }, 'lk_')).toEqual([
-      { sql: 'CREATE USER IF NOT EXISTS `lk_ann_1234abcd`@`%` IDENTIFIED BY ?', values: ['pw'] },
-      { sql: `CREATE ROLE IF NOT EXISTS \`${d}\`` },
-      { sql: `GRANT \`${d}\` TO \`lk_ann_1234abcd\`@\`%\`` },
-      { sql: `SET DEFAULT ROLE \`${d}\` FOR \`lk_ann_1234abcd\`@\`%\`` },
+    const log: { sql: string; values: readonly unknown[] | undefined }[] = [];
+    const session = {
+      query: (sql: string, values?: readonly unknown[]) => {
+        log.push({ sql, values });
+        return Promise.resolve([]);
+      },
+    };
+    const password = 'Pw-plain-text-9';
+    await ops.createUser(session, 'lk_ann_1234abcd', '%', { password, issuedFor: 'g1' }, 'lk_');
+    const changes = log.filter(
+      (r) => !r.sql.startsWith('SELECT') && !r.sql.includes(' IF NOT EXISTS `latchkey`'),
+    );
+    const hash = mysqlNativePasswordHash(password);
+    expect(changes.map((c) => c.sql)).toEqual([
+      'INSERT INTO `latchkey`.`users` (username, host, issued_for, auth_fp) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE issued_for = VALUES(issued_for), auth_fp = VALUES(auth_fp)',
+      'CREATE USER `lk_ann_1234abcd`@`%` IDENTIFIED BY PASSWORD ?',
+      `CREATE ROLE IF NOT EXISTS \`${d}\``,
+      `GRANT \`${d}\` TO \`lk_ann_1234abcd\`@\`%\``,
+      `SET DEFAULT ROLE \`${d}\` FOR \`lk_ann_1234abcd\`@\`%\``,
     ]);
+    expect(changes[0]?.values).toEqual(['lk_ann_1234abcd', '%', 'g1', authFingerprint(hash)]);
+    expect(changes[1]?.values).toEqual([hash]);
+    expect(JSON.stringify(log)).not.toContain(password);
     expect(ops.attachStatements('lk_g_g1', 'lk_ann_1234abcd', '%', 'lk_')).toEqual([
       { sql: `GRANT \`lk_g_g1\` TO \`${d}\`` },
     ]);
@@ -115,9 +134,10 @@ describe('MariaDB statements', () => {
     ]);
   });
 
-  it('refuses grantee IAM auth (RDS for MySQL only)', () => {
-    expect(() => ops.createUserStatements('u', '%', { password: null }, 'lk_')).toThrow(
-      /MySQL only/,
-    );
+  it('refuses grantee IAM auth (RDS for MySQL only)', async () => {
+    const session = { query: () => Promise.resolve([]) };
+    await expect(
+      ops.createUser(session, 'u', '%', { password: null, issuedFor: null }, 'lk_'),
+    ).rejects.toThrow(/MySQL only/);
   });
 });

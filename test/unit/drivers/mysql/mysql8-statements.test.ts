@@ -17,6 +17,7 @@ import {
 import type { SqlScope } from '../../../../src/drivers/sql/dialect.js';
 import { tableId } from '../../../../src/drivers/sql/resources.js';
 import { deriveUsername } from '../../../../src/drivers/sql/username.js';
+import { cachingSha2PasswordHash } from '../../../../src/drivers/mysql/password-hash.js';
 import { FakeMysql8 } from '../../../helpers/mysql.js';
 
 const EMAIL = 'Ann.Lee@Example.com';
@@ -77,16 +78,22 @@ describe('MySQL 8 statements', () => {
     expect(out.username).toBe(USER);
     const changes = fake.changes();
     expect(changes.map((c) => c.sql)).toEqual([
-      `CREATE USER IF NOT EXISTS ${A} IDENTIFIED BY ? ATTRIBUTE ?`,
+      `CREATE USER ${A} IDENTIFIED WITH caching_sha2_password AS ? ATTRIBUTE ?`,
       'CREATE USER IF NOT EXISTS `lk_g_g1`@`%` PASSWORD EXPIRE ACCOUNT LOCK ATTRIBUTE ?',
       'GRANT SELECT, SHOW VIEW ON `sales`.`orders` TO `lk_g_g1`@`%`',
       `GRANT \`lk_g_g1\`@\`%\` TO ${A}`,
       `SET DEFAULT ROLE ALL TO ${A}`,
     ]);
-    expect(changes[0]?.values).toEqual([
-      expect.stringMatching(/^.{32}$/),
-      '{"managedBy":"latchkey","kind":"user","v":1}',
-    ]);
+    // The password only as its caching_sha2_password hash; the marker names the grant.
+    const c0 = out.credentials;
+    const issued = c0 && 'plaintext' in c0 ? (c0.plaintext.password ?? '') : '';
+    const hash = String(changes[0]?.values?.[0]);
+    expect(hash).toMatch(/^\$A\$005\$[./0-9A-Za-z]{20}[./0-9A-Za-z]{43}$/);
+    expect(cachingSha2PasswordHash(issued, hash.slice(7, 27))).toBe(hash);
+    expect(JSON.stringify(fake.log)).not.toContain(issued);
+    expect(changes[0]?.values?.[1]).toBe(
+      '{"managedBy":"latchkey","kind":"user","v":1,"issuedFor":"g1"}',
+    );
     expect(JSON.parse(String(changes[1]?.values?.[0]))).toEqual({
       managedBy: 'latchkey',
       kind: 'grant',
@@ -104,18 +111,21 @@ describe('MySQL 8 statements', () => {
       ['SELECT RELEASE_LOCK(?) AS released', [userLockName(USER, '%')]],
     ]);
 
-    // Idempotent: the same grant again changes nothing but the (harmless) re-grants.
+    // Idempotent: the same grant again re-applies the (harmless) re-grants, and, because
+    // the current password was issued for this very grant (its result may have been lost),
+    // issues a fresh one.
     fake.log.length = 0;
     const again = await grantFlow(opts, scope, {
       ...grantParams,
       expiresAt: '2026-11-26T08:00:00.000Z',
     });
     expect(again.alreadyGranted).toBe(true);
-    expect(again.credentials).toBeUndefined();
+    expect(again.credentials).toBeDefined();
     expect(fake.changes().map((c) => c.sql)).toEqual([
       'GRANT SELECT, SHOW VIEW ON `sales`.`orders` TO `lk_g_g1`@`%`',
       `GRANT \`lk_g_g1\`@\`%\` TO ${A}`,
       `SET DEFAULT ROLE ALL TO ${A}`,
+      `ALTER USER ${A} IDENTIFIED WITH caching_sha2_password AS ? ATTRIBUTE ?`,
     ]);
   });
 
@@ -169,15 +179,52 @@ describe('MySQL 8 statements', () => {
     expect(fake.changes().map((c) => c.sql)).toEqual(['DROP USER IF EXISTS `lk_g_g1`@`%`']);
   });
 
-  it('rotate sets a new password with ALTER USER … IDENTIFIED BY', async () => {
+  it('rotate sets a new password hash and clears issuedFor in one ALTER USER', async () => {
     await grantFlow(opts, scope, grantParams);
     fake.log.length = 0;
     const out = await rotateGranteeFlow(opts, scope, { email: EMAIL });
     const c = out.credentials;
-    const password = c && 'plaintext' in c ? c.plaintext.password : undefined;
-    expect(fake.changes()).toEqual([
-      { sql: `ALTER USER ${A} IDENTIFIED BY ?`, values: [password] },
+    const password = c && 'plaintext' in c ? (c.plaintext.password ?? '') : '';
+    const changes = fake.changes();
+    expect(changes.map((x) => x.sql)).toEqual([
+      `ALTER USER ${A} IDENTIFIED WITH caching_sha2_password AS ? ATTRIBUTE ?`,
     ]);
+    const hash = String(changes[0]?.values?.[0]);
+    expect(cachingSha2PasswordHash(password, hash.slice(7, 27))).toBe(hash);
+    expect(changes[0]?.values?.[1]).toBe('{"issuedFor":null}');
+    expect(JSON.stringify(fake.log)).not.toContain(password);
+    expect(fake.accounts.get(`${USER}@%`)?.attribute).toBe(
+      '{"managedBy":"latchkey","kind":"user","v":1}',
+    );
+  });
+
+  it('a re-delivered grant whose password was issued for it gets a fresh one; another grant does not', async () => {
+    const first = await grantFlow(opts, scope, grantParams);
+    expect(first.credentials).toBeDefined();
+    fake.log.length = 0;
+    // The same grant again (its result may have been lost): a fresh password, in one ALTER USER.
+    const again = await grantFlow(opts, scope, grantParams);
+    expect(again.alreadyGranted).toBe(true);
+    const c = again.credentials;
+    const password = c && 'plaintext' in c ? (c.plaintext.password ?? '') : '';
+    expect(password).toMatch(/^.{32}$/);
+    const alter = fake.changes().filter((x) => x.sql.startsWith('ALTER USER'));
+    expect(alter.map((x) => [x.sql, x.values?.[1]])).toEqual([
+      [
+        `ALTER USER ${A} IDENTIFIED WITH caching_sha2_password AS ? ATTRIBUTE ?`,
+        '{"issuedFor":"g1"}',
+      ],
+    ]);
+    // A second grant to the same user: its result carries no password, and it rotates nothing.
+    fake.tables.add('sales.customers');
+    fake.log.length = 0;
+    const other = await grantFlow(opts, scope, {
+      ...grantParams,
+      grantId: 'g2',
+      resources: [{ type: 'table', id: tableId('sales', null, 'customers') }],
+    });
+    expect(other.credentials).toBeUndefined();
+    expect(fake.changes().filter((x) => x.sql.startsWith('ALTER USER'))).toEqual([]);
   });
 
   it('cleanup drops only a marked user without grants; an unmarked one is kept', async () => {
@@ -213,7 +260,7 @@ describe('MySQL 8 statements', () => {
     const out = await grantFlow({ ...opts, iamAuth: true }, scope, grantParams);
     expect(out.credentials).toBeUndefined();
     expect(fake.changes()[0]).toEqual({
-      sql: `CREATE USER IF NOT EXISTS ${A} IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS' REQUIRE SSL ATTRIBUTE ?`,
+      sql: `CREATE USER ${A} IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS' REQUIRE SSL ATTRIBUTE ?`,
       values: ['{"managedBy":"latchkey","kind":"user","v":1}'],
     });
   });

@@ -12,6 +12,7 @@ import type { Row, SqlScope, SqlSession } from '../../../../src/drivers/sql/dial
 import { tableId, schemaId } from '../../../../src/drivers/sql/resources.js';
 import { deriveUsername } from '../../../../src/drivers/sql/username.js';
 import { parseRedshiftConfig } from '../../../../src/drivers/redshift/config.js';
+import { CrashSwitch, type CrashPlan } from '../../../helpers/crash.js';
 
 class FakeCluster implements SqlSession {
   statements: { sql: string; values: readonly unknown[] }[] = [];
@@ -20,6 +21,10 @@ class FakeCluster implements SqlSession {
   metaUsers = new Map<string, boolean>();
   grants = new Map<string, { username: string; record: string }>();
   sessions = new Map<string, number[]>();
+  /** Journal: which grant each user's password was issued for. */
+  issued = new Map<string, string | null>();
+  /** The md5 hash each user's password was last set to. */
+  hashes = new Map<string, string>();
 
   query(sql: string, values: readonly unknown[] = []): Promise<Row[]> {
     this.statements.push({ sql, values });
@@ -37,6 +42,13 @@ class FakeCluster implements SqlSession {
     if (/^UPDATE .*\.users SET locked/.test(sql))
       return (void this.metaUsers.set(a, v[1] === true), []);
     if (/^DELETE FROM .*\.users/.test(sql)) return (void this.metaUsers.delete(a), []);
+    if (/^SELECT issued_for FROM .*\.passwords/.test(sql))
+      return this.issued.has(a) ? [{ issued_for: this.issued.get(a) ?? null }] : [];
+    if (/^INSERT INTO .*\.passwords/.test(sql))
+      return (void this.issued.set(a, typeof v[1] === 'string' ? v[1] : null), []);
+    if (/^DELETE FROM .*\.passwords/.test(sql)) return (void this.issued.delete(a), []);
+    const pw = /^(?:CREATE|ALTER) USER "([^"]+)" PASSWORD '(md5[0-9a-f]{32})'/.exec(sql);
+    if (pw) this.hashes.set(pw[1] ?? '', pw[2] ?? '');
     if (/^CREATE USER "([^"]+)"/.test(sql))
       return (void this.users.add(/^CREATE USER "([^"]+)"/.exec(sql)?.[1] ?? ''), []);
     if (/^DROP USER IF EXISTS "([^"]+)"/.test(sql))
@@ -157,8 +169,13 @@ describe('redshift statements', () => {
       expiresAt: '2030-01-02T00:00:00.000Z',
     });
     expect(again.alreadyGranted).toBe(true);
-    expect(again.credentials).toBeUndefined();
     expect(cluster.ddl().some((s) => s.startsWith('CREATE'))).toBe(false);
+    // The password was issued for this very grant: the re-delivery carries a fresh one.
+    const fresh =
+      (again.credentials as { plaintext: Record<string, string> }).plaintext.password ?? '';
+    expect(cluster.ddl()).toContain(
+      `ALTER USER "${user}" PASSWORD '${redshiftPasswordHash(fresh, user)}'`,
+    );
   });
 
   it('write on a schema includes default privileges; revoke blocks the login, ends sessions, drops the role', async () => {
@@ -239,6 +256,104 @@ describe('redshift statements', () => {
     expect(await cleanupFlow(opts, scope, { usernames: [user] })).toMatchObject({
       kept: [{ code: 'E_NOT_MANAGED' }],
     });
+  });
+});
+
+describe('redshift: a crash at any point of a grant, then the same grant again', () => {
+  const params = (grantId: string, table = 'orders') => ({
+    grantId,
+    grantee: { email },
+    resources: [{ type: 'table', id: tableId('dev', 'public', table) }],
+    permission: 'read',
+    expiresAt: '2030-01-02T00:00:00.000Z',
+  });
+  const passwordOf = (out: { credentials?: unknown }): string =>
+    (out.credentials as { plaintext: Record<string, string> } | undefined)?.plaintext.password ??
+    '';
+
+  /** Runs the grant on the cluster through a switch that kills the run as planned. */
+  async function crashed(
+    cluster: FakeCluster,
+    scope: SqlScope,
+    opts: SqlCoreOptions,
+    plan: CrashPlan,
+    grantId: string,
+  ): Promise<void> {
+    const sw = new CrashSwitch(plan);
+    const session = sw.session(cluster);
+    await grantFlow(
+      { ...opts, dialect: sw.dialect(opts.dialect) },
+      {
+        ...scope,
+        session,
+        withLockSession: (fn) => fn(session),
+        onDatabase: (_d, fn) => fn(session),
+      },
+      params(grantId),
+    ).catch(() => undefined);
+  }
+
+  const steps: { name: string; plan: CrashPlan }[] = [
+    {
+      name: 'inside createUser, before the journal mark',
+      plan: { atStatement: /^INSERT INTO "lk_meta"\.users/ },
+    },
+    {
+      name: 'inside createUser, after the mark and before CREATE USER',
+      plan: { atStatement: /^CREATE USER/ },
+    },
+    { name: 'after createUser', plan: { beforeMethod: 'getGrantRole' } },
+    { name: 'after the grant role was created', plan: { beforeMethod: 'grantPrivileges' } },
+    { name: 'after the privileges were granted', plan: { beforeMethod: 'grantRoleToUser' } },
+    { name: 'after the membership was granted', plan: { beforeMethod: 'listGrantRoles' } },
+    { name: 'after the last step (the result was lost)', plan: {} },
+  ];
+
+  for (const step of steps) {
+    it(`${step.name}: the re-run carries the password the user has, and is marked`, async () => {
+      const { cluster, scope, opts } = setup();
+      await crashed(cluster, scope, opts, step.plan, 'g1');
+      const out = await grantFlow(opts, scope, params('g1'));
+      const password = passwordOf(out);
+      expect(password).toMatch(/^.{32}$/);
+      expect(cluster.users.has(user)).toBe(true);
+      expect(cluster.hashes.get(user)).toBe(redshiftPasswordHash(password, user));
+      expect(cluster.metaUsers.get(user)).toBe(false); // marked, not locked
+      expect(cluster.issued.get(user)).toBe('g1');
+      expect(cluster.statements.some((s) => s.sql.includes(password))).toBe(false);
+
+      // Another grant, delivered twice: no password, no change.
+      const o1 = await grantFlow(opts, scope, params('g2', 'customers'));
+      const o2 = await grantFlow(opts, scope, params('g2', 'customers'));
+      expect(o1.credentials).toBeUndefined();
+      expect(o2.credentials).toBeUndefined();
+      expect(cluster.hashes.get(user)).toBe(redshiftPasswordHash(password, user));
+    });
+  }
+
+  it('a crash inside the re-run’s password change (record first, ALTER not) still gets a password next time', async () => {
+    const { cluster, scope, opts } = setup();
+    await crashed(cluster, scope, opts, {}, 'g1');
+    const before = cluster.hashes.get(user);
+    await crashed(cluster, scope, opts, { atStatement: /^ALTER USER "[^"]+" PASSWORD 'md5/ }, 'g1');
+    expect(cluster.hashes.get(user)).toBe(before);
+    expect(cluster.issued.get(user)).toBe('g1');
+    const out = await grantFlow(opts, scope, params('g1'));
+    expect(cluster.hashes.get(user)).toBe(redshiftPasswordHash(passwordOf(out), user));
+  });
+
+  it('someone else’s user of the same name is refused and keeps no mark of ours', async () => {
+    const { cluster, scope, opts } = setup();
+    // Appears between our check and our CREATE USER.
+    const real = cluster.query.bind(cluster);
+    cluster.query = (sql, values) => {
+      if (sql.startsWith('CREATE USER')) {
+        return Promise.reject(Object.assign(new Error('user already exists'), { code: '42710' }));
+      }
+      return real(sql, values);
+    };
+    await expect(grantFlow(opts, scope, params('g1'))).rejects.toBeDefined();
+    expect(cluster.metaUsers.has(user)).toBe(false);
   });
 });
 

@@ -12,6 +12,7 @@ import {
 import {
   grantMarker,
   isUserMarker,
+  parseUserMarker,
   parseGrantMarker,
   userMarker,
 } from '../../../../src/drivers/sql/marker.js';
@@ -102,6 +103,14 @@ describe('markers', () => {
     expect(parseGrantMarker('x', JSON.stringify({ managedBy: 'someone-else' }), true)).toBeNull();
     expect(parseGrantMarker('x', null, true)).toBeNull();
     expect(isUserMarker(userMarker())).toBe(true);
+    expect(parseUserMarker(userMarker('g1'))).toEqual({ issuedFor: 'g1' });
+    expect(parseUserMarker(userMarker())).toEqual({ issuedFor: null });
+    expect(
+      parseUserMarker('{"managedBy":"latchkey","kind":"user","v":1,"issuedFor":null}'),
+    ).toEqual({ issuedFor: null });
+    expect(parseUserMarker('{"managedBy":"latchkey","kind":"user","v":1,"issuedFor":7}')).toBe(
+      null,
+    );
     expect(isUserMarker('{"managedBy":"latchkey"}')).toBe(false);
     expect(isUserMarker(undefined)).toBe(false);
   });
