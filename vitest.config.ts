@@ -17,5 +17,27 @@ export default defineConfig({
     // The AWS SDK warns once per process that it will require Node 22 from 2027; in tests
     // that line repeats for every file and buries real output. The agent itself keeps it.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    projects: [
+      {
+        extends: true,
+        test: { name: 'default', exclude: ['**/node_modules/**', 'test/**/*.modes.test.ts'] },
+      },
+      {
+        // The MariaDB driver tests again, against a private MariaDB started with
+        // --sql-mode=NO_BACKSLASH_ESCAPES,ANSI_QUOTES and the event scheduler on
+        // (test/helpers/global-setup-mysql-modes.ts). The shared server is not touched.
+        extends: true,
+        test: {
+          name: 'mariadb-modes',
+          include: [
+            'test/integration/drivers/mysql/driver.test.ts',
+            'test/integration/drivers/mysql/safety.test.ts',
+            'test/integration/drivers/mysql/*.modes.test.ts',
+          ],
+          globalSetup: ['test/helpers/global-setup-mysql-modes.ts'],
+          setupFiles: ['test/helpers/mysql-modes-env.ts'],
+        },
+      },
+    ],
   },
 });

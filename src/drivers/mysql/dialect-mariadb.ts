@@ -205,6 +205,14 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
       return [{ sql: `GRANT ${role(name)} TO ${role(mariadbDefaultRole(user, host, prefix))}` }];
     },
 
+    existingRole(existing): string {
+      return role(existing.name);
+    },
+
+    definersOf(user, host, prefix): string[] {
+      return [`${user}@${host}`, `${mariadbDefaultRole(user, host, prefix)}@`];
+    },
+
     grantExistingRole(existing, name): Stmt {
       return { sql: `GRANT ${role(existing.name)} TO ${role(name)}` };
     },

@@ -74,6 +74,14 @@ export interface FlavorOps {
   /** Makes the grant role active at every login of the user. */
   attachStatements(role: string, user: string, host: string, prefix: string): Stmt[];
 
+  /** An existing (customer) role as `SHOW GRANTS FOR` names it. */
+  existingRole(existing: { name: string; host: string }): string;
+  /**
+   * The DEFINER values (as information_schema prints them) under which objects created by
+   * the user run: the account itself and, on MariaDB, its default role
+   * (`CREATE DEFINER = CURRENT_ROLE …`).
+   */
+  definersOf(user: string, host: string, prefix: string): string[];
   /** Grants an existing (customer) role to a grant role. */
   grantExistingRole(existing: { name: string; host: string }, role: string): Stmt;
   /** Existing roles not created by Latchkey (discover, validate). */

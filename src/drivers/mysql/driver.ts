@@ -35,7 +35,7 @@ import {
   type SqlCoreOptions,
   raceAbort,
 } from '../sql/core.js';
-import type { Row, SqlDialect, SqlScope, SqlSession } from '../sql/dialect.js';
+import type { SqlDialect, SqlScope, SqlSession } from '../sql/dialect.js';
 import { BASE_PERMISSIONS, databaseId, roleId, tableId } from '../sql/resources.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
 import {
@@ -48,6 +48,7 @@ import {
   MysqlPools,
   connectionSession,
   loadCaBundle,
+  prepareSession,
   tlsAttempts,
   verifyLogin,
   type LoginSource,
@@ -60,12 +61,19 @@ import { quoteIdent, run, str, type FlavorOps, type RequiredPrivilege } from './
 import { mapMysqlError, mysqlErrno } from './errors.js';
 import {
   fixStatement,
+  grantLinesOf,
   holds,
   holdsGrantOption,
   holdsGrantable,
   parseShowGrants,
 } from './show-grants.js';
-import { createMysqlSqlDialect, isSystemSchema, SYSTEM_SCHEMAS } from './sql-dialect.js';
+import {
+  createMysqlSqlDialect,
+  dangerousRolePath,
+  guardedDatabases,
+  isSystemSchema,
+  SYSTEM_SCHEMAS,
+} from './sql-dialect.js';
 
 export const MYSQL_DRIVER_TYPE = 'mysql';
 
@@ -296,7 +304,7 @@ export function createMysqlDriver(
           permissions: [...BASE_PERMISSIONS],
           warnings: [],
         };
-        const grants = parseShowGrants(showGrantsLines(await run(session, { sql: 'SHOW GRANTS' })));
+        const grants = parseShowGrants(grantLinesOf(await run(session, { sql: 'SHOW GRANTS' })));
         if (!holds(grants, 'SHOW DATABASES', '*.*')) {
           output.warnings.push({
             code: 'E_PRIVILEGE',
@@ -330,16 +338,30 @@ export function createMysqlDriver(
           });
         }
         const seenRoles = new Set<string>();
+        const guarded = guardedDatabases(config.metaDatabase);
         for (const role of roles) {
           if (seenRoles.has(role.name)) continue;
           seenRoles.add(role.name);
+          // Same rule as grant (validateGrant): every host of the name, the whole closure.
+          let why: string | null = null;
+          for (const r of roles.filter((x) => x.name === role.name)) {
+            why ??= await dangerousRolePath(session, ops, r, guarded);
+          }
           output.resources.push({
             id: roleId(role.name),
             name: role.name,
             type: 'role',
-            metadata: { host: role.host },
+            metadata:
+              why === null
+                ? { host: role.host, grantable: true }
+                : { host: role.host, grantable: false, notGrantableBecause: why },
           });
-          output.permissions.push({ id: `role:${role.name}`, name: `Member of role ${role.name}` });
+          if (why === null) {
+            output.permissions.push({
+              id: `role:${role.name}`,
+              name: `Member of role ${role.name}`,
+            });
+          }
         }
         return output;
       } catch (err) {
@@ -366,9 +388,7 @@ export function createMysqlDriver(
           const at = cu.lastIndexOf('@');
           const accountText =
             at < 0 ? '`<service account>`' : ops.account(cu.slice(0, at), cu.slice(at + 1));
-          const grants = parseShowGrants(
-            showGrantsLines(await run(session, { sql: 'SHOW GRANTS' })),
-          );
+          const grants = parseShowGrants(grantLinesOf(await run(session, { sql: 'SHOW GRANTS' })));
           for (const req of [...REQUIRED_PRIVILEGES, ...ops.extraRequiredPrivileges]) {
             const ok = holds(grants, req.privilege, req.on, req.alternatives);
             const where = req.on === '*.*' ? '*.*' : `${req.on.database}.*`;
@@ -559,14 +579,6 @@ export function createMysqlDriver(
   return driver;
 }
 
-/** The text of each SHOW GRANTS row (its one column is named after the account). */
-function showGrantsLines(rows: Row[]): string[] {
-  return rows.map((r) => {
-    const key = Object.keys(r)[0];
-    return key === undefined ? '' : str(r, key);
-  });
-}
-
 function isAuthFailure(err: unknown): boolean {
   if (!isLatchkeyError(err) || err.code !== 'E_CONNECT') return false;
   const errno = err.details?.errno;
@@ -607,6 +619,7 @@ async function withOwnConnection<T>(
       }
       const state = { broken: false };
       try {
+        await prepareSession(conn);
         return await fn(connectionSession(conn, signal, state));
       } catch (err) {
         throw mapMysqlError(err, 'changing the service-account password', signal);
