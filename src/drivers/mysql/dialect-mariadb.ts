@@ -210,7 +210,10 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
     },
 
     definersOf(user, host, prefix): string[] {
-      return [`${user}@${host}`, `${mariadbDefaultRole(user, host, prefix)}@`];
+      // information_schema prints a role definer as `role@` (views, triggers, events) or
+      // `role` (routines).
+      const d = mariadbDefaultRole(user, host, prefix);
+      return [`${user}@${host}`, `${d}@`, d];
     },
 
     grantExistingRole(existing, name): Stmt {

@@ -262,3 +262,67 @@ describe('connect (item 9)', () => {
     }
   });
 });
+
+describe('objects a grantee defines (item 1)', () => {
+  it('DEFINER = CURRENT_ROLE objects run with the grant only while it lives, and cleanup never leaves them behind', async () => {
+    const grantee = { email: email('builder') };
+    const out = await driver.grant(f.ctx(), {
+      grantId: `g-build-${f.suffix}`,
+      grantee,
+      resources: [db(f.database)],
+      permission: 'admin',
+    });
+    const d = qi(f.database);
+    await withLogin(out.username, passwordOf(out), async (c) => {
+      // Never as the service account: that needs SET USER / SUPER.
+      await expect(
+        c.query(`CREATE DEFINER = ${svc()} SQL SECURITY DEFINER VIEW ${d}.v_svc AS SELECT 1 AS x`),
+      ).rejects.toMatchObject({ errno: 1227 });
+      await c.query(
+        `CREATE DEFINER = CURRENT_ROLE SQL SECURITY DEFINER VIEW ${d}.v_role AS SELECT total FROM ${d}.orders`,
+      );
+      await c.query(
+        `CREATE DEFINER = CURRENT_ROLE PROCEDURE ${d}.p_role() SQL SECURITY DEFINER SELECT total FROM ${d}.orders`,
+      );
+      await c.query(
+        `CREATE DEFINER = CURRENT_ROLE EVENT ${d}.e_role ON SCHEDULE EVERY 1 HOUR DO DELETE FROM ${d}.orders`,
+      );
+    });
+    // Another login that may only read the view gets the grantee's rights through it...
+    const viewer = `lkt_${f.suffix}_viewer`;
+    await f.admin.query(`CREATE USER ${qi(viewer)}@${qi('%')} IDENTIFIED BY 'Viewer-pass-1'`);
+    await f.admin.query(`GRANT SELECT ON ${d}.v_role TO ${qi(viewer)}@${qi('%')}`);
+    await withLogin(viewer, 'Viewer-pass-1', async (c) => {
+      await expect(c.query(`SELECT * FROM ${d}.v_role`)).resolves.toBeDefined();
+    });
+    // ...until the grant ends: the rights went with the grant role.
+    await driver.revoke(f.ctx(), {
+      grantId: `g-build-${f.suffix}`,
+      grantee,
+      resources: [],
+      permission: 'admin',
+    });
+    await withLogin(viewer, 'Viewer-pass-1', async (c) => {
+      await expect(c.query(`SELECT * FROM ${d}.v_role`)).rejects.toMatchObject({ errno: 1356 });
+    });
+
+    // Cleanup does not drop the account out from under them (a later account of the same
+    // email would bring them back to life); it says which objects to deal with...
+    const kept = await driver.cleanup(f.ctx(), { usernames: [out.username] });
+    expect(kept.dropped).toEqual([]);
+    expect(kept.kept[0]).toMatchObject({ username: out.username, code: 'E_GUARDRAIL' });
+    expect(kept.kept[0]?.reason).toContain(`VIEW ${f.database}.v_role`);
+    expect(kept.kept[0]?.reason).toContain(`EVENT ${f.database}.e_role`);
+    // ...and with ownedObjects: drop they go first.
+    const dropping = { ...f.integration(), settings: { ownedObjects: 'drop' } };
+    const dropped = await driver.cleanup(f.ctx(dropping), { usernames: [out.username] });
+    expect(dropped.dropped).toEqual([out.username]);
+    const [left] = await f.admin.query(
+      "SELECT TABLE_NAME AS n FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'v_role' " +
+        "UNION ALL SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_NAME = 'p_role' " +
+        "UNION ALL SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? AND EVENT_NAME = 'e_role'",
+      [f.database, f.database, f.database],
+    );
+    expect(left).toEqual([]);
+  });
+});
