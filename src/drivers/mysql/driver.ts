@@ -425,6 +425,19 @@ export function createMysqlDriver(
               ? 'ALL PRIVILEGES held with GRANT OPTION: admin grants will work'
               : `admin grants will fail until the service account holds ALL PRIVILEGES ON *.* WITH GRANT OPTION (read and write are not affected)`,
           });
+          if (server.flavor === 'mariadb') {
+            const sched = await run(session, { sql: 'SELECT @@GLOBAL.event_scheduler AS s' });
+            const state = (sched[0] === undefined ? '' : str(sched[0], 's')).toUpperCase();
+            checks.push({
+              name: 'event scheduler (server-side expiry)',
+              ok: true,
+              detail:
+                state === 'ON'
+                  ? 'ON: a grant with expiresAt is ended on the server by its EVENT at expiry, even with no agent running'
+                  : `${state || 'unknown'}: grants end at expiry only when an agent sweeps (within one sweep interval). ` +
+                    'For server-side expiry set event_scheduler=ON in the server configuration (RDS: the parameter group)',
+            });
+          }
           checks.push({
             name: 'note',
             ok: true,

@@ -29,6 +29,7 @@ import {
   str,
   unlockStatement,
   type AccountSettings,
+  type ExpiryContext,
   type FlavorOps,
   type PrivilegeTarget,
 } from './dialect.js';
@@ -148,6 +149,11 @@ export interface MysqlDialectOptions extends AccountSettings {
 export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptions): SqlDialect {
   const host = options.accountHost;
   const guarded = guardedDatabases(options.metaDatabase);
+  const expiryContext = (scope: SqlScope, username: string): ExpiryContext => ({
+    prefix: scope.prefix,
+    host,
+    lockName: userLockName(username, host),
+  });
 
   async function sessionIds(session: SqlSession, username: string): Promise<number[]> {
     const rows = await run(session, sessionsStatement(username));
@@ -303,12 +309,17 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
       return ops.getGrantRole(scope.session, role);
     },
 
-    createGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
-      return ops.createGrantRole(scope.session, record);
+    async createGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+      await ops.createGrantRole(scope.session, record);
+      if (record.expiresAt !== undefined) {
+        await ops.scheduleExpiry?.(scope.session, record, expiryContext(scope, record.username));
+      }
     },
 
-    updateGrantRecord(scope: SqlScope, record: GrantRecord): Promise<void> {
-      return ops.updateGrantRecord(scope.session, record);
+    async updateGrantRecord(scope: SqlScope, record: GrantRecord): Promise<void> {
+      await ops.updateGrantRecord(scope.session, record);
+      // A re-grant with another expiry (or none) moves (or removes) the server-side expiry.
+      await ops.scheduleExpiry?.(scope.session, record, expiryContext(scope, record.username));
     },
 
     async grantPrivileges(scope: SqlScope, record: GrantRecord): Promise<void> {
@@ -345,8 +356,13 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
       // on both engines, at once for every session: nothing to do before.
     },
 
-    dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
-      return ops.dropGrantRole(scope.session, record.role);
+    async dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+      await ops.dropGrantRole(scope.session, record.role);
+      await ops.unscheduleExpiry?.(
+        scope.session,
+        record.role,
+        expiryContext(scope, record.username),
+      );
     },
 
     listGrantRoles(scope: SqlScope, filter: { username?: string }): Promise<GrantRecord[]> {
