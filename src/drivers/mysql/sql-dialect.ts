@@ -254,6 +254,22 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
           `grant role name longer than ${ops.maxNameLength} characters`,
         );
       }
+      // A new account must not bring objects left by an earlier account of the same name
+      // (usernames are deterministic) back to life with this grant's rights.
+      if ((await ops.getUser(scope.session, record.username, host, scope.prefix)) === null) {
+        const orphans = await definerObjects(scope.session, record.username, scope.prefix);
+        if (orphans.length > 0) {
+          const list = orphans
+            .slice(0, 5)
+            .map((o) => `${o.kind} ${o.db}.${o.name}`)
+            .join(', ');
+          throw new LatchkeyError(
+            'E_GUARDRAIL',
+            `an earlier account ${record.username} left ${orphans.length} object(s) with it as DEFINER (${list}); ` +
+              'a new account would give them its rights: drop them first',
+          );
+        }
+      }
       for (const r of record.resources) {
         if (r.kind === 'schema')
           throw new LatchkeyError('E_INVALID', 'MySQL has no schemas; use database resources');

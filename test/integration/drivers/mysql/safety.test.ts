@@ -11,6 +11,7 @@ import type { Driver } from '../../../../src/drivers/driver.js';
 import { isLatchkeyError } from '../../../../src/errors.js';
 import type { GrantOutput, ResourceRef } from '../../../../src/protocol/messages.js';
 import { databaseId, roleId, tableId } from '../../../../src/drivers/sql/resources.js';
+import { deriveUsername } from '../../../../src/drivers/sql/username.js';
 import {
   createMysqlFixture,
   mysqlEndpoint,
@@ -324,5 +325,32 @@ describe('objects a grantee defines (item 1)', () => {
       [f.database, f.database, f.database],
     );
     expect(left).toEqual([]);
+  });
+});
+
+describe('objects left by an earlier account (item 1)', () => {
+  it('refuses to create an account that would bring DEFINER objects of the same name back to life', async () => {
+    const grantee = { email: email('reborn') };
+    const username = deriveUsername(grantee.email, { prefix: f.prefix, maxLength: 80 });
+    const d = qi(f.database);
+    // What an account dropped by hand leaves behind: a view running as a user that is gone.
+    await f.admin.query(
+      `CREATE DEFINER = ${qi(username)}@${qi('%')} SQL SECURITY DEFINER VIEW ${d}.v_orphan AS SELECT total FROM ${d}.orders`,
+    );
+    const params = {
+      grantId: `g-reborn-${f.suffix}`,
+      grantee,
+      resources: [table(f.database, 'orders')],
+      permission: 'read',
+    };
+    const err = await errorOf(driver.grant(f.ctx(), params));
+    expect(err?.code).toBe('E_GUARDRAIL');
+    expect(err?.message).toContain(`VIEW ${f.database}.v_orphan`);
+    const [users] = await f.admin.query('SELECT User FROM mysql.global_priv WHERE User = ?', [
+      username,
+    ]);
+    expect(users).toEqual([]);
+    await f.admin.query(`DROP VIEW ${d}.v_orphan`);
+    await expect(driver.grant(f.ctx(), params)).resolves.toMatchObject({ username });
   });
 });
