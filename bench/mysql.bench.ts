@@ -79,7 +79,7 @@ export async function runMysqlBench(
   await admin.query(
     `GRANT CREATE USER, SHOW DATABASES, PROCESS, CONNECTION ADMIN, SELECT, INSERT, UPDATE, DELETE, SHOW VIEW ON *.* TO ${svc} WITH GRANT OPTION`,
   );
-  await admin.query(`GRANT CREATE ON ${qi(meta)}.* TO ${svc}`);
+  await admin.query(`GRANT CREATE, EVENT ON ${qi(meta)}.* TO ${svc}`);
 
   const driver = createMysqlDriver({
     logger: pino({ level: 'silent' }),

@@ -132,7 +132,7 @@ export function serviceAccountGrants(
   return [
     `GRANT CREATE USER, SHOW DATABASES, PROCESS, CONNECTION ADMIN, SELECT, INSERT, UPDATE, DELETE, SHOW VIEW ON *.* TO ${account} WITH GRANT OPTION`,
     `GRANT SELECT, UPDATE ON ${qi('mysql')}.* TO ${account}`,
-    `GRANT CREATE ON ${qi(metaDatabase)}.* TO ${account}`,
+    `GRANT CREATE, EVENT ON ${qi(metaDatabase)}.* TO ${account}`,
     `GRANT ALL PRIVILEGES ON ${qi(database)}.* TO ${account} WITH GRANT OPTION`,
   ];
 }

@@ -101,7 +101,7 @@ export const mysqlScene: DemoScene = {
         `GRANT CREATE USER, SHOW DATABASES, PROCESS, CONNECTION ADMIN, SELECT, INSERT, UPDATE, DELETE, SHOW VIEW ON *.* TO ${svc} WITH GRANT OPTION`,
       );
       await admin.query(`GRANT SELECT, UPDATE ON mysql.* TO ${svc}`);
-      await admin.query(`GRANT CREATE ON ${qi(META_DB)}.* TO ${svc}`);
+      await admin.query(`GRANT CREATE, EVENT ON ${qi(META_DB)}.* TO ${svc}`);
       ctx.info(
         `database ${DEMO_DB} (orders, customers); service account ${SERVICE_USER} (not root)`,
       );

@@ -28,6 +28,34 @@ import type { Row, SqlSession } from '../sql/dialect.js';
 import { RDS_CA_BUNDLE, type Flavor, type MysqlConfig, type SslMode } from './config.js';
 import { mapMysqlError, mysqlErrno } from './errors.js';
 
+/**
+ * The session settings every connection of the driver runs first, before any other
+ * statement: an explicit `sql_mode` (no `NO_BACKSLASH_ESCAPES`, no `ANSI_QUOTES`, no
+ * `ORACLE`/`PIPES_AS_CONCAT`…), so that whatever mode the server was started with, values
+ * escaped by mysql2 and identifiers quoted with backticks parse exactly as written; and UTC,
+ * so that event schedules (`AT …`) mean what the driver computed. Valid on MySQL 8 and MariaDB.
+ */
+export const SESSION_SETUP_SQL =
+  "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone = '+00:00'";
+
+/** Core connections that already ran `SESSION_SETUP_SQL`. */
+const prepared = new WeakSet<object>();
+
+/**
+ * Runs `SESSION_SETUP_SQL` once per underlying connection (pooled connections are reused).
+ * @throws the native error: the caller must not use the connection then.
+ */
+export async function prepareSession(conn: {
+  query(sql: string): Promise<unknown>;
+  connection?: unknown;
+}): Promise<void> {
+  const key =
+    typeof conn.connection === 'object' && conn.connection !== null ? conn.connection : conn;
+  if (prepared.has(key)) return;
+  await conn.query(SESSION_SETUP_SQL);
+  prepared.add(key);
+}
+
 /** How the service account logs in. */
 export interface ServiceLogin {
   user: string;
@@ -312,6 +340,13 @@ export class MysqlPools {
       }
       const state: ConnectionState = { broken: false };
       const unwatch = watchConnection(conn, state);
+      try {
+        await raceAbort(prepareSession(conn), signal, () => undefined);
+      } catch (err) {
+        // Destroyed, never released; its error listener stays so a late error is harmless.
+        conn.destroy();
+        throw mapMysqlError(err, 'connecting as the service account', signal);
+      }
       try {
         return await fn(connectionSession(conn, signal, state), entry.server, entry.user);
       } finally {

@@ -27,6 +27,7 @@ import {
   run,
   str,
   type AccountSettings,
+  type ExpiryContext,
   type FlavorOps,
   type RequiredPrivilege,
   type Stmt,
@@ -43,6 +44,68 @@ export function mariadbDefaultRole(user: string, host: string, prefix: string): 
 export function authFingerprint(authString: string): string {
   return createHash('sha256').update(`latchkey:auth:${authString}`, 'utf8').digest('hex');
 }
+
+/** Name of the EVENT that ends grant role `role` at its expiry (at most 64 characters). */
+export function mariadbExpiryEvent(role: string, prefix: string): string {
+  return `${prefix}x_${shortHash(role, 24)}`;
+}
+
+/**
+ * A string literal for a stored program's body, where nothing can be bound: quotes doubled,
+ * which parses the same in every sql_mode; a backslash or NUL is refused (it would not).
+ */
+function bodyLiteral(value: string): string {
+  if (value.includes('\\') || value.includes('\0')) {
+    throw new LatchkeyError('E_INVALID', 'name contains a backslash or NUL');
+  }
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/** `YYYY-MM-DD HH:MM:SS` in UTC, rounded up to the second (the sessions run in UTC). */
+export function eventTime(iso: string): string {
+  const ms = Math.ceil(new Date(iso).getTime() / 1000) * 1000;
+  return new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
+}
+
+/**
+ * The expiry EVENT of a grant: at `expiresAt`, on the server, whether or not an agent
+ * runs, it does what the agent's revoke does, under the same per-user lock:
+ * drop the grant role (its privileges leave every session at once) and its record; when
+ * the user has no other grant role left, lock the account and end its sessions.
+ * It runs as the service account (DEFINER = CURRENT_USER) and is dropped once it has run.
+ */
+export function expiryEventStatement(
+  meta: string,
+  record: GrantRecord,
+  ctx: ExpiryContext,
+  metaTable: string,
+): Stmt {
+  if (record.expiresAt === undefined) throw new LatchkeyError('E_INTERNAL', 'no expiry');
+  const event = `${quoteIdent(meta)}.${quoteIdent(mariadbExpiryEvent(record.role, ctx.prefix))}`;
+  const defaultRole = mariadbDefaultRole(record.username, ctx.host, ctx.prefix);
+  const grantPrefix = `${ctx.prefix}g_`;
+  const body = [
+    'BEGIN',
+    `DO GET_LOCK(${bodyLiteral(ctx.lockName)}, 60);`,
+    `DROP ROLE IF EXISTS ${quoteIdent(record.role)};`,
+    `DELETE FROM ${metaTable} WHERE role = ${bodyLiteral(record.role)};`,
+    `IF NOT EXISTS (SELECT 1 FROM mysql.roles_mapping WHERE User = ${bodyLiteral(defaultRole)} AND Host = '' ` +
+      `AND LEFT(Role, ${[...grantPrefix].length}) = ${bodyLiteral(grantPrefix)}) THEN`,
+    `ALTER USER IF EXISTS ${quoteIdent(record.username)}@${quoteIdent(ctx.host)} ACCOUNT LOCK;`,
+    `KILL CONNECTION USER ${quoteIdent(record.username)};`,
+    'END IF;',
+    `DO RELEASE_LOCK(${bodyLiteral(ctx.lockName)});`,
+    'END',
+  ].join('\n');
+  return {
+    sql:
+      `CREATE OR REPLACE DEFINER = CURRENT_USER EVENT ${event} ON SCHEDULE AT ${bodyLiteral(eventTime(record.expiresAt))} ` +
+      `ON COMPLETION NOT PRESERVE COMMENT ${bodyLiteral(`latchkey: expiry of ${record.role}`)} DO ${body}`,
+  };
+}
+
+/** errnos of a missing EVENT privilege (the grant then relies on the sweep alone). */
+const NO_EVENT_PRIVILEGE = new Set([1044, 1142, 1227]);
 
 /** errnos meaning "the grant-record table or its database does not exist (yet)". */
 const NO_TABLE = new Set([1146, 1049]);
@@ -202,6 +265,20 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
     }
   }
 
+  async function unscheduleExpiry(
+    session: SqlSession,
+    name: string,
+    ctx: ExpiryContext,
+  ): Promise<void> {
+    const event = `${quoteIdent(settings.metaDatabase)}.${quoteIdent(mariadbExpiryEvent(name, ctx.prefix))}`;
+    try {
+      await run(session, { sql: `DROP EVENT IF EXISTS ${event}` });
+    } catch (err) {
+      const errno = mysqlErrno(err) ?? 0;
+      if (!NO_EVENT_PRIVILEGE.has(errno) && !NO_TABLE.has(errno)) throw err;
+    }
+  }
+
   const extraRequiredPrivileges: RequiredPrivilege[] = [
     {
       privilege: 'CONNECTION ADMIN',
@@ -213,6 +290,11 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
       privilege: 'CREATE',
       on: { database: settings.metaDatabase },
       why: `to create the grant-record table ${settings.metaDatabase}.grants`,
+    },
+    {
+      privilege: 'EVENT',
+      on: { database: settings.metaDatabase },
+      why: `to schedule each grant's server-side expiry (an EVENT in ${settings.metaDatabase})`,
     },
   ];
 
@@ -326,6 +408,33 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
 
     attachStatements(name, user, host, prefix): Stmt[] {
       return [{ sql: `GRANT ${role(name)} TO ${role(mariadbDefaultRole(user, host, prefix))}` }];
+    },
+
+    async scheduleExpiry(session, record, ctx): Promise<void> {
+      if (record.expiresAt === undefined) {
+        await unscheduleExpiry(session, record.role, ctx);
+        return;
+      }
+      await ensureMeta(session);
+      try {
+        await run(session, expiryEventStatement(settings.metaDatabase, record, ctx, meta));
+      } catch (err) {
+        // Without EVENT on the metadata database the sweep alone ends the grant (check says so).
+        if (!NO_EVENT_PRIVILEGE.has(mysqlErrno(err) ?? 0)) throw err;
+      }
+    },
+
+    unscheduleExpiry,
+
+    existingRole(existing): string {
+      return role(existing.name);
+    },
+
+    definersOf(user, host, prefix): string[] {
+      // information_schema prints a role definer as `role@` (views, triggers, events) or
+      // `role` (routines).
+      const d = mariadbDefaultRole(user, host, prefix);
+      return [`${user}@${host}`, `${d}@`, d];
     },
 
     grantExistingRole(existing, name): Stmt {

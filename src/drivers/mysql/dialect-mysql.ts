@@ -166,6 +166,14 @@ export function createMysqlOps(): FlavorOps {
       return [{ sql: `GRANT ${role(name)} TO ${a}` }, { sql: `SET DEFAULT ROLE ALL TO ${a}` }];
     },
 
+    existingRole(existing): string {
+      return `${quoteIdent(existing.name)}@${quoteIdent(existing.host === '' ? '%' : existing.host)}`;
+    },
+
+    definersOf(user, host): string[] {
+      return [`${user}@${host}`];
+    },
+
     grantExistingRole(existing, name): Stmt {
       return {
         sql: `GRANT ${quoteIdent(existing.name)}@${quoteIdent(existing.host === '' ? '%' : existing.host)} TO ${role(name)}`,

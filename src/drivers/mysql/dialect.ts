@@ -87,10 +87,36 @@ export interface FlavorOps {
   /** Makes the grant role active at every login of the user. */
   attachStatements(role: string, user: string, host: string, prefix: string): Stmt[];
 
+  /** An existing (customer) role as `SHOW GRANTS FOR` names it. */
+  existingRole(existing: { name: string; host: string }): string;
+  /**
+   * The DEFINER values (as information_schema prints them) under which objects created by
+   * the user run: the account itself and, on MariaDB, its default role
+   * (`CREATE DEFINER = CURRENT_ROLE …`).
+   */
+  definersOf(user: string, host: string, prefix: string): string[];
+  /**
+   * Server-side expiry (MariaDB): creates, moves or (for a record without `expiresAt`)
+   * removes the EVENT that ends the grant at its expiry even when no agent runs.
+   * Absent where the flavor has none (MySQL: the sweep alone).
+   */
+  scheduleExpiry?(session: SqlSession, record: GrantRecord, expiry: ExpiryContext): Promise<void>;
+  /** Removes the grant's expiry EVENT, if any. */
+  unscheduleExpiry?(session: SqlSession, role: string, expiry: ExpiryContext): Promise<void>;
   /** Grants an existing (customer) role to a grant role. */
   grantExistingRole(existing: { name: string; host: string }, role: string): Stmt;
   /** Existing roles not created by Latchkey (discover, validate). */
   listRoles(session: SqlSession, prefix: string): Promise<{ name: string; host: string }[]>;
+}
+
+/** What an expiry EVENT needs besides the grant record. */
+export interface ExpiryContext {
+  /** Prefix of the integration's users and roles. */
+  readonly prefix: string;
+  /** Host part of the grantee's account. */
+  readonly host: string;
+  /** The per-user GET_LOCK name (serializes the event with the agent's own work). */
+  readonly lockName: string;
 }
 
 /** A privilege the service account must hold, for `check`. */

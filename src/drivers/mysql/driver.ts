@@ -35,7 +35,7 @@ import {
   type SqlCoreOptions,
   raceAbort,
 } from '../sql/core.js';
-import type { Row, SqlDialect, SqlScope, SqlSession } from '../sql/dialect.js';
+import type { SqlDialect, SqlScope, SqlSession } from '../sql/dialect.js';
 import { BASE_PERMISSIONS, databaseId, roleId, tableId } from '../sql/resources.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
 import {
@@ -50,6 +50,7 @@ import {
   watchConnection,
   type ConnectionState,
   loadCaBundle,
+  prepareSession,
   tlsAttempts,
   verifyLogin,
   type LoginSource,
@@ -62,12 +63,19 @@ import { quoteIdent, run, str, type FlavorOps, type RequiredPrivilege } from './
 import { mapMysqlError, mysqlErrno } from './errors.js';
 import {
   fixStatement,
+  grantLinesOf,
   holds,
   holdsGrantOption,
   holdsGrantable,
   parseShowGrants,
 } from './show-grants.js';
-import { createMysqlSqlDialect, isSystemSchema, SYSTEM_SCHEMAS } from './sql-dialect.js';
+import {
+  createMysqlSqlDialect,
+  dangerousRolePath,
+  guardedDatabases,
+  isSystemSchema,
+  SYSTEM_SCHEMAS,
+} from './sql-dialect.js';
 
 export const MYSQL_DRIVER_TYPE = 'mysql';
 
@@ -298,7 +306,7 @@ export function createMysqlDriver(
           permissions: [...BASE_PERMISSIONS],
           warnings: [],
         };
-        const grants = parseShowGrants(showGrantsLines(await run(session, { sql: 'SHOW GRANTS' })));
+        const grants = parseShowGrants(grantLinesOf(await run(session, { sql: 'SHOW GRANTS' })));
         if (!holds(grants, 'SHOW DATABASES', '*.*')) {
           output.warnings.push({
             code: 'E_PRIVILEGE',
@@ -332,16 +340,30 @@ export function createMysqlDriver(
           });
         }
         const seenRoles = new Set<string>();
+        const guarded = guardedDatabases(config.metaDatabase);
         for (const role of roles) {
           if (seenRoles.has(role.name)) continue;
           seenRoles.add(role.name);
+          // Same rule as grant (validateGrant): every host of the name, the whole closure.
+          let why: string | null = null;
+          for (const r of roles.filter((x) => x.name === role.name)) {
+            why ??= await dangerousRolePath(session, ops, r, guarded);
+          }
           output.resources.push({
             id: roleId(role.name),
             name: role.name,
             type: 'role',
-            metadata: { host: role.host },
+            metadata:
+              why === null
+                ? { host: role.host, grantable: true }
+                : { host: role.host, grantable: false, notGrantableBecause: why },
           });
-          output.permissions.push({ id: `role:${role.name}`, name: `Member of role ${role.name}` });
+          if (why === null) {
+            output.permissions.push({
+              id: `role:${role.name}`,
+              name: `Member of role ${role.name}`,
+            });
+          }
         }
         return output;
       } catch (err) {
@@ -368,9 +390,7 @@ export function createMysqlDriver(
           const at = cu.lastIndexOf('@');
           const accountText =
             at < 0 ? '`<service account>`' : ops.account(cu.slice(0, at), cu.slice(at + 1));
-          const grants = parseShowGrants(
-            showGrantsLines(await run(session, { sql: 'SHOW GRANTS' })),
-          );
+          const grants = parseShowGrants(grantLinesOf(await run(session, { sql: 'SHOW GRANTS' })));
           for (const req of [...REQUIRED_PRIVILEGES, ...ops.extraRequiredPrivileges]) {
             const ok = holds(grants, req.privilege, req.on, req.alternatives);
             const where = req.on === '*.*' ? '*.*' : `${req.on.database}.*`;
@@ -407,6 +427,19 @@ export function createMysqlDriver(
               ? 'ALL PRIVILEGES held with GRANT OPTION: admin grants will work'
               : `admin grants will fail until the service account holds ALL PRIVILEGES ON *.* WITH GRANT OPTION (read and write are not affected)`,
           });
+          if (server.flavor === 'mariadb') {
+            const sched = await run(session, { sql: 'SELECT @@GLOBAL.event_scheduler AS s' });
+            const state = (sched[0] === undefined ? '' : str(sched[0], 's')).toUpperCase();
+            checks.push({
+              name: 'event scheduler (server-side expiry)',
+              ok: true,
+              detail:
+                state === 'ON'
+                  ? 'ON: a grant with expiresAt is ended on the server by its EVENT at expiry, even with no agent running'
+                  : `${state || 'unknown'}: grants end at expiry only when an agent sweeps (within one sweep interval). ` +
+                    'For server-side expiry set event_scheduler=ON in the server configuration (RDS: the parameter group)',
+            });
+          }
           checks.push({
             name: 'note',
             ok: true,
@@ -561,14 +594,6 @@ export function createMysqlDriver(
   return driver;
 }
 
-/** The text of each SHOW GRANTS row (its one column is named after the account). */
-function showGrantsLines(rows: Row[]): string[] {
-  return rows.map((r) => {
-    const key = Object.keys(r)[0];
-    return key === undefined ? '' : str(r, key);
-  });
-}
-
 function isAuthFailure(err: unknown): boolean {
   if (!isLatchkeyError(err) || err.code !== 'E_CONNECT') return false;
   const errno = err.details?.errno;
@@ -610,6 +635,7 @@ async function withOwnConnection<T>(
       const state: ConnectionState = { broken: false };
       watchConnection(conn, state);
       try {
+        await prepareSession(conn);
         return await fn(connectionSession(conn, signal, state));
       } catch (err) {
         throw mapMysqlError(err, 'changing the service-account password', signal);

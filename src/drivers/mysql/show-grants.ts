@@ -2,7 +2,8 @@
  * Reading `SHOW GRANTS` output (MySQL 8 and MariaDB) for the `check` command: which
  * privileges the service account holds, where, and whether it may pass them on.
  */
-import { quoteIdent, type RequiredPrivilege } from './dialect.js';
+import type { Row } from '../sql/dialect.js';
+import { quoteIdent, str, type RequiredPrivilege } from './dialect.js';
 
 export type GrantObject =
   | { kind: 'global' }
@@ -180,4 +181,117 @@ export function fixStatement(
 ): string {
   const target = on === '*.*' ? '*.*' : `${quoteIdent(on.database)}.*`;
   return `GRANT ${privilege} ON ${target} TO ${account}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Roles a grantee would inherit (`role:<name>` guardrail)
+
+/** A role as SHOW GRANTS names it (`` `r` `` on MariaDB: host ''; `` `r`@`%` `` on MySQL). */
+export interface RoleName {
+  name: string;
+  host: string;
+}
+
+/** A `GRANT <role>[, <role>…] TO <account> [WITH ADMIN OPTION]` line; null for other lines. */
+export function parseRoleGrantLine(line: string): { roles: RoleName[]; admin: boolean } | null {
+  const m = /^GRANT\s+/i.exec(line);
+  if (!m) return null;
+  const body = line.slice(m[0].length);
+  if (indexOfTopLevel(body, ' ON ') >= 0) return null;
+  const to = indexOfTopLevel(body, ' TO ');
+  if (to < 0) return null;
+  const roles: RoleName[] = [];
+  for (const part of splitTopLevel(body.slice(0, to), ',')) {
+    const first = readIdent(part);
+    if (!first) return null;
+    const [name, rest] = first;
+    let host = '';
+    if (rest.startsWith('@')) {
+      const second = readIdent(rest.slice(1));
+      if (!second) return null;
+      host = second[0];
+    }
+    roles.push({ name, host });
+  }
+  return { roles, admin: indexOfTopLevel(body.slice(to), 'WITH ADMIN OPTION') >= 0 };
+}
+
+/**
+ * True when a database name or pattern of a grant line (as SHOW GRANTS prints it: `_` and
+ * `%` are wildcards unless escaped with `\`) covers one of the guarded databases, compared
+ * without regard to case.
+ */
+export function coversGuardedDatabase(pattern: string, guarded: readonly string[]): boolean {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i] ?? '';
+    if (c === '\\' && i + 1 < pattern.length) {
+      re += (pattern[++i] ?? '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    } else if (c === '%') re += '.*';
+    else if (c === '_') re += '.';
+    else re += c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  }
+  const rx = new RegExp(`^${re}$`, 'is');
+  return guarded.some((g) => rx.test(g));
+}
+
+/**
+ * Why one SHOW GRANTS line of a role makes it dangerous to hand out, or null. Dangerous:
+ * any global privilege (`ON *.*`: ALL, SUPER, CREATE USER, FILE, PROCESS, SHUTDOWN,
+ * RELOAD, MySQL 8 dynamic admin privileges, and also global SELECT/INSERT/…, which cover
+ * `mysql.*`); any privilege on a guarded database (`mysql`, the agent's records) or a
+ * routine in one; `WITH GRANT OPTION` anywhere (the grantee could pass privileges on to
+ * accounts no revoke reaches); `PROXY`; `WITH ADMIN OPTION` on a role.
+ */
+export function dangerousGrantLine(line: string, guarded: readonly string[]): string | null {
+  const roleGrant = parseRoleGrantLine(line);
+  if (roleGrant !== null) {
+    return roleGrant.admin
+      ? `holds ${roleGrant.roles.map((r) => r.name).join(', ')} WITH ADMIN OPTION`
+      : null;
+  }
+  const m = /^GRANT\s+/i.exec(line);
+  if (!m) return null;
+  const body = line.slice(m[0].length);
+  const on = indexOfTopLevel(body, ' ON ');
+  const to = on < 0 ? -1 : indexOfTopLevel(body, ' TO ', on + 4);
+  if (on < 0 || to < 0) return `unreadable grant line`;
+  const privileges = splitTopLevel(body.slice(0, on), ',').map((p) =>
+    p.replace(/\s+/g, ' ').toUpperCase(),
+  );
+  const objectText = body.slice(on + 4, to).trim();
+  const routine = /^(PROCEDURE|FUNCTION|PACKAGE BODY|PACKAGE)\s+/i.exec(objectText);
+  const object = parseObject(routine ? objectText.slice(routine[0].length) : objectText);
+  const where = objectText;
+  if (
+    indexOfTopLevel(body.slice(to), 'WITH GRANT OPTION') >= 0 ||
+    privileges.includes('GRANT OPTION')
+  ) {
+    return `holds GRANT OPTION ON ${where}`;
+  }
+  if (privileges.some((p) => p === 'PROXY' || p.startsWith('PROXY '))) return `holds PROXY`;
+  const real = privileges.filter((p) => p !== 'USAGE');
+  if (object.kind === 'global') {
+    return real.length > 0 ? `holds ${real.join(', ')} ON *.*` : null;
+  }
+  const rawDb = readIdent(routine ? objectText.slice(routine[0].length) : objectText)?.[0];
+  if (object.kind === 'database' && rawDb !== undefined && coversGuardedDatabase(rawDb, guarded)) {
+    return `holds ${privileges.join(', ')} ON ${where}`;
+  }
+  if (
+    object.kind === 'table' &&
+    guarded.some((g) => g.toLowerCase() === object.database.toLowerCase())
+  ) {
+    return `holds ${privileges.join(', ')} ON ${where}`;
+  }
+  if (object.kind === 'other' && !routine) return `holds ${privileges.join(', ')} ON ${where}`;
+  return null;
+}
+
+/** The text of each SHOW GRANTS row (its one column is named after the account). */
+export function grantLinesOf(rows: readonly Row[]): string[] {
+  return rows.map((r) => {
+    const key = Object.keys(r)[0];
+    return key === undefined ? '' : str(r, key);
+  });
 }

@@ -29,10 +29,17 @@ import {
   str,
   unlockStatement,
   type AccountSettings,
+  type ExpiryContext,
   type FlavorOps,
   type PrivilegeTarget,
 } from './dialect.js';
 import { mapMysqlError, mysqlErrno } from './errors.js';
+import {
+  dangerousGrantLine,
+  grantLinesOf,
+  parseRoleGrantLine,
+  type RoleName,
+} from './show-grants.js';
 
 /** Schemas that are never granted and hidden from discover by default. */
 export const SYSTEM_SCHEMAS = ['mysql', 'sys', 'information_schema', 'performance_schema'] as const;
@@ -41,11 +48,33 @@ export function isSystemSchema(name: string): boolean {
   return (SYSTEM_SCHEMAS as readonly string[]).includes(name.toLowerCase());
 }
 
-/** Privileges per permission, at database and table level. `connect` holds none (login only). */
+/**
+ * Databases no grant may name and no granted role may hold a privilege on: the system
+ * schemas and the agent's own records (`metaDatabase`), compared without regard to case.
+ */
+export function guardedDatabases(metaDatabase: string): string[] {
+  return [...SYSTEM_SCHEMAS, metaDatabase];
+}
+
+/** Why `database` may never be a grant target, or null. */
+export function forbiddenDatabase(database: string, metaDatabase: string): string | null {
+  if (isSystemSchema(database)) return `system schema ${database} cannot be granted`;
+  if (database.toLowerCase() === metaDatabase.toLowerCase()) {
+    return `database ${database} holds Latchkey's own grant records and cannot be granted`;
+  }
+  return null;
+}
+
+/**
+ * Privileges per permission, at database and table level. `connect` (databases only) is
+ * `SHOW VIEW` on the database: MySQL has no connect privilege, and a login without any
+ * privilege on a database cannot select it (`USE db`, or `database` in the client's
+ * connection options); `SHOW VIEW` alone reads no row and no view definition.
+ */
 export function privilegesFor(permission: SqlPermission): readonly string[] {
   switch (permission.kind) {
     case 'connect':
-      return [];
+      return ['SHOW VIEW'];
     case 'read':
       return ['SELECT', 'SHOW VIEW'];
     case 'write':
@@ -64,6 +93,54 @@ export function userLockName(user: string, host: string): string {
 
 /** errno of KILL for a thread that is already gone. */
 const ER_NO_SUCH_THREAD = 1094;
+/** errno of SHOW GRANTS FOR an account or role that does not exist. */
+const ER_NONEXISTING_GRANT = 1141;
+/** Nested roles followed at most by the `role:<name>` guardrail. */
+const MAX_ROLE_CLOSURE = 200;
+
+/**
+ * Follows `role` and every role granted to it (the whole closure a grantee would inherit)
+ * through `SHOW GRANTS FOR`, and says why one of them must not be handed out (see
+ * `dangerousGrantLine`), naming the path: `a → b holds SUPER ON *.*`. Null when none does.
+ */
+export async function dangerousRolePath(
+  session: SqlSession,
+  ops: FlavorOps,
+  role: RoleName,
+  guarded: readonly string[],
+): Promise<string | null> {
+  const seen = new Set<string>();
+  // Roles granted to a role first, then its own lines: MariaDB's SHOW GRANTS FOR a role
+  // also prints the grants of the roles it holds, so the deepest holder is named.
+  const visit = async (r: RoleName, path: string[]): Promise<string | null> => {
+    const key = `${r.name}@${r.host}`;
+    if (seen.has(key)) return null;
+    seen.add(key);
+    if (seen.size > MAX_ROLE_CLOSURE) {
+      return `${role.name} has more than ${MAX_ROLE_CLOSURE} nested roles`;
+    }
+    let lines: string[];
+    try {
+      lines = grantLinesOf(await run(session, { sql: `SHOW GRANTS FOR ${ops.existingRole(r)}` }));
+    } catch (err) {
+      if (mysqlErrno(err) === ER_NONEXISTING_GRANT) return null;
+      throw err;
+    }
+    for (const line of lines) {
+      const granted = parseRoleGrantLine(line);
+      for (const child of granted?.roles ?? []) {
+        const why = await visit(child, [...path, child.name]);
+        if (why !== null) return why;
+      }
+    }
+    for (const line of lines) {
+      const why = dangerousGrantLine(line, guarded);
+      if (why !== null) return `${path.join(' → ')} ${why}`;
+    }
+    return null;
+  };
+  return visit(role, [role.name]);
+}
 
 export interface MysqlDialectOptions extends AccountSettings {
   readonly lockTimeoutSeconds: number;
@@ -71,24 +148,36 @@ export interface MysqlDialectOptions extends AccountSettings {
 
 export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptions): SqlDialect {
   const host = options.accountHost;
+  const guarded = guardedDatabases(options.metaDatabase);
+  const expiryContext = (scope: SqlScope, username: string): ExpiryContext => ({
+    prefix: scope.prefix,
+    host,
+    lockName: userLockName(username, host),
+  });
 
   async function sessionIds(session: SqlSession, username: string): Promise<number[]> {
     const rows = await run(session, sessionsStatement(username));
     return rows.map((r) => Number(str(r, 'id'))).filter((n) => Number.isSafeInteger(n));
   }
 
+  /**
+   * Views, routines, triggers and events that run as the user (or, on MariaDB, as its
+   * default role: `DEFINER = CURRENT_ROLE`, which carries every grant of the user).
+   */
   async function definerObjects(
     session: SqlSession,
     username: string,
+    prefix: string,
   ): Promise<{ kind: string; db: string; name: string }[]> {
-    const definer = `${username}@${host}`;
+    const definers = ops.definersOf(username, host, prefix);
+    const list = definers.map(() => '?').join(', ');
     const rows = await run(session, {
       sql:
-        "SELECT 'VIEW' AS kind, TABLE_SCHEMA AS db, TABLE_NAME AS name FROM information_schema.VIEWS WHERE DEFINER = ? " +
-        'UNION ALL SELECT ROUTINE_TYPE, ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES WHERE DEFINER = ? ' +
-        "UNION ALL SELECT 'TRIGGER', TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE DEFINER = ? " +
-        "UNION ALL SELECT 'EVENT', EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE DEFINER = ?",
-      values: [definer, definer, definer, definer],
+        `SELECT 'VIEW' AS kind, TABLE_SCHEMA AS db, TABLE_NAME AS name FROM information_schema.VIEWS WHERE DEFINER IN (${list}) ` +
+        `UNION ALL SELECT ROUTINE_TYPE, ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES WHERE DEFINER IN (${list}) ` +
+        `UNION ALL SELECT 'TRIGGER', TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE DEFINER IN (${list}) ` +
+        `UNION ALL SELECT 'EVENT', EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE DEFINER IN (${list})`,
+      values: [...definers, ...definers, ...definers, ...definers],
     });
     return rows.map((r) => ({ kind: str(r, 'kind'), db: str(r, 'db'), name: str(r, 'name') }));
   }
@@ -170,6 +259,22 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
           `grant role name longer than ${ops.maxNameLength} characters`,
         );
       }
+      // A new account must not bring objects left by an earlier account of the same name
+      // (usernames are deterministic) back to life with this grant's rights.
+      if ((await ops.getUser(scope.session, record.username, host, scope.prefix)) === null) {
+        const orphans = await definerObjects(scope.session, record.username, scope.prefix);
+        if (orphans.length > 0) {
+          const list = orphans
+            .slice(0, 5)
+            .map((o) => `${o.kind} ${o.db}.${o.name}`)
+            .join(', ');
+          throw new LatchkeyError(
+            'E_GUARDRAIL',
+            `an earlier account ${record.username} left ${orphans.length} object(s) with it as DEFINER (${list}); ` +
+              'a new account would give them its rights: drop them first',
+          );
+        }
+      }
       for (const r of record.resources) {
         if (r.kind === 'schema')
           throw new LatchkeyError('E_INVALID', 'MySQL has no schemas; use database resources');
@@ -180,15 +285,25 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
               `role ${r.role} is managed by Latchkey and cannot be granted as a role`,
             );
           }
-          const roles = await ops.listRoles(scope.session, scope.prefix);
-          if (!roles.some((x) => x.name === r.role))
+          const roles = (await ops.listRoles(scope.session, scope.prefix)).filter(
+            (x) => x.name === r.role,
+          );
+          if (roles.length === 0)
             throw new LatchkeyError('E_NOT_FOUND', `role ${r.role} does not exist`);
+          for (const existing of roles) {
+            const why = await dangerousRolePath(scope.session, ops, existing, guarded);
+            if (why !== null) {
+              throw new LatchkeyError(
+                'E_GUARDRAIL',
+                `role ${r.role} cannot be granted: ${why} (a grantee could keep or widen access beyond the grant)`,
+              );
+            }
+          }
           continue;
         }
         assertObjectName(r.database, 'database');
-        if (isSystemSchema(r.database)) {
-          throw new LatchkeyError('E_GUARDRAIL', `system schema ${r.database} cannot be granted`);
-        }
+        const forbidden = forbiddenDatabase(r.database, options.metaDatabase);
+        if (forbidden !== null) throw new LatchkeyError('E_GUARDRAIL', forbidden);
         if (r.kind === 'database') {
           grantDatabasePattern(r.database); // refuses what cannot be expressed
           const rows = await run(scope.session, {
@@ -215,12 +330,17 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
       return ops.getGrantRole(scope.session, role);
     },
 
-    createGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
-      return ops.createGrantRole(scope.session, record);
+    async createGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+      await ops.createGrantRole(scope.session, record);
+      if (record.expiresAt !== undefined) {
+        await ops.scheduleExpiry?.(scope.session, record, expiryContext(scope, record.username));
+      }
     },
 
-    updateGrantRecord(scope: SqlScope, record: GrantRecord): Promise<void> {
-      return ops.updateGrantRecord(scope.session, record);
+    async updateGrantRecord(scope: SqlScope, record: GrantRecord): Promise<void> {
+      await ops.updateGrantRecord(scope.session, record);
+      // A re-grant with another expiry (or none) moves (or removes) the server-side expiry.
+      await ops.scheduleExpiry?.(scope.session, record, expiryContext(scope, record.username));
     },
 
     async grantPrivileges(scope: SqlScope, record: GrantRecord): Promise<void> {
@@ -257,8 +377,13 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
       // on both engines, at once for every session: nothing to do before.
     },
 
-    dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
-      return ops.dropGrantRole(scope.session, record.role);
+    async dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+      await ops.dropGrantRole(scope.session, record.role);
+      await ops.unscheduleExpiry?.(
+        scope.session,
+        record.role,
+        expiryContext(scope, record.username),
+      );
     },
 
     listGrantRoles(scope: SqlScope, filter: { username?: string }): Promise<GrantRecord[]> {
@@ -283,7 +408,7 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
     },
 
     async dropUser(scope: SqlScope, username: string, opts: DropUserOptions): Promise<void> {
-      const objects = await definerObjects(scope.session, username);
+      const objects = await definerObjects(scope.session, username, scope.prefix);
       if (objects.length > 0) {
         if (opts.ownedObjects === 'reassign') {
           const list = objects
