@@ -32,7 +32,10 @@ export default defineConfig({
       // one entry per line: several branches add their own
       'test/helpers/global-setup.ts',
     ],
-    setupFiles: progressDir ? ['test/helpers/hang-diagnostics.ts'] : [],
+    // Under the watchdog every fork worker preloads its half of the hang diagnostics.
+    execArgv: progressDir
+      ? ['--import', new URL('./test/helpers/hang-diagnostics.mjs', import.meta.url).href]
+      : [],
     reporters,
     // The AWS SDK warns once per process that it will require Node 22 from 2027; in tests
     // that line repeats for every file and buries real output. The agent itself keeps it.

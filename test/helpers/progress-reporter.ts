@@ -4,13 +4,13 @@
  * Glossary:
  * - progress directory: `LATCHKEY_TEST_PROGRESS_DIR`, created by the watchdog for one run.
  *   Only when it is set does vitest.config.ts add this reporter and the worker-side
- *   `hang-diagnostics.ts`; a plain `npx vitest run` is unchanged.
+ *   `hang-diagnostics.mjs`; a plain `npx vitest run` is unchanged.
  * - progress log: `progress.jsonl` in that directory, one JSON event a line, appended
  *   synchronously by the main vitest process (`run-start` with every file, `queued`,
  *   `start`, `test` for each finished test, `end` for each finished file, `run-end`).
  *   Its growth is the progress the watchdog measures.
  * - diagnostics: on SIGUSR2 every registered process (the main process here, each fork
- *   worker in hang-diagnostics.ts) writes `diag-<pid>.json`: which file it holds and the
+ *   worker in hang-diagnostics.mjs) writes `diag-<pid>.json`: which file it holds and the
  *   libuv resources that keep it alive (`process.getActiveResourcesInfo()`).
  *
  * Everything is written with synchronous fs calls: a stuck run may be stuck precisely

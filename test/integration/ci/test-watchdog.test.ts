@@ -4,7 +4,7 @@
  * tiny fake commands for the exit code and the overall limit.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -41,13 +41,19 @@ function watchdog(args: string[], cwd = ROOT, env = cleanEnv()): Promise<Outcome
   );
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
+/** Whether `pid` has ended, within a few seconds (a killed orphan is reaped by init, not at once). */
+async function gone(pid: number): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    try {
+      process.kill(pid, 0);
+      // A zombie has ended; it only waits for its parent to read its status.
+      if (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z')) return true;
+    } catch {
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 100));
   }
+  return false;
 }
 
 const tmp = mkdtempSync(join(tmpdir(), 'latchkey-watchdog-test-'));
@@ -60,7 +66,7 @@ describe('test watchdog', () => {
     const r = await watchdog(
       [
         '--idle-seconds',
-        '4',
+        '10',
         '--',
         process.execPath,
         VITEST,
@@ -72,7 +78,7 @@ describe('test watchdog', () => {
       cleanEnv({ LATCHKEY_FIXTURE_FIFO: fifo }),
     );
     expect(r.code, r.out).toBe(124);
-    expect(r.out).toContain('test-watchdog: no progress for 4 s');
+    expect(r.out).toContain('test-watchdog: no progress for 10 s');
     expect(r.out).toMatch(/running \(started, not finished\): stuck-import\.fixture\.ts/);
     // The worker answered: it holds the stuck file, kept alive by its IPC pipe and the
     // file-system request that never completes.
@@ -83,7 +89,38 @@ describe('test watchdog', () => {
     expect(worker?.[2]).toContain('FSReqPromise');
     expect(r.out).toMatch(/main pid \d+ holding stuck-import\.fixture\.ts/);
     // Nothing of the run is left behind.
-    expect(alive(Number(worker?.[1]))).toBe(false);
+    expect(await gone(Number(worker?.[1]))).toBe(true);
+  }, 90_000);
+
+  it('stops a vitest run whose main process no longer completes file-system requests (the state of issue 18)', async () => {
+    // The main process's thread pool blocks once the file is queued: the worker waits
+    // forever for its module, the main process for its pending fs requests.
+    const fifo = join(tmp, 'main-never-written');
+    execFileSync('mkfifo', [fifo]);
+    const r = await watchdog(
+      [
+        '--idle-seconds',
+        '10',
+        '--',
+        process.execPath,
+        VITEST,
+        'run',
+        '--config',
+        'vitest.config.ts',
+      ],
+      FIXTURE,
+      cleanEnv({ LATCHKEY_FIXTURE_MAIN_FIFO: fifo, LATCHKEY_FIXTURE_ONLY: 'passes.fixture.ts' }),
+    );
+    expect(r.code, r.out).toBe(124);
+    expect(r.out).toMatch(/running \(started, not finished\): passes\.fixture\.ts/);
+    expect(r.out).toContain('(0 tests passed, 0 failed)');
+    const main = /main pid \d+ holding passes\.fixture\.ts; alive because of: (.*)/.exec(r.out);
+    expect(main?.[1], r.out).toContain('FSReqPromise');
+    // The worker, preloaded with its diagnostics, answers although it never got its file.
+    const worker = /worker pid (\d+) holding .*; alive because of: (.*)/.exec(r.out);
+    expect(worker?.[2], r.out).toContain('PipeWrap');
+    expect(worker?.[2]).not.toContain('Timeout');
+    expect(await gone(Number(worker?.[1]))).toBe(true);
   }, 90_000);
 
   it("exits with the command's own code when it finishes", async () => {
@@ -116,7 +153,7 @@ describe('test watchdog', () => {
     expect(r.ms).toBeLessThan(15_000);
     const child = Number(/child (\d+)/.exec(r.out)?.[1]);
     expect(child).toBeGreaterThan(0);
-    expect(alive(child)).toBe(false);
+    expect(await gone(child)).toBe(true);
   }, 30_000);
 
   it('stops a command that makes no progress at all after the idle limit', async () => {
