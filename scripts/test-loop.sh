@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs what CI runs (`CI=true bash .ci/run`) N times in a row (default 10), each time in a
 # fresh clone of the current commit, and reports each run's duration and outcome: passed,
-# FAILED, or HUNG (stopped by the test watchdog, exit 124). Use it after any change to the
-# test infrastructure (vitest.config.ts, .ci/run, test/helpers, scripts/test-watchdog.ts).
+# FAILED, TIMED OUT (a CI step over its limit) or HUNG (tests stopped by the watchdog).
+# Use it after any change to the test infrastructure (vitest.config.ts, .ci/run,
+# test/helpers, scripts/test-watchdog.ts).
 #
 # Usage: scripts/test-loop.sh [N]
 #   LATCHKEY_LOOP_DIR  where clones and logs go (default: a new directory under $TMPDIR)
@@ -34,17 +35,20 @@ for i in $(seq 1 "$runs"); do
   secs=$(($(date +%s) - start))
   # .ci/run's last plain line ("N passed, N failed"), when the run got that far.
   counts="$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n1)"
-  case "$rc" in
-    0) outcome="passed" ;;
-    124) outcome="HUNG (stopped by the watchdog)" ;;
-    *) outcome="FAILED (exit $rc)" ;;
-  esac
-  if grep -q '^test-watchdog: ' "$log"; then outcome="HUNG (stopped by the watchdog)"; fi
+  if [ "$rc" -eq 0 ]; then
+    outcome="passed"
+  elif grep -q '^test-watchdog: ' "$log"; then
+    outcome="HUNG (tests stopped by the watchdog)"
+  elif grep -q "^ci: .* did not finish within" "$log"; then
+    outcome="TIMED OUT ($(grep -m1 "^ci: .* did not finish within" "$log" | sed 's/^ci: //'))"
+  else
+    outcome="FAILED (exit $rc)"
+  fi
   line="run $i/$runs: $outcome in ${secs}s${counts:+ — $counts}"
   echo "$line" | tee -a "$summary"
   if [ "$outcome" != "passed" ]; then
     bad=$((bad + 1))
-    grep -E '^test-watchdog: |FAIL ' "$log" | head -n 40 | sed 's/^/    /'
+    grep -E '^test-watchdog: |^ci: |FAIL ' "$log" | head -n 40 | sed 's/^/    /'
   elif [ "${LATCHKEY_LOOP_KEEP:-0}" != "1" ]; then
     rm -rf "$clone"
   fi
