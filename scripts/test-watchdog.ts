@@ -189,6 +189,10 @@ function report(
         `alive because of: ${summarise(d.resources)}`,
     );
   }
+  // The plain line .ci/run ends with when the run finishes (there from the JSON report).
+  lines.push(
+    `${states.passed} passed, ${states.failed} failed (the test run was stopped by the watchdog)`,
+  );
   return lines.join('\n');
 }
 
@@ -223,7 +227,7 @@ export async function runWatchdog(opts: WatchdogOptions): Promise<number> {
       process.stderr.write(`test-watchdog: cannot start ${cmd}: ${err.message}\n`);
       resolve(127);
     });
-    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+    child.once('exit', (code) => resolve(code ?? 1));
   });
   const forward = (signal: NodeJS.Signals): void => {
     if (childPid) killGroup(childPid, signal);

@@ -114,6 +114,7 @@ describe('test watchdog', () => {
     expect(r.code, r.out).toBe(124);
     expect(r.out).toMatch(/running \(started, not finished\): passes\.fixture\.ts/);
     expect(r.out).toContain('(0 tests passed, 0 failed)');
+    expect(r.out).toMatch(/^0 passed, 0 failed \(the test run was stopped by the watchdog\)$/m);
     const main = /main pid \d+ holding passes\.fixture\.ts; alive because of: (.*)/.exec(r.out);
     expect(main?.[1], r.out).toContain('FSReqPromise');
     // The worker, preloaded with its diagnostics, answers although it never got its file.
