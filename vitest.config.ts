@@ -9,7 +9,7 @@ export default defineConfig({
     pool: 'forks',
     // Integration tests each use their own database and users, so files may run in parallel.
     fileParallelism: true,
-    globalSetup: ['test/helpers/global-setup.ts'],
+    globalSetup: ['test/helpers/global-setup.ts', 'test/helpers/global-setup-pg-password.ts'],
     // In CI a JSON report too, from which .ci/run prints the plain "N passed, N failed" line.
     reporters: process.env.CI
       ? ['default', ['json', { outputFile: '.ci/vitest-report.json' }]]
