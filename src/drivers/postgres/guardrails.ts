@@ -2,9 +2,9 @@
  * PostgreSQL/Redshift guardrails: what a grant may never name or lead to.
  *
  * Glossary
- * - **system schema**: `pg_catalog`, `information_schema`, and every schema whose name
- *   starts with `pg_` (`pg_toast`, `pg_temp_N`, `pg_toast_temp_N`, Redshift's
- *   `pg_internal`, …; PostgreSQL reserves the prefix). Never a grant target, in any
+ * - **system schema**: `pg_catalog`, `information_schema`, Redshift's `catalog_history`,
+ *   and every schema whose name starts with `pg_` (`pg_toast`, `pg_temp_N`,
+ *   `pg_toast_temp_N`, Redshift's `pg_internal`, …; PostgreSQL reserves the prefix). Never a grant target, in any
  *   resource form: a schema, a table in it, or a database-wide grant (which skips them).
  * - **journal schema**: `<prefix>meta` in the maintenance database, owned by the service
  *   account, no access for anyone else: the agent's own records (grant journal, Redshift
@@ -44,7 +44,7 @@ export const FORBIDDEN_ROLES: ReadonlySet<string> = new Set([
 /** True for `pg_catalog`, `information_schema` and every `pg_*` schema (any case). */
 export function isSystemSchema(schema: string): boolean {
   const s = schema.toLowerCase();
-  return s === 'information_schema' || s.startsWith('pg_');
+  return s === 'information_schema' || s === 'catalog_history' || s.startsWith('pg_');
 }
 
 /** The agent's journal schema for a prefix. */
