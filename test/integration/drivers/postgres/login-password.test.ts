@@ -152,6 +152,26 @@ describe('logins on a server that checks passwords', () => {
     expect(await loginFails(out.username, c.password ?? '')).toBe('28000');
   });
 
+  it('check warns when the service account is a superuser, and not otherwise', async () => {
+    const ours = await driver.check(ctxFor(integration));
+    expect(ours.checks.find((c) => c.name === 'not-superuser')).toMatchObject({ ok: true });
+    const superDriver = new PostgresDriver(
+      testServices(
+        staticSecrets({ username: 'postgres', password: decodeURIComponent(url.password) }),
+      ),
+    );
+    try {
+      const out = await superDriver.check(ctxFor(integration));
+      expect(out.ok).toBe(false);
+      expect(out.checks.find((c) => c.name === 'not-superuser')).toMatchObject({
+        ok: false,
+        detail: expect.stringContaining('superuser') as string,
+      });
+    } finally {
+      await superDriver.close();
+    }
+  });
+
   it('at expiry (VALID UNTIL) new logins fail with no agent involved; a session opened before lasts until the sweep', async () => {
     const expiresAt = new Date(Date.now() + 3000);
     const email = 'short.lived@example.com';
