@@ -282,7 +282,7 @@ export class PostgresDialect implements SqlDialect {
     let row = await owner();
     if (row === undefined) {
       try {
-        await scope.session.query(`CREATE SCHEMA IF NOT EXISTS ${m}`);
+        await scope.session.query(`CREATE SCHEMA IF NOT EXISTS ${m}`).catch(ignoreCreateRace);
       } catch (err) {
         if ((err as { code?: unknown }).code !== '42501') throw err;
         throw new LatchkeyError(
@@ -299,9 +299,11 @@ export class PostgresDialect implements SqlDialect {
       );
     }
     if (row.table_ours !== true) {
-      await scope.session.query(
-        `CREATE TABLE IF NOT EXISTS ${m}.grants (role VARCHAR(128) NOT NULL, username VARCHAR(128) NOT NULL, record VARCHAR(65535) NOT NULL)`,
-      );
+      await scope.session
+        .query(
+          `CREATE TABLE IF NOT EXISTS ${m}.grants (role VARCHAR(128) NOT NULL, username VARCHAR(128) NOT NULL, record VARCHAR(65535) NOT NULL)`,
+        )
+        .catch(ignoreCreateRace);
     }
     // Default privileges of the database may have granted something: take it back.
     await scope.session.query(
@@ -822,6 +824,17 @@ export class PostgresDialect implements SqlDialect {
     }
     await scope.session.query(`DROP ROLE IF EXISTS ${u}`);
   }
+}
+
+/**
+ * `CREATE … IF NOT EXISTS` is not atomic: two grants for different users (different user
+ * locks) creating the journal at once may collide on the catalog's unique indexes. The
+ * other one created it: that is success.
+ */
+function ignoreCreateRace(err: unknown): Row[] {
+  const code = (err as { code?: unknown }).code;
+  if (code === '23505' || code === '42P06' || code === '42P07') return [];
+  throw err;
 }
 
 function namesOf(r: SqlResource): string[] {
