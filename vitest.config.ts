@@ -32,6 +32,7 @@ export default defineConfig({
     globalSetup: [
       // one entry per line: several branches add their own
       'test/helpers/global-setup.ts',
+      'test/helpers/global-setup-pg-password.ts',
     ],
     // Under the watchdog every fork worker preloads its half of the hang diagnostics.
     execArgv: progressDir

@@ -75,7 +75,10 @@ export const PostgresConfigSchema = z.strictObject({
 export type PostgresConfigInput = z.infer<typeof PostgresConfigSchema>;
 
 export const PostgresSettingsSchema = z.strictObject({
-  /** On cleanup, objects a user owns are reassigned to the service account (default) or dropped. */
+  /**
+   * On cleanup, objects a user owns are made inert and reassigned to a powerless holding role
+   * (default, never the service account) or dropped.
+   */
   ownedObjects: z.enum(['reassign', 'drop']).optional(),
   /** Same, in the DESIGN's words: `true` means `ownedObjects: drop`. */
   dropOwnedObjects: z.boolean().optional(),

@@ -22,30 +22,34 @@ import type {
   SqlSession,
   SqlUserInfo,
 } from '../sql/dialect.js';
-import { grantMarker, parseGrantMarker, parseUserMarker, userMarker } from '../sql/marker.js';
+import {
+  grantMarker,
+  isUserMarker,
+  minimalGrantMarker,
+  parseGrantMarker,
+  parseMinimalGrantMarker,
+  parseUserMarker,
+  userMarker,
+  HOLDING_MARKER,
+  isHoldingMarker,
+} from '../sql/marker.js';
 import { databasesOf } from '../sql/resources.js';
 import type { SqlEngine } from '../sql/username.js';
 import { USERNAME_LIMITS } from '../sql/username.js';
 import { mapPgError } from './errors.js';
+import {
+  RoleGraph,
+  checkResourceNotProtected,
+  grantableSchemaCondition,
+  holdingRoleName,
+  journalSchemaName,
+} from './guardrails.js';
 import { scramVerifier } from './scram.js';
 
 /** PostgreSQL identifiers are at most 63 bytes (NAMEDATALEN - 1); longer ones are silently truncated. */
 export const PG_IDENTIFIER_BYTES = 63;
 
-/** Predefined roles that amount to control of the server: never granted through `role:<name>`. */
-export const FORBIDDEN_ROLES = new Set([
-  'rds_superuser',
-  'rds_replication',
-  'rds_password',
-  'rdsadmin',
-  'pg_execute_server_program',
-  'pg_read_server_files',
-  'pg_write_server_files',
-  'pg_signal_backend',
-  'pg_checkpoint',
-  'pg_create_subscription',
-  'pg_database_owner',
-]);
+export { FORBIDDEN_ROLES } from './guardrails.js';
 
 export function quoteIdent(name: string): string {
   if (name.length === 0) throw new LatchkeyError('E_INVALID', 'empty identifier');
@@ -73,19 +77,21 @@ export function lockKey(username: string): string {
     .toString();
 }
 
-const SYSTEM_SCHEMA = `n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname !~ '^pg_(toast|temp_)'`;
-
 type Priv = 'read' | 'write' | 'admin';
 
 /** Relations per REVOKE statement. */
 const REVOKE_BATCH = 500;
 
+/**
+ * `admin` on tables is every privilege except TRIGGER: a trigger the grantee puts on a
+ * table it does not own would run its code as whoever writes that table, after revoke.
+ */
 function tablePrivs(p: Priv): string {
   return p === 'read'
     ? 'SELECT'
     : p === 'write'
       ? 'SELECT, INSERT, UPDATE, DELETE'
-      : 'ALL PRIVILEGES';
+      : 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES';
 }
 function sequencePrivs(p: Priv): string | null {
   return p === 'read' ? null : p === 'write' ? 'USAGE, SELECT' : 'ALL PRIVILEGES';
@@ -214,6 +220,7 @@ export class PostgresDialect implements SqlDialect {
   async validateGrant(scope: SqlScope, record: GrantRecord): Promise<void> {
     for (const r of record.resources) {
       for (const name of namesOf(r)) quoteIdent(name);
+      checkResourceNotProtected(r, scope.prefix);
     }
     const dbs = databasesOf(record.resources);
     for (const db of dbs) {
@@ -260,37 +267,146 @@ export class PostgresDialect implements SqlDialect {
     }
   }
 
+  /**
+   * A role may be granted only when nothing in its whole membership closure leads to
+   * superuser-like rights, the service account, a managed role, or an ADMIN OPTION.
+   * @throws LatchkeyError E_NOT_FOUND, E_GUARDRAIL (naming the path)
+   */
   protected async checkGrantableRole(scope: SqlScope, role: string): Promise<void> {
-    const rows = await scope.session
-      .query(
-        `SELECT rolsuper OR rolcreaterole OR rolreplication OR rolbypassrls AS powerful,
-              pg_has_role(oid, 'rds_superuser', 'MEMBER') AS rds_super
-         FROM pg_roles WHERE rolname = $1`,
-        [role],
-      )
-      .catch(async (err: unknown) => {
-        // rds_superuser exists only on RDS.
-        if ((err as { code?: unknown }).code !== '42704') throw err;
-        return scope.session.query(
-          `SELECT rolsuper OR rolcreaterole OR rolreplication OR rolbypassrls AS powerful, false AS rds_super
-           FROM pg_roles WHERE rolname = $1`,
-          [role],
+    const graph = await RoleGraph.load(scope.session);
+    if (!graph.has(role))
+      throw new LatchkeyError('E_NOT_FOUND', `role ${JSON.stringify(role)} does not exist`);
+    const danger = graph.dangerPath(role, {
+      serviceAccount: scope.serviceAccount,
+      prefix: scope.prefix,
+    });
+    if (danger !== null) {
+      throw new LatchkeyError(
+        'E_GUARDRAIL',
+        `role ${JSON.stringify(role)} may not be granted: ${danger}`,
+      );
+    }
+  }
+
+  // ----- grant records: a minimal role comment + the journal ----------------------------
+
+  /** `"<prefix>meta".grants`: the grant journal, in the maintenance database. */
+  protected journalTable(scope: SqlScope): string {
+    return `${quoteIdent(journalSchemaName(scope.prefix))}.grants`;
+  }
+
+  /**
+   * Creates the journal if missing and keeps it private: owned by the service account
+   * (a schema of that name owned by anyone else is refused), no access for PUBLIC.
+   * @throws LatchkeyError E_GUARDRAIL, E_PRIVILEGE
+   */
+  protected async ensureJournal(scope: SqlScope): Promise<void> {
+    const schema = journalSchemaName(scope.prefix);
+    const m = quoteIdent(schema);
+    const owner = async (): Promise<Row | undefined> =>
+      (
+        await scope.session.query(
+          `SELECT n.nspowner = r.oid AS ours,
+                  (SELECT c.relowner = r.oid FROM pg_class c
+                    WHERE c.relnamespace = n.oid AND c.relname = 'grants') AS table_ours
+             FROM pg_namespace n, pg_roles r
+            WHERE n.nspname = $1 AND r.rolname = current_user`,
+          [schema],
+        )
+      )[0];
+    let row = await owner();
+    if (row === undefined) {
+      try {
+        await scope.session.query(`CREATE SCHEMA IF NOT EXISTS ${m}`).catch(ignoreCreateRace);
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== '42501') throw err;
+        throw new LatchkeyError(
+          'E_PRIVILEGE',
+          `the service account cannot create its journal schema ${JSON.stringify(schema)} in the maintenance database: grant it CREATE on that database`,
         );
-      });
-    const row = rows[0];
-    if (!row) throw new LatchkeyError('E_NOT_FOUND', `role ${JSON.stringify(role)} does not exist`);
-    if (row.powerful === true || row.rds_super === true || FORBIDDEN_ROLES.has(role)) {
+      }
+      row = await owner();
+    }
+    if (row?.ours !== true || row.table_ours === false) {
       throw new LatchkeyError(
         'E_GUARDRAIL',
-        `role ${JSON.stringify(role)} is too powerful to be granted`,
+        `schema ${JSON.stringify(schema)} (Latchkey's journal) is owned by another role`,
       );
     }
-    if (role === scope.serviceAccount || role.startsWith(scope.prefix)) {
-      throw new LatchkeyError(
-        'E_GUARDRAIL',
-        `role ${JSON.stringify(role)} is the service account or managed by Latchkey`,
-      );
+    if (row.table_ours !== true) {
+      await scope.session
+        .query(
+          `CREATE TABLE IF NOT EXISTS ${m}.grants (role VARCHAR(128) NOT NULL, username VARCHAR(128) NOT NULL, record VARCHAR(65535) NOT NULL)`,
+        )
+        .catch(ignoreCreateRace);
     }
+    // Default privileges of the database may have granted something: take it back.
+    await scope.session.query(
+      `REVOKE ALL ON SCHEMA ${m} FROM PUBLIC; REVOKE ALL ON TABLE ${m}.grants FROM PUBLIC`,
+    );
+  }
+
+  /** Journal rows by role (all, or one user's); none when there is no journal yet. */
+  protected async readJournal(
+    scope: SqlScope,
+    filter: { role?: string; username?: string },
+  ): Promise<Map<string, string>> {
+    const where =
+      filter.role !== undefined
+        ? 'WHERE role = $1'
+        : filter.username !== undefined
+          ? 'WHERE username = $1'
+          : '';
+    const values = filter.role ?? filter.username;
+    try {
+      const rows = await scope.session.query(
+        `SELECT role, record FROM ${this.journalTable(scope)} ${where}`,
+        values === undefined ? [] : [values],
+      );
+      return new Map(rows.map((r) => [str(r.role) ?? '', str(r.record) ?? '']));
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code === '3F000' || code === '42P01') return new Map();
+      throw err;
+    }
+  }
+
+  protected async writeJournal(scope: SqlScope, record: GrantRecord): Promise<void> {
+    await this.ensureJournal(scope);
+    await scope.session.query(
+      `WITH gone AS (DELETE FROM ${this.journalTable(scope)} WHERE role = $1)
+       INSERT INTO ${this.journalTable(scope)} (role, username, record) VALUES ($1, $2, $3)`,
+      [record.role, record.username, grantMarker(record)],
+    );
+  }
+
+  /**
+   * The record of a grant role from its comment: the old format carries the whole record;
+   * the minimal marker points at the journal. A marked role whose journal row is missing
+   * still belongs to us: it is returned with what the server itself knows (its member
+   * user, no resources), so revoke and cleanup can still take it away.
+   */
+  protected async recordOf(
+    scope: SqlScope,
+    role: string,
+    marker: string | undefined,
+    journal: Map<string, string>,
+  ): Promise<GrantRecord | null> {
+    const old = parseGrantMarker(role, marker, this.hasSchemas);
+    if (old !== null) return old;
+    if (!parseMinimalGrantMarker(marker)) return null;
+    const fromJournal = parseGrantMarker(role, journal.get(role), this.hasSchemas);
+    if (fromJournal !== null) return fromJournal;
+    const members = await scope.session.query(
+      `SELECT u.rolname, shobj_description(u.oid, 'pg_authid') AS marker
+         FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+        WHERE g.rolname = $1 ORDER BY u.rolname`,
+      [role],
+    );
+    const user = members.find((r) => isUserMarker(str(r.marker)));
+    const username = str(user?.rolname);
+    if (username === undefined) return null;
+    return { grantId: role, role, username, permission: { kind: 'connect' }, resources: [] };
   }
 
   async getGrantRole(scope: SqlScope, role: string): Promise<GrantRoleState> {
@@ -300,20 +416,33 @@ export class PostgresDialect implements SqlDialect {
     );
     const row = rows[0];
     if (!row) return { exists: false };
-    const record = parseGrantMarker(role, str(row.marker), this.hasSchemas);
+    const marker = str(row.marker);
+    const journal = parseMinimalGrantMarker(marker)
+      ? await this.readJournal(scope, { role })
+      : new Map<string, string>();
+    const record = await this.recordOf(scope, role, marker, journal);
     return record === null
       ? { exists: true, managed: false }
       : { exists: true, managed: true, record };
   }
 
+  /**
+   * Journal row first, then the role and its minimal marker in one implicit transaction
+   * (one simple-protocol query), so a role never exists without its marker.
+   */
   async createGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
-    await scope.session.query(`CREATE ROLE ${quoteIdent(record.role)} WITH NOLOGIN INHERIT`);
-    await this.updateGrantRecord(scope, record);
+    await this.writeJournal(scope, record);
+    const r = quoteIdent(record.role);
+    await scope.session.query(
+      `CREATE ROLE ${r} WITH NOLOGIN INHERIT; COMMENT ON ROLE ${r} IS ${quoteLiteral(minimalGrantMarker())}`,
+    );
   }
 
+  /** Writes the record to the journal and the minimal marker (migrates old comments). */
   async updateGrantRecord(scope: SqlScope, record: GrantRecord): Promise<void> {
+    await this.writeJournal(scope, record);
     await scope.session.query(
-      `COMMENT ON ROLE ${quoteIdent(record.role)} IS ${quoteLiteral(grantMarker(record))}`,
+      `COMMENT ON ROLE ${quoteIdent(record.role)} IS ${quoteLiteral(minimalGrantMarker())}`,
     );
   }
 
@@ -334,8 +463,10 @@ export class PostgresDialect implements SqlDialect {
     for (const r of record.resources) {
       if (r.kind === 'database') {
         await scope.onDatabase(r.database, async (s) => {
+          // Never system schemas, never the agent's journal.
           const schemas = await s.query(
-            `SELECT n.nspname FROM pg_namespace n WHERE ${SYSTEM_SCHEMA} ORDER BY 1`,
+            `SELECT n.nspname FROM pg_namespace n WHERE ${grantableSchemaCondition('$1')} ORDER BY 1`,
+            [journalSchemaName(scope.prefix)],
           );
           for (const row of schemas)
             await this.grantOnSchema(s, str(row.nspname) ?? '', role, priv);
@@ -504,6 +635,12 @@ export class PostgresDialect implements SqlDialect {
         await this.revokeInDatabase(scope, db, record.role);
       await scope.session.query(`DROP ROLE IF EXISTS ${quoteIdent(record.role)}`);
     }
+    await scope.session
+      .query(`DELETE FROM ${this.journalTable(scope)} WHERE role = $1`, [record.role])
+      .catch((err: unknown) => {
+        const code = (err as { code?: unknown }).code;
+        if (code !== '3F000' && code !== '42P01') throw err;
+      });
   }
 
   async listGrantRoles(scope: SqlScope, filter: { username?: string }): Promise<GrantRecord[]> {
@@ -512,9 +649,12 @@ export class PostgresDialect implements SqlDialect {
          FROM pg_roles r WHERE starts_with(r.rolname, $1) ORDER BY r.rolname`,
       [`${scope.prefix}g_`],
     );
+    const journal = rows.some((r) => parseMinimalGrantMarker(str(r.marker)))
+      ? await this.readJournal(scope, {})
+      : new Map<string, string>();
     const out: GrantRecord[] = [];
     for (const row of rows) {
-      const rec = parseGrantMarker(str(row.rolname) ?? '', str(row.marker), this.hasSchemas);
+      const rec = await this.recordOf(scope, str(row.rolname) ?? '', str(row.marker), journal);
       if (rec && (filter.username === undefined || rec.username === filter.username)) out.push(rec);
     }
     return out;
@@ -562,6 +702,138 @@ export class PostgresDialect implements SqlDialect {
     }
   }
 
+  /**
+   * The holding role: NOLOGIN, no attributes, no memberships, marked; created when
+   * missing. A role of that name that is not ours, or that anyone but the service account
+   * is a member of, is refused: its members would own what cleanup hands over.
+   * @throws LatchkeyError E_GUARDRAIL
+   */
+  async ensureHoldingRole(scope: SqlScope): Promise<string> {
+    const name = holdingRoleName(scope.prefix);
+    const h = quoteIdent(name);
+    const check = async (): Promise<Row | undefined> =>
+      (
+        await scope.session.query(
+          `SELECT shobj_description(r.oid, 'pg_authid') AS marker,
+                  r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls AS powerful,
+                  EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid) AS is_member,
+                  EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles x ON x.oid = m.member
+                           WHERE m.roleid = r.oid AND x.rolname <> current_user) AS has_members
+             FROM pg_roles r WHERE r.rolname = $1`,
+          [name],
+        )
+      )[0];
+    let row = await check();
+    if (row === undefined) {
+      await scope.session.query(
+        `CREATE ROLE ${h} WITH NOLOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE; COMMENT ON ROLE ${h} IS ${quoteLiteral(HOLDING_MARKER)}`,
+      );
+      row = await check();
+    }
+    if (
+      !isHoldingMarker(str(row?.marker)) ||
+      row?.powerful === true ||
+      row?.is_member === true ||
+      row?.has_members === true
+    ) {
+      throw new LatchkeyError(
+        'E_GUARDRAIL',
+        `role ${JSON.stringify(name)} is not Latchkey's powerless holding role (marker, attributes or memberships)`,
+      );
+    }
+    // REASSIGN OWNED needs the rights of the target role too.
+    const member = await scope.session.query(`SELECT pg_has_role(current_user, $1, 'USAGE') AS m`, [
+      name,
+    ]);
+    if (member[0]?.m !== true) await scope.session.query(`GRANT ${h} TO CURRENT_USER`);
+    return name;
+  }
+
+  /**
+   * Makes the objects `username` owns in this database inert before they change hands:
+   * `SECURITY DEFINER` routines become `SECURITY INVOKER`, and every privilege others
+   * (PUBLIC included) hold on its relations, routines and schemas is revoked.
+   */
+  protected async neutralizeOwnedObjects(s: SqlSession, username: string): Promise<void> {
+    const definers = await s.query(
+      `SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid) AS args
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = $1) AND p.prosecdef`,
+      [username],
+    );
+    for (const f of definers) {
+      await s.query(
+        `ALTER ROUTINE ${quoteIdent(str(f.nspname) ?? '')}.${quoteIdent(str(f.proname) ?? '')}(${str(f.args) ?? ''}) SECURITY INVOKER`,
+      );
+    }
+    // Grantees other than the owner; NULL = PUBLIC. Routines have PUBLIC EXECUTE by default
+    // (a NULL ACL), so PUBLIC is always revoked on them.
+    const acl = await s.query(
+      `WITH u AS (SELECT oid FROM pg_roles WHERE rolname = $1)
+       SELECT 'TABLE' AS kind, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS obj,
+              CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, u, LATERAL aclexplode(c.relacl) a
+        WHERE c.relowner = u.oid AND c.relkind IN ('r','p','v','m','f') AND a.grantee <> u.oid
+       UNION
+       SELECT 'SEQUENCE', quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+              CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, u, LATERAL aclexplode(c.relacl) a
+        WHERE c.relowner = u.oid AND c.relkind = 'S' AND a.grantee <> u.oid
+       UNION
+       SELECT 'SCHEMA', quote_ident(n.nspname),
+              CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
+         FROM pg_namespace n, u, LATERAL aclexplode(n.nspacl) a
+        WHERE n.nspowner = u.oid AND a.grantee <> u.oid
+       UNION
+       SELECT 'ROUTINE', quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+              CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, u,
+              LATERAL aclexplode(coalesce(p.proacl, acldefault('f', u.oid))) a
+        WHERE p.proowner = u.oid AND a.grantee <> u.oid`,
+      [username],
+    );
+    for (const row of acl) {
+      const grantee = str(row.grantee);
+      await s.query(
+        `REVOKE ALL ON ${str(row.kind) ?? ''} ${str(row.obj) ?? ''} FROM ${grantee === undefined ? 'PUBLIC' : quoteIdent(grantee)} CASCADE`,
+      );
+    }
+  }
+
+  /**
+   * `REASSIGN OWNED` to the holding role. A new owner needs CREATE on each object's
+   * schema: the holding role gets it only for the statement, and loses it right after.
+   */
+  protected async reassignToHolding(
+    s: SqlSession,
+    username: string,
+    holding: string,
+  ): Promise<void> {
+    const rows = await s.query(
+      `WITH u AS (SELECT oid FROM pg_roles WHERE rolname = $1),
+            o AS (SELECT relnamespace AS ns FROM pg_class, u WHERE relowner = u.oid
+                  UNION SELECT pronamespace FROM pg_proc, u WHERE proowner = u.oid
+                  UNION SELECT typnamespace FROM pg_type, u WHERE typowner = u.oid)
+       SELECT DISTINCT n.nspname FROM o JOIN pg_namespace n ON n.oid = o.ns
+        WHERE n.nspname <> 'pg_toast' AND NOT has_schema_privilege($2, n.oid, 'CREATE')`,
+      [username, holding.slice(1, -1).replace(/""/g, '"')],
+    );
+    const schemas = rows.map((r) => quoteIdent(str(r.nspname) ?? ''));
+    for (const sch of schemas) await s.query(`GRANT CREATE ON SCHEMA ${sch} TO ${holding}`);
+    try {
+      await s.query(`REASSIGN OWNED BY ${quoteIdent(username)} TO ${holding}`);
+    } finally {
+      for (const sch of schemas) await s.query(`REVOKE CREATE ON SCHEMA ${sch} FROM ${holding}`);
+    }
+  }
+
+  /**
+   * Drops the login after dealing with what it owns, in every database:
+   * - `reassign` (default): its objects are made inert (`neutralizeOwnedObjects`) and
+   *   handed to the powerless holding role, never to the service account;
+   * - `drop`: its objects are dropped.
+   * Then `DROP OWNED` takes away every privilege granted to it, and the role is dropped.
+   */
   async dropUser(scope: SqlScope, username: string, options: DropUserOptions): Promise<void> {
     const u = quoteIdent(username);
     const exists = await scope.session.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [
@@ -574,15 +846,30 @@ export class PostgresDialect implements SqlDialect {
       username,
     ]);
     if (member[0]?.m !== true) await scope.session.query(`GRANT ${u} TO CURRENT_USER`);
-    const sa = quoteIdent(scope.serviceAccount);
+    const holding =
+      options.ownedObjects === 'reassign' ? quoteIdent(await this.ensureHoldingRole(scope)) : null;
     for (const db of await this.connectableDatabases(scope)) {
       await this.inDatabaseIfExists(scope, db, async (s) => {
-        if (options.ownedObjects === 'reassign') await s.query(`REASSIGN OWNED BY ${u} TO ${sa}`);
+        if (holding !== null) {
+          await this.neutralizeOwnedObjects(s, username);
+          await this.reassignToHolding(s, username, holding);
+        }
         await s.query(`DROP OWNED BY ${u}`);
       });
     }
     await scope.session.query(`DROP ROLE IF EXISTS ${u}`);
   }
+}
+
+/**
+ * `CREATE … IF NOT EXISTS` is not atomic: two grants for different users (different user
+ * locks) creating the journal at once may collide on the catalog's unique indexes. The
+ * other one created it: that is success.
+ */
+function ignoreCreateRace(err: unknown): Row[] {
+  const code = (err as { code?: unknown }).code;
+  if (code === '23505' || code === '42P06' || code === '42P07') return [];
+  throw err;
 }
 
 function namesOf(r: SqlResource): string[] {

@@ -9,7 +9,8 @@ import type { DiscoverOutput } from '../../protocol/messages.js';
 import { throwIfAborted } from '../sql/core.js';
 import type { SqlScope } from '../sql/dialect.js';
 import { BASE_PERMISSIONS, databaseId, roleId, schemaId, tableId } from '../sql/resources.js';
-import { FORBIDDEN_ROLES, str } from './dialect.js';
+import { str } from './dialect.js';
+import { FORBIDDEN_ROLES, RoleGraph, journalSchemaName } from './guardrails.js';
 import { mapPgError } from './errors.js';
 
 export const DISCOVER_PAGE_SIZE = 5000;
@@ -63,8 +64,10 @@ export async function discoverPostgres(
       await scope.onDatabase(db, async (s) => {
         const schemas = await s.query(
           `SELECT n.nspname, pg_get_userbyid(n.nspowner) AS owner FROM pg_namespace n
-            WHERE n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+            WHERE n.nspname <> 'information_schema' AND lower(n.nspname) NOT LIKE 'pg\\_%'
+              AND n.nspname <> $1
             ORDER BY n.nspname`,
+          [journalSchemaName(scope.prefix)],
         );
         for (const sr of schemas) {
           const schema = str(sr.nspname) ?? '';
@@ -83,10 +86,11 @@ export async function discoverPostgres(
             `SELECT n.nspname, c.relname, c.relkind
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE c.relkind IN ('r','p','v','m','f') AND NOT c.relispartition
-                AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+                AND n.nspname <> 'information_schema' AND lower(n.nspname) NOT LIKE 'pg\\_%'
+                AND n.nspname <> $4
                 AND (n.nspname, c.relname) > ($1::name, $2::name)
               ORDER BY n.nspname, c.relname LIMIT $3`,
-            [after[0], after[1], pageSize],
+            [after[0], after[1], pageSize, journalSchemaName(scope.prefix)],
           );
           for (const tr of page) {
             const schema = str(tr.nspname) ?? '';
@@ -116,16 +120,26 @@ export async function discoverPostgres(
       ORDER BY rolname`,
     [scope.prefix, scope.serviceAccount],
   );
+  // A role whose membership closure leads upward is listed, marked not grantable, and
+  // gets no role:<name> permission (grant would refuse it with E_GUARDRAIL).
+  const graph = roles.length > 0 ? await RoleGraph.load(scope.session) : null;
   for (const rr of roles) {
     const role = str(rr.rolname);
     if (role === undefined || FORBIDDEN_ROLES.has(role)) continue;
+    const danger =
+      graph?.dangerPath(role, { serviceAccount: scope.serviceAccount, prefix: scope.prefix }) ??
+      null;
     out.resources.push({
       id: roleId(role),
       name: role,
       type: 'role',
-      metadata: { canLogin: rr.rolcanlogin === true },
+      metadata:
+        danger === null
+          ? { canLogin: rr.rolcanlogin === true, grantable: true }
+          : { canLogin: rr.rolcanlogin === true, grantable: false, notGrantableBecause: danger },
     });
-    out.permissions.push({ id: `role:${role}`, name: `Member of role ${role}` });
+    if (danger === null)
+      out.permissions.push({ id: `role:${role}`, name: `Member of role ${role}` });
   }
   return out;
 }

@@ -431,9 +431,18 @@ export class PostgresDriver implements Driver {
       ok: canCreateRoles,
       detail: canCreateRoles
         ? superuser
-          ? 'the service account is a superuser (works; a CREATEROLE role is enough and safer)'
+          ? 'the service account is a superuser (works, but see not-superuser)'
           : 'the service account may create roles (CREATEROLE or rds_superuser)'
         : `the service account cannot create roles: run ALTER ROLE ${this.dialect.quoteIdent(scope.serviceAccount)} CREATEROLE (or GRANT rds_superuser on RDS)`,
+    });
+    // A superuser service account makes every grant guardrail the only line of defence:
+    // anything it can read (catalogs, pg_authid) is one mistake away from a grantee.
+    checks.push({
+      name: 'not-superuser',
+      ok: !superuser,
+      detail: superuser
+        ? `warning: the service account is a superuser; use a CREATEROLE role with pg_signal_backend instead (ALTER ROLE ${this.dialect.quoteIdent(scope.serviceAccount)} NOSUPERUSER CREATEROLE)`
+        : 'the service account is not a superuser',
     });
     const canTerminate = superuser || r.signal_backend === true || r.rds_superuser === true;
     checks.push({

@@ -30,6 +30,11 @@ import type {
 import { grantMarker, parseGrantMarker } from '../sql/marker.js';
 import { databasesOf } from '../sql/resources.js';
 import { PostgresDialect, quoteIdent, quoteLiteral, str } from '../postgres/dialect.js';
+import {
+  checkResourceNotProtected,
+  holdingRoleName,
+  journalSchemaName,
+} from '../postgres/guardrails.js';
 
 /** Redshift passwords: 8–64 characters, upper, lower and a digit. */
 export function redshiftPasswordHash(password: string, username: string): string {
@@ -82,6 +87,11 @@ export class RedshiftDialect extends PostgresDialect {
     );
     await scope.session.query(
       `CREATE TABLE IF NOT EXISTS ${m}.passwords (username VARCHAR(128) NOT NULL, issued_for VARCHAR(256))`,
+    );
+    // The journal is the agent's alone: nobody else reads the records or takes the lock.
+    await scope.session.query(`REVOKE ALL ON SCHEMA ${m} FROM PUBLIC`);
+    await scope.session.query(
+      `REVOKE ALL ON TABLE ${m}.lock, ${m}.users, ${m}.grants, ${m}.passwords FROM PUBLIC`,
     );
   }
 
@@ -231,6 +241,7 @@ export class RedshiftDialect extends PostgresDialect {
 
   override async validateGrant(scope: SqlScope, record: GrantRecord): Promise<void> {
     for (const r of record.resources) {
+      checkResourceNotProtected(r, scope.prefix);
       if (r.kind === 'database') quoteIdent(r.database);
       if (r.kind === 'schema') [r.database, r.schema].forEach((n) => quoteIdent(n));
       if (r.kind === 'table')
@@ -274,18 +285,54 @@ export class RedshiftDialect extends PostgresDialect {
         ]);
         if (!rows[0])
           throw new LatchkeyError('E_NOT_FOUND', `role ${JSON.stringify(r.role)} does not exist`);
-        if (
-          r.role.startsWith('sys:') ||
-          r.role === scope.serviceAccount ||
-          r.role.startsWith(scope.prefix)
-        ) {
+        const danger = await this.roleDangerPath(scope, r.role);
+        if (danger !== null) {
           throw new LatchkeyError(
             'E_GUARDRAIL',
-            `role ${JSON.stringify(r.role)} may not be granted`,
+            `role ${JSON.stringify(r.role)} may not be granted: ${danger}`,
           );
         }
       }
     }
+  }
+
+  /**
+   * Why a Redshift role may not be granted, or null: the role or any role nested in it
+   * (`svv_role_grants`, transitively) is a system role (`sys:*`), Latchkey's own, or holds
+   * a system privilege (`svv_system_privileges`: CREATE USER, ALTER USER, …).
+   */
+  async roleDangerPath(scope: SqlScope, role: string): Promise<string | null> {
+    const parent = new Map<string, string | null>([[role, null]]);
+    const queue = [role];
+    const path = (r: string): string => {
+      const out: string[] = [];
+      for (let cur: string | null | undefined = r; cur; cur = parent.get(cur))
+        out.unshift(JSON.stringify(cur));
+      return out.join(' \u2192 ');
+    };
+    for (let i = 0; i < queue.length && i < 1000; i++) {
+      const r = queue[i] as string;
+      if (r.startsWith('sys:')) return `${path(r)}: a system role`;
+      if (r === scope.serviceAccount || r.startsWith(scope.prefix))
+        return `${path(r)}: managed by Latchkey`;
+      const privs = await scope.session.query(
+        `SELECT system_privilege FROM svv_system_privileges WHERE identity_type = 'role' AND identity_name = $1`,
+        [r],
+      );
+      const priv = str(privs[0]?.system_privilege);
+      if (priv !== undefined) return `${path(r)}: holds the system privilege ${priv}`;
+      const nested = await scope.session.query(
+        'SELECT granted_role_name FROM svv_role_grants WHERE role_name = $1',
+        [r],
+      );
+      for (const n of nested) {
+        const name = str(n.granted_role_name);
+        if (name === undefined || parent.has(name)) continue;
+        parent.set(name, r);
+        queue.push(name);
+      }
+    }
+    return null;
   }
 
   override async getGrantRole(scope: SqlScope, role: string): Promise<GrantRoleState> {
@@ -334,8 +381,9 @@ export class RedshiftDialect extends PostgresDialect {
         await scope.onDatabase(r.database, async (s) => {
           const schemas = await s.query(
             `SELECT schema_name FROM svv_redshift_schemas WHERE database_name = $1
-                AND schema_name NOT IN ('pg_catalog','information_schema') AND schema_name NOT LIKE 'pg\\_%' ORDER BY 1`,
-            [r.database],
+                AND schema_name NOT IN ('pg_catalog','information_schema') AND schema_name NOT LIKE 'pg\\_%'
+                AND schema_name <> $2 ORDER BY 1`,
+            [r.database, journalSchemaName(scope.prefix)],
           );
           for (const row of schemas)
             await this.grantSchema(s, str(row.schema_name) ?? '', role, priv);
@@ -463,7 +511,42 @@ export class RedshiftDialect extends PostgresDialect {
     return scope.databases ? all.filter((d) => scope.databases?.includes(d)) : all;
   }
 
-  /** Redshift has no REASSIGN/DROP OWNED: owned tables are moved (or dropped) one by one. */
+  /**
+   * The holding user (Redshift owners are users): `<prefix>holding`, password disabled,
+   * no CREATEDB/CREATEUSER, in no role. Created when missing; one that is a superuser or
+   * holds a role is refused. Never in the journal's users, so never cleaned up or granted.
+   * @throws LatchkeyError E_GUARDRAIL
+   */
+  async ensureHoldingUser(scope: SqlScope): Promise<string> {
+    const name = holdingRoleName(scope.prefix);
+    const rows = await scope.session.query(
+      'SELECT usesuper, usecreatedb FROM pg_user WHERE usename = $1',
+      [name],
+    );
+    const row = rows[0];
+    if (row === undefined) {
+      await scope.session.query(
+        `CREATE USER ${quoteIdent(name)} PASSWORD DISABLE NOCREATEDB NOCREATEUSER`,
+      );
+      return name;
+    }
+    const roles = await scope.session.query(
+      'SELECT role_name FROM svv_user_grants WHERE user_name = $1',
+      [name],
+    );
+    if (row.usesuper === true || row.usecreatedb === true || roles.length > 0) {
+      throw new LatchkeyError(
+        'E_GUARDRAIL',
+        `user ${JSON.stringify(name)} is not Latchkey's powerless holding user (attributes or roles)`,
+      );
+    }
+    return name;
+  }
+
+  /**
+   * Redshift has no REASSIGN/DROP OWNED: owned tables, views and schemas are moved to the
+   * holding user (never the service account), or dropped, one by one.
+   */
   override async dropUser(
     scope: SqlScope,
     username: string,
@@ -478,7 +561,8 @@ export class RedshiftDialect extends PostgresDialect {
       ]);
       return;
     }
-    const sa = quoteIdent(scope.serviceAccount);
+    const holding =
+      options.ownedObjects === 'reassign' ? quoteIdent(await this.ensureHoldingUser(scope)) : '';
     for (const db of await this.connectableDatabases(scope)) {
       await this.inDatabaseIfExists(scope, db, async (s) => {
         const owned = await s.query(
@@ -490,7 +574,7 @@ export class RedshiftDialect extends PostgresDialect {
           const name = `${quoteIdent(str(row.schemaname) ?? '')}.${quoteIdent(str(row.tablename) ?? '')}`;
           if (options.ownedObjects === 'drop')
             await s.query(`DROP TABLE IF EXISTS ${name} CASCADE`);
-          else await s.query(`ALTER TABLE ${name} OWNER TO ${sa}`);
+          else await s.query(`ALTER TABLE ${name} OWNER TO ${holding}`);
         }
         const schemas = await s.query(
           'SELECT nspname FROM pg_namespace WHERE nspowner = (SELECT usesysid FROM pg_user WHERE usename = $1)',
@@ -500,7 +584,7 @@ export class RedshiftDialect extends PostgresDialect {
           const sch = quoteIdent(str(row.nspname) ?? '');
           if (options.ownedObjects === 'drop')
             await s.query(`DROP SCHEMA IF EXISTS ${sch} CASCADE`);
-          else await s.query(`ALTER SCHEMA ${sch} OWNER TO ${sa}`);
+          else await s.query(`ALTER SCHEMA ${sch} OWNER TO ${holding}`);
         }
       });
     }

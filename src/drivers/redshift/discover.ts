@@ -6,6 +6,7 @@
 import type { DiscoverOutput } from '../../protocol/messages.js';
 import { throwIfAborted } from '../sql/core.js';
 import type { SqlScope } from '../sql/dialect.js';
+import { journalSchemaName } from '../postgres/guardrails.js';
 import { BASE_PERMISSIONS, databaseId, roleId, schemaId, tableId } from '../sql/resources.js';
 import { str } from '../postgres/dialect.js';
 
@@ -40,8 +41,10 @@ export async function discoverRedshift(
       `SELECT schema_name, schema_type FROM svv_redshift_schemas WHERE database_name = $1 AND ${SYSTEM_SCHEMAS} ORDER BY schema_name`,
       [db],
     );
+    const journal = journalSchemaName(scope.prefix);
     for (const row of schemas) {
       const schema = str(row.schema_name) ?? '';
+      if (schema === journal) continue; // the agent's own records: never offered
       out.resources.push({
         id: schemaId(db, schema),
         name: schema,
@@ -63,6 +66,8 @@ export async function discoverRedshift(
       for (const row of page) {
         const schema = str(row.schema_name) ?? '';
         const table = str(row.table_name) ?? '';
+        after = [schema, table];
+        if (schema === journal) continue;
         out.resources.push({
           id: tableId(db, schema, table),
           name: table,
@@ -70,7 +75,6 @@ export async function discoverRedshift(
           parentId: schemaId(db, schema),
           metadata: { kind: (str(row.table_type) ?? 'TABLE').toLowerCase(), schema },
         });
-        after = [schema, table];
       }
       if (page.length < pageSize) break;
     }

@@ -23,8 +23,8 @@
  *   (`pg_advisory_xact_lock`, `GET_LOCK`). Held for the duration of the callback.
  * - **sessions**: the user's open connections (`pg_stat_activity`, `stv_sessions`,
  *   `information_schema.PROCESSLIST`); terminated with `pg_terminate_backend` / `KILL`.
- * - **owned objects**: tables etc. a user created; on cleanup reassigned to the service
- *   account (default) or dropped, in every database.
+ * - **owned objects**: tables etc. a user created; on cleanup made inert and reassigned to a
+ *   powerless holding role (default; never the service account) or dropped, in every database.
  *
  * Rules for dialect implementers
  * - Every identifier goes through `quoteIdent` (or is bound as a value); never

@@ -106,3 +106,46 @@ export function parseGrantMarker(
     return null;
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// Grant-role marker v2 (PostgreSQL): the role comment says only "ours"; the grant record
+// itself (username, permission, resources, expiry) lives where only the service account
+// can read it (the journal table). v1 comments (the whole record) are still read.
+
+const MinimalGrantMarkerSchema = z.object({
+  managedBy: z.literal(MANAGED_BY),
+  kind: z.literal('grant'),
+  v: z.literal(2),
+});
+
+/** Marker text of a grant role whose record is kept in the journal: nothing personal. */
+export function minimalGrantMarker(): string {
+  return JSON.stringify({ managedBy: MANAGED_BY, kind: 'grant', v: 2 });
+}
+
+export function parseMinimalGrantMarker(text: string | null | undefined): boolean {
+  if (!text) return false;
+  try {
+    return MinimalGrantMarkerSchema.safeParse(JSON.parse(text)).success;
+  } catch {
+    return false;
+  }
+}
+
+/** Marker of the holding role (owner of objects left by users that cleanup dropped). */
+export const HOLDING_MARKER = JSON.stringify({ managedBy: MANAGED_BY, kind: 'holding', v: 1 });
+
+export function isHoldingMarker(text: string | null | undefined): boolean {
+  if (!text) return false;
+  try {
+    const j = JSON.parse(text) as unknown;
+    return (
+      typeof j === 'object' &&
+      j !== null &&
+      (j as Record<string, unknown>).managedBy === MANAGED_BY &&
+      (j as Record<string, unknown>).kind === 'holding'
+    );
+  } catch {
+    return false;
+  }
+}

@@ -78,7 +78,16 @@ describe('postgres grant and revoke', () => {
     const grantMark = JSON.parse(
       marks.rows.find((r) => r.rolname === `${env.prefix}g_g1`)?.d ?? '{}',
     ) as Record<string, unknown>;
-    expect(grantMark).toMatchObject({
+    // The comment, readable by every login, says only "ours" (issue 9, item 8); the
+    // record itself is in the service account's journal.
+    expect(grantMark).toEqual({ managedBy: 'latchkey', kind: 'grant', v: 2 });
+    const journal = await env.asAdmin(db, (a) =>
+      a.query<{ record: string }>(
+        `SELECT record FROM ${q(`${env.prefix}meta`)}.grants WHERE role = $1`,
+        [`${env.prefix}g_g1`],
+      ),
+    );
+    expect(JSON.parse(journal.rows[0]?.record ?? '{}')).toMatchObject({
       managedBy: 'latchkey',
       grantId: 'g1',
       username: out.username,

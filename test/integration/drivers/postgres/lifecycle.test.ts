@@ -62,7 +62,7 @@ describe('postgres rotate, cleanup, expiry, concurrency', () => {
     });
   });
 
-  it('cleanup drops a user owning objects in two databases, reassigning them to the service account', async () => {
+  it('cleanup drops a user owning objects in two databases, reassigning them to the holding role (never the service account)', async () => {
     const email = 'owner@example.com';
     const g = await driver.grant(ctx(), {
       grantId: 'own-0',
@@ -101,7 +101,7 @@ describe('postgres rotate, cleanup, expiry, concurrency', () => {
           `SELECT pg_get_userbyid(relowner) AS o FROM pg_class WHERE relname = 'mine'`,
         ),
       );
-      expect(owner.rows[0]?.o).toBe(env.serviceAccount);
+      expect(owner.rows[0]?.o).toBe(`${env.prefix}holding`);
     }
     const gone = await env.asAdmin(undefined, (a) =>
       a.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [g.username]),

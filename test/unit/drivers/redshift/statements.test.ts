@@ -25,6 +25,10 @@ class FakeCluster implements SqlSession {
   issued = new Map<string, string | null>();
   /** The md5 hash each user's password was last set to. */
   hashes = new Map<string, string>();
+  /** Nested roles: role → roles granted to it (svv_role_grants). */
+  nested = new Map<string, string[]>();
+  /** Roles holding a system privilege (svv_system_privileges). */
+  systemPrivileges = new Map<string, string>();
 
   query(sql: string, values: readonly unknown[] = []): Promise<Row[]> {
     this.statements.push({ sql, values });
@@ -78,6 +82,12 @@ class FakeCluster implements SqlSession {
     }
     if (/^SELECT role, record FROM .*\.grants/.test(sql))
       return [...this.grants].map(([role, g]) => ({ role, record: g.record }));
+    if (/^SELECT granted_role_name FROM svv_role_grants/.test(sql))
+      return (this.nested.get(a) ?? []).map((r) => ({ granted_role_name: r }));
+    if (/^SELECT system_privilege FROM svv_system_privileges/.test(sql)) {
+      const p = this.systemPrivileges.get(a);
+      return p === undefined ? [] : [{ system_privilege: p }];
+    }
     if (/^SELECT process FROM stv_sessions/.test(sql))
       return (this.sessions.get(a) ?? []).map((p) => ({ process: p }));
     if (/^SELECT pg_terminate_backend/.test(sql)) return [{ ok: true }];
@@ -89,13 +99,13 @@ class FakeCluster implements SqlSession {
     return [];
   }
 
-  /** Statements other than the journal and lock bookkeeping. */
+  /** Statements other than the journal and lock bookkeeping (keeping the journal private included). */
   ddl(): string[] {
     return this.statements
       .map((s) => s.sql.replace(/\s+/g, ' ').trim())
       .filter(
         (s) =>
-          !/^(SELECT|INSERT|UPDATE|DELETE|BEGIN|COMMIT|ROLLBACK|LOCK|CREATE SCHEMA IF|CREATE TABLE IF)/.test(
+          !/^(SELECT|INSERT|UPDATE|DELETE|BEGIN|COMMIT|ROLLBACK|LOCK|CREATE SCHEMA IF|CREATE TABLE IF|REVOKE ALL ON (SCHEMA|TABLE) "lk_meta")/.test(
             s,
           ),
       );
@@ -235,11 +245,74 @@ describe('redshift statements', () => {
       dropped: [user, 'stranger'],
       kept: [{ username: 'svc', reason: expect.any(String) as string, code: 'E_NOT_MANAGED' }],
     });
+    // Owned objects go to the powerless holding user, never to the service account.
     expect(cluster.ddl()).toEqual([
       `ALTER USER "${user}" PASSWORD DISABLE`,
-      'ALTER TABLE "public"."mine" OWNER TO "svc"',
+      'CREATE USER "lk_holding" PASSWORD DISABLE NOCREATEDB NOCREATEUSER',
+      'ALTER TABLE "public"."mine" OWNER TO "lk_holding"',
       `DROP USER IF EXISTS "${user}"`,
     ]);
+  });
+
+  it('role:<name> refuses nested system roles and roles with system privileges, naming the path', async () => {
+    const { cluster, scope, opts } = setup();
+    cluster.roles.add('wrapper');
+    cluster.roles.add('inner');
+    cluster.roles.add('admins');
+    cluster.nested.set('wrapper', ['inner']);
+    cluster.nested.set('inner', ['sys:superuser']);
+    cluster.systemPrivileges.set('admins', 'CREATE USER');
+    for (const [role, words] of [
+      ['wrapper', ['"wrapper" \u2192 "inner" \u2192 "sys:superuser"', 'system role']],
+      ['admins', ['CREATE USER']],
+    ] as const) {
+      await expect(
+        grantFlow(opts, scope, {
+          grantId: `x_${role}`,
+          grantee: { email },
+          resources: [],
+          permission: `role:${role}`,
+        }),
+      ).rejects.toMatchObject({
+        code: 'E_GUARDRAIL',
+        message: expect.stringContaining(words[0]) as string,
+      });
+    }
+    expect(cluster.ddl()).toEqual([]);
+  });
+
+  it('keeps the journal private: PUBLIC loses every privilege on its schema and tables', async () => {
+    const { cluster, scope } = setup();
+    await new RedshiftDialect().ensureMeta(scope);
+    expect(cluster.statements.map((x) => x.sql)).toEqual(
+      expect.arrayContaining([
+        'REVOKE ALL ON SCHEMA "lk_meta" FROM PUBLIC',
+        'REVOKE ALL ON TABLE "lk_meta".lock, "lk_meta".users, "lk_meta".grants FROM PUBLIC',
+      ]),
+    );
+  });
+
+  it('refuses system schemas and the journal in any resource form, before any change', async () => {
+    const { cluster, scope, opts } = setup();
+    for (const id of [
+      schemaId('dev', 'pg_catalog'),
+      tableId('dev', 'pg_catalog', 'pg_user'),
+      tableId('dev', 'information_schema', 'tables'),
+      schemaId('dev', 'catalog_history'),
+      'schema:dev/pg%5Finternal',
+      schemaId('dev', 'lk_meta'),
+      tableId('dev', 'lk_meta', 'grants'),
+    ]) {
+      await expect(
+        grantFlow(opts, scope, {
+          grantId: 'sys',
+          grantee: { email },
+          resources: [{ type: id.slice(0, id.indexOf(':')), id }],
+          permission: 'read',
+        }),
+      ).rejects.toMatchObject({ code: 'E_GUARDRAIL' });
+    }
+    expect(cluster.ddl()).toEqual([]);
   });
 
   it('refuses a user that exists without the journal marker', async () => {
