@@ -43,6 +43,7 @@ import { createDriverRegistry, productionDriverFactories } from './drivers/regis
 import { LatchkeyError, toWireError } from './errors.js';
 import type { ErrorCode } from './errors.js';
 import { AgentEvents } from './events.js';
+import { openState } from './state/index.js';
 import { createMetrics, startHttpServer } from './observability/index.js';
 import { COMMAND_KINDS, type CommandMessage } from './protocol/messages.js';
 import { createSealer, parsePublicKey, type VerifyOutcome } from './protocol/index.js';
@@ -209,8 +210,16 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     backpressureGate(maxUnchecked, (held) => client.holdReading(held)),
   );
 
+  // The state journal (on by default; memory only when off or not usable).
+  const state = await openState({
+    dir: config.stateDir,
+    explicit: config.stateDirSource === 'configured',
+    logger: logger.child({ component: 'state' }),
+    events,
+  });
+  const journal = state.journal;
   const outbox = new AgentOutbox({
-    ...(config.stateDir == null ? {} : { stateDir: config.stateDir }),
+    ...(journal === undefined ? {} : { journal }),
     logger: logger.child({ component: 'outbox' }),
     events,
   });
@@ -258,12 +267,13 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     timeoutsMs: { ...config.timeoutsMs },
     // Command ids are remembered until their expiresAt plus this skew (no re-run while valid).
     maxClockSkewMs: config.maxClockSkewMs,
+    ...(journal === undefined ? {} : { journal }),
     events,
     logger: logger.child({ component: 'dispatch' }),
   });
 
   const known = new KnownIntegrations({
-    ...(config.stateDir == null ? {} : { stateDir: config.stateDir }),
+    ...(journal === undefined ? {} : { journal }),
     initial: [...config.integrations],
     logger: logger.child({ component: 'known-integrations' }),
   });
@@ -490,6 +500,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
         await step('http', () => http?.close());
         await step('drivers', () => registry.closeAll());
         await step('services', () => built.close());
+        await step('state', () => state.close());
         setStatus('stopped');
         logger.info({ durationMs: Date.now() - t0 }, 'shutdown complete');
       })();

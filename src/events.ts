@@ -36,6 +36,14 @@ export interface AgentEventMap {
   /** Reading from the control plane held back (backpressure) or restarted. */
   'link:reading': { held: boolean };
   'outbox:size': { size: number };
+  /** Whether the state journal is in use (false: memory only, by choice or by failure). */
+  'state:enabled': { enabled: boolean };
+  /** The state journal's file size and live records. */
+  'state:size': { bytes: number; records: number };
+  /** One group commit: `records` written with one write + fdatasync in `seconds`. */
+  'state:fsync': { seconds: number; records: number };
+  'state:write-failed': Record<string, never>;
+  'state:compacted': { outcome: 'ok' | 'failed' };
   'sweep:finished': {
     integrationId: string;
     integrationType: string;
