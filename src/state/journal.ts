@@ -76,6 +76,7 @@ export class StateJournal {
   private sinceSnapshot: string[] | undefined;
   private compacting: Promise<void> | undefined;
   private closed = false;
+  private closing = false;
   private readonly compactMinBytes: number;
   private readonly compactRatio: number;
 
@@ -190,9 +191,10 @@ export class StateJournal {
 
   /** Flushes, waits for a compaction under way and closes the file. Idempotent. */
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
     await this.flush();
-    await this.compacting;
+    while (this.compacting !== undefined) await this.compacting;
     this.closed = true;
     await this.withLock(async () => {
       await this.handle?.close();
@@ -280,7 +282,7 @@ export class StateJournal {
   }
 
   private compactSoon(force: boolean): void {
-    if (this.compacting !== undefined || this.closed) return;
+    if (this.compacting !== undefined || this.closed || this.closing) return;
     if (
       !force &&
       (this.fileBytes < this.compactMinBytes ||
@@ -290,6 +292,8 @@ export class StateJournal {
     }
     this.compacting = this.compact().finally(() => {
       this.compacting = undefined;
+      // Records appended during the compaction may have made dead ones dominate again.
+      this.compactSoon(false);
     });
   }
 
