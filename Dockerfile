@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # Latchkey connector image: multi-stage, non-root (uid/gid 10001), read-only root
-# filesystem friendly (nothing is written at run time except an optional mounted state
-# directory, LATCHKEY_STATE_DIR). See docs/deploy.md.
+# filesystem friendly (nothing is written at run time except the state directory,
+# LATCHKEY_STATE_DIR=/var/lib/latchkey, a volume). See docs/deploy.md.
 #
 #   docker build -t latchkey:dev .
 #   docker run --read-only --cap-drop ALL --security-opt no-new-privileges \
@@ -41,11 +41,20 @@ RUN groupadd --system --gid 10001 latchkey \
   && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
      --shell /usr/sbin/nologin latchkey
 
+# The state directory (state journal: outbox, command ids, known integrations), owned by
+# the agent, mode 0700. A volume, so it stays writable with a read-only root filesystem;
+# mount a persistent one to keep state across container replacements.
+RUN mkdir -p /var/lib/latchkey \
+  && chown 10001:10001 /var/lib/latchkey \
+  && chmod 0700 /var/lib/latchkey
+VOLUME ["/var/lib/latchkey"]
+
 WORKDIR /app
 ENV NODE_ENV=production \
     NODE_OPTIONS=--enable-source-maps \
     LATCHKEY_HTTP_HOST=0.0.0.0 \
-    LATCHKEY_HTTP_PORT=8080
+    LATCHKEY_HTTP_PORT=8080 \
+    LATCHKEY_STATE_DIR=/var/lib/latchkey
 
 # Owned by root and read-only for the agent: the image content cannot be changed at run time.
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules

@@ -250,6 +250,9 @@ async function parent(): Promise<void> {
       ...process.env,
       ...harnessEnv({ url: cp.url, connectorId, token, signing }),
       LATCHKEY_BENCH_CHILD: '1',
+      // Memory only unless the environment names a state directory (bench/delivery.bench.ts
+      // measures what the state journal costs).
+      LATCHKEY_STATE_DIR: process.env.LATCHKEY_STATE_DIR ?? 'off',
       LATCHKEY_QUEUE_SIZE: String(BURST + WARMUP + 1000),
       LATCHKEY_CONCURRENCY_GLOBAL: '64',
       LATCHKEY_CONCURRENCY_PER_INTEGRATION: '64',

@@ -43,6 +43,7 @@ import { createDriverRegistry, productionDriverFactories } from './drivers/regis
 import { LatchkeyError, toWireError } from './errors.js';
 import type { ErrorCode } from './errors.js';
 import { AgentEvents } from './events.js';
+import { openState } from './state/index.js';
 import { createMetrics, startHttpServer } from './observability/index.js';
 import { RefusalLog, type Refusal } from './observability/refusal-log.js';
 import { COMMAND_KINDS, type CommandMessage } from './protocol/messages.js';
@@ -210,8 +211,16 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     backpressureGate(maxUnchecked, (held) => client.holdReading(held)),
   );
 
+  // The state journal (on by default; memory only when off or not usable).
+  const state = await openState({
+    dir: config.stateDir,
+    explicit: config.stateDirSource === 'configured',
+    logger: logger.child({ component: 'state' }),
+    events,
+  });
+  const journal = state.journal;
   const outbox = new AgentOutbox({
-    ...(config.stateDir == null ? {} : { stateDir: config.stateDir }),
+    ...(journal === undefined ? {} : { journal }),
     logger: logger.child({ component: 'outbox' }),
     events,
   });
@@ -259,12 +268,13 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     timeoutsMs: { ...config.timeoutsMs },
     // Command ids are remembered until their expiresAt plus this skew (no re-run while valid).
     maxClockSkewMs: config.maxClockSkewMs,
+    ...(journal === undefined ? {} : { journal }),
     events,
     logger: logger.child({ component: 'dispatch' }),
   });
 
   const known = new KnownIntegrations({
-    ...(config.stateDir == null ? {} : { stateDir: config.stateDir }),
+    ...(journal === undefined ? {} : { journal }),
     initial: [...config.integrations],
     logger: logger.child({ component: 'known-integrations' }),
   });
@@ -503,6 +513,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
         await step('drivers', () => registry.closeAll());
         await step('services', () => built.close());
         refusals.close();
+        await step('state', () => state.close());
         setStatus('stopped');
         logger.info({ durationMs: Date.now() - t0 }, 'shutdown complete');
       })();

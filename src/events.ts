@@ -43,6 +43,14 @@ export interface AgentEventMap {
    */
   'link:sending': { held: boolean; bufferedBytes: number };
   'outbox:size': { size: number };
+  /** Whether the state journal is in use (false: memory only, by choice or by failure). */
+  'state:enabled': { enabled: boolean };
+  /** The state journal's file size and live records. */
+  'state:size': { bytes: number; records: number };
+  /** One group commit: `records` written with one write + fdatasync in `seconds`. */
+  'state:fsync': { seconds: number; records: number };
+  'state:write-failed': Record<string, never>;
+  'state:compacted': { outcome: 'ok' | 'failed' };
   'sweep:finished': {
     integrationId: string;
     integrationType: string;

@@ -64,10 +64,10 @@ ${rows.join('\n')}
 of a command envelope (\`docs/protocol.md\`): \`id\`, \`type\`, a driver-specific
 \`config\`, a \`secret\` *reference* (\`aws-secrets-manager\`, \`kubernetes\`, \`file\` or
 \`env\`), and optional \`settings\`. They are used by \`latchkey check\` and by the expiry
-sweeps from the first minute, before the control plane has named them. Integrations
-named by commands are remembered too (in \`<stateDir>/integrations.json\` when a state
-directory is set); a configured integration always wins over a remembered one with the
-same id.
+sweeps from the first interval, before the control plane has named them. Integrations
+named by commands are remembered too (in the state journal, \`<stateDir>/state.journal\`,
+when state is on: the default), so a restarted agent sweeps them again; a configured
+integration always wins over a remembered one with the same id.
 
 ## Loading the configuration in code
 

@@ -13,6 +13,7 @@
  * durations, booleans and enums, where seeing what was given helps.
  */
 import { readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
 import convict from 'convict';
 import { z } from 'zod';
 import { IntegrationSchema, type CommandKind, type Integration } from '../protocol/messages.js';
@@ -62,7 +63,10 @@ export interface AgentConfig {
   readonly httpHost: string;
   readonly httpPort: number;
   readonly logLevel: LogLevel;
+  /** The state directory, resolved (`auto` → a path); undefined: state off (memory only). */
   readonly stateDir: string | undefined;
+  /** How `stateDir` was chosen: named by the operator, the `auto` default, or off. */
+  readonly stateDirSource: 'configured' | 'default' | 'off';
   readonly httpsProxy: string | undefined;
   readonly caBundleFile: string | undefined;
   /** PEM text of `caBundleFile`, read at load. */
@@ -468,6 +472,24 @@ export function loadConfig(opts: LoadConfigOptions = {}): AgentConfig {
     }
   }
 
+  // State directory: `off` (or LATCHKEY_STATE_DIR set to an empty string) disables it;
+  // `auto` resolves to the per-user state directory when the environment names one.
+  const rawStateEnv = rawEnv.LATCHKEY_STATE_DIR;
+  const stateSetting = values.get('stateDir') as string | undefined;
+  let stateDir: string | undefined;
+  let stateDirSource: AgentConfig['stateDirSource'] = 'off';
+  if (rawStateEnv !== undefined && rawStateEnv.trim() === '') {
+    stateDir = undefined;
+  } else if (stateSetting === undefined || stateSetting.trim().toLowerCase() === 'off') {
+    stateDir = undefined;
+  } else if (stateSetting.trim().toLowerCase() === 'auto') {
+    stateDir = defaultStateDir(rawEnv);
+    if (stateDir !== undefined) stateDirSource = 'default';
+  } else {
+    stateDir = resolve(stateSetting);
+    stateDirSource = 'configured';
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   const out: Record<string, unknown> = {};
@@ -475,9 +497,27 @@ export function loadConfig(opts: LoadConfigOptions = {}): AgentConfig {
   out.connectorToken = connectorToken;
   out.caBundle = caBundle;
   out.configFile = configFile;
+  out.stateDir = stateDir;
+  out.stateDirSource = stateDirSource;
   out.trustedKeys = { ...(values.get('trustedKeys') as Record<string, string>) };
   out.integrations = structuredClone(values.get('integrations') ?? []);
   return deepFreeze(out as unknown as AgentConfig);
+}
+
+/**
+ * The default state directory (`stateDir: auto`): `$XDG_STATE_HOME/latchkey`, else
+ * `$HOME/.local/state/latchkey`; undefined when neither is set to an absolute path.
+ */
+export function defaultStateDir(
+  env: Readonly<Record<string, string | undefined>>,
+): string | undefined {
+  const xdg = env.XDG_STATE_HOME?.trim();
+  if (xdg !== undefined && xdg !== '' && isAbsolute(xdg)) return join(xdg, 'latchkey');
+  const home = env.HOME?.trim();
+  if (home !== undefined && home !== '' && isAbsolute(home)) {
+    return join(home, '.local', 'state', 'latchkey');
+  }
+  return undefined;
 }
 
 /** A copy safe to log or print: the token and any proxy password replaced. */

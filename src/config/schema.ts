@@ -415,8 +415,8 @@ export const SETTINGS: readonly Setting[] = [
     path: 'stateDir',
     env: 'LATCHKEY_STATE_DIR',
     format: 'string',
-    default: null,
-    doc: 'Optional writable directory for state kept across restarts (the result outbox, the integrations seen in commands). Without it the agent needs no disk.',
+    default: 'auto',
+    doc: 'Writable directory for the state journal, kept across restarts: the result outbox, the command-id record (a re-delivered command gets its original result, never a second one) and the integrations seen in commands (swept again after a restart). `auto` (default): `$XDG_STATE_HOME/latchkey`, else `$HOME/.local/state/latchkey` (the container image sets `/var/lib/latchkey`); `off`, or the variable set to an empty string: memory only. A directory that cannot be used (not writable, or locked by another running agent) is logged and the agent runs with memory-only state (`latchkey_state_enabled` 0). One directory per agent process. See docs/operations.md.',
   },
   // --- network -------------------------------------------------------------------------
   {

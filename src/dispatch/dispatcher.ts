@@ -39,6 +39,7 @@ import {
 } from '../protocol/messages.js';
 import { ResultFrame } from '../protocol/result-frame.js';
 import { scrubText } from '../observability/logger.js';
+import type { StateJournal } from '../state/journal.js';
 import { IdempotencyStore } from './idempotency.js';
 
 export interface DispatcherOptions {
@@ -69,6 +70,8 @@ export interface DispatcherOptions {
    * Default one hour, the largest skew the configuration allows.
    */
   maxClockSkewMs?: number;
+  /** Keeps the command-id record across restarts (`src/state/`); memory only when absent. */
+  journal?: StateJournal;
 }
 
 export type ResultHandler = (result: Result, frame: ResultFrame) => void;
@@ -181,6 +184,7 @@ export class Dispatcher {
     this.store = new IdempotencyStore(capacity, {
       maxEntries: opts.idempotencyMaxEntries ?? Math.max(capacity * 10, opts.queueSize),
       now: () => this.now().getTime(),
+      ...(opts.journal === undefined ? {} : { journal: opts.journal }),
     });
     this.replaySkewMs = opts.maxClockSkewMs ?? DEFAULT_REPLAY_SKEW_MS;
     if (!Number.isFinite(this.replaySkewMs) || this.replaySkewMs < 0) {

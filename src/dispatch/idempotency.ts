@@ -12,8 +12,31 @@
  *   window, `hasRoom()` is false and the dispatcher refuses new work with `E_BUSY` instead
  *   of forgetting an id that could still be replayed.
  * Running commands are never forgotten (their number is bounded by the queue size).
+ *
+ * With a state journal the record survives restarts (keys `c:<commandId>`): a finished
+ * command's digest, `retainUntil` and, while held, its result frame (as is, so a
+ * re-delivered command gets its original result byte for byte); a forgotten one keeps its
+ * digest until its window passes. Running commands are not recorded: a command that was
+ * running when the process died has no result anywhere, and if the control plane
+ * re-delivers it, it runs again (drivers are idempotent: grant twice = granted once).
+ * Journal writes are not awaited here: the outbox's write of the same result, made in
+ * the same event-loop turn, shares their fsync, and the result is sent only after it.
  */
-import type { ResultFrame } from '../protocol/result-frame.js';
+import { z } from 'zod';
+import { ResultFrame } from '../protocol/result-frame.js';
+import type { StateJournal } from '../state/journal.js';
+
+/** Journal key prefix of command-id records. */
+export const COMMAND_KEY_PREFIX = 'c:';
+
+const RecordSchema = z.object({
+  d: z.string(),
+  s: z.enum(['done', 'forgotten']),
+  /** retainUntil, epoch ms; null: never forgotten. */
+  u: z.number().nullable(),
+  /** The result frame (state done). */
+  r: z.unknown().optional(),
+});
 
 export type IdempotencyEntry =
   | { digest: string; state: 'running' }
@@ -27,6 +50,8 @@ export interface IdempotencyStoreOptions {
   maxEntries?: number;
   /** Clock in ms (tests). */
   now?: () => number;
+  /** Keeps the record across restarts; read at construction. */
+  journal?: StateJournal;
 }
 
 export class IdempotencyStore {
@@ -37,6 +62,7 @@ export class IdempotencyStore {
   private readonly now: () => number;
   /** No remembered entry expires before this: no need to scan until then. */
   private nextExpiry = 0;
+  private readonly journal: StateJournal | undefined;
 
   constructor(
     private readonly capacity: number,
@@ -50,6 +76,40 @@ export class IdempotencyStore {
       throw new RangeError('idempotency maxEntries must be an integer of at least capacity');
     }
     this.now = opts.now ?? Date.now;
+    this.journal = opts.journal;
+    if (this.journal !== undefined) this.load(this.journal);
+  }
+
+  /** Restores finished and forgotten ids from the journal, dropping expired ones. */
+  private load(journal: StateJournal): void {
+    const now = this.now();
+    const drop: string[] = [];
+    for (const [key, text] of journal.entries(COMMAND_KEY_PREFIX)) {
+      const id = key.slice(COMMAND_KEY_PREFIX.length);
+      const rec = parseRecord(id, text);
+      if (rec === undefined || rec.retainUntil <= now) {
+        drop.push(key);
+        continue;
+      }
+      this.entries.set(id, rec);
+      if (rec.state === 'done') this.withResult.add(id);
+    }
+    for (const key of drop) void journal.delete(key);
+    this.evict();
+  }
+
+  private record(commandId: string): void {
+    const journal = this.journal;
+    if (journal === undefined) return;
+    const e = this.entries.get(commandId);
+    const key = COMMAND_KEY_PREFIX + commandId;
+    if (e === undefined || e.state === 'running') {
+      void journal.delete(key);
+      return;
+    }
+    const u = Number.isFinite(e.retainUntil) ? e.retainUntil : null;
+    const head = `{"d":${JSON.stringify(e.digest)},"s":"${e.state}","u":${JSON.stringify(u)}`;
+    void journal.putRaw(key, e.state === 'done' ? `${head},"r":${e.result.text}}` : `${head}}`);
   }
 
   get(commandId: string): IdempotencyEntry | undefined {
@@ -93,6 +153,7 @@ export class IdempotencyStore {
     this.entries.set(commandId, { digest, state: 'done', result, retainUntil });
     this.withResult.add(commandId);
     this.nextExpiry = Math.min(this.nextExpiry, retainUntil);
+    this.record(commandId);
     this.evict();
   }
 
@@ -117,6 +178,7 @@ export class IdempotencyStore {
       if (e.retainUntil <= now) this.entries.delete(id);
       else
         this.entries.set(id, { digest: e.digest, state: 'forgotten', retainUntil: e.retainUntil });
+      this.record(id);
     }
   }
 
@@ -130,10 +192,29 @@ export class IdempotencyStore {
       if (e.retainUntil <= now) {
         this.entries.delete(id);
         this.withResult.delete(id);
+        this.record(id);
       } else if (e.retainUntil < next) {
         next = e.retainUntil;
       }
     }
     this.nextExpiry = next;
   }
+}
+
+function parseRecord(commandId: string, text: string): Stored | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const rec = RecordSchema.safeParse(json);
+  if (!rec.success) return undefined;
+  const retainUntil = rec.data.u ?? Number.POSITIVE_INFINITY;
+  if (rec.data.s === 'forgotten') return { digest: rec.data.d, state: 'forgotten', retainUntil };
+  // The frame's text exactly as written: the part of the record after `"r":`.
+  const at = text.indexOf(',"r":');
+  const frame = at === -1 ? undefined : ResultFrame.parse(text.slice(at + 5, -1));
+  if (frame === undefined || frame.commandId !== commandId) return undefined;
+  return { digest: rec.data.d, state: 'done', result: frame, retainUntil };
 }

@@ -1,6 +1,6 @@
 export { Dispatcher, KIND_PRIORITY, orderKeyOf, awsServiceOf } from './dispatcher.js';
 export type { DispatcherOptions, SubmitOutcome } from './dispatcher.js';
-export { KnownIntegrations, KNOWN_INTEGRATIONS_FILE } from './known-integrations.js';
+export { KnownIntegrations, INTEGRATION_KEY_PREFIX } from './known-integrations.js';
 export type { KnownIntegrationsOptions } from './known-integrations.js';
 export { Sweeper } from './sweeper.js';
 export type { SweeperOptions } from './sweeper.js';

@@ -5,7 +5,10 @@
  * Integrations are swept one after another (to keep the load on targets low), each with
  * its own timeout signal; the call is raced against the timeout so a driver that ignores
  * the signal cannot stall the sweep. Runs are spaced by `intervalMs` ± `jitterRatio`
- * (default 10 %) so that replicas do not sweep in lockstep. Nothing here ever throws: a
+ * (default 10 %) so that replicas do not sweep in lockstep. The first run after `start`
+ * comes within one interval (`intervalMs` − jitter, never later): a restarted agent
+ * sweeps what expired while it was down (the integrations it knew come back from the
+ * state journal) within one interval of starting. Nothing here ever throws: a
  * failure is logged and counted in `sweep:finished`.
  */
 import type { Logger } from 'pino';
@@ -38,11 +41,11 @@ export class Sweeper {
 
   constructor(private readonly opts: SweeperOptions) {}
 
-  /** Starts periodic sweeps (the first one after one interval). */
+  /** Starts periodic sweeps (the first one within one interval). */
   start(): void {
     if (this.started || this.opts.intervalMs <= 0) return;
     this.started = true;
-    this.schedule();
+    this.schedule(true);
   }
 
   /** Stops the timer, aborts a sweep under way and waits for it to end. */
@@ -62,9 +65,11 @@ export class Sweeper {
     return this.current;
   }
 
-  private schedule(): void {
+  private schedule(first = false): void {
     const ratio = Math.min(1, Math.max(0, this.opts.jitterRatio ?? 0.1));
-    const delay = Math.max(0, this.opts.intervalMs * (1 + (Math.random() * 2 - 1) * ratio));
+    // The first run only ever comes early (never later than one interval after start).
+    const spread = first ? -Math.random() * ratio : (Math.random() * 2 - 1) * ratio;
+    const delay = Math.max(0, this.opts.intervalMs * (1 + spread));
     this.timer = setTimeout(() => {
       void this.runOnce().finally(() => {
         if (this.started) this.schedule();

@@ -83,6 +83,38 @@ export function createMetrics(events: AgentEvents): Metrics {
     help: 'Results waiting for an acknowledgement from the control plane.',
     registers,
   });
+  const stateEnabled = new prom.Gauge({
+    name: 'latchkey_state_enabled',
+    help: '1 while the state journal is in use; 0 when state is kept in memory only (off, or the state directory is not usable).',
+    registers,
+  });
+  const stateBytes = new prom.Gauge({
+    name: 'latchkey_state_journal_bytes',
+    help: 'Size of the state journal file in bytes.',
+    registers,
+  });
+  const stateRecords = new prom.Gauge({
+    name: 'latchkey_state_journal_records',
+    help: 'Live records in the state journal (outbox entries, command ids, integrations).',
+    registers,
+  });
+  const stateFsync = new prom.Histogram({
+    name: 'latchkey_state_fsync_seconds',
+    help: 'Time of one group commit of the state journal (write + fdatasync).',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  const stateWriteFailures = new prom.Counter({
+    name: 'latchkey_state_write_failures_total',
+    help: 'Failed writes of the state journal (the state stays in memory).',
+    registers,
+  });
+  const stateCompactions = new prom.Counter({
+    name: 'latchkey_state_compactions_total',
+    help: 'Compactions of the state journal, by outcome (ok|failed).',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
   const readingHeld = new prom.Gauge({
     name: 'latchkey_link_reading_held',
     help: '1 while reading from the control plane is held back (too many commands still to check), else 0.',
@@ -159,6 +191,14 @@ export function createMetrics(events: AgentEvents): Metrics {
     events.on('refusal:log-suppressed', (e) => refusalLogsSuppressed.inc({ code: e.code })),
     events.on('command:duplicate', () => duplicates.inc()),
     events.on('outbox:size', (e) => outbox.set(e.size)),
+    events.on('state:enabled', (e) => stateEnabled.set(e.enabled ? 1 : 0)),
+    events.on('state:size', (e) => {
+      stateBytes.set(e.bytes);
+      stateRecords.set(e.records);
+    }),
+    events.on('state:fsync', (e) => stateFsync.observe(e.seconds)),
+    events.on('state:write-failed', () => stateWriteFailures.inc()),
+    events.on('state:compacted', (e) => stateCompactions.inc({ outcome: e.outcome })),
     events.on('link:reading', (e) => {
       readingHeld.set(e.held ? 1 : 0);
       if (e.held) readHolds.inc();

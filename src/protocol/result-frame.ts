@@ -19,6 +19,18 @@ export class ResultFrame {
     return new ResultFrame(result.commandId, JSON.stringify(result));
   }
 
+  /** A stored frame, kept byte for byte; undefined when the text is not a valid result. */
+  static parse(text: string): ResultFrame | undefined {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+    const parsed = ResultSchema.safeParse(json);
+    return parsed.success ? new ResultFrame(parsed.data.commandId, text) : undefined;
+  }
+
   /** The result as an object (a copy; for inspection and tests). */
   result(): Result {
     return ResultSchema.parse(JSON.parse(this.text));

@@ -89,9 +89,18 @@ export async function ensureBuilt(): Promise<void> {
   }
 }
 
-/** A minimal environment: no LATCHKEY_* leaking in from the developer's shell. */
+/**
+ * A minimal environment: no LATCHKEY_* leaking in from the developer's shell. State is off
+ * unless a test names a directory: the default (`~/.local/state/latchkey`) would be
+ * shared by every test and every run.
+ */
 export function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), ...extra };
+  return {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? tmpdir(),
+    LATCHKEY_STATE_DIR: 'off',
+    ...extra,
+  };
 }
 
 /** The exit code of a child process (null when it was killed by a signal). */

@@ -13,6 +13,7 @@ locals {
       LATCHKEY_AWS_REGION        = data.aws_region.current.name
       LATCHKEY_TAG_PREFIX        = var.tag_prefix
       LATCHKEY_HTTP_PORT         = "8080"
+      LATCHKEY_STATE_DIR         = "/var/lib/latchkey"
     },
     var.extra_environment,
   )
@@ -113,6 +114,25 @@ resource "aws_ecs_task_definition" "this" {
     operating_system_family = "LINUX"
   }
 
+  # The state directory: task storage by default, EFS when a file system is given.
+  volume {
+    name = "state"
+    dynamic "efs_volume_configuration" {
+      for_each = var.state_efs_file_system_id == null ? [] : [1]
+      content {
+        file_system_id     = var.state_efs_file_system_id
+        transit_encryption = "ENABLED"
+        dynamic "authorization_config" {
+          for_each = var.state_efs_access_point_id == null ? [] : [1]
+          content {
+            access_point_id = var.state_efs_access_point_id
+            iam             = "DISABLED"
+          }
+        }
+      }
+    }
+  }
+
   container_definitions = jsonencode([{
     name                   = "latchkey"
     image                  = var.image
@@ -127,6 +147,7 @@ resource "aws_ecs_task_definition" "this" {
       capabilities       = { drop = ["ALL"] }
     }
     portMappings = [{ containerPort = 8080, protocol = "tcp" }]
+    mountPoints  = [{ sourceVolume = "state", containerPath = "/var/lib/latchkey", readOnly = false }]
     environment  = [for k, v in local.environment : { name = k, value = v }]
     secrets = [{
       name      = "LATCHKEY_CONNECTOR_TOKEN"

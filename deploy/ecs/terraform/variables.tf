@@ -88,6 +88,18 @@ variable "log_retention_days" {
   default = 30
 }
 
+variable "state_efs_file_system_id" {
+  description = "Optional EFS file system for the state directory /var/lib/latchkey (kept across task replacements; one agent per directory: desired_count 1 or an access point per task). null = the task's ephemeral storage (survives container restarts only)."
+  type        = string
+  default     = null
+}
+
+variable "state_efs_access_point_id" {
+  description = "Optional EFS access point (uid/gid 10001) for the state directory."
+  type        = string
+  default     = null
+}
+
 variable "extra_environment" {
   description = "Other LATCHKEY_* settings, name => value."
   type        = map(string)

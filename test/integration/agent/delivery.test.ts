@@ -147,8 +147,7 @@ describe('delivery', () => {
       });
       await h.cp.waitForResult(id, 10_000);
       await h.agent.stop('restart');
-      expect(existsSync(join(dir, 'outbox.json'))).toBe(true);
-      expect(existsSync(join(dir, 'integrations.json'))).toBe(true);
+      expect(existsSync(join(dir, 'state.journal'))).toBe(true);
 
       h.cp.setWithholdAcks(false);
       const since = h.cp.received.length;

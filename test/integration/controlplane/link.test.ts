@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { AddressInfo } from 'node:net';
 import { Outbox } from '../../../src/controlplane/outbox.js';
+import { StateJournal } from '../../../src/state/journal.js';
 import type { DevControlPlane } from '../../../src/devcp/server.js';
 import { AgentEvents } from '../../../src/events.js';
 import type { CommandMessage } from '../../../src/protocol/messages.js';
@@ -279,8 +280,9 @@ describe('outbox across restarts', () => {
 
     const logger = pino({ level: 'silent' });
     const firstEvents = new AgentEvents();
+    const firstJournal = await StateJournal.open({ dir, logger });
     const first = makeClient(cp.url, {
-      outbox: new Outbox({ stateDir: dir, logger, events: firstEvents }),
+      outbox: new Outbox({ journal: firstJournal, logger, events: firstEvents }),
     });
     await first.outbox.load();
     const connected = first.next('link:connected');
@@ -289,10 +291,12 @@ describe('outbox across restarts', () => {
     await first.client.sendResult(result('cmd-persisted'));
     await cp.waitForResult('cmd-persisted');
     await first.client.stop({ flushTimeoutMs: 0 });
+    await firstJournal.close();
 
     // "Restart": a new outbox on the same directory, a new client; acks flow again.
     cp.setWithholdAcks(false);
-    const outbox = new Outbox({ stateDir: dir, logger, events: new AgentEvents() });
+    const journal = await StateJournal.open({ dir, logger });
+    const outbox = new Outbox({ journal, logger, events: new AgentEvents() });
     await outbox.load();
     expect(outbox.entries().map((r) => r.commandId)).toEqual(['cmd-persisted']);
     const second = makeClient(cp.url, { outbox });
@@ -300,7 +304,11 @@ describe('outbox across restarts', () => {
     second.client.start();
     await outbox.whenEmpty();
     expect(cp.resultsFor('cmd-persisted')).toHaveLength(2);
-    const reloaded = new Outbox({ stateDir: dir, logger, events: new AgentEvents() });
+    await outbox.flush();
+    await journal.close();
+    const reopened = await StateJournal.open({ dir, logger });
+    cleanups.push(() => reopened.close());
+    const reloaded = new Outbox({ journal: reopened, logger, events: new AgentEvents() });
     await reloaded.load();
     expect(reloaded.size).toBe(0);
   });

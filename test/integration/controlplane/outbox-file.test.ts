@@ -1,16 +1,16 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Outbox, OUTBOX_FILE } from '../../../src/controlplane/outbox.js';
+import { Outbox, OUTBOX_KEY_PREFIX } from '../../../src/controlplane/outbox.js';
 import { AgentEvents } from '../../../src/events.js';
+import { JOURNAL_FILE, LOCK_FILE, openState, StateJournal } from '../../../src/state/index.js';
 import { checkResult as result } from '../../helpers/results.js';
-import type { Result } from '../../../src/protocol/messages.js';
 
 const logger = pino({ level: 'silent' });
 
-describe('Outbox persisted', () => {
+describe('Outbox in the state journal', () => {
   let dir: string;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'latchkey-outbox-'));
@@ -19,99 +19,119 @@ describe('Outbox persisted', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('survives a restart with order and replacements intact', async () => {
-    const first = new Outbox({ stateDir: dir, logger, events: new AgentEvents() });
+  it('survives a restart with order, replacements and frames (byte for byte) intact', async () => {
+    const j1 = await StateJournal.open({ dir, logger });
+    const first = new Outbox({ journal: j1, logger, events: new AgentEvents() });
     await first.load();
     await first.add(result('a'));
     await first.add(result('b'));
     await first.add(result('c'));
     await first.ack('a');
     await first.add(result('b', 'error'));
-
-    const onDisk = JSON.parse(await readFile(join(dir, OUTBOX_FILE), 'utf8')) as {
-      version: number;
-      entries: Result[];
-    };
-    expect(onDisk.version).toBe(1);
-    expect(onDisk.entries.map((e) => e.commandId)).toEqual(['c', 'b']);
+    const texts = first.frames().map((f) => f.text);
+    await j1.close();
 
     const events = new AgentEvents();
     const sizes: number[] = [];
     events.on('outbox:size', ({ size }) => sizes.push(size));
-    const second = new Outbox({ stateDir: dir, logger, events });
+    const j2 = await StateJournal.open({ dir, logger });
+    const second = new Outbox({ journal: j2, logger, events });
     await second.load();
     expect(second.entries()).toEqual([result('c'), result('b', 'error')]);
+    expect(second.frames().map((f) => f.text)).toEqual(texts);
     expect(sizes).toEqual([2]);
+    await j2.close();
   });
 
-  it('writes atomically: no temp files remain and concurrent writes end in the latest state', async () => {
-    const outbox = new Outbox({ stateDir: dir, logger, events: new AgentEvents() });
+  it('drops records that are not results (or name another command id)', async () => {
+    const j1 = await StateJournal.open({ dir, logger });
+    await j1.put(`${OUTBOX_KEY_PREFIX}good`, result('good'));
+    await j1.put(`${OUTBOX_KEY_PREFIX}bad`, { type: 'result', commandId: 'bad' });
+    await j1.put(`${OUTBOX_KEY_PREFIX}other`, result('not-other'));
+    await j1.close();
+    const j2 = await StateJournal.open({ dir, logger });
+    const outbox = new Outbox({ journal: j2, logger, events: new AgentEvents() });
     await outbox.load();
-    await Promise.all(Array.from({ length: 20 }, (_, i) => outbox.add(result(`cmd-${i}`))));
-    await Promise.all(Array.from({ length: 10 }, (_, i) => outbox.ack(`cmd-${i * 2}`)));
-    expect((await readdir(dir)).sort()).toEqual([OUTBOX_FILE]);
-    const onDisk = JSON.parse(await readFile(join(dir, OUTBOX_FILE), 'utf8')) as {
-      entries: Result[];
-    };
-    expect(onDisk.entries.map((e) => e.commandId)).toEqual(
-      outbox.entries().map((e) => e.commandId),
-    );
-    expect(onDisk.entries).toHaveLength(10);
+    expect(outbox.entries().map((e) => e.commandId)).toEqual(['good']);
+    expect([...j2.entries(OUTBOX_KEY_PREFIX)].map(([k]) => k)).toEqual([
+      `${OUTBOX_KEY_PREFIX}good`,
+    ]);
+    await j2.close();
+  });
+});
+
+describe('openState', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'latchkey-state-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
   });
 
-  it('removes stale temp files of an interrupted write on load, keeping the last complete file', async () => {
+  it('migrates outbox.json and integrations.json of an older agent into the journal, once', async () => {
     await writeFile(
-      join(dir, OUTBOX_FILE),
-      JSON.stringify({ version: 1, entries: [result('kept')] }),
+      join(dir, 'outbox.json'),
+      JSON.stringify({ version: 1, entries: [result('old-1'), { junk: true }, result('old-2')] }),
     );
-    await writeFile(join(dir, `${OUTBOX_FILE}.123.abcd.tmp`), '{"version":1,"entr');
-    const outbox = new Outbox({ stateDir: dir, logger, events: new AgentEvents() });
-    await outbox.load();
-    expect(outbox.entries().map((e) => e.commandId)).toEqual(['kept']);
-    expect(await readdir(dir)).toEqual([OUTBOX_FILE]);
-  });
-
-  it('moves a corrupt file aside and starts empty', async () => {
-    await writeFile(join(dir, OUTBOX_FILE), '{"version":1,"entries":[{"type":"res');
-    const lines: string[] = [];
-    const capture = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
-    const outbox = new Outbox({ stateDir: dir, logger: capture, events: new AgentEvents() });
-    await expect(outbox.load()).resolves.toBeUndefined();
-    expect(outbox.size).toBe(0);
-    const names = await readdir(dir);
-    expect(names).toHaveLength(1);
-    expect(names[0]).toMatch(/^outbox\.json\.corrupt-/);
-    expect(lines.some((l) => l.includes('outbox file corrupt'))).toBe(true);
-
-    // and it works normally afterwards
-    await outbox.add(result('x'));
-    expect((await readdir(dir)).sort()).toContain(OUTBOX_FILE);
-  });
-
-  it('moves aside a file of the wrong shape, and drops single malformed entries', async () => {
-    await writeFile(join(dir, OUTBOX_FILE), JSON.stringify({ version: 7, entries: [] }));
-    const a = new Outbox({ stateDir: dir, logger, events: new AgentEvents() });
-    await a.load();
-    expect(a.size).toBe(0);
-    expect((await readdir(dir)).some((n) => n.startsWith('outbox.json.corrupt-'))).toBe(true);
-
     await writeFile(
-      join(dir, OUTBOX_FILE),
+      join(dir, 'integrations.json'),
       JSON.stringify({
         version: 1,
-        entries: [result('good'), { type: 'result', commandId: 'bad' }],
+        integrations: [{ id: 'pg-1', type: 'postgres', config: { host: 'db' } }],
       }),
     );
-    const b = new Outbox({ stateDir: dir, logger, events: new AgentEvents() });
-    await b.load();
-    expect(b.entries().map((e) => e.commandId)).toEqual(['good']);
+    const state = await openState({ dir, explicit: true, logger, events: new AgentEvents() });
+    const journal = state.journal;
+    expect(journal).toBeDefined();
+    const outbox = new Outbox({
+      ...(journal ? { journal } : {}),
+      logger,
+      events: new AgentEvents(),
+    });
+    await outbox.load();
+    expect(outbox.entries()).toEqual([result('old-1'), result('old-2')]);
+    expect(journal?.get('i:pg-1')).toBe('{"id":"pg-1","type":"postgres","config":{"host":"db"}}');
+    expect((await readdir(dir)).sort()).toEqual([LOCK_FILE, JOURNAL_FILE].sort());
+    await state.close();
+    expect(await readdir(dir)).toEqual([JOURNAL_FILE]);
   });
 
-  it('creates the state directory when missing', async () => {
-    const nested = join(dir, 'a', 'b');
-    const outbox = new Outbox({ stateDir: nested, logger, events: new AgentEvents() });
-    await outbox.load();
-    await outbox.add(result('z'));
-    expect(await readdir(nested)).toEqual([OUTBOX_FILE]);
+  it('moves a corrupt old outbox.json aside instead of migrating it', async () => {
+    await writeFile(join(dir, 'outbox.json'), '{"version":1,"entries":[{"type":"res');
+    const state = await openState({ dir, explicit: true, logger, events: new AgentEvents() });
+    expect(state.journal?.size).toBe(0);
+    expect((await readdir(dir)).some((n) => n.startsWith('outbox.json.corrupt-'))).toBe(true);
+    await state.close();
+  });
+
+  it('falls back to memory with a metric when the directory is in use by another live agent', async () => {
+    await writeFile(join(dir, LOCK_FILE), `${process.ppid}\n`); // a live process, not us
+    const events = new AgentEvents();
+    const enabled: boolean[] = [];
+    events.on('state:enabled', (e) => enabled.push(e.enabled));
+    const lines: string[] = [];
+    const capture = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    const state = await openState({ dir, explicit: false, logger: capture, events });
+    expect(state.journal).toBeUndefined();
+    expect(enabled).toEqual([false]);
+    expect(lines.some((l) => l.includes('in memory only') && l.includes('in use'))).toBe(true);
+    expect(await readdir(dir)).toEqual([LOCK_FILE]); // the other agent's journal untouched
+  });
+
+  it('takes over a stale lock (a dead process) and falls back to memory when the directory is not usable', async () => {
+    await writeFile(join(dir, LOCK_FILE), '2147483646\n');
+    const a = await openState({ dir, explicit: true, logger, events: new AgentEvents() });
+    expect(a.journal).toBeDefined();
+    await a.close();
+
+    const file = join(dir, 'not-a-dir');
+    await writeFile(file, 'x');
+    const events = new AgentEvents();
+    const enabled: boolean[] = [];
+    events.on('state:enabled', (e) => enabled.push(e.enabled));
+    const b = await openState({ dir: join(file, 'state'), explicit: false, logger, events });
+    expect(b.journal).toBeUndefined();
+    expect(enabled).toEqual([false]);
   });
 });

@@ -1,9 +1,10 @@
 /**
- * The outbox's atomic write never follows a symlink planted in the state directory at
- * the name of its temp file (a local attacker with write access to a shared directory).
+ * The state journal never follows a symlink planted in the state directory, at its own
+ * name or at the name of a compaction's temp file (a local attacker with write access
+ * to a shared directory).
  */
 import type * as NodeCrypto from 'node:crypto';
-import { lstat, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -21,15 +22,13 @@ vi.mock('node:crypto', async (importOriginal) => {
   };
 });
 
-const { Outbox, OUTBOX_FILE } = await import('../../../src/controlplane/outbox.js');
-const { KnownIntegrations, KNOWN_INTEGRATIONS_FILE } =
-  await import('../../../src/dispatch/known-integrations.js');
+const { JOURNAL_FILE, StateJournal, openState } = await import('../../../src/state/index.js');
 const { AgentEvents } = await import('../../../src/events.js');
 
 const logger = pino({ level: 'silent' });
 const VICTIM_TEXT = 'do not overwrite me\n';
 
-describe('state files: symlinks planted at the temp name', () => {
+describe('state journal: planted symlinks', () => {
   let dir: string;
   let victim: string;
   beforeEach(async () => {
@@ -42,46 +41,30 @@ describe('state files: symlinks planted at the temp name', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('the outbox writes a fresh 0600 file and leaves the symlink target alone', async () => {
-    const outbox = new Outbox({ stateDir: dir, logger, events: new AgentEvents() });
-    await outbox.load();
-    const name = 'aaaaaaaaaaaaaaaa';
-    await symlink(victim, join(dir, `${OUTBOX_FILE}.${process.pid}.${name}.tmp`));
-    planted.next.push(name);
-    await outbox.add({
-      type: 'result',
-      commandId: 'c1',
-      kind: 'check',
-      status: 'ok',
-      output: { ok: true, checks: [] },
-      timings: {
-        receivedAt: '2026-11-25T20:00:00.000Z',
-        finishedAt: '2026-11-25T20:00:01.000Z',
-        queueMs: 0,
-        runMs: 1000,
-      },
-    });
+  it('a symlink at the journal name is not opened: state falls back to memory', async () => {
+    await symlink(victim, join(dir, JOURNAL_FILE));
+    const state = await openState({ dir, explicit: true, logger, events: new AgentEvents() });
+    expect(state.journal).toBeUndefined();
     expect(await readFile(victim, 'utf8')).toBe(VICTIM_TEXT);
-    const file = join(dir, OUTBOX_FILE);
-    expect((await lstat(file)).isSymbolicLink()).toBe(false);
-    expect((await stat(file)).mode & 0o777).toBe(0o600);
-    expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({
-      version: 1,
-      entries: [{ commandId: 'c1' }],
-    });
+    expect((await lstat(join(dir, JOURNAL_FILE))).isSymbolicLink()).toBe(true);
   });
 
-  it('the known-integrations file is never written through a planted symlink', async () => {
-    const known = new KnownIntegrations({ stateDir: dir, initial: [], logger });
-    await known.load();
-    const name = 'bbbbbbbbbbbbbbbb';
-    await symlink(victim, join(dir, `${KNOWN_INTEGRATIONS_FILE}.${process.pid}.${name}.tmp`));
+  it('a compaction never writes through a symlink planted at its temp name', async () => {
+    const journal = await StateJournal.open({ dir, logger });
+    await journal.put('k:1', 'one');
+    await journal.put('k:1', 'two');
+    const name = 'aaaaaaaaaaaa';
+    await symlink(victim, join(dir, `${JOURNAL_FILE}.compact-${process.pid}.${name}`));
     planted.next.push(name);
-    await known.remember({ id: 'pg-1', type: 'postgres', config: { host: 'db' } });
+    await journal.compactNow(); // refused (logged), the journal goes on
     expect(await readFile(victim, 'utf8')).toBe(VICTIM_TEXT);
-    const file = join(dir, KNOWN_INTEGRATIONS_FILE);
-    // The write was refused (logged); nothing points at the victim.
-    await expect(lstat(file)).rejects.toMatchObject({ code: 'ENOENT' });
-    expect(known.list().map((i) => i.id)).toEqual(['pg-1']);
+    await journal.put('k:2', 'three');
+    await journal.close();
+    const again = await StateJournal.open({ dir, logger });
+    expect([...again.entries('k:')]).toEqual([
+      ['k:1', '"two"'],
+      ['k:2', '"three"'],
+    ]);
+    await again.close();
   });
 });

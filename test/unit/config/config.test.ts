@@ -358,6 +358,28 @@ describe('loadConfig', () => {
   });
 });
 
+describe('stateDir: on by default', () => {
+  it('auto resolves to $XDG_STATE_HOME/latchkey, else ~/.local/state/latchkey, else off', () => {
+    const xdg = loadConfig({ env: baseEnv({ XDG_STATE_HOME: '/xdg', HOME: '/home/a' }) });
+    expect([xdg.stateDir, xdg.stateDirSource]).toEqual(['/xdg/latchkey', 'default']);
+    const home = loadConfig({ env: baseEnv({ HOME: '/home/a' }) });
+    expect(home.stateDir).toBe('/home/a/.local/state/latchkey');
+    const none = loadConfig({ env: baseEnv({ HOME: undefined, XDG_STATE_HOME: undefined }) });
+    expect([none.stateDir, none.stateDirSource]).toEqual([undefined, 'off']);
+  });
+
+  it('a named directory is used as given; off, or an empty variable, disables state', () => {
+    const named = loadConfig({
+      env: baseEnv({ LATCHKEY_STATE_DIR: '/var/lib/latchkey', HOME: '/h' }),
+    });
+    expect([named.stateDir, named.stateDirSource]).toEqual(['/var/lib/latchkey', 'configured']);
+    for (const off of ['off', 'OFF', '']) {
+      const c = loadConfig({ env: baseEnv({ LATCHKEY_STATE_DIR: off, HOME: '/h' }) });
+      expect([c.stateDir, c.stateDirSource], JSON.stringify(off)).toEqual([undefined, 'off']);
+    }
+  });
+});
+
 describe('config.example.json', () => {
   const examplePath = join(import.meta.dirname, '..', '..', '..', 'config.example.json');
 

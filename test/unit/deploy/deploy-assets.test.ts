@@ -29,6 +29,12 @@ const METRICS = [
   'latchkey_refusal_logs_suppressed_total',
   'latchkey_duplicates_total',
   'latchkey_outbox_size',
+  'latchkey_state_enabled',
+  'latchkey_state_journal_bytes',
+  'latchkey_state_journal_records',
+  'latchkey_state_fsync_seconds',
+  'latchkey_state_write_failures_total',
+  'latchkey_state_compactions_total',
   'latchkey_link_reading_held',
   'latchkey_link_read_holds_total',
   'latchkey_link_send_held',
@@ -39,7 +45,11 @@ const METRICS = [
   'latchkey_aws_calls_total',
   'latchkey_event_listener_errors_total',
 ] as const;
-const HISTOGRAMS = new Set(['latchkey_command_duration_seconds', 'latchkey_queue_wait_seconds']);
+const HISTOGRAMS = new Set([
+  'latchkey_command_duration_seconds',
+  'latchkey_queue_wait_seconds',
+  'latchkey_state_fsync_seconds',
+]);
 const KNOWN = new Set<string>(METRICS);
 
 /** Metric names referenced in a text, histogram series (`_bucket`, `_sum`, `_count`) folded. */
@@ -191,6 +201,52 @@ describe('image and orchestrator templates', () => {
     expect(dockerfile).toMatch(/^USER 10001:10001$/m);
     expect(dockerfile).toMatch(/^HEALTHCHECK .*\n.*\/healthz/m);
     expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "dist\/src\/main\.js", "run"\]$/m);
+  });
+
+  it('every template gives the agent a writable state directory at /var/lib/latchkey', () => {
+    const dockerfile = read('Dockerfile');
+    expect(dockerfile).toMatch(/LATCHKEY_STATE_DIR=\/var\/lib\/latchkey/);
+    expect(dockerfile).toMatch(/chown 10001:10001 \/var\/lib\/latchkey/);
+    expect(dockerfile).toMatch(/^VOLUME \["\/var\/lib\/latchkey"\]$/m);
+
+    const values = read('deploy/helm/latchkey/values.yaml');
+    expect(values).toMatch(
+      /^stateDir:\n {2}enabled: true\n {2}sizeLimit: \S+\n {2}existingClaim: ''$/m,
+    );
+    const deployment = read('deploy/helm/latchkey/templates/deployment.yaml');
+    expect(deployment).toMatch(/- name: state\n\s+mountPath: \/var\/lib\/latchkey/);
+    expect(deployment).toMatch(
+      /persistentVolumeClaim:\n\s+claimName: \{\{ \.Values\.stateDir\.existingClaim \}\}/,
+    );
+    expect(deployment).toMatch(/emptyDir:\n\s+sizeLimit: \{\{ \.Values\.stateDir\.sizeLimit \}\}/);
+    expect(deployment).toMatch(
+      /- name: LATCHKEY_STATE_DIR\n\s+value: \{\{ if \.Values\.stateDir\.enabled \}\}\/var\/lib\/latchkey\{\{ else \}\}"off"/,
+    );
+
+    const cfn = read('deploy/ecs/cloudformation.yaml');
+    for (const line of [
+      '- { Name: LATCHKEY_STATE_DIR, Value: /var/lib/latchkey }',
+      '- { SourceVolume: state, ContainerPath: /var/lib/latchkey, ReadOnly: false }',
+      'FilesystemId: !Ref StateEfsFileSystemId',
+      'TransitEncryption: ENABLED',
+      "StateOnEfs: !Not [!Equals [!Ref StateEfsFileSystemId, '']]",
+    ]) {
+      expect(cfn, line).toContain(line);
+    }
+    expect(cfn).toMatch(/Volumes:\n\s+- Name: state\n/);
+
+    const tf = read('deploy/ecs/terraform/main.tf');
+    for (const line of [
+      'LATCHKEY_STATE_DIR         = "/var/lib/latchkey"',
+      'mountPoints  = [{ sourceVolume = "state", containerPath = "/var/lib/latchkey", readOnly = false }]',
+      'name = "state"',
+      'file_system_id     = var.state_efs_file_system_id',
+      'transit_encryption = "ENABLED"',
+    ]) {
+      expect(tf, line).toContain(line);
+    }
+    const vars = read('deploy/ecs/terraform/variables.tf');
+    expect(vars).toMatch(/variable "state_efs_file_system_id" \{[^}]*default\s+= null/);
   });
 
   it('the Helm deployment is locked down and probes /healthz and /readyz', () => {

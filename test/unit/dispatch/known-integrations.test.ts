@@ -1,8 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { KnownIntegrations } from '../../../src/dispatch/known-integrations.js';
+import {
+  INTEGRATION_KEY_PREFIX,
+  KnownIntegrations,
+} from '../../../src/dispatch/known-integrations.js';
+import { JOURNAL_FILE, StateJournal } from '../../../src/state/journal.js';
 import type { Integration } from '../../../src/protocol/messages.js';
 import { silentLogger } from './fakes.js';
 
@@ -32,44 +36,48 @@ describe('KnownIntegrations', () => {
     expect(known.list().map((i) => i.id)).toEqual(['orders-db', 'billing']);
   });
 
-  it('persists remembered integrations atomically and reloads them', async () => {
-    const stateDir = freshDir();
-    const a = new KnownIntegrations({ stateDir, initial: [configured], logger: silentLogger });
+  it('keeps remembered integrations in the state journal and reloads them', async () => {
+    const dir = freshDir();
+    const ja = await StateJournal.open({ dir, logger: silentLogger });
+    const a = new KnownIntegrations({ journal: ja, initial: [configured], logger: silentLogger });
     await a.load();
     await a.remember(seen);
     await a.remember({ ...seen, config: { host: 'billing2.internal' } });
-    const file = join(stateDir, 'integrations.json');
-    const json = JSON.parse(readFileSync(file, 'utf8')) as { integrations: Integration[] };
-    expect(json.integrations).toEqual([{ ...seen, config: { host: 'billing2.internal' } }]);
-    expect(statSync(file).mode & 0o777).toBe(0o600);
-    expect(readdirSync(stateDir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(statSync(join(dir, JOURNAL_FILE)).mode & 0o777).toBe(0o600);
+    await ja.close();
 
-    const b = new KnownIntegrations({ stateDir, initial: [configured], logger: silentLogger });
+    const jb = await StateJournal.open({ dir, logger: silentLogger });
+    const b = new KnownIntegrations({ journal: jb, initial: [configured], logger: silentLogger });
     await b.load();
     expect(b.list()).toEqual([configured, { ...seen, config: { host: 'billing2.internal' } }]);
+    await jb.close();
   });
 
   it('never lets a remembered integration replace a configured one', async () => {
-    const stateDir = freshDir();
-    const known = new KnownIntegrations({ stateDir, initial: [configured], logger: silentLogger });
+    const journal = await StateJournal.open({ dir: freshDir(), logger: silentLogger });
+    const known = new KnownIntegrations({ journal, initial: [configured], logger: silentLogger });
     await known.remember({ ...configured, config: { host: 'evil.example.com' } });
     expect(known.list()).toEqual([configured]);
+    expect([...journal.entries(INTEGRATION_KEY_PREFIX)]).toEqual([]);
+    await journal.close();
   });
 
-  it('ignores a broken state file and starts with the configured ones', async () => {
-    const stateDir = freshDir();
-    const first = new KnownIntegrations({ stateDir, initial: [], logger: silentLogger });
-    await first.remember(seen); // creates the directory
-    writeFileSync(join(stateDir, 'integrations.json'), '{ not json');
-    const known = new KnownIntegrations({ stateDir, initial: [configured], logger: silentLogger });
+  it('drops malformed records and starts with the configured ones', async () => {
+    const dir = freshDir();
+    const j1 = await StateJournal.open({ dir, logger: silentLogger });
+    await j1.put(`${INTEGRATION_KEY_PREFIX}x`, { id: 'x' });
+    await j1.put(`${INTEGRATION_KEY_PREFIX}other`, seen); // key and id disagree
+    await j1.close();
+    const j2 = await StateJournal.open({ dir, logger: silentLogger });
+    const known = new KnownIntegrations({
+      journal: j2,
+      initial: [configured],
+      logger: silentLogger,
+    });
     await known.load();
     expect(known.list()).toEqual([configured]);
-    writeFileSync(
-      join(stateDir, 'integrations.json'),
-      JSON.stringify({ version: 1, integrations: [{ id: 'x' }] }),
-    );
-    await known.load();
-    expect(known.list()).toEqual([configured]);
+    expect([...j2.entries(INTEGRATION_KEY_PREFIX)]).toEqual([]);
+    await j2.close();
   });
 
   it('returns copies: callers cannot change what is known', () => {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AgentEvents, type AgentEventMap } from '../../../src/events.js';
 import { KnownIntegrations } from '../../../src/dispatch/known-integrations.js';
 import { Sweeper } from '../../../src/dispatch/sweeper.js';
@@ -118,5 +118,38 @@ describe('Sweeper', () => {
     await sweeper.stop();
     await run;
     expect(aborted).toBe(true);
+  });
+
+  it('the first sweep after start comes within one interval, whatever the jitter', async () => {
+    vi.useFakeTimers();
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0.999); // the largest jitter
+    try {
+      const pg = driverOf('postgres');
+      let calls = 0;
+      pg.sweep = () => {
+        calls++;
+        return Promise.resolve({ revoked: [], errors: [] });
+      };
+      const events = new AgentEvents();
+      const sweeper = new Sweeper({
+        registry: registryOf(pg),
+        known: new KnownIntegrations({
+          initial: [integ('pg-1', 'postgres')],
+          logger: silentLogger,
+        }),
+        intervalMs: 60_000,
+        jitterRatio: 0.5,
+        events,
+        logger: silentLogger,
+        timeoutMs: 5_000,
+      });
+      sweeper.start();
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(calls).toBe(1);
+      await sweeper.stop();
+    } finally {
+      random.mockRestore();
+      vi.useRealTimers();
+    }
   });
 });
