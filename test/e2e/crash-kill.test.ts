@@ -19,7 +19,7 @@
  * The kill points come from a seed (`LATCHKEY_CRASH_SEED`, printed on failure) so a run
  * can be repeated; failures list the offending grant ids and users.
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,7 +33,7 @@ import {
   type Result,
   type SigningKeyPair,
 } from '../../src/protocol/index.js';
-import { createPgTestEnv, type PgTestEnv } from '../helpers/pg.js';
+import { createPgTestEnv, scramMatches, type PgTestEnv } from '../helpers/pg.js';
 import { startAgentProcess, type AgentProcess } from './agent-process.js';
 import { ensureBuilt } from './build.js';
 
@@ -174,20 +174,6 @@ function differingPaths(a: unknown, b: unknown, path = ''): string[] {
   if (!isObj(a) || !isObj(b) || path.split('.').length > 2) return [path || '(whole)'];
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...keys].flatMap((k) => differingPaths(a[k], b[k], path ? `${path}.${k}` : k));
-}
-
-function scramMatches(stored: string | null, password: string): boolean {
-  const m = stored ? /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(stored) : null;
-  if (!m) return false;
-  const salted = pbkdf2Sync(
-    password,
-    Buffer.from(m[2] ?? '', 'base64'),
-    Number(m[1]),
-    32,
-    'sha256',
-  );
-  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
-  return createHash('sha256').update(clientKey).digest('base64') === m[3];
 }
 
 /** Username and password of a grant result's sealed credentials, if it has any. */

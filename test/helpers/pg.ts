@@ -46,6 +46,21 @@ export function q(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
+/** Whether `password` matches a stored `SCRAM-SHA-256$…` verifier (`pg_authid.rolpassword`). */
+export function scramMatches(stored: string | null, password: string): boolean {
+  const m = stored ? /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(stored) : null;
+  if (!m) return false;
+  const salted = pbkdf2Sync(
+    password,
+    Buffer.from(m[2] ?? '', 'base64'),
+    Number(m[1]),
+    32,
+    'sha256',
+  );
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  return createHash('sha256').update(clientKey).digest('base64') === m[3];
+}
+
 export function randomSuffix(): string {
   return randomBytes(4).toString('hex');
 }
@@ -202,18 +217,7 @@ export async function createPgTestEnv(
           'SELECT rolpassword AS p FROM pg_authid WHERE rolname = $1',
           [user],
         );
-        const stored = r.rows[0]?.p;
-        const m = stored ? /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(stored) : null;
-        if (!m) return false;
-        const salted = pbkdf2Sync(
-          password,
-          Buffer.from(m[2] ?? '', 'base64'),
-          Number(m[1]),
-          32,
-          'sha256',
-        );
-        const clientKey = createHmac('sha256', salted).update('Client Key').digest();
-        return createHash('sha256').update(clientKey).digest('base64') === m[3];
+        return scramMatches(r.rows[0]?.p ?? null, password);
       } finally {
         await c.end();
       }
