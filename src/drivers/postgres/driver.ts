@@ -43,8 +43,7 @@ import type { PostgresConfig } from './config.js';
 import { PostgresDialect, quoteLiteral, str } from './dialect.js';
 import { discoverPostgres } from './discover.js';
 import { mapPgError } from './errors.js';
-import { PgPools, sslOptionsFor } from './pool.js';
-import type { PgConnectionSpec } from './pool.js';
+import { PgPools, connectionLost, sslOptionsFor, type PgConnectionSpec } from './pool.js';
 import { scramVerifier } from './scram.js';
 
 export interface PgDriverOptions {
@@ -180,15 +179,29 @@ export class PostgresDriver implements Driver {
           cfg.database,
           'main',
           ctx.signal,
-          (session) => {
+          (mainSession) => {
+            // Work on a user runs on the main session while the lock session holds the
+            // per-user lock. Once the server ends the lock session, the lock is gone: every
+            // later statement of this command is refused (E_CONNECT, retryable) instead of
+            // going on unlocked; only a statement already running can still finish.
+            let lockLost: Error | undefined;
+            const guarded = (inner: SqlSession): SqlSession => ({
+              query: (sql, values) =>
+                lockLost === undefined
+                  ? inner.query(sql, values)
+                  : Promise.reject(connectionLost(lockLost)),
+            });
+            const session = guarded(mainSession);
             const scope: SqlScope = {
               session,
               onDatabase: <R>(db: string, f: (s: SqlSession) => Promise<R>): Promise<R> =>
                 db === cfg.database
                   ? f(session)
-                  : this.pools.withSession(conn.spec, db, 'db', ctx.signal, f),
+                  : this.pools.withSession(conn.spec, db, 'db', ctx.signal, (s) => f(guarded(s))),
               withLockSession: <R>(f: (s: SqlSession) => Promise<R>): Promise<R> =>
-                this.pools.withSession(conn.spec, cfg.database, 'lock', ctx.signal, f),
+                this.pools.withSession(conn.spec, cfg.database, 'lock', ctx.signal, f, (err) => {
+                  lockLost = err;
+                }),
               signal: ctx.signal,
               serviceAccount: conn.user,
               prefix: cfg.userPrefix,

@@ -193,6 +193,8 @@ export class PgPools {
     purpose: PoolPurpose,
     signal: AbortSignal,
     fn: (session: SqlSession) => Promise<T>,
+    /** Called once if the server ends this connection while it is held. */
+    onLost?: (err: Error) => void,
   ): Promise<T> {
     if (this.closed) throw new LatchkeyError('E_CANCELLED', 'driver is closed');
     if (signal.aborted) throw abortError(signal);
@@ -206,6 +208,7 @@ export class PgPools {
     // while we hold it would be an uncaught 'error' event and end the process.
     const onError = (err: Error): void => {
       state.broken = true;
+      if (state.lost === undefined) onLost?.(err);
       state.lost ??= err;
       this.logger.warn(
         { err: mapPgError(err).toWire(), database, purpose },

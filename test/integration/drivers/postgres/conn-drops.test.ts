@@ -195,6 +195,32 @@ describe('postgres: a session ended by the server fails the command concerned on
     expect(roles.rows.map((r) => r.r)).toEqual([`${env.prefix}g_gd1`, `${env.prefix}g_gd2`]);
   });
 
+  it('grant: once the lock session is gone, no later statement of the command runs unlocked', async () => {
+    const email = 'drop.unlocked@example.com';
+    const first = await driver.grant(ctxFor(env.integration), grantParams('gu1', email));
+    // The journal write of the second grant waits on a lock the test holds on the journal
+    // table; the lock session is ended meanwhile. The waiting INSERT may still finish, but
+    // the CREATE ROLE and GRANTs after it must not run without the per-user lock.
+    const journal = `${q(`${env.prefix}meta`)}.grants`;
+    const b = await adminClient(db); // the integration's maintenance database holds the journal
+    blockers.push(b);
+    await b.query('BEGIN');
+    await b.query(`LOCK TABLE ${journal} IN SHARE MODE`);
+    const running = failure(driver.grant(ctxFor(env.integration), grantParams('gu2', email)));
+    await waitingMainSession();
+    await terminate([await lockSession()]);
+    await sleep(100);
+    await unblock();
+    expectRetryableConnect(await running);
+    const role = await env.asAdmin(undefined, (a) =>
+      a.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [`${env.prefix}g_gu2`]),
+    );
+    expect(role.rowCount).toBe(0);
+
+    const again = await driver.grant(ctxFor(env.integration), grantParams('gu2', email));
+    expect(again.username).toBe(first.username);
+  });
+
   it('revoke: the main session is terminated mid-statement → E_CONNECT; the retry succeeds', async () => {
     const email = 'drop.revoke@example.com';
     const g = await driver.grant(ctxFor(env.integration), grantParams('gr1', email));
