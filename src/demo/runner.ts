@@ -18,7 +18,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -135,6 +135,11 @@ export async function runDemo(io: CliIo = processIo): Promise<number> {
   const logDir = join(root, '.demo');
   mkdirSync(logDir, { recursive: true });
   const logPath = join(logDir, 'agent.log');
+  // The agent's state journal, fresh for each demo: results and integrations of an earlier
+  // run (whose databases are gone) are not carried into this one.
+  const stateDir = join(logDir, 'state');
+  rmSync(stateDir, { recursive: true, force: true });
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const httpPort = await freePort();
 
   ctxStep('Start the agent as a separate process (latchkey run)');
@@ -153,6 +158,7 @@ export async function runDemo(io: CliIo = processIo): Promise<number> {
     LATCHKEY_HTTP_PORT: String(httpPort),
     LATCHKEY_LOG_LEVEL: process.env.LATCHKEY_LOG_LEVEL ?? 'info',
     LATCHKEY_SHUTDOWN_GRACE: '10s',
+    LATCHKEY_STATE_DIR: stateDir,
   };
   delete env.LATCHKEY_CONFIG_FILE;
   const child = spawn(process.execPath, args, {
