@@ -757,15 +757,26 @@ function decrement<K>(map: Map<K, number>, key: K): void {
 async function callDriver(driver: Driver, ctx: CallContext, envelope: Envelope): Promise<unknown> {
   switch (envelope.kind) {
     case 'discover':
-      return driver.discover(ctx);
+      return driver.discover(ctx, envelope.params);
     case 'grant':
       return driver.grant(ctx, envelope.params);
     case 'revoke':
       return driver.revoke(ctx, envelope.params);
     case 'rotate':
       return driver.rotate(ctx, envelope.params);
-    case 'cleanup':
-      return driver.cleanup(ctx, envelope.params);
+    case 'cleanup': {
+      const params = envelope.params;
+      if ('standing' in params) {
+        if (!driver.removeStanding) {
+          throw new LatchkeyError(
+            'E_UNSUPPORTED',
+            `the ${driver.type} driver cannot remove standing access`,
+          );
+        }
+        return driver.removeStanding(ctx, params);
+      }
+      return driver.cleanup(ctx, params);
+    }
     case 'check':
       return driver.check(ctx);
   }

@@ -34,6 +34,7 @@ import type {
   CommandKind,
   Credentials,
   DiscoverOutput,
+  DiscoverParams,
   GrantOutput,
   GrantParams,
   Integration,
@@ -41,6 +42,7 @@ import type {
   RevokeParams,
   RotateOutput,
   RotateParams,
+  StandingCleanupParams,
 } from '../protocol/messages.js';
 import type { SecretResolver } from '../secrets/types.js';
 import type { AwsClientFactory } from '../aws/types.js';
@@ -86,11 +88,19 @@ export interface Driver {
   readonly type: string;
   /** The command kinds this driver really serves (advertised in `hello`). */
   readonly kinds: readonly CommandKind[];
-  discover(ctx: CallContext): Promise<DiscoverOutput>;
+  /** `params.include` may ask for the access inventory; a driver without one ignores it
+   * and the dispatcher adds a warning (see `inventory` in docs/protocol.md). */
+  discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput>;
   grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput>;
   revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput>;
   rotate(ctx: CallContext, params: RotateParams): Promise<RotateOutput>;
   cleanup(ctx: CallContext, params: CleanupParams): Promise<CleanupOutput>;
+  /**
+   * Remove standing access listed by the inventory (a `cleanup` with `standing`). Dry run
+   * unless `params.apply`; never touches the service account, the connector's own role,
+   * protected principals or the agent's own objects. Optional: absent → `E_UNSUPPORTED`.
+   */
+  removeStanding?(ctx: CallContext, params: StandingCleanupParams): Promise<CleanupOutput>;
   check(ctx: CallContext): Promise<CheckOutput>;
   /** Revoke expired grants of one integration. Optional. */
   sweep?(ctx: CallContext): Promise<SweepReport>;

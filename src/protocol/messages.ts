@@ -126,7 +126,12 @@ export const RecipientKeySchema = z
 
 const Permission = z.string().min(1).max(256);
 
-export const DiscoverParamsSchema = z.strictObject({});
+/** What a discover may return besides resources (issue 13). Unknown names are `E_SCHEMA`. */
+export const DISCOVER_INCLUDES = ['privileges'] as const;
+export const DiscoverParamsSchema = z.strictObject({
+  /** `privileges`: also the access inventory (principals and who holds what, by which path). */
+  include: z.array(z.enum(DISCOVER_INCLUDES)).max(DISCOVER_INCLUDES.length).optional(),
+});
 export const CheckParamsSchema = z.strictObject({});
 export const GrantParamsSchema = z.strictObject({
   grantId: Id,
@@ -154,14 +159,112 @@ export const RotateParamsSchema = z.strictObject({
   ]),
   recipientKey: RecipientKeySchema.optional(),
 });
-export const CleanupParamsSchema = z.strictObject({
+/** Cleanup of users the agent made (by username). */
+export const UsernameCleanupParamsSchema = z.strictObject({
   usernames: z.array(z.string().min(1).max(128)).min(1).max(1000),
 });
+
+// ---------------------------------------------------------------------------------------
+// Access inventory (issue 13): who holds what on an integration's resources, and how.
+
+/** The kinds of principal an inventory names; each driver uses the ones its target has. */
+export const PRINCIPAL_KINDS = [
+  'user', // a database login role / account, an Identity Center user
+  'role', // a database role (NOLOGIN), a MySQL/MariaDB role
+  'group', // an Identity Center / IAM group
+  'public', // PostgreSQL PUBLIC, MySQL anonymous account
+  'iam-user',
+  'iam-role',
+] as const;
+export const PrincipalKindSchema = z.enum(PRINCIPAL_KINDS);
+
+/** One step of the path a privilege comes through, outermost (the principal's own) first. */
+export const PRIVILEGE_VIA = [
+  'direct', // granted to the principal itself
+  'role', // through role membership; `chain` lists the roles from the principal outwards
+  'group', // through a group
+  'policy', // through an IAM policy (inline name or managed ARN in `source`)
+  'public', // through PUBLIC / anonymous
+  'default-privileges', // ALTER DEFAULT PRIVILEGES that will apply to future objects
+  'assignment', // an Identity Center account assignment (permission set in `source`)
+  'attribute', // an attribute of the principal itself (SUPERUSER, global ALL, AdministratorAccess)
+] as const;
+export const PrivilegeViaSchema = z.enum(PRIVILEGE_VIA);
+
+export const InventoryPrincipalSchema = z.object({
+  /** Stable within the integration: `<kind>:<name>` (e.g. `user:alice`, `iam-role:arn:aws:iam::1:role/x`). */
+  id: z.string().max(2048),
+  kind: PrincipalKindSchema,
+  name: z.string().max(2048),
+  /** Can sign in (LOGIN, an account with a password or plugin, an IAM user with keys/console, …). */
+  canLogin: z.boolean().optional(),
+  /** Made by this agent (carries its marker); then `grantId` names the grant when known. */
+  managedByAgent: z.boolean(),
+  grantId: z.string().optional(),
+  /** Dangerous or notable attributes: `superuser`, `createrole`, `bypassrls`, `replication`,
+   * `anonymous`, `service-account`, `protected`, `admin`, … (driver-specific, documented per driver). */
+  flags: z.array(z.string().max(64)),
+});
+
+export const InventoryEntrySchema = z.object({
+  /** `InventoryPrincipalSchema.id` of the holder. */
+  principalId: z.string().max(2048),
+  /** The same ids grants use (`table:db/schema/t`, an ARN, `account:123…`); `*` scoped ids allowed. */
+  resourceId: z.string().max(2048),
+  /** `connect`/`read`/`write`/`admin` or the driver's own level names. */
+  permission: z.string().max(256),
+  /** The engine's own privilege names behind it (`SELECT`, `s3:GetObject`, …). */
+  privileges: z.array(z.string().max(256)),
+  via: PrivilegeViaSchema,
+  /** For `role`/`group`: the memberships from the principal outwards, ending at the holder of the privilege. */
+  chain: z.array(z.string().max(2048)).optional(),
+  /** Policy name/ARN, permission set ARN, grant statement's grantor, … */
+  source: z.string().max(2048).optional(),
+  /** Condition keys present but not evaluated (AWS). */
+  conditions: z.array(z.string().max(256)).optional(),
+  /** True when the agent made this access (a grant's role/policy/assignment). */
+  managedByAgent: z.boolean(),
+  grantId: z.string().optional(),
+});
+
+export const InventorySchema = z.object({
+  principals: z.array(InventoryPrincipalSchema),
+  entries: z.array(InventoryEntrySchema),
+});
+export type InventoryPrincipal = z.infer<typeof InventoryPrincipalSchema>;
+export type InventoryEntry = z.infer<typeof InventoryEntrySchema>;
+export type Inventory = z.infer<typeof InventorySchema>;
+
+/** One standing privilege to remove, named as the inventory listed it. */
+export const StandingTargetSchema = z.strictObject({
+  principalId: z.string().min(1).max(2048),
+  resourceId: z.string().min(1).max(2048),
+  permission: z.string().min(1).max(256),
+  via: PrivilegeViaSchema,
+  /** As listed (the policy, the role granted, …); must match the inventory's. */
+  source: z.string().max(2048).optional(),
+});
+export type StandingTarget = z.infer<typeof StandingTargetSchema>;
+
+/** Cleanup of standing access (convert to just-in-time). Dry run unless `apply` is true. */
+export const StandingCleanupParamsSchema = z.strictObject({
+  standing: z.array(StandingTargetSchema).min(1).max(100),
+  apply: z.boolean().optional(),
+});
+export type StandingCleanupParams = z.infer<typeof StandingCleanupParamsSchema>;
+
+export const CleanupParamsSchema = z.union([
+  UsernameCleanupParamsSchema,
+  StandingCleanupParamsSchema,
+]);
 
 export type GrantParams = z.infer<typeof GrantParamsSchema>;
 export type RevokeParams = z.infer<typeof RevokeParamsSchema>;
 export type RotateParams = z.infer<typeof RotateParamsSchema>;
-export type CleanupParams = z.infer<typeof CleanupParamsSchema>;
+/** The username form: what `Driver.cleanup` receives. */
+export type CleanupParams = z.infer<typeof UsernameCleanupParamsSchema>;
+export type AnyCleanupParams = z.infer<typeof CleanupParamsSchema>;
+export type DiscoverParams = z.infer<typeof DiscoverParamsSchema>;
 
 const envelopeBase = {
   id: Id,
@@ -233,6 +336,8 @@ export const DiscoverOutputSchema = z.object({
   warnings: z.array(WarningSchema),
   /** For AWS discovery: integrations found (databases tagged for this connector). */
   integrations: z.array(IntegrationSchema).optional(),
+  /** Only when `params.include` has `privileges`. */
+  inventory: InventorySchema.optional(),
 });
 
 export const GrantOutputSchema = z.object({
@@ -266,11 +371,25 @@ export const RotateOutputSchema = z.object({
   phases: z.array(PhaseSchema),
 });
 
+export const StandingOutcomeSchema = z.object({
+  target: StandingTargetSchema,
+  /** `planned` in a dry run; `removed` when applied; `refused` (with `code`) when not allowed. */
+  status: z.enum(['planned', 'removed', 'refused', 'absent']),
+  /** Exactly the statements or API calls made (or that would be made), values redacted. */
+  actions: z.array(z.string()),
+  code: z.enum(ERROR_CODE_LIST).optional(),
+  reason: z.string().optional(),
+});
+export type StandingOutcome = z.infer<typeof StandingOutcomeSchema>;
+
 export const CleanupOutputSchema = z.object({
   dropped: z.array(z.string()),
   kept: z.array(
     z.object({ username: z.string(), reason: z.string(), code: z.enum(ERROR_CODE_LIST) }),
   ),
+  /** Only for a standing cleanup. */
+  standing: z.array(StandingOutcomeSchema).optional(),
+  dryRun: z.boolean().optional(),
 });
 
 export const CheckOutputSchema = z.object({
