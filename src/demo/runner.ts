@@ -36,8 +36,10 @@ import {
 } from '../protocol/index.js';
 import { ResultSchema, type Integration, type Result } from '../protocol/messages.js';
 import { coreScene, type CoreDemoTools } from './scenes/core.js';
-import { mysqlDemoAgentEnv, mysqlScene } from './scenes/mysql.js';
-import { postgresDemoAgentEnv, postgresScene } from './scenes/postgres.js';
+import { demoPostgres, probeMysql, redactUrl, type DemoPostgres } from './databases.js';
+import { stopAllEmbeddedPostgres } from './embedded-postgres.js';
+import { mysqlDemoAdminUrl, mysqlDemoAgentEnv, mysqlScene } from './scenes/mysql.js';
+import { postgresDemoAdminUrl, postgresDemoAgentEnv, postgresScene } from './scenes/postgres.js';
 import type { DemoContext, DemoScene } from './types.js';
 
 /**
@@ -115,6 +117,71 @@ export async function runDemo(io: CliIo = processIo): Promise<number> {
 
   io.out('Latchkey demo: a reference control plane, a real agent process, signed commands.');
 
+  // Ctrl-C (or a SIGTERM to the demo) still stops the agent and removes the embedded
+  // PostgreSQL, also one that is still starting.
+  let stopAgent: (() => void) | undefined;
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interrupted = true;
+    io.out(`\n${signal}: stopping the agent and any embedded PostgreSQL…`);
+    stopAgent?.();
+    void stopAllEmbeddedPostgres().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  ctxStep('Find the databases');
+  let pgServer: DemoPostgres | undefined;
+  try {
+    pgServer = await demoPostgres(postgresDemoAdminUrl());
+  } catch (err) {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    io.out(`    FAILED: ${err instanceof Error ? err.message : String(err)}`);
+    io.out('\nDemo FAILED: no PostgreSQL to run on.');
+    return 1;
+  }
+  // The scene reads these when it runs.
+  process.env.LATCHKEY_DEMO_PG_URL = pgServer.url;
+  process.env.LATCHKEY_DEMO_PG_CHECKS_PASSWORDS = pgServer.checksPasswords ? '1' : '0';
+  ctxInfo(`PostgreSQL scene on: ${pgServer.description}`);
+  const mysqlProbe = await probeMysql(mysqlDemoAdminUrl());
+  const mysqlMissing =
+    'error' in mysqlProbe
+      ? `no MariaDB/MySQL answers at ${redactUrl(mysqlDemoAdminUrl())} (${mysqlProbe.error}); ` +
+        'to see that scene: apt-get install mariadb-server (README "Test databases"), or set LATCHKEY_DEMO_MYSQL_URL'
+      : null;
+  ctxInfo(
+    'version' in mysqlProbe
+      ? `MariaDB/MySQL scene on: ${mysqlProbe.version} at ${redactUrl(mysqlDemoAdminUrl())}`
+      : `MariaDB/MySQL scene: not run: ${mysqlMissing ?? ''}`,
+  );
+  const unavailable = new Map<string, string>();
+  if (mysqlMissing !== null) unavailable.set('mysql', mysqlMissing);
+
+  try {
+    return await runWithDatabases(io, ctxStep, ctxInfo, unavailable, (kill) => {
+      stopAgent = kill;
+      // Interrupted while the agent was being started: it stops at once too.
+      if (interrupted) kill();
+    });
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    if (pgServer.embedded) {
+      await pgServer.embedded.stop();
+      io.out('    (the embedded PostgreSQL was stopped and its directory removed)');
+    }
+  }
+}
+
+async function runWithDatabases(
+  io: CliIo,
+  ctxStep: (title: string) => void,
+  ctxInfo: (line: string) => void,
+  unavailable: ReadonlyMap<string, string>,
+  onChild: (kill: () => void) => void,
+): Promise<number> {
   ctxStep('Generate keys');
   const signing = generateSigningKeyPair();
   const recipient = generateRecipientKeyPair();
@@ -166,6 +233,7 @@ export async function runDemo(io: CliIo = processIo): Promise<number> {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  onChild(() => child.kill('SIGTERM'));
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   ctxInfo(`pid ${child.pid ?? '?'}; its JSON logs go to ${logPath}`);
@@ -269,6 +337,11 @@ export async function runDemo(io: CliIo = processIo): Promise<number> {
       ...DATABASE_SCENES.map((d) => ({ scene: d.scene, type: d.type })),
     ];
     for (const { scene, type } of plan) {
+      const missing = type !== undefined ? unavailable.get(type) : undefined;
+      if (missing !== undefined) {
+        io.out(`\n=== Scene: ${scene.name}: NOT RUN: ${missing} ===`);
+        continue;
+      }
       if (type !== undefined && !served.has(type)) {
         io.out(
           `\n=== Scene: ${scene.name}: SKIPPED (this agent has no ${type} driver registered) ===`,

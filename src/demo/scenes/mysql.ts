@@ -42,12 +42,17 @@ export const mysqlDemoAgentEnv: Readonly<Record<string, string>> = Object.freeze
   [`${SECRET_PREFIX}PASSWORD`]: SERVICE_PASSWORD,
 });
 
-function adminUrl(): URL {
-  return new URL(
+/** The server admin's URL the scene uses. */
+export function mysqlDemoAdminUrl(): string {
+  return (
     process.env.LATCHKEY_DEMO_MYSQL_URL ??
-      process.env.LATCHKEY_TEST_MYSQL_URL ??
-      'mysql://root@127.0.0.1:3306',
+    process.env.LATCHKEY_TEST_MYSQL_URL ??
+    'mysql://root@127.0.0.1:3306'
   );
+}
+
+function adminUrl(): URL {
+  return new URL(mysqlDemoAdminUrl());
 }
 
 function qi(name: string): string {

@@ -45,12 +45,17 @@ export const postgresDemoAgentEnv: Readonly<Record<string, string>> = Object.fre
   [`${SECRET_PREFIX}PASSWORD`]: SERVICE_PASSWORD,
 });
 
-function adminUrl(database?: string): string {
-  const url = new URL(
+/** The server admin's URL the scene uses (read when called: the runner may set it). */
+export function postgresDemoAdminUrl(): string {
+  return (
     process.env.LATCHKEY_DEMO_PG_URL ??
-      process.env.LATCHKEY_TEST_PG_URL ??
-      'postgres://postgres@127.0.0.1:5432/postgres',
+    process.env.LATCHKEY_TEST_PG_URL ??
+    'postgres://postgres@127.0.0.1:5432/postgres'
   );
+}
+
+function adminUrl(database?: string): string {
+  const url = new URL(postgresDemoAdminUrl());
   if (database !== undefined) url.pathname = `/${encodeURIComponent(database)}`;
   return url.toString();
 }
@@ -182,6 +187,30 @@ export const postgresScene: DemoScene = {
       ctx.info(`login valid until ${granted.expiresAt ?? '(no expiry)'}`);
 
       ctx.step(`log in as ${granted.username}`);
+      // Proves the issued password only where the server checks passwords: the embedded
+      // server the demo starts does (LATCHKEY_DEMO_PG_CHECKS_PASSWORDS=1); a local server
+      // that trusts 127.0.0.1 lets any password in, and the demo says so.
+      try {
+        await withClient(
+          {
+            host,
+            port,
+            user: granted.username,
+            password: `not-${opened.password ?? ''}`,
+            database: DEMO_DB,
+          },
+          () => Promise.resolve(),
+        );
+        if (process.env.LATCHKEY_DEMO_PG_CHECKS_PASSWORDS === '1') {
+          throw new Error('unexpected: a wrong password logged in');
+        }
+        ctx.info(
+          'a wrong password logs in too: this server trusts 127.0.0.1, so logins prove nothing here',
+        );
+      } catch (err) {
+        if (err instanceof Error && err.message.startsWith('unexpected')) throw err;
+        ctx.info(`with a wrong password → refused: ${pgErr(err)}`);
+      }
       const session = new pg.Client({
         host,
         port,
