@@ -55,6 +55,7 @@ import {
   defaultVerifyWorkers,
 } from './protocol/verify-pool.js';
 import { createAwsClientFactory, type LatchkeyAwsClientFactory } from './aws/index.js';
+import { awsRequestHandler } from './aws/proxy.js';
 import { createSecretResolver, type LatchkeySecretResolver } from './secrets/index.js';
 
 export type AgentStatus = 'starting' | 'connecting' | 'ready' | 'draining' | 'stopped';
@@ -111,11 +112,18 @@ export function buildDriverServices(
   let ownedAws: LatchkeyAwsClientFactory | undefined;
   let aws = overrides.aws;
   if (aws === undefined) {
+    // Every AWS call through LATCHKEY_HTTPS_PROXY (NO_PROXY honoured) and trusting
+    // LATCHKEY_CA_BUNDLE_FILE: the SDK itself reads neither.
+    const requestHandler = awsRequestHandler({
+      proxyUrl: config.httpsProxy ?? undefined,
+      caBundle: config.caBundle ?? undefined,
+    });
     ownedAws = createAwsClientFactory({
       defaultRegion,
       allowedRolePattern: config.aws.assumeRolePattern,
       events,
       logger: logger.child({ component: 'aws' }),
+      ...(requestHandler ? { requestHandler } : {}),
     });
     aws = ownedAws;
   }

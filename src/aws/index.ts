@@ -160,7 +160,16 @@ export function createAwsClientFactory(opts: AwsClientFactoryOptions): LatchkeyA
   const now = opts.now ?? (() => new Date());
   let base: AwsCredentialIdentityProvider | undefined = opts.baseCredentials;
   const baseProvider = (): AwsCredentialIdentityProvider => {
-    base ??= fromNodeProviderChain();
+    // The chain's own STS calls (web identity / IRSA, SSO) use the same transport.
+    base ??= fromNodeProviderChain(
+      opts.requestHandler !== undefined
+        ? {
+            clientConfig: {
+              requestHandler: opts.requestHandler as STSClientConfig['requestHandler'],
+            },
+          }
+        : {},
+    );
     return base;
   };
 
