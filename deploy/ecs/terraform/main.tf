@@ -15,6 +15,8 @@ locals {
       LATCHKEY_HTTP_PORT         = "8080"
       LATCHKEY_STATE_DIR         = "/var/lib/latchkey"
     },
+    var.https_proxy == null ? {} : { LATCHKEY_HTTPS_PROXY = var.https_proxy },
+    var.no_proxy == null ? {} : { NO_PROXY = var.no_proxy },
     var.extra_environment,
   )
 }

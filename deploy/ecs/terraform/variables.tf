@@ -100,6 +100,19 @@ variable "state_efs_access_point_id" {
   default     = null
 }
 
+variable "https_proxy" {
+  description = "Optional HTTP(S) proxy for every outbound connection: the control plane and all AWS API calls (LATCHKEY_HTTPS_PROXY). May carry credentials (never logged)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "no_proxy" {
+  description = "Hosts reached directly, not through https_proxy (NO_PROXY), e.g. your VPC endpoints."
+  type        = string
+  default     = null
+}
+
 variable "extra_environment" {
   description = "Other LATCHKEY_* settings, name => value."
   type        = map(string)
