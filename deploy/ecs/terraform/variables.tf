@@ -28,11 +28,11 @@ variable "control_plane_url" {
 }
 
 variable "connector_id" {
-  description = "Connector id; also names the task role latchkey-<id>."
+  description = "Connector id; also names the task family, service and task role latchkey-<id>."
   type        = string
   validation {
-    condition     = can(regex("^[A-Za-z0-9._-]{1,50}$", var.connector_id))
-    error_message = "connector_id: 1-50 of letters, digits, '.', '_' or '-'."
+    condition     = can(regex("^[A-Za-z0-9_-]{1,50}$", var.connector_id))
+    error_message = "connector_id: 1-50 of letters, digits, '_' or '-' (ECS task family and service names allow no '.' or ':')."
   }
 }
 

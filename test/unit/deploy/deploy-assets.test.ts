@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { ID_PATTERN } from '../../../src/config/schema.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const read = (rel: string): string => readFileSync(path.join(ROOT, rel), 'utf8');
@@ -276,6 +277,47 @@ describe('image and orchestrator templates', () => {
     const number = (key: string): number =>
       Number(new RegExp(`^${key}: (\\d+)`, 'm').exec(values)?.[1] ?? NaN);
     expect(number('terminationGracePeriodSeconds')).toBeGreaterThan(number('shutdownGraceSeconds'));
+  });
+
+  it('ECS templates accept exactly the connector ids that make valid ECS, IAM and log names', () => {
+    const cfn = read('deploy/ecs/cloudformation.yaml');
+    const cfnPattern = /ConnectorId:\n\s+Type: String\n\s+AllowedPattern: '([^']+)'/.exec(cfn)?.[1];
+    const tfPattern = /regex\("([^"]+)", var\.connector_id\)/.exec(
+      read('deploy/ecs/terraform/variables.tf'),
+    )?.[1];
+    expect(cfnPattern).toBeDefined();
+    expect(tfPattern).toBe(cfnPattern);
+    const accepts = new RegExp(cfnPattern ?? '^$');
+    // What AWS accepts for the names the templates derive from the id (latchkey-<id>):
+    // ECS task family and service: letters, digits, '_' and '-', up to 255; IAM role name:
+    // [\w+=,.@-], up to 64; CloudWatch log group: [\w./#-], up to 512.
+    const ecsName = /^[A-Za-z0-9_-]{1,255}$/;
+    const iamRole = /^[\w+=,.@-]{1,64}$/;
+    const logGroup = /^[\w./#-]{1,512}$/;
+    for (const name of ['ConnectorId}', 'latchkey-${ConnectorId}']) expect(cfn).toContain(name);
+    const samples = [
+      'prod-eu-1',
+      'acme_prod',
+      'a',
+      'x'.repeat(50),
+      'acme.prod',
+      'a:b',
+      'x'.repeat(51),
+      '',
+    ];
+    for (const id of samples) {
+      const valid =
+        ecsName.test(`latchkey-${id}`) &&
+        iamRole.test(`latchkey-${id}`) &&
+        logGroup.test(`/ecs/latchkey/${id}`) &&
+        id.length >= 1 &&
+        id.length <= 50;
+      expect(accepts.test(id), id).toBe(valid);
+    }
+    // And every id the templates accept is one the agent accepts (LATCHKEY_CONNECTOR_ID).
+    for (const id of samples.filter((i) => accepts.test(i))) {
+      expect(ID_PATTERN.test(id), id).toBe(true);
+    }
   });
 
   it('the ECS task definitions are read-only, stop gracefully and log', () => {
