@@ -9,7 +9,11 @@
 #     -e LATCHKEY_CONTROL_PLANE_URL=wss://… -e LATCHKEY_CONNECTOR_ID=… \
 #     -e LATCHKEY_CONNECTOR_TOKEN=… -e LATCHKEY_TRUSTED_KEYS=… latchkey:dev
 
-ARG NODE_IMAGE=node:20-slim
+# The current active LTS (Node.js 26 since 2026-10), pinned by digest: the multi-arch index
+# of node:26.7.0-bookworm-slim. To update (docs/deploy.md "Image"): pick the new tag,
+# `docker buildx imagetools inspect node:<version>-bookworm-slim` and copy the index digest
+# here; CI runs the unit tests on the same Node major (.ci/run) before the change lands.
+ARG NODE_IMAGE=node:26.7.0-bookworm-slim@sha256:cd565714d4da3e84bfd341e31448f81d47c6362198f152345297c9c1154e6341
 
 # --- build: compile TypeScript to dist/ --------------------------------------------------
 FROM ${NODE_IMAGE} AS build

@@ -5,7 +5,7 @@
  */
 import { createAgent } from '../agent.js';
 import { ConfigError, loadConfig, type AgentConfig } from '../config/index.js';
-import { createLogger } from '../observability/index.js';
+import { createLogger, routeProcessWarnings } from '../observability/index.js';
 import { applyHeapGrowing } from './heap.js';
 import { parseCommandArgs, type CliIo } from './io.js';
 
@@ -51,6 +51,7 @@ export async function runCommand(argv: readonly string[], io: CliIo): Promise<nu
   const config = loadConfigOrReport(values.config, io);
   if (config === null) return 2;
   const logger = createLogger({ level: config.logLevel });
+  routeProcessWarnings(logger);
   const heap = applyHeapGrowing(config.heapGrowingPercent);
   logger.info(
     { heapGrowingPercent: config.heapGrowingPercent, heapLimitMiB: heap.heapLimitMiB },

@@ -1,5 +1,6 @@
 export {
   createLogger,
+  routeProcessWarnings,
   scrubSecrets,
   scrubText,
   serializeError,

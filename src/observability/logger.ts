@@ -304,3 +304,32 @@ export function createLogger(opts: CreateLoggerOptions): Logger {
   };
   return opts.destination ? pino(options, opts.destination) : pino(options);
 }
+
+/**
+ * Process warnings (deprecations, the AWS SDK's Node-version notice, …) as JSON log lines
+ * instead of Node's plain-text stderr output, which broke the one-JSON-object-per-line
+ * stream that log shippers parse (issue 15). Node's own printer is the `warning` listener
+ * present at start; it is replaced. Messages pass through `scrubText` like every log line.
+ * Returns a function that restores the previous listeners (tests).
+ */
+export function routeProcessWarnings(logger: Logger): () => void {
+  const previous = process.listeners('warning');
+  process.removeAllListeners('warning');
+  const onWarning = (w: Error & { code?: string }): void => {
+    logger.warn(
+      {
+        warning: {
+          name: w.name,
+          ...(w.code !== undefined ? { code: w.code } : {}),
+          message: scrubText(w.message),
+        },
+      },
+      'process warning',
+    );
+  };
+  process.on('warning', onWarning);
+  return () => {
+    process.removeListener('warning', onWarning);
+    for (const l of previous) process.on('warning', l);
+  };
+}

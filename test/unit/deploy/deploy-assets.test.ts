@@ -195,7 +195,6 @@ describe('deploy/grafana', () => {
 describe('image and orchestrator templates', () => {
   it('the Dockerfile builds in stages and runs as 10001 with a health check', () => {
     const dockerfile = read('Dockerfile');
-    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:20-slim$/m);
     expect(dockerfile).toMatch(/^FROM \$\{NODE_IMAGE\} AS build$/m);
     expect(dockerfile).toMatch(/^FROM \$\{NODE_IMAGE\} AS runtime$/m);
     expect(dockerfile).toContain('npm ci --omit=dev');
@@ -318,6 +317,13 @@ describe('image and orchestrator templates', () => {
     for (const id of samples.filter((i) => accepts.test(i))) {
       expect(ID_PATTERN.test(id), id).toBe(true);
     }
+  });
+
+  it('the image runs the Node.js major CI tests on, pinned by digest', () => {
+    const image = /^ARG NODE_IMAGE=(\S+)$/m.exec(read('Dockerfile'))?.[1] ?? '';
+    expect(image).toMatch(/^node:\d+\.\d+\.\d+-[a-z]+-slim@sha256:[0-9a-f]{64}$/);
+    const ciMajor = /LATCHKEY_LTS_NODE:-(\d+)\}/.exec(read('.ci/run'))?.[1];
+    expect(image.startsWith(`node:${ciMajor ?? '?'}.`)).toBe(true);
   });
 
   it('the ECS task definitions are read-only, stop gracefully and log', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LatchkeyError } from '../../../src/errors.js';
 import {
+  routeProcessWarnings,
   createLogger,
   REDACTED,
   scrubSecrets,
@@ -221,5 +222,37 @@ describe('createLogger: errors and free text', () => {
       const text = unit.repeat(400_000 / unit.length);
       expect(scrubText(text)).toBe(text);
     }
+  });
+});
+
+describe('routeProcessWarnings', () => {
+  it('turns process warnings into JSON log lines instead of plain text on stderr', async () => {
+    const { lines, logger } = capture('info');
+    const stderr: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    const restore = routeProcessWarnings(logger);
+    process.stderr.write = (chunk: string | Uint8Array) => {
+      stderr.push(String(chunk));
+      return true;
+    };
+    try {
+      process.emitWarning(`could not reach https://user:${SECRET}@proxy.internal:3128`, {
+        type: 'NodeDeprecationWarning',
+        code: 'SDK_NODE',
+      });
+      // Warnings are emitted on the next tick.
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.stderr.write = write;
+      restore();
+    }
+    expect(stderr.join('')).toBe('');
+    const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const entry = entries.find((e) => e.msg === 'process warning');
+    expect(entry).toMatchObject({
+      level: 'warn',
+      warning: { name: 'NodeDeprecationWarning', code: 'SDK_NODE' },
+    });
+    expect(JSON.stringify(entry)).not.toContain(SECRET);
   });
 });
