@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ID_PATTERN } from '../../../src/config/schema.js';
 
@@ -219,8 +220,8 @@ describe('image and orchestrator templates', () => {
       /persistentVolumeClaim:\n\s+claimName: \{\{ \.Values\.stateDir\.existingClaim \}\}/,
     );
     expect(deployment).toMatch(/emptyDir:\n\s+sizeLimit: \{\{ \.Values\.stateDir\.sizeLimit \}\}/);
-    expect(deployment).toMatch(
-      /- name: LATCHKEY_STATE_DIR\n\s+value: \{\{ if \.Values\.stateDir\.enabled \}\}\/var\/lib\/latchkey\{\{ else \}\}"off"/,
+    expect(deployment).toContain(
+      '"LATCHKEY_STATE_DIR" (ternary "/var/lib/latchkey" "off" .Values.stateDir.enabled)',
     );
 
     const cfn = read('deploy/ecs/cloudformation.yaml');
@@ -252,17 +253,36 @@ describe('image and orchestrator templates', () => {
   it('the Helm deployment is locked down and probes /healthz and /readyz', () => {
     const deployment = read('deploy/helm/latchkey/templates/deployment.yaml');
     for (const line of [
-      'runAsNonRoot: true',
-      'readOnlyRootFilesystem: true',
-      'allowPrivilegeEscalation: false',
       'path: /healthz',
       'path: /readyz',
       'secretKeyRef:',
       'terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}',
+      '{{- toYaml .Values.podSecurityContext | nindent 8 }}',
+      '{{- toYaml .Values.containerSecurityContext | nindent 12 }}',
     ]) {
       expect(deployment, line).toContain(line);
     }
-    expect(deployment).toMatch(/drop:\n\s+- ALL/);
+    // The security contexts are values (overridable, e.g. for OpenShift); their defaults
+    // are the restricted ones.
+    const values = z
+      .object({
+        podSecurityContext: z.record(z.string(), z.unknown()),
+        containerSecurityContext: z.record(z.string(), z.unknown()),
+      })
+      .parse(parseYaml(read('deploy/helm/latchkey/values.yaml')));
+    expect(values.podSecurityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      fsGroup: 10001,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(values.containerSecurityContext).toMatchObject({
+      runAsNonRoot: true,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+    });
     expect(read('deploy/helm/latchkey/templates/serviceaccount.yaml')).toContain(
       'eks.amazonaws.com/role-arn',
     );

@@ -49,6 +49,12 @@ app.kubernetes.io/component: connector
 {{- if not .Values.connectorToken.existingSecret -}}
 {{- fail "connectorToken.existingSecret is required: the token is read from a Secret, never from values" -}}
 {{- end -}}
+{{- if not .Values.trustedKeys -}}
+{{- fail "trustedKeys is required: the control plane's Ed25519 public keys ({\"kid\": \"key\"}); without one the agent refuses to start" -}}
+{{- end -}}
+{{- if and .Values.serviceMonitor.enabled .Values.networkPolicy.enabled (not .Values.networkPolicy.metricsFrom) -}}
+{{- fail "serviceMonitor.enabled with networkPolicy.enabled needs networkPolicy.metricsFrom (your Prometheus's namespace or pods): the policy denies every other ingress, so scrapes would be blocked" -}}
+{{- end -}}
 {{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.shutdownGraceSeconds) -}}
 {{- fail "terminationGracePeriodSeconds must be larger than shutdownGraceSeconds, or Kubernetes kills the agent before it has flushed its results" -}}
 {{- end -}}
