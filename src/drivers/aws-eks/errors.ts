@@ -5,7 +5,9 @@
  * - `ResourceInUseException`: the cluster is being updated, or (CreateAccessEntry) the entry
  *   already exists → `E_CONFLICT` (retryable); the driver handles the second case itself.
  * - `ResourceLimitExceededException`: a quota (access entries per cluster) → `E_INVALID`.
- * - `ServerException` → `E_CONNECT`; `ClientException` → `E_INVALID`.
+ * - `ResourcePropagationDelayException` (a principal or cluster change not yet visible) and
+ *   `InvalidStateException` → `E_CONFLICT` (retryable).
+ * - `ServerException` → `E_CONNECT`; `ClientException`, `BadRequestException` → `E_INVALID`.
  * - `UnsupportedAvailabilityZoneException` never concerns access entries.
  */
 import { awsSend, type AwsCallContext, type AwsSendOptions } from '../../aws/call.js';
@@ -24,6 +26,13 @@ export function mapEksError(err: unknown, ctx: AwsCallContext): unknown {
         `AWS eks:${ctx.operation}${on}: the resource is in use or already exists (${name}); retry`,
         { cause: err, details },
       );
+    case 'ResourcePropagationDelayException':
+    case 'InvalidStateException':
+      return new LatchkeyError(
+        'E_CONFLICT',
+        `AWS eks:${ctx.operation}${on}: a change is still propagating (${name}); retry`,
+        { cause: err, details },
+      );
     case 'ResourceLimitExceededException':
       return new LatchkeyError(
         'E_INVALID',
@@ -36,6 +45,7 @@ export function mapEksError(err: unknown, ctx: AwsCallContext): unknown {
         details,
       });
     case 'ClientException':
+    case 'BadRequestException':
       return new LatchkeyError('E_INVALID', `AWS refused eks:${ctx.operation}${on} (${name})`, {
         cause: err,
         details,
