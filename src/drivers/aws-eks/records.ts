@@ -5,12 +5,13 @@
  *
  * Tags (`<p>` = the tag prefix, default `latchkey`):
  * - `<p>-managed = true`: the agent created the entry; only then may it delete it.
- * - `<p>-g.<gid> = <level>/<expiry>/<scope>`: one live grant holding `<level>` on this entry,
- *   `<expiry>` epoch seconds or `never`, `<scope>` `cluster` or `ns:<a>+<b>+…`.
- * - `<p>-b.<level> = <scope>`: the association of that policy that existed before the agent
+ * - `<p>-g.<gid> = <level>/<expiry>/<scope>/.`: one live grant holding `<level>` on this
+ *   entry, `<expiry>` epoch seconds or `never`, `<scope>` `cluster` or `ns:<a>+<b>+…`.
+ * - `<p>-b.<level> = <scope>/.`: the association of that policy that existed before the agent
  *   first granted it on this entry (restored when the last grant holding it goes).
  * - A value longer than AWS's 256 characters continues in `<p>-gc<n>.<gid>` /
- *   `<p>-bc<n>.<level>` (n = 2, 3, …).
+ *   `<p>-bc<n>.<level>` (n = 2, 3, …). The final `/.` marks the end, so a record missing a
+ *   piece (middle or last) is unreadable, never misread.
  * - `<p>-protected = true` (set by people): the agent never touches the entry.
  *
  * `<gid>` is the grant id when it is tag-safe and short, else `h-` + 40 hex of its SHA-256.
@@ -76,11 +77,14 @@ function chunks(value: string): string[] {
   return out.length > 0 ? out : [''];
 }
 
+/** Ends every record; a record without it lost its last piece. */
+const END = '/.';
+
 /** The tags that record one grant. */
 export function grantTags(prefix: string, gid: string, rec: GrantRecord): Record<string, string> {
   const expiry = rec.expiresAt === undefined ? 'never' : String(Math.floor(rec.expiresAt / 1000));
   const tags: Record<string, string> = {};
-  chunks(`${rec.level}/${expiry}/${encodeScope(rec.scope)}`).forEach((c, i) => {
+  chunks(`${rec.level}/${expiry}/${encodeScope(rec.scope)}${END}`).forEach((c, i) => {
     tags[grantKey(prefix, gid, i + 1)] = c;
   });
   return tags;
@@ -93,7 +97,7 @@ export function baseTags(
   scope: AccessScopeSpec,
 ): Record<string, string> {
   const tags: Record<string, string> = {};
-  chunks(encodeScope(scope)).forEach((c, i) => {
+  chunks(`${encodeScope(scope)}${END}`).forEach((c, i) => {
     tags[baseKey(prefix, level, i + 1)] = c;
   });
   return tags;
@@ -141,12 +145,17 @@ export function readRecords(
     const keys: string[] = [];
     let text = '';
     let complete = true;
-    for (let n = 1; n <= pieces.size; n++) {
+    const last = Math.max(...pieces.keys());
+    for (let n = 1; n <= last; n++) {
       const v = pieces.get(n);
       if (v === undefined) complete = false;
-      else text += v;
-      keys.push(kind === 'g' ? grantKey(prefix, id, n) : baseKey(prefix, id as EksLevel, n));
+      else {
+        text += v;
+        keys.push(kind === 'g' ? grantKey(prefix, id, n) : baseKey(prefix, id as EksLevel, n));
+      }
     }
+    if (complete && text.endsWith(END)) text = text.slice(0, -END.length);
+    else complete = false;
     if (kind === 'g') {
       const g = complete ? decodeGrant(text) : undefined;
       if (g) {

@@ -90,7 +90,7 @@ describe('aws-eks driver', () => {
         clusterName: 'prod',
         principalArn: ROLE,
         type: 'STANDARD',
-        tags: { 'latchkey-managed': 'true', 'latchkey-g.g1': `view/${EXP_S}/cluster` },
+        tags: { 'latchkey-managed': 'true', 'latchkey-g.g1': `view/${EXP_S}/cluster/.` },
       });
       expect(eks).toHaveReceivedCommandTimes(AssociateAccessPolicyCommand, 1);
       expect(eks).toHaveReceivedCommandWith(AssociateAccessPolicyCommand, {
@@ -117,7 +117,9 @@ describe('aws-eks driver', () => {
         policyArn: EDIT,
         accessScope: { type: 'namespace', namespaces: ['dev', 'staging'] },
       });
-      expect(world.entry('prod', ROLE)?.tags['latchkey-g.g1']).toBe(`edit/${EXP_S}/ns:dev+staging`);
+      expect(world.entry('prod', ROLE)?.tags['latchkey-g.g1']).toBe(
+        `edit/${EXP_S}/ns:dev+staging/.`,
+      );
     });
 
     it('a second run is alreadyGranted and writes nothing', async () => {
@@ -143,7 +145,7 @@ describe('aws-eks driver', () => {
         ctx,
         grant({ grantId: 'g2', grantee: { email: 'a@b.c', awsPrincipalArn: session } }),
       );
-      expect(world.entry('prod', ROLE)?.tags['latchkey-g.g2']).toBe(`view/${EXP_S}/cluster`);
+      expect(world.entry('prod', ROLE)?.tags['latchkey-g.g2']).toBe(`view/${EXP_S}/cluster/.`);
     });
 
     it('refuses a cluster whose authentication mode has no access entries, before any change', async () => {
@@ -225,7 +227,7 @@ describe('aws-eks driver', () => {
       };
       await driver.grant(ctx, grant());
       expect(eks).toHaveReceivedCommandWith(TagResourceCommand, {
-        tags: { 'latchkey-g.g1': `view/${EXP_S}/cluster` },
+        tags: { 'latchkey-g.g1': `view/${EXP_S}/cluster/.` },
       });
       expect(world.entry('prod', ROLE)?.associations.get(VIEW)).toEqual({ type: 'cluster' });
       await driver.revoke(ctx, revoke());
@@ -309,7 +311,7 @@ describe('aws-eks driver', () => {
       await driver.grant(ctx, grant({ grantId: 'g2', resources: [ns(PROD, 'staging')] }));
       expect(eks).toHaveReceivedCommandTimes(CreateAccessEntryCommand, 1);
       expect(eks).toHaveReceivedCommandWith(TagResourceCommand, {
-        tags: { 'latchkey-g.g2': `view/${EXP_S}/ns:staging` },
+        tags: { 'latchkey-g.g2': `view/${EXP_S}/ns:staging/.` },
       });
       expect(eks).toHaveReceivedNthCommandWith(AssociateAccessPolicyCommand, 2, {
         policyArn: VIEW,
@@ -371,7 +373,7 @@ describe('aws-eks driver', () => {
       });
       await driver.grant(ctx, grant({ resources: [ns(PROD, 'dev')] }));
       expect(eks).toHaveReceivedCommandWith(TagResourceCommand, {
-        tags: { 'latchkey-g.g1': `view/${EXP_S}/ns:dev`, 'latchkey-b.view': 'ns:ops' },
+        tags: { 'latchkey-g.g1': `view/${EXP_S}/ns:dev/.`, 'latchkey-b.view': 'ns:ops/.' },
       });
       expect(world.entry('prod', ROLE)?.associations.get(VIEW)).toEqual({
         type: 'namespace',
@@ -469,7 +471,7 @@ describe('aws-eks driver', () => {
       expect(eks).toHaveReceivedCommandWith(ListAssociatedAccessPoliciesCommand, {
         nextToken: '2',
       });
-      expect(world.entry('prod', ROLE)?.tags['latchkey-b.view']).toBe('ns:ops');
+      expect(world.entry('prod', ROLE)?.tags['latchkey-b.view']).toBe('ns:ops/.');
       await driver.revoke(ctx, revoke({ resources: [ns(PROD, 'dev')] }));
       expect(world.entry('prod', ROLE)?.associations.get(VIEW)).toEqual({
         type: 'namespace',
@@ -498,7 +500,7 @@ describe('aws-eks driver', () => {
       );
       const other = `arn:aws:iam::${ACCOUNT}:role/other`;
       world.addEntry('prod', other, {
-        tags: { 'latchkey-protected': 'true', 'latchkey-g.x': `view/${EXP_S}/cluster` },
+        tags: { 'latchkey-protected': 'true', 'latchkey-g.x': `view/${EXP_S}/cluster/.` },
         associations: { [VIEW]: { type: 'cluster' } },
       });
       const later = makeServices();
