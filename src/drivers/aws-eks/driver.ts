@@ -282,6 +282,7 @@ export class AwsEksDriver implements Driver {
     scope: AccountScope,
     principal: EntryPrincipal,
     signal: AbortSignal,
+    opts: { missingOk?: boolean } = {},
   ): Promise<void> {
     let account: ScopeAccount;
     try {
@@ -300,6 +301,24 @@ export class AwsEksDriver implements Driver {
       );
     }
     const iam = this.services.aws.client(IAMClient, account.target(this.home(account)));
+    const tags = await this.principalTags(iam, principal, signal).catch((err: unknown) => {
+      // A principal deleted from IAM is protected by nothing; its entry may still be revoked.
+      if (opts.missingOk && err instanceof LatchkeyError && err.code === 'E_NOT_FOUND') return [];
+      throw err;
+    });
+    if (tags.some((t) => t.Key === `${this.prefix}-protected` && t.Value === 'true')) {
+      throw new LatchkeyError(
+        'E_GUARDRAIL',
+        `the grantee ${principal.arn} is tagged ${this.prefix}-protected; the connector never gives or takes its access`,
+      );
+    }
+  }
+
+  private async principalTags(
+    iam: IAMClient,
+    principal: EntryPrincipal,
+    signal: AbortSignal,
+  ): Promise<{ Key?: string | undefined; Value?: string | undefined }[]> {
     const tags =
       principal.kind === 'role'
         ? (
@@ -314,12 +333,7 @@ export class AwsEksDriver implements Driver {
               (o) => iam.send(new GetUserCommand({ UserName: principal.name }), o),
             )
           ).User?.Tags;
-    if ((tags ?? []).some((t) => t.Key === `${this.prefix}-protected` && t.Value === 'true')) {
-      throw new LatchkeyError(
-        'E_GUARDRAIL',
-        `the grantee ${principal.arn} is tagged ${this.prefix}-protected; the connector never gives or takes its access`,
-      );
-    }
+    return tags ?? [];
   }
 
   /** An entry the agent may work on: not protected, a STANDARD entry (never a node's). */
@@ -582,7 +596,7 @@ export class AwsEksDriver implements Driver {
       params.resources.length > 0
         ? parseResources(params.resources, scope, { clusters: undefined })
         : await this.allClusters(scope, cfg, signal);
-    await this.assertGrantable(scope, principal, signal);
+    await this.assertGrantable(scope, principal, signal, { missingOk: true });
 
     const phases: Phase[] = [];
     const revoked: string[] = [];

@@ -450,6 +450,17 @@ describe('aws-eks driver', () => {
       expect(world.entries.size).toBe(0);
     });
 
+    it('works for a principal since deleted from IAM (a grant to it is refused)', async () => {
+      await driver.grant(ctx, grant());
+      world.roleTags.delete('data-analyst');
+      expect((await rejection(driver.grant(ctx, grant({ grantId: 'g2' })))).code).toBe(
+        'E_NOT_FOUND',
+      );
+      const out = await driver.revoke(ctx, revoke());
+      expect(out.revoked).toHaveLength(1);
+      expect(world.entries.size).toBe(0);
+    });
+
     it('without resources, finds the grant on the clusters of the integration', async () => {
       world.addCluster('stage');
       await driver.grant(ctx, grant({ resources: [whole(STAGE)] }));
