@@ -148,6 +148,27 @@ describe('aws-eks driver', () => {
       expect(world.entry('prod', ROLE)?.tags['latchkey-g.g2']).toBe(`view/${EXP_S}/cluster/.`);
     });
 
+    it('grants several clusters at once, each with its own scope', async () => {
+      world.addCluster('stage');
+      const out = await driver.grant(
+        ctx,
+        grant({ resources: [ns(STAGE, 'dev'), whole(PROD)], permission: 'admin' }),
+      );
+      const admin = 'arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminPolicy';
+      expect(world.entry('prod', ROLE)?.associations.get(admin)).toEqual({ type: 'cluster' });
+      expect(world.entry('stage', ROLE)?.associations.get(admin)).toEqual({
+        type: 'namespace',
+        namespaces: ['dev'],
+      });
+      expect(out.access['clusters']).toMatchObject([
+        { clusterArn: STAGE, entryCreated: true },
+        { clusterArn: PROD, entryCreated: true },
+      ]);
+      const both = await driver.revoke(ctx, revoke({ resources: [ns(STAGE, 'dev'), whole(PROD)] }));
+      expect(both.revoked).toHaveLength(2);
+      expect(world.entries.size).toBe(0);
+    });
+
     it('refuses a cluster whose authentication mode has no access entries, before any change', async () => {
       world.addCluster('stage', { authenticationMode: 'CONFIG_MAP' });
       const err = await rejection(
