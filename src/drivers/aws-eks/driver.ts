@@ -776,7 +776,8 @@ export class AwsEksDriver implements Driver {
 
   /**
    * EKS has no time condition: expiry is enforced here. Every entry of every cluster in
-   * the scope is read; grants whose expiry has passed are removed as revoke would.
+   * the scope is read; grants whose expiry has passed are removed as revoke would, and the
+   * associations of the grants still live are brought back to what their records need.
    */
   async sweep(ctx: CallContext): Promise<SweepReport> {
     const cfg = parseEksConfig(ctx.integration.config);
@@ -834,6 +835,22 @@ export class AwsEksDriver implements Driver {
                     fail(item, err);
                   }
                 }
+                const live = [...records.grants.values()].some(
+                  (g) => g.expiresAt === undefined || g.expiresAt > now,
+                );
+                if (live) {
+                  const repaired = await this.limiters.run(
+                    'eks',
+                    () => this.reconcile(account, ref, principalArn, signal),
+                    signal,
+                  );
+                  for (const policyArn of repaired) {
+                    ctx.logger.warn(
+                      { clusterArn: ref.arn, principalArn, policyArn },
+                      'aws-eks sweep: association repaired to the union of the grants recorded on the entry',
+                    );
+                  }
+                }
               } catch (err) {
                 fail(`${ref.arn}#${principalArn}`, err);
               }
@@ -845,6 +862,44 @@ export class AwsEksDriver implements Driver {
       }
     }
     return report;
+  }
+
+  /**
+   * Bring each association the agent's records hold back to the union they need (after a
+   * race between replicas, or a change by hand). Returns the policy ARNs re-associated.
+   */
+  private async reconcile(
+    account: ScopeAccount,
+    ref: ClusterRef,
+    principalArn: string,
+    signal: AbortSignal,
+  ): Promise<string[]> {
+    const entry = await this.describeEntry(account, ref, principalArn, signal);
+    if (!entry) return [];
+    const records = readRecords(entry.tags, this.prefix);
+    if (records.protected || records.grants.size === 0) return [];
+    const current = await this.associations(account, ref, principalArn, signal);
+    const repaired: string[] = [];
+    for (const level of new Set([...records.grants.values()].map((g) => g.level))) {
+      const desired = desiredScope(records, level);
+      const policyArn = accessPolicyArn(ref.partition, level);
+      if (desired === undefined || sameScope(current.get(policyArn), desired)) continue;
+      await eksSend(
+        { operation: 'AssociateAccessPolicy', resource: `${ref.arn} ${principalArn}`, signal },
+        (o) =>
+          this.eks(account, ref.region).send(
+            new AssociateAccessPolicyCommand({
+              clusterName: ref.name,
+              principalArn,
+              policyArn,
+              accessScope: desired,
+            }),
+            o,
+          ),
+      );
+      repaired.push(policyArn);
+    }
+    return repaired;
   }
 
   private async listClusters(

@@ -552,6 +552,25 @@ describe('aws-eks driver', () => {
       expect(eks).toHaveReceivedCommandWith(ListClustersCommand, { nextToken: '1' });
     });
 
+    it('repairs an association that lost a live grant (a race between replicas), and only that', async () => {
+      await driver.grant(ctx, grant({ grantId: 'g1', resources: [ns(PROD, 'dev')] }));
+      await driver.grant(ctx, grant({ grantId: 'g2', resources: [ns(PROD, 'staging')] }));
+      // The other replica's association (its own union) was written last.
+      world.entry('prod', ROLE)?.associations.set(VIEW, { type: 'namespace', namespaces: ['dev'] });
+      eks.resetHistory();
+      const report = await driver.sweep(ctx);
+      expect(report).toEqual({ revoked: [], errors: [] });
+      expect(eks).toHaveReceivedCommandExactlyOnceWith(AssociateAccessPolicyCommand, {
+        clusterName: 'prod',
+        principalArn: ROLE,
+        policyArn: VIEW,
+        accessScope: { type: 'namespace', namespaces: ['dev', 'staging'] },
+      });
+      eks.resetHistory();
+      await driver.sweep(ctx);
+      expect(eks).not.toHaveReceivedCommand(AssociateAccessPolicyCommand);
+    });
+
     it('a cluster that fails is reported and the sweep goes on', async () => {
       world.addCluster('stage');
       await driver.grant(ctx, grant({ resources: [whole(STAGE)] }));
