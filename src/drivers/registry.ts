@@ -123,6 +123,11 @@ export const productionDriverFactories: Readonly<Record<string, DriverFactory>> 
     { kinds: ['discover', 'check'], sweeps: false },
     () => import('./aws-discovery/index.js'),
   ),
+  'aws-eks': lazyDriverFactory(
+    'aws-eks',
+    { kinds: ACCESS_KINDS, sweeps: true },
+    () => import('./aws-eks/index.js'),
+  ),
   'aws-identity-center': lazyDriverFactory(
     'aws-identity-center',
     { kinds: ACCESS_KINDS, sweeps: true },

@@ -14,6 +14,7 @@ const ROOT = new URL('../../../', import.meta.url).pathname;
 const PREFIX: Record<string, string> = {
   dynamodb: 'dynamodb',
   ec2: 'ec2',
+  eks: 'eks',
   iam: 'iam',
   identitystore: 'identitystore',
   kms: 'kms',
@@ -109,6 +110,13 @@ describe('deploy/iam/connector-policy.json', () => {
       .filter(([action]) => !allows(allowed, action))
       .map(([action, files]) => `${action} (${files.join(', ')})`);
     expect(missing).toEqual([]);
+  });
+
+  it('allows exactly the eks: actions the code calls, no more', () => {
+    const used = [...actionsUsed().keys()].filter((a) => a.startsWith('eks:')).sort();
+    const allowed = [...new Set(allowedActions().filter((a) => a.startsWith('eks:')))].sort();
+    expect(used.length).toBeGreaterThan(0);
+    expect(allowed).toEqual(used);
   });
 
   it('the CloudFormation template carries the same actions', () => {

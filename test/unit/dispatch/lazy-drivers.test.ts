@@ -6,6 +6,7 @@ import { ALL_KINDS, FakeDriver, OK_OUTPUT, services } from './fakes.js';
 
 const MODULES: Record<string, () => Promise<{ driverFactory: DriverFactory }>> = {
   'aws-discovery': () => import('../../../src/drivers/aws-discovery/index.js'),
+  'aws-eks': () => import('../../../src/drivers/aws-eks/index.js'),
   'aws-identity-center': () => import('../../../src/drivers/aws-identity-center/index.js'),
   'aws-iam': () => import('../../../src/drivers/aws-iam/index.js'),
   'aws-lambda': () => import('../../../src/drivers/aws-lambda/index.js'),
