@@ -279,6 +279,8 @@ export class FakeMysql8 implements SqlSession {
   readonly tables = new Set<string>();
   processes: { id: number; user: string }[] = [];
   lockFree = true;
+  /** Statements the fake refuses with a server errno (e.g. a missing privilege). */
+  refuse: { pattern: RegExp; errno: number } | null = null;
 
   key(user: string, host: string): string {
     return `${user}@${host}`;
@@ -291,6 +293,10 @@ export class FakeMysql8 implements SqlSession {
 
   query(sql: string, values?: readonly unknown[]): Promise<Row[]> {
     this.log.push({ sql, values });
+    if (this.refuse?.pattern.test(sql)) {
+      const errno = this.refuse.errno;
+      return Promise.reject(Object.assign(new Error(`refused (${errno})`), { errno }));
+    }
     return Promise.resolve(this.answer(sql, values ?? []));
   }
 

@@ -696,6 +696,17 @@ describe('check', () => {
     expect(out.checks.filter((c) => !c.ok)).toEqual([]);
     expect(out.ok).toBe(true);
     expect(out.serverVersion).toMatch(/MariaDB/);
+    // EVENT on the metadata database (server-side expiry) is asked for and held.
+    expect(out.checks.find((c) => c.name === `privilege EVENT ON ${f.metaDatabase}.*`)?.ok).toBe(
+      true,
+    );
+    // The event scheduler, as the server has it (a warning in words, never a failure).
+    const [rows] = await f.admin.query('SELECT @@GLOBAL.event_scheduler AS s');
+    const state = String((rows as { s: string }[])[0]?.s).toUpperCase();
+    const sched = out.checks.find((c) => c.name === 'event scheduler (server-side expiry)');
+    expect(sched?.ok).toBe(true);
+    expect(sched?.detail.startsWith(`${state}:`)).toBe(true);
+    if (state !== 'ON') expect(sched?.detail).toContain('event_scheduler=ON');
   });
 
   it('names what a weak service account lacks, with the statement to fix it', async () => {
@@ -724,6 +735,14 @@ describe('check', () => {
         false,
       );
       expect(out.checks.find((c) => c.name === 'privilege GRANT OPTION ON *.*')?.ok).toBe(false);
+      expect(
+        out.checks.find((c) => c.name === `privilege EVENT ON ${f.metaDatabase}.*`),
+      ).toMatchObject({
+        ok: false,
+        detail: expect.stringContaining(
+          `GRANT EVENT ON \`${f.metaDatabase}\`.* TO \`${weak}\`@\`%\``,
+        ) as string,
+      });
     } finally {
       await d.close();
     }
