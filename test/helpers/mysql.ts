@@ -11,7 +11,8 @@ import type { AwsClientFactory } from '../../src/aws/types.js';
 import type { CallContext, Driver, DriverServices } from '../../src/drivers/driver.js';
 import { createMysqlDriver } from '../../src/drivers/mysql/driver.js';
 import type { Row, SqlSession } from '../../src/drivers/sql/dialect.js';
-import type { Integration } from '../../src/protocol/messages.js';
+import { databaseId, tableId } from '../../src/drivers/sql/resources.js';
+import type { GrantOutput, Integration, ResourceRef } from '../../src/protocol/messages.js';
 import { createSealer } from '../../src/protocol/seal.js';
 import type {
   PendingServiceSecret,
@@ -57,6 +58,50 @@ export async function mysqlLogin(user: string, password: string): Promise<mysql.
 
 export function qi(name: string): string {
   return '`' + name.replace(/`/g, '``') + '`';
+}
+
+/** A login as `user` for the length of `fn` (a fresh connection, always ended). */
+export async function withLogin<T>(
+  user: string,
+  password: string,
+  fn: (c: mysql.Connection) => Promise<T>,
+): Promise<T> {
+  const c = await mysqlLogin(user, password);
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** The server's errno of a login as `user`, or undefined when it logs in. */
+export async function loginErrno(user: string, password: string): Promise<number | undefined> {
+  try {
+    const c = await mysqlLogin(user, password);
+    await c.end();
+    return undefined;
+  } catch (err) {
+    return (err as { errno?: number }).errno;
+  }
+}
+
+/** `table:<db>/<table>` as a grant names it. */
+export function table(database: string, name: string): ResourceRef {
+  return { type: 'table', id: tableId(database, null, name) };
+}
+
+/** `database:<db>` as a grant names it. */
+export function db(name: string): ResourceRef {
+  return { type: 'database', id: databaseId(name) };
+}
+
+/** The password of a grant result (the fixtures seal in plaintext); throws when there is none. */
+export function passwordOf(out: GrantOutput): string {
+  const c = out.credentials;
+  if (!c || !('plaintext' in c)) throw new Error('expected plaintext credentials');
+  const p = c.plaintext.password;
+  if (p === undefined) throw new Error('no password');
+  return p;
 }
 
 export const noAws: AwsClientFactory = {
@@ -114,6 +159,8 @@ export interface MysqlFixture {
   services: DriverServices;
   /** Fake clock of the services; tests move it. */
   clock: { now: Date };
+  /** A grantee email unique to this file: `<tag>.<suffix>@example.com`. */
+  email(tag: string): string;
   integration(config?: Record<string, unknown>): Integration;
   driver(): Driver;
   ctx(integration?: Integration, signal?: AbortSignal): CallContext;
@@ -188,6 +235,9 @@ export async function createMysqlFixture(): Promise<MysqlFixture> {
     clock,
     admin,
     extraDatabases,
+    email(tag) {
+      return `${tag}.${suffix}@example.com`;
+    },
     integration(config = {}) {
       return {
         id: `mysql-${suffix}`,

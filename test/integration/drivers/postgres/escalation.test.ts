@@ -7,11 +7,11 @@
  * - grant records are not readable by other logins (minimal role comment + journal).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
+import type { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
 import { grantMarker } from '../../../../src/drivers/sql/marker.js';
 import { databaseId, roleId, schemaId, tableId } from '../../../../src/drivers/sql/resources.js';
 import type { GrantParams } from '../../../../src/protocol/messages.js';
-import { createPgTestEnv, ctxFor, q, staticSecrets, testServices } from '../../../helpers/pg.js';
+import { createPgTestEnv, ctxFor, q, serviceDriver } from '../../../helpers/pg.js';
 import type { PgTestEnv } from '../../../helpers/pg.js';
 
 let env: PgTestEnv;
@@ -41,9 +41,7 @@ beforeAll(async () => {
     await c.query('CREATE TABLE vault.secret (v text)');
     await c.query(`INSERT INTO vault.secret VALUES ('s3cr3t')`);
   });
-  driver = new PostgresDriver(
-    testServices(staticSecrets({ username: env.serviceAccount, password: '' })),
-  );
+  driver = serviceDriver(env);
 });
 
 afterAll(async () => {

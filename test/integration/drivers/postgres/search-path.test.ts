@@ -7,9 +7,9 @@
  * run as the service account; the agent never calls them.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
+import type { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
 import { schemaId } from '../../../../src/drivers/sql/resources.js';
-import { createPgTestEnv, ctxFor, staticSecrets, testServices } from '../../../helpers/pg.js';
+import { createPgTestEnv, ctxFor, serviceDriver } from '../../../helpers/pg.js';
 import type { PgTestEnv } from '../../../helpers/pg.js';
 
 let env: PgTestEnv;
@@ -20,9 +20,7 @@ beforeAll(async () => {
   env = await createPgTestEnv({ databases: 1 });
   db = env.databases[0] ?? '';
   await env.asService(db, (c) => c.query('CREATE TABLE public.orders (id int)'));
-  driver = new PostgresDriver(
-    testServices(staticSecrets({ username: env.serviceAccount, password: '' })),
-  );
+  driver = serviceDriver(env);
 });
 
 afterAll(async () => {
