@@ -190,9 +190,36 @@ describe('role:<name> looks at the whole membership closure', () => {
       `CREATE ROLE ${q(ext('adm'))} NOLOGIN`,
       `GRANT ${q(ext('plain'))} TO ${q(ext('adm'))} WITH ADMIN OPTION`,
       `CREATE ROLE ${q(ext('managed'))} NOLOGIN IN ROLE ${q(`${env.prefix}other`)}`,
+      // Each remaining attribute and server role the issue names, one level down.
+      `CREATE ROLE ${q(ext('root'))} NOLOGIN SUPERUSER`,
+      `CREATE ROLE ${q(ext('su'))} NOLOGIN IN ROLE ${q(ext('root'))}`,
+      `CREATE ROLE ${q(ext('rls'))} NOLOGIN BYPASSRLS`,
+      `CREATE ROLE ${q(ext('bypass'))} NOLOGIN IN ROLE ${q(ext('rls'))}`,
+      `CREATE ROLE ${q(ext('rep'))} NOLOGIN REPLICATION`,
+      `CREATE ROLE ${q(ext('repl'))} NOLOGIN IN ROLE ${q(ext('rep'))}`,
+      `CREATE ROLE ${q(ext('exec'))} NOLOGIN IN ROLE pg_execute_server_program`,
+      `CREATE ROLE ${q(ext('writes'))} NOLOGIN IN ROLE pg_write_server_files`,
     ];
     extRoles.push(
-      ...['cr', 'mid', 'leaf', 'files', 'alldata', 'sa', 'plain', 'adm', 'managed'].map(ext),
+      ...[
+        'cr',
+        'mid',
+        'leaf',
+        'files',
+        'alldata',
+        'sa',
+        'plain',
+        'adm',
+        'managed',
+        'root',
+        'su',
+        'rls',
+        'bypass',
+        'rep',
+        'repl',
+        'exec',
+        'writes',
+      ].map(ext),
     );
     await env.asAdmin(undefined, async (a) => {
       for (const s of sql) await a.query(s);
@@ -206,6 +233,11 @@ describe('role:<name> looks at the whole membership closure', () => {
     ['sa', ['sa', 'the service account']],
     ['adm', ['adm', 'plain', 'ADMIN OPTION']],
     ['managed', ['managed', 'managed by Latchkey']],
+    ['su', ['su', 'root', 'SUPERUSER']],
+    ['bypass', ['bypass', 'rls', 'BYPASSRLS']],
+    ['repl', ['repl', 'rep', 'REPLICATION']],
+    ['exec', ['exec', 'pg_execute_server_program']],
+    ['writes', ['writes', 'pg_write_server_files']],
   ])('refuses %s with E_GUARDRAIL naming the path, before any change', async (name, path) => {
     const role = ext(name);
     const email = `r-${name}@example.com`;
