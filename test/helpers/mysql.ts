@@ -329,6 +329,8 @@ export class FakeMysql8 implements SqlSession {
   readonly tables = new Set<string>();
   processes: { id: number; user: string }[] = [];
   lockFree = true;
+  /** Views, routines, triggers and events and their DEFINER (`user@host`). */
+  definerObjects: { kind: string; db: string; name: string; definer: string }[] = [];
   /** Statements the fake refuses with a server errno (e.g. a missing privilege). */
   refuse: { pattern: RegExp; errno: number } | null = null;
 
@@ -385,7 +387,11 @@ export class FakeMysql8 implements SqlSession {
     if (sql.includes('FROM information_schema.PROCESSLIST WHERE USER = ?')) {
       return this.processes.filter((p) => p.user === s(0)).map((p) => ({ id: p.id }));
     }
-    if (sql.includes('FROM information_schema.VIEWS')) return [];
+    if (sql.includes('FROM information_schema.VIEWS')) {
+      return this.definerObjects
+        .filter((o) => v.includes(o.definer))
+        .map(({ kind, db, name }) => ({ kind, db, name }));
+    }
     if (sql.startsWith('SELECT')) return [];
     this.apply(sql, v);
     return [];
@@ -420,6 +426,9 @@ export class FakeMysql8 implements SqlSession {
         set.add(this.key(to.user, to.host));
         this.edges.set(this.key(first.user, first.host), set);
       }
+    } else if (/^DROP (VIEW|PROCEDURE|FUNCTION|TRIGGER|EVENT) IF EXISTS /.test(sql)) {
+      const [, db, name] = /`((?:[^`]|``)*)`\.`((?:[^`]|``)*)`$/.exec(sql) ?? [];
+      this.definerObjects = this.definerObjects.filter((o) => !(o.db === db && o.name === name));
     } else if (sql === 'KILL CONNECTION ?') {
       this.processes = this.processes.filter((p) => p.id !== Number(v[0]));
     }

@@ -339,6 +339,52 @@ describe('MySQL 8 statements', () => {
     ]);
   });
 
+  it('objects a grantee defined: cleanup keeps the user (E_GUARDRAIL) or drops them first; a new account of that name is refused', async () => {
+    await grantFlow(opts, scope, grantParams);
+    await revokeFlow(opts, scope, { grantId: 'g1', grantee: { email: EMAIL } });
+    fake.definerObjects = [
+      { kind: 'VIEW', db: 'sales', name: 'v_orders', definer: `${USER}@%` },
+      { kind: 'PROCEDURE', db: 'sales', name: 'p_tidy', definer: `${USER}@%` },
+      { kind: 'VIEW', db: 'sales', name: 'theirs', definer: 'someone@%' },
+    ];
+    fake.log.length = 0;
+    const kept = await cleanupFlow(opts, scope, { usernames: [USER] });
+    expect(kept.dropped).toEqual([]);
+    expect(kept.kept[0]).toMatchObject({ username: USER, code: 'E_GUARDRAIL' });
+    expect(kept.kept[0]?.reason).toContain('VIEW sales.v_orders');
+    expect(fake.changes().filter((c) => c.sql.startsWith('DROP'))).toEqual([]);
+
+    // Dropped by hand, as an operator might: a grant that would create the account again
+    // is refused before any change (the objects would come back with its rights).
+    fake.accounts.delete(`${USER}@%`);
+    fake.log.length = 0;
+    await expect(grantFlow(opts, scope, { ...grantParams, grantId: 'g6' })).rejects.toMatchObject({
+      code: 'E_GUARDRAIL',
+      message: expect.stringContaining('PROCEDURE sales.p_tidy') as string,
+    });
+    expect(fake.changes()).toEqual([]);
+
+    // The account back (marked, locked): with ownedObjects drop, cleanup drops the user's
+    // objects (only those), then the user.
+    fake.accounts.set(`${USER}@%`, {
+      locked: true,
+      attribute: '{"managedBy":"latchkey","kind":"user","v":1}',
+      role: false,
+    });
+    fake.log.length = 0;
+    const dropped = await cleanupFlow({ ...opts, ownedObjects: 'drop' }, scope, {
+      usernames: [USER],
+    });
+    expect(dropped.dropped).toEqual([USER]);
+    expect(fake.changes().map((c) => c.sql)).toEqual([
+      `ALTER USER ${A} ACCOUNT LOCK`,
+      'DROP VIEW IF EXISTS `sales`.`v_orders`',
+      'DROP PROCEDURE IF EXISTS `sales`.`p_tidy`',
+      `DROP USER IF EXISTS ${A}`,
+    ]);
+    expect(fake.definerObjects.map((o) => o.name)).toEqual(['theirs']);
+  });
+
   it('sweep revokes a grant whose expiresAt (read from the role attribute) has passed', async () => {
     await grantFlow(opts, scope, { ...grantParams, expiresAt: '2026-11-25T21:00:00.000Z' });
     expect((await sweepFlow(opts, scope)).revoked).toEqual([]);
