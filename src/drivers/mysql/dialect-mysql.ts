@@ -46,6 +46,9 @@ export function grantAttributePatch(record: GrantRecord): string {
   return JSON.stringify(marker);
 }
 
+/** errno of ALTER EVENT on an event that does not exist (any more). */
+const ER_EVENT_DOES_NOT_EXIST = 1539;
+
 /** errnos of a missing EVENT privilege, or a metadata database that does not exist. */
 const NO_EVENT = new Set([1044, 1142, 1227, 1049]);
 
@@ -277,8 +280,14 @@ export function createMysqlOps(settings: AccountSettings): FlavorOps {
       }
       try {
         await ensureMeta(session);
-        for (const stmt of mysqlExpiryEventStatements(settings.metaDatabase, record, ctx))
-          await run(session, stmt);
+        const [create, move] = mysqlExpiryEventStatements(settings.metaDatabase, record, ctx);
+        if (create) await run(session, create);
+        // Gone by now (it fired, or its time had passed when created: NOT PRESERVE drops
+        // it at once): nothing to move, the grant role it ends is gone or the sweep ends it.
+        if (move)
+          await run(session, move).catch((err: unknown) => {
+            if (mysqlErrno(err) !== ER_EVENT_DOES_NOT_EXIST) throw err;
+          });
       } catch (err) {
         // Without CREATE/EVENT on the metadata database the sweep alone ends the grant
         // (check says so).

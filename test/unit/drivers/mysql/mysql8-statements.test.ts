@@ -206,7 +206,7 @@ describe('MySQL 8 statements', () => {
     ).toThrow(/backslash/);
   });
 
-  it('a grant without expiry schedules nothing; without the EVENT privilege the grant still succeeds', async () => {
+  it('a grant without expiry schedules nothing; without the EVENT privilege, or when the event is gone already, the grant still succeeds', async () => {
     await grantFlow(opts, scope, grantParams);
     expect(fake.changes().some((c) => /EVENT|DATABASE/.test(c.sql))).toBe(false);
     fake.refuse = { pattern: /^CREATE DEFINER = CURRENT_USER EVENT/, errno: 1044 };
@@ -219,6 +219,25 @@ describe('MySQL 8 statements', () => {
     expect(out.username).toBe(USER);
     expect(fake.changes().map((c) => head(c.sql))).toContain(`SET DEFAULT ROLE ALL TO ${A}`);
     expect(fake.accounts.has('lk_g_g5@%')).toBe(true);
+    // An event that fired (or was dropped at once, its time past) between the two
+    // statements: nothing to move, the grant goes on.
+    fake.refuse = { pattern: /^ALTER EVENT/, errno: 1539 };
+    const again = await grantFlow(opts, scope, {
+      ...grantParams,
+      grantId: 'g8',
+      expiresAt: '2026-11-26T08:00:00.000Z',
+    });
+    expect(again.username).toBe(USER);
+    // Any other failure of the event is the grant's failure (and is undone).
+    fake.refuse = { pattern: /^ALTER EVENT/, errno: 1064 };
+    await expect(
+      grantFlow(opts, scope, {
+        ...grantParams,
+        grantId: 'g9',
+        expiresAt: '2026-11-26T08:00:00.000Z',
+      }),
+    ).rejects.toBeDefined();
+    expect(fake.accounts.has('lk_g_g9@%')).toBe(false);
   });
 
   it('database-level grants escape the LIKE wildcards of the database name', async () => {
