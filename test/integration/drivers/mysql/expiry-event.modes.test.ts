@@ -178,4 +178,26 @@ describe('server-side expiry on MariaDB (no agent running)', () => {
     await driver.revoke(f.ctx(), { ...params, resources: [] });
     expect(await eventsOf(grantId)).toEqual([]);
   });
+
+  it('a re-run of the grant puts back an event a crash left missing (role created, event not)', async () => {
+    f.clock.now = new Date();
+    const grantId = `g-ev4-${f.suffix}`;
+    const params = {
+      grantId,
+      grantee: { email: f.email('mended') },
+      resources: [table(f.database, 'orders')],
+      permission: 'read',
+      expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+    };
+    await driver.grant(f.ctx(), params);
+    expect(await eventsOf(grantId)).toHaveLength(1);
+    // What a crash between CREATE ROLE and the event leaves: the role and record, no event.
+    await f.admin.query(
+      `DROP EVENT ${qi(f.metaDatabase)}.${qi(mariadbExpiryEvent(roleOf(grantId), f.prefix))}`,
+    );
+    const again = await driver.grant(f.ctx(), params);
+    expect(again.alreadyGranted).toBe(true);
+    expect(await eventsOf(grantId)).toHaveLength(1);
+    await driver.revoke(f.ctx(), { ...params, resources: [] });
+  });
 });
