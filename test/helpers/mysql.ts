@@ -11,7 +11,8 @@ import type { AwsClientFactory } from '../../src/aws/types.js';
 import type { CallContext, Driver, DriverServices } from '../../src/drivers/driver.js';
 import { createMysqlDriver } from '../../src/drivers/mysql/driver.js';
 import type { Row, SqlSession } from '../../src/drivers/sql/dialect.js';
-import type { Integration } from '../../src/protocol/messages.js';
+import { databaseId, tableId } from '../../src/drivers/sql/resources.js';
+import type { GrantOutput, Integration, ResourceRef } from '../../src/protocol/messages.js';
 import { createSealer } from '../../src/protocol/seal.js';
 import type {
   PendingServiceSecret,
@@ -57,6 +58,50 @@ export async function mysqlLogin(user: string, password: string): Promise<mysql.
 
 export function qi(name: string): string {
   return '`' + name.replace(/`/g, '``') + '`';
+}
+
+/** A login as `user` for the length of `fn` (a fresh connection, always ended). */
+export async function withLogin<T>(
+  user: string,
+  password: string,
+  fn: (c: mysql.Connection) => Promise<T>,
+): Promise<T> {
+  const c = await mysqlLogin(user, password);
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** The server's errno of a login as `user`, or undefined when it logs in. */
+export async function loginErrno(user: string, password: string): Promise<number | undefined> {
+  try {
+    const c = await mysqlLogin(user, password);
+    await c.end();
+    return undefined;
+  } catch (err) {
+    return (err as { errno?: number }).errno;
+  }
+}
+
+/** `table:<db>/<table>` as a grant names it. */
+export function table(database: string, name: string): ResourceRef {
+  return { type: 'table', id: tableId(database, null, name) };
+}
+
+/** `database:<db>` as a grant names it. */
+export function db(name: string): ResourceRef {
+  return { type: 'database', id: databaseId(name) };
+}
+
+/** The password of a grant result (the fixtures seal in plaintext); throws when there is none. */
+export function passwordOf(out: GrantOutput): string {
+  const c = out.credentials;
+  if (!c || !('plaintext' in c)) throw new Error('expected plaintext credentials');
+  const p = c.plaintext.password;
+  if (p === undefined) throw new Error('no password');
+  return p;
 }
 
 export const noAws: AwsClientFactory = {
@@ -114,6 +159,8 @@ export interface MysqlFixture {
   services: DriverServices;
   /** Fake clock of the services; tests move it. */
   clock: { now: Date };
+  /** A grantee email unique to this file: `<tag>.<suffix>@example.com`. */
+  email(tag: string): string;
   integration(config?: Record<string, unknown>): Integration;
   driver(): Driver;
   ctx(integration?: Integration, signal?: AbortSignal): CallContext;
@@ -188,6 +235,9 @@ export async function createMysqlFixture(): Promise<MysqlFixture> {
     clock,
     admin,
     extraDatabases,
+    email(tag) {
+      return `${tag}.${suffix}@example.com`;
+    },
     integration(config = {}) {
       return {
         id: `mysql-${suffix}`,
@@ -279,6 +329,10 @@ export class FakeMysql8 implements SqlSession {
   readonly tables = new Set<string>();
   processes: { id: number; user: string }[] = [];
   lockFree = true;
+  /** Views, routines, triggers and events and their DEFINER (`user@host`). */
+  definerObjects: { kind: string; db: string; name: string; definer: string }[] = [];
+  /** Statements the fake refuses with a server errno (e.g. a missing privilege). */
+  refuse: { pattern: RegExp; errno: number } | null = null;
 
   key(user: string, host: string): string {
     return `${user}@${host}`;
@@ -291,6 +345,10 @@ export class FakeMysql8 implements SqlSession {
 
   query(sql: string, values?: readonly unknown[]): Promise<Row[]> {
     this.log.push({ sql, values });
+    if (this.refuse?.pattern.test(sql)) {
+      const errno = this.refuse.errno;
+      return Promise.reject(Object.assign(new Error(`refused (${errno})`), { errno }));
+    }
     return Promise.resolve(this.answer(sql, values ?? []));
   }
 
@@ -329,7 +387,11 @@ export class FakeMysql8 implements SqlSession {
     if (sql.includes('FROM information_schema.PROCESSLIST WHERE USER = ?')) {
       return this.processes.filter((p) => p.user === s(0)).map((p) => ({ id: p.id }));
     }
-    if (sql.includes('FROM information_schema.VIEWS')) return [];
+    if (sql.includes('FROM information_schema.VIEWS')) {
+      return this.definerObjects
+        .filter((o) => v.includes(o.definer))
+        .map(({ kind, db, name }) => ({ kind, db, name }));
+    }
     if (sql.startsWith('SELECT')) return [];
     this.apply(sql, v);
     return [];
@@ -364,6 +426,9 @@ export class FakeMysql8 implements SqlSession {
         set.add(this.key(to.user, to.host));
         this.edges.set(this.key(first.user, first.host), set);
       }
+    } else if (/^DROP (VIEW|PROCEDURE|FUNCTION|TRIGGER|EVENT) IF EXISTS /.test(sql)) {
+      const [, db, name] = /`((?:[^`]|``)*)`\.`((?:[^`]|``)*)`$/.exec(sql) ?? [];
+      this.definerObjects = this.definerObjects.filter((o) => !(o.db === db && o.name === name));
     } else if (sql === 'KILL CONNECTION ?') {
       this.processes = this.processes.filter((p) => p.id !== Number(v[0]));
     }

@@ -10,6 +10,7 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import pg from 'pg';
 import pino from 'pino';
 import type { CallContext, DriverServices } from '../../src/drivers/driver.js';
+import { PostgresDriver, type PgDriverOptions } from '../../src/drivers/postgres/driver.js';
 import type { Integration } from '../../src/protocol/messages.js';
 import { createSealer, open } from '../../src/protocol/seal.js';
 import { generateRecipientKeyPair } from '../../src/protocol/keys.js';
@@ -97,6 +98,21 @@ export function testServices(
     tagPrefix: 'latchkey',
     now,
   };
+}
+
+/**
+ * A postgres driver logged in as the env's service account (trust auth: no password),
+ * with sealed credentials; the caller closes it.
+ */
+export function serviceDriver(
+  env: Pick<PgTestEnv, 'serviceAccount'>,
+  options: PgDriverOptions = {},
+  now?: () => Date,
+): PostgresDriver {
+  return new PostgresDriver(
+    testServices(staticSecrets({ username: env.serviceAccount, password: '' }), now),
+    options,
+  );
 }
 
 export function ctxFor(

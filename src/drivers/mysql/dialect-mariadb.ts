@@ -22,6 +22,9 @@ import { shortHash } from '../sql/username.js';
 import { mysqlErrno } from './errors.js';
 import { mysqlNativePasswordHash } from './password-hash.js';
 import {
+  bodyLiteral,
+  eventTime,
+  expiryEventName,
   likePrefix,
   quoteIdent,
   run,
@@ -47,25 +50,10 @@ export function authFingerprint(authString: string): string {
 
 /** Name of the EVENT that ends grant role `role` at its expiry (at most 64 characters). */
 export function mariadbExpiryEvent(role: string, prefix: string): string {
-  return `${prefix}x_${shortHash(role, 24)}`;
+  return expiryEventName(role, prefix);
 }
 
-/**
- * A string literal for a stored program's body, where nothing can be bound: quotes doubled,
- * which parses the same in every sql_mode; a backslash or NUL is refused (it would not).
- */
-function bodyLiteral(value: string): string {
-  if (value.includes('\\') || value.includes('\0')) {
-    throw new LatchkeyError('E_INVALID', 'name contains a backslash or NUL');
-  }
-  return `'${value.replace(/'/g, "''")}'`;
-}
-
-/** `YYYY-MM-DD HH:MM:SS` in UTC, rounded up to the second (the sessions run in UTC). */
-export function eventTime(iso: string): string {
-  const ms = Math.ceil(new Date(iso).getTime() / 1000) * 1000;
-  return new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
-}
+export { eventTime };
 
 /**
  * The expiry EVENT of a grant: at `expiresAt`, on the server, whether or not an agent

@@ -13,15 +13,25 @@
  * - **Grant records.** A grant role is created in one statement with its record as
  *   attribute (`CREATE USER … PASSWORD EXPIRE ACCOUNT LOCK ATTRIBUTE …`, which is exactly
  *   what `CREATE ROLE` makes, plus the attribute), so no crash can leave an unmarked role.
+ * - **Server-side expiry.** A grant with `expiresAt` gets an EVENT in the metadata database
+ *   (`mysqlExpiryEventStatements`) that ends it at expiry with no agent running, as on
+ *   MariaDB; MySQL has no `KILL CONNECTION USER`, so the event walks the process list.
  */
-import type { GrantRecord, GrantRoleState, SqlUserInfo } from '../sql/dialect.js';
+import { LatchkeyError } from '../../errors.js';
+import type { GrantRecord, GrantRoleState, SqlSession, SqlUserInfo } from '../sql/dialect.js';
 import { grantMarker, parseGrantMarker, parseUserMarker, userMarker } from '../sql/marker.js';
 import { cachingSha2PasswordHash } from './password-hash.js';
+import { mysqlErrno } from './errors.js';
 import {
+  bodyLiteral,
+  eventTime,
+  expiryEventName,
   likePrefix,
   quoteIdent,
   run,
   str,
+  type AccountSettings,
+  type ExpiryContext,
   type FlavorOps,
   type RequiredPrivilege,
   type Stmt,
@@ -36,7 +46,67 @@ export function grantAttributePatch(record: GrantRecord): string {
   return JSON.stringify(marker);
 }
 
-export function createMysqlOps(): FlavorOps {
+/** errno of ALTER EVENT on an event that does not exist (any more). */
+const ER_EVENT_DOES_NOT_EXIST = 1539;
+
+/** errnos of a missing EVENT privilege, or a metadata database that does not exist. */
+const NO_EVENT = new Set([1044, 1142, 1227, 1049]);
+
+/**
+ * The expiry EVENT of a grant on MySQL 8, as two idempotent statements: create it if
+ * missing, then (re)set its time, so that moving an expiry never leaves a moment without
+ * one (MySQL has no `CREATE OR REPLACE EVENT`). At `expiresAt`, on the server, whether or
+ * not an agent runs, under the agent's own per-user `GET_LOCK`, it does what revoke does:
+ * drops the grant role (its record, the role's attribute, goes with it, and its privileges
+ * leave every session at once); when the user holds no other grant role, locks the
+ * account and ends each of its connections (`KILL CONNECTION` over
+ * `information_schema.PROCESSLIST`; one already gone is skipped). It runs as the service
+ * account (`DEFINER = CURRENT_USER`) and is dropped once it has run. Only names Latchkey
+ * generated reach the body, as quote-doubled literals.
+ */
+export function mysqlExpiryEventStatements(
+  meta: string,
+  record: GrantRecord,
+  ctx: ExpiryContext,
+): Stmt[] {
+  if (record.expiresAt === undefined) throw new LatchkeyError('E_INTERNAL', 'no expiry');
+  const event = `${quoteIdent(meta)}.${quoteIdent(expiryEventName(record.role, ctx.prefix))}`;
+  const grantPrefix = `${ctx.prefix}g_`;
+  const at = bodyLiteral(eventTime(record.expiresAt));
+  const body = [
+    'BEGIN',
+    'DECLARE done INT DEFAULT 0;',
+    'DECLARE cid BIGINT UNSIGNED;',
+    `DECLARE grantee_sessions CURSOR FOR SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ${bodyLiteral(record.username)};`,
+    'DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1;',
+    'DECLARE CONTINUE HANDLER FOR 1094 BEGIN END;',
+    `DO GET_LOCK(${bodyLiteral(ctx.lockName)}, 60);`,
+    `DROP USER IF EXISTS ${quoteIdent(record.role)}@${quoteIdent('%')};`,
+    `IF NOT EXISTS (SELECT 1 FROM mysql.role_edges WHERE TO_USER = ${bodyLiteral(record.username)} ` +
+      `AND TO_HOST = ${bodyLiteral(ctx.host)} AND LEFT(FROM_USER, ${[...grantPrefix].length}) = ${bodyLiteral(grantPrefix)}) THEN`,
+    `ALTER USER IF EXISTS ${quoteIdent(record.username)}@${quoteIdent(ctx.host)} ACCOUNT LOCK;`,
+    'OPEN grantee_sessions;',
+    'kill_each: LOOP',
+    'FETCH grantee_sessions INTO cid;',
+    'IF done = 1 THEN LEAVE kill_each; END IF;',
+    'KILL CONNECTION cid;',
+    'END LOOP;',
+    'CLOSE grantee_sessions;',
+    'END IF;',
+    `DO RELEASE_LOCK(${bodyLiteral(ctx.lockName)});`,
+    'END',
+  ].join('\n');
+  return [
+    {
+      sql:
+        `CREATE DEFINER = CURRENT_USER EVENT IF NOT EXISTS ${event} ON SCHEDULE AT ${at} ` +
+        `ON COMPLETION NOT PRESERVE COMMENT ${bodyLiteral(`latchkey: expiry of ${record.role}`)} DO ${body}`,
+    },
+    { sql: `ALTER EVENT ${event} ON SCHEDULE AT ${at}` },
+  ];
+}
+
+export function createMysqlOps(settings: AccountSettings): FlavorOps {
   const account = (user: string, host: string): string => `${quoteIdent(user)}@${quoteIdent(host)}`;
   const role = (name: string): string => `${quoteIdent(name)}@${quoteIdent('%')}`;
   const extraRequiredPrivileges: RequiredPrivilege[] = [
@@ -52,7 +122,44 @@ export function createMysqlOps(): FlavorOps {
       alternatives: ['SUPER'],
       why: "to KILL a grantee's open sessions on revoke",
     },
+    {
+      privilege: 'CREATE',
+      on: { database: settings.metaDatabase },
+      why: `to create the metadata database ${settings.metaDatabase} that holds the expiry events`,
+    },
+    {
+      privilege: 'EVENT',
+      on: { database: settings.metaDatabase },
+      why: `to schedule each grant's server-side expiry (an EVENT in ${settings.metaDatabase})`,
+    },
   ];
+
+  const metaDb = quoteIdent(settings.metaDatabase);
+  let metaReady: Promise<void> | null = null;
+  async function ensureMeta(session: SqlSession): Promise<void> {
+    metaReady ??= run(session, { sql: `CREATE DATABASE IF NOT EXISTS ${metaDb}` }).then(
+      () => undefined,
+      (err: unknown) => {
+        metaReady = null;
+        throw err;
+      },
+    );
+    return metaReady;
+  }
+
+  async function unscheduleExpiry(
+    session: SqlSession,
+    name: string,
+    ctx: ExpiryContext,
+  ): Promise<void> {
+    try {
+      await run(session, {
+        sql: `DROP EVENT IF EXISTS ${metaDb}.${quoteIdent(expiryEventName(name, ctx.prefix))}`,
+      });
+    } catch (err) {
+      if (!NO_EVENT.has(mysqlErrno(err) ?? 0)) throw err;
+    }
+  }
 
   return {
     engine: 'mysql',
@@ -165,6 +272,30 @@ export function createMysqlOps(): FlavorOps {
       const a = account(user, host);
       return [{ sql: `GRANT ${role(name)} TO ${a}` }, { sql: `SET DEFAULT ROLE ALL TO ${a}` }];
     },
+
+    async scheduleExpiry(session, record, ctx): Promise<void> {
+      if (record.expiresAt === undefined) {
+        await unscheduleExpiry(session, record.role, ctx);
+        return;
+      }
+      try {
+        await ensureMeta(session);
+        const [create, move] = mysqlExpiryEventStatements(settings.metaDatabase, record, ctx);
+        if (create) await run(session, create);
+        // Gone by now (it fired, or its time had passed when created: NOT PRESERVE drops
+        // it at once): nothing to move, the grant role it ends is gone or the sweep ends it.
+        if (move)
+          await run(session, move).catch((err: unknown) => {
+            if (mysqlErrno(err) !== ER_EVENT_DOES_NOT_EXIST) throw err;
+          });
+      } catch (err) {
+        // Without CREATE/EVENT on the metadata database the sweep alone ends the grant
+        // (check says so).
+        if (!NO_EVENT.has(mysqlErrno(err) ?? 0)) throw err;
+      }
+    },
+
+    unscheduleExpiry,
 
     existingRole(existing): string {
       return `${quoteIdent(existing.name)}@${quoteIdent(existing.host === '' ? '%' : existing.host)}`;

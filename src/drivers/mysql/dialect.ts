@@ -16,6 +16,7 @@
  *   it is a row of `<metaDatabase>.grants`, keyed by the role name.
  */
 import { LatchkeyError } from '../../errors.js';
+import { shortHash } from '../sql/username.js';
 import type { GrantRecord, GrantRoleState, Row, SqlSession, SqlUserInfo } from '../sql/dialect.js';
 
 export interface Stmt {
@@ -96,9 +97,9 @@ export interface FlavorOps {
    */
   definersOf(user: string, host: string, prefix: string): string[];
   /**
-   * Server-side expiry (MariaDB): creates, moves or (for a record without `expiresAt`)
-   * removes the EVENT that ends the grant at its expiry even when no agent runs.
-   * Absent where the flavor has none (MySQL: the sweep alone).
+   * Server-side expiry (MariaDB and MySQL 8): creates, moves or (for a record without
+   * `expiresAt`) removes the EVENT that ends the grant at its expiry even when no agent
+   * runs. Idempotent. Without the EVENT privilege it does nothing (the sweep alone).
    */
   scheduleExpiry?(session: SqlSession, record: GrantRecord, expiry: ExpiryContext): Promise<void>;
   /** Removes the grant's expiry EVENT, if any. */
@@ -239,4 +240,29 @@ export function str(row: Row, key: string): string {
 /** Runs one statement on a session. */
 export function run(session: SqlSession, stmt: Stmt): Promise<Row[]> {
   return session.query(stmt.sql, stmt.values);
+}
+
+// ---------------------------------------------------------------------------------------
+// Expiry EVENTs (server-side expiry, both flavors)
+
+/** Name of the EVENT that ends grant role `role` at its expiry (at most 64 characters). */
+export function expiryEventName(role: string, prefix: string): string {
+  return `${prefix}x_${shortHash(role, 24)}`;
+}
+
+/**
+ * A string literal for a stored program's body, where nothing can be bound: quotes doubled,
+ * which parses the same in every sql_mode; a backslash or NUL is refused (it would not).
+ */
+export function bodyLiteral(value: string): string {
+  if (value.includes('\\') || value.includes('\0')) {
+    throw new LatchkeyError('E_INVALID', 'name contains a backslash or NUL');
+  }
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/** `YYYY-MM-DD HH:MM:SS` in UTC, rounded up to the second (the sessions run in UTC). */
+export function eventTime(iso: string): string {
+  const ms = Math.ceil(new Date(iso).getTime() / 1000) * 1000;
+  return new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
 }

@@ -213,7 +213,8 @@ export function createMysqlDriver(
     let d = dialects.get(k);
     if (!d) {
       const settings = { accountHost: config.accountHost, metaDatabase: config.metaDatabase };
-      const ops = server.flavor === 'mariadb' ? createMariadbOps(settings) : createMysqlOps();
+      const ops =
+        server.flavor === 'mariadb' ? createMariadbOps(settings) : createMysqlOps(settings);
       d = {
         ops,
         dialect: createMysqlSqlDialect(ops, {
@@ -427,19 +428,17 @@ export function createMysqlDriver(
               ? 'ALL PRIVILEGES held with GRANT OPTION: admin grants will work'
               : `admin grants will fail until the service account holds ALL PRIVILEGES ON *.* WITH GRANT OPTION (read and write are not affected)`,
           });
-          if (server.flavor === 'mariadb') {
-            const sched = await run(session, { sql: 'SELECT @@GLOBAL.event_scheduler AS s' });
-            const state = (sched[0] === undefined ? '' : str(sched[0], 's')).toUpperCase();
-            checks.push({
-              name: 'event scheduler (server-side expiry)',
-              ok: true,
-              detail:
-                state === 'ON'
-                  ? 'ON: a grant with expiresAt is ended on the server by its EVENT at expiry, even with no agent running'
-                  : `${state || 'unknown'}: grants end at expiry only when an agent sweeps (within one sweep interval). ` +
-                    'For server-side expiry set event_scheduler=ON in the server configuration (RDS: the parameter group)',
-            });
-          }
+          const sched = await run(session, { sql: 'SELECT @@GLOBAL.event_scheduler AS s' });
+          const state = (sched[0] === undefined ? '' : str(sched[0], 's')).toUpperCase();
+          checks.push({
+            name: 'event scheduler (server-side expiry)',
+            ok: true,
+            detail:
+              state === 'ON'
+                ? 'ON: a grant with expiresAt is ended on the server by its EVENT at expiry, even with no agent running'
+                : `${state || 'unknown'}: grants end at expiry only when an agent sweeps (within one sweep interval). ` +
+                  'For server-side expiry set event_scheduler=ON in the server configuration (RDS: the parameter group)',
+          });
           checks.push({
             name: 'note',
             ok: true,
@@ -480,9 +479,9 @@ export function createMysqlDriver(
     }
     const current = await secretOf(ctx.integration, ctx.signal);
     // The flow only uses the dialect to map errors, which is the same for both flavors.
-    const dialect = createMysqlSqlDialect(createMysqlOps(), {
-      accountHost: config.accountHost,
-      metaDatabase: config.metaDatabase,
+    const settings = { accountHost: config.accountHost, metaDatabase: config.metaDatabase };
+    const dialect = createMysqlSqlDialect(createMysqlOps(settings), {
+      ...settings,
       lockTimeoutSeconds: config.lockTimeoutSeconds,
     });
     return rotateServiceAccountFlow(dialect, ctx.signal, {

@@ -331,10 +331,9 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
     },
 
     async createGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+      // The expiry EVENT is scheduled by grantRoleToUser, which every run of a grant
+      // reaches: a crash between the role and its event is mended by the re-run.
       await ops.createGrantRole(scope.session, record);
-      if (record.expiresAt !== undefined) {
-        await ops.scheduleExpiry?.(scope.session, record, expiryContext(scope, record.username));
-      }
     },
 
     async updateGrantRecord(scope: SqlScope, record: GrantRecord): Promise<void> {
@@ -369,6 +368,10 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
     async grantRoleToUser(scope: SqlScope, record: GrantRecord): Promise<void> {
       for (const s of ops.attachStatements(record.role, record.username, host, scope.prefix)) {
         await run(scope.session, s);
+      }
+      // Server-side expiry (idempotent: CREATE OR REPLACE / IF NOT EXISTS + ALTER).
+      if (record.expiresAt !== undefined) {
+        await ops.scheduleExpiry?.(scope.session, record, expiryContext(scope, record.username));
       }
     },
 

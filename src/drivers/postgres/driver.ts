@@ -40,10 +40,17 @@ import type { SqlCoreOptions } from '../sql/core.js';
 import type { SqlScope, SqlSession } from '../sql/dialect.js';
 import { parsePostgresConfig } from './config.js';
 import type { PostgresConfig } from './config.js';
-import { PostgresDialect, quoteLiteral, str } from './dialect.js';
+import { PostgresDialect, quoteIdent, quoteLiteral, str } from './dialect.js';
+import { journalSchemaName } from './guardrails.js';
 import { discoverPostgres } from './discover.js';
 import { mapPgError } from './errors.js';
-import { PgPools, connectionLost, sslOptionsFor, type PgConnectionSpec } from './pool.js';
+import {
+  PgPools,
+  SERVICE_SEARCH_PATH,
+  connectionLost,
+  sslOptionsFor,
+  type PgConnectionSpec,
+} from './pool.js';
 import { scramVerifier } from './scram.js';
 
 export interface PgDriverOptions {
@@ -313,6 +320,7 @@ export class PostgresDriver implements Driver {
     client.on('error', () => undefined);
     try {
       await raceAbort(client.connect(), ctx.signal, () => void client.end().catch(() => undefined));
+      await client.query(SERVICE_SEARCH_PATH);
       return await fn(client);
     } finally {
       await client.end().catch(() => undefined);
@@ -465,6 +473,7 @@ export class PostgresDriver implements Driver {
         ? 'the service account may end grantees\u2019 sessions'
         : `revoke cannot end open sessions: run GRANT pg_signal_backend TO ${this.dialect.quoteIdent(scope.serviceAccount)}`,
     });
+    checks.push(await journalCheck(scope, cfg.database));
     if (cfg.authType === 'iam-auth') {
       checks.push({
         name: 'rds-iam',
@@ -477,6 +486,35 @@ export class PostgresDriver implements Driver {
     }
     checks.push({ name: 'ssl', ok: true, detail: `sslMode ${cfg.sslMode}` });
   }
+}
+
+/**
+ * Whether the service account can keep its journal (`"<prefix>meta"`) in the maintenance
+ * database: it owns that schema already, or it may CREATE in the database.
+ * Shared by the PostgreSQL and Redshift checks.
+ */
+export async function journalCheck(
+  scope: SqlScope,
+  database: string,
+): Promise<CheckOutput['checks'][number]> {
+  const schema = journalSchemaName(scope.prefix);
+  const rows = await scope.session.query(
+    `SELECT has_database_privilege(current_database(), 'CREATE') AS can_create,
+            EXISTS (SELECT 1 FROM pg_namespace n JOIN pg_user u ON u.usesysid = n.nspowner
+                     WHERE n.nspname = $1 AND u.usename = current_user) AS ours`,
+    [schema],
+  );
+  const canCreate = rows[0]?.can_create === true;
+  const ours = rows[0]?.ours === true;
+  return {
+    name: 'journal-schema',
+    ok: canCreate || ours,
+    detail: ours
+      ? `the journal schema ${JSON.stringify(schema)} exists and belongs to the service account`
+      : canCreate
+        ? `the service account may create its journal schema ${JSON.stringify(schema)} in ${JSON.stringify(database)}`
+        : `the service account cannot create its journal schema ${JSON.stringify(schema)} (grant records): run GRANT CREATE ON DATABASE ${quoteIdent(database)} TO ${quoteIdent(scope.serviceAccount)}`,
+  };
 }
 
 export function createPostgresDriver(

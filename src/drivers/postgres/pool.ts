@@ -18,6 +18,19 @@ import { mapPgError } from './errors.js';
 
 export type PoolPurpose = 'main' | 'lock' | 'db';
 
+/**
+ * Every service session searches only `pg_catalog` (then its own temporary schema), never
+ * `public` or `"$user"`: a grantee who can create objects in a schema of the default
+ * `search_path` could otherwise plant a function or operator that matches the agent's
+ * calls more closely than the built-in one (`public.starts_with(name, text)` over
+ * `pg_catalog.starts_with(text, text)`) and have it run as the service account. Set once
+ * per new connection, before its first statement (PostgreSQL and Redshift alike).
+ */
+export const SERVICE_SEARCH_PATH = 'SET search_path TO pg_catalog, pg_temp';
+
+/** Connections of the pools whose search_path is already set (see SERVICE_SEARCH_PATH). */
+const securedClients = new WeakSet<pg.ClientBase>();
+
 /** How to reach one server as the service account. */
 export interface PgConnectionSpec {
   /** Stable key of the integration and its connection config (not containing secrets). */
@@ -224,12 +237,20 @@ export class PgPools {
       });
       client.on('error', onError);
       const pid = (client as unknown as { processID?: unknown }).processID;
-      return await fn(
-        clientSession(client, signal, state, () => {
-          // Closing the socket alone does not stop a running statement on the server.
-          if (typeof pid === 'number') void this.cancelBackend(spec, database, pid);
-        }),
-      );
+      const session = clientSession(client, signal, state, () => {
+        // Closing the socket alone does not stop a running statement on the server.
+        if (typeof pid === 'number') void this.cancelBackend(spec, database, pid);
+      });
+      if (!securedClients.has(client)) {
+        try {
+          await session.query(SERVICE_SEARCH_PATH);
+        } catch (err) {
+          state.broken = true; // never hand on a connection with the default search_path
+          throw err;
+        }
+        securedClients.add(client);
+      }
+      return await fn(session);
     } catch (err) {
       if (signal.aborted) state.broken = true;
       throw err;
@@ -308,6 +329,7 @@ export class PgPools {
     client.on('error', () => undefined);
     try {
       await client.connect();
+      await client.query(SERVICE_SEARCH_PATH);
       await client.query('SELECT pg_cancel_backend($1)', [pid]);
     } catch (err) {
       this.logger.warn(

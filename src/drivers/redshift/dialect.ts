@@ -57,6 +57,83 @@ export function redshiftPasswordHash(password: string, username: string): string
     .digest('hex')}`;
 }
 
+/**
+ * The roles of a Redshift cluster as the `role:<name>` guardrail sees them, read once
+ * (three queries, whatever the number of roles): which roles are granted to which
+ * (`svv_role_grants`), which hold a system privilege (`svv_system_privileges`: CREATE
+ * USER, ALTER USER, …), and which hold any privilege on the agent's journal schema
+ * (`svv_schema_privileges`, in the maintenance database).
+ */
+export class RedshiftRoleGraph {
+  private constructor(
+    private readonly nested: ReadonlyMap<string, readonly string[]>,
+    private readonly systemPrivileges: ReadonlyMap<string, string>,
+    private readonly journalHolders: ReadonlySet<string>,
+  ) {}
+
+  static async load(session: SqlSession, prefix: string): Promise<RedshiftRoleGraph> {
+    const edges = await session.query('SELECT role_name, granted_role_name FROM svv_role_grants');
+    const privs = await session.query(
+      `SELECT identity_name, system_privilege FROM svv_system_privileges WHERE identity_type = 'role'`,
+    );
+    const journal = await session.query(
+      `SELECT DISTINCT identity_name FROM svv_schema_privileges WHERE identity_type = 'role' AND namespace_name = $1`,
+      [journalSchemaName(prefix)],
+    );
+    const nested = new Map<string, string[]>();
+    for (const e of edges) {
+      const from = str(e.role_name);
+      const to = str(e.granted_role_name);
+      if (from === undefined || to === undefined) continue;
+      nested.set(from, [...(nested.get(from) ?? []), to]);
+    }
+    const systemPrivileges = new Map<string, string>();
+    for (const p of privs) {
+      const name = str(p.identity_name);
+      const priv = str(p.system_privilege);
+      if (name !== undefined && priv !== undefined && !systemPrivileges.has(name))
+        systemPrivileges.set(name, priv);
+    }
+    const holders = new Set(
+      journal.map((r) => str(r.identity_name)).filter((n): n is string => n !== undefined),
+    );
+    return new RedshiftRoleGraph(nested, systemPrivileges, holders);
+  }
+
+  /**
+   * Why `role` may not be granted, as a path (`"a" → "b": a system role`), or null: the
+   * role or any role nested in it, transitively, is a system role (`sys:*`, among them
+   * `sys:superuser`), the service account or Latchkey's own, holds a system privilege, or
+   * holds privileges on the journal. Breadth-first, so the shortest path is named.
+   */
+  dangerPath(role: string, ctx: { serviceAccount: string; prefix: string }): string | null {
+    const parent = new Map<string, string | null>([[role, null]]);
+    const queue = [role];
+    const path = (r: string): string => {
+      const out: string[] = [];
+      for (let cur: string | null | undefined = r; cur; cur = parent.get(cur))
+        out.unshift(JSON.stringify(cur));
+      return out.join(' \u2192 ');
+    };
+    for (let i = 0; i < queue.length; i++) {
+      const r = queue[i] as string;
+      if (r.startsWith('sys:')) return `${path(r)}: a system role`;
+      if (r === ctx.serviceAccount || r.startsWith(ctx.prefix))
+        return `${path(r)}: managed by Latchkey`;
+      const priv = this.systemPrivileges.get(r);
+      if (priv !== undefined) return `${path(r)}: holds the system privilege ${priv}`;
+      if (this.journalHolders.has(r))
+        return `${path(r)}: holds privileges on Latchkey's journal schema`;
+      for (const n of this.nested.get(r) ?? []) {
+        if (parent.has(n)) continue;
+        parent.set(n, r);
+        queue.push(n);
+      }
+    }
+    return null;
+  }
+}
+
 type Priv = 'read' | 'write' | 'admin';
 const TABLE_PRIVS: Record<Priv, string> = {
   read: 'SELECT',
@@ -285,7 +362,8 @@ export class RedshiftDialect extends PostgresDialect {
         ]);
         if (!rows[0])
           throw new LatchkeyError('E_NOT_FOUND', `role ${JSON.stringify(r.role)} does not exist`);
-        const danger = await this.roleDangerPath(scope, r.role);
+        const graph = await RedshiftRoleGraph.load(scope.session, scope.prefix);
+        const danger = graph.dangerPath(r.role, scope);
         if (danger !== null) {
           throw new LatchkeyError(
             'E_GUARDRAIL',
@@ -294,45 +372,6 @@ export class RedshiftDialect extends PostgresDialect {
         }
       }
     }
-  }
-
-  /**
-   * Why a Redshift role may not be granted, or null: the role or any role nested in it
-   * (`svv_role_grants`, transitively) is a system role (`sys:*`), Latchkey's own, or holds
-   * a system privilege (`svv_system_privileges`: CREATE USER, ALTER USER, …).
-   */
-  async roleDangerPath(scope: SqlScope, role: string): Promise<string | null> {
-    const parent = new Map<string, string | null>([[role, null]]);
-    const queue = [role];
-    const path = (r: string): string => {
-      const out: string[] = [];
-      for (let cur: string | null | undefined = r; cur; cur = parent.get(cur))
-        out.unshift(JSON.stringify(cur));
-      return out.join(' \u2192 ');
-    };
-    for (let i = 0; i < queue.length && i < 1000; i++) {
-      const r = queue[i] as string;
-      if (r.startsWith('sys:')) return `${path(r)}: a system role`;
-      if (r === scope.serviceAccount || r.startsWith(scope.prefix))
-        return `${path(r)}: managed by Latchkey`;
-      const privs = await scope.session.query(
-        `SELECT system_privilege FROM svv_system_privileges WHERE identity_type = 'role' AND identity_name = $1`,
-        [r],
-      );
-      const priv = str(privs[0]?.system_privilege);
-      if (priv !== undefined) return `${path(r)}: holds the system privilege ${priv}`;
-      const nested = await scope.session.query(
-        'SELECT granted_role_name FROM svv_role_grants WHERE role_name = $1',
-        [r],
-      );
-      for (const n of nested) {
-        const name = str(n.granted_role_name);
-        if (name === undefined || parent.has(name)) continue;
-        parent.set(name, r);
-        queue.push(name);
-      }
-    }
-    return null;
   }
 
   override async getGrantRole(scope: SqlScope, role: string): Promise<GrantRoleState> {
@@ -544,8 +583,15 @@ export class RedshiftDialect extends PostgresDialect {
   }
 
   /**
-   * Redshift has no REASSIGN/DROP OWNED: owned tables, views and schemas are moved to the
-   * holding user (never the service account), or dropped, one by one.
+   * Redshift has no REASSIGN/DROP OWNED, and no ALTER FUNCTION … SECURITY INVOKER: what the
+   * user owns is dealt with one object at a time, in every local database:
+   * - functions and stored procedures: `SECURITY DEFINER` ones are dropped (they would run
+   *   as whoever owns them); the others lose `EXECUTE` for `PUBLIC` and go to the holding
+   *   user;
+   * - tables and views: every privilege others hold on them is revoked (`PUBLIC`, users,
+   *   roles, groups), then they go to the holding user;
+   * - schemas: to the holding user.
+   * Never to the service account. With `ownedObjects: "drop"` everything is dropped.
    */
   override async dropUser(
     scope: SqlScope,
@@ -561,20 +607,32 @@ export class RedshiftDialect extends PostgresDialect {
       ]);
       return;
     }
-    const holding =
-      options.ownedObjects === 'reassign' ? quoteIdent(await this.ensureHoldingUser(scope)) : '';
+    const drop = options.ownedObjects === 'drop';
+    const holding = drop ? '' : quoteIdent(await this.ensureHoldingUser(scope));
     for (const db of await this.connectableDatabases(scope)) {
       await this.inDatabaseIfExists(scope, db, async (s) => {
+        await this.dealWithRoutines(s, username, drop, holding);
         const owned = await s.query(
           `SELECT schemaname, tablename FROM pg_tables WHERE tableowner = $1
            UNION ALL SELECT schemaname, viewname FROM pg_views WHERE viewowner = $1 ORDER BY 1, 2`,
           [username],
         );
+        const shared =
+          drop || owned.length === 0
+            ? new Map<string, string[]>()
+            : await this.othersOnRelations(s, username);
         for (const row of owned) {
-          const name = `${quoteIdent(str(row.schemaname) ?? '')}.${quoteIdent(str(row.tablename) ?? '')}`;
-          if (options.ownedObjects === 'drop')
+          const schema = str(row.schemaname) ?? '';
+          const table = str(row.tablename) ?? '';
+          const name = `${quoteIdent(schema)}.${quoteIdent(table)}`;
+          if (drop) {
             await s.query(`DROP TABLE IF EXISTS ${name} CASCADE`);
-          else await s.query(`ALTER TABLE ${name} OWNER TO ${holding}`);
+            continue;
+          }
+          await s.query(`REVOKE ALL ON TABLE ${name} FROM PUBLIC`);
+          for (const grantee of shared.get(`${schema}\u0000${table}`) ?? [])
+            await s.query(`REVOKE ALL ON TABLE ${name} FROM ${grantee}`);
+          await s.query(`ALTER TABLE ${name} OWNER TO ${holding}`);
         }
         const schemas = await s.query(
           'SELECT nspname FROM pg_namespace WHERE nspowner = (SELECT usesysid FROM pg_user WHERE usename = $1)',
@@ -582,8 +640,7 @@ export class RedshiftDialect extends PostgresDialect {
         );
         for (const row of schemas) {
           const sch = quoteIdent(str(row.nspname) ?? '');
-          if (options.ownedObjects === 'drop')
-            await s.query(`DROP SCHEMA IF EXISTS ${sch} CASCADE`);
+          if (drop) await s.query(`DROP SCHEMA IF EXISTS ${sch} CASCADE`);
           else await s.query(`ALTER SCHEMA ${sch} OWNER TO ${holding}`);
         }
       });
@@ -592,5 +649,69 @@ export class RedshiftDialect extends PostgresDialect {
     await scope.session.query(`DELETE FROM ${this.meta(scope)}.users WHERE username = $1`, [
       username,
     ]);
+  }
+
+  /**
+   * The user's functions and stored procedures in this database (`pg_proc`, with
+   * `pg_proc_info.prokind` telling procedures apart): `SECURITY DEFINER` ones (or all,
+   * with `drop`) are dropped; the others lose PUBLIC's EXECUTE and go to `holding`.
+   */
+  private async dealWithRoutines(
+    s: SqlSession,
+    username: string,
+    drop: boolean,
+    holding: string,
+  ): Promise<void> {
+    const routines = await s.query(
+      `SELECT n.nspname, p.proname, oidvectortypes(p.proargtypes) AS args, p.prosecdef,
+              COALESCE(i.prokind, 'f') AS prokind
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         LEFT JOIN pg_proc_info i ON i.prooid = p.oid
+        WHERE p.proowner = (SELECT usesysid FROM pg_user WHERE usename = $1)
+        ORDER BY 1, 2, 3`,
+      [username],
+    );
+    for (const r of routines) {
+      const kind = str(r.prokind) === 'p' ? 'PROCEDURE' : 'FUNCTION';
+      // Argument types as the catalog prints them (format_type: built-in type names).
+      const name = `${quoteIdent(str(r.nspname) ?? '')}.${quoteIdent(str(r.proname) ?? '')}(${str(r.args) ?? ''})`;
+      if (drop || r.prosecdef === true) {
+        await s.query(`DROP ${kind} ${name}`);
+        continue;
+      }
+      await s.query(`REVOKE EXECUTE ON ${kind} ${name} FROM PUBLIC`);
+      await s.query(`ALTER ${kind} ${name} OWNER TO ${holding}`);
+    }
+  }
+
+  /**
+   * Who else holds privileges on the user's tables and views (`svv_relation_privileges`),
+   * by schema and table, as a REVOKE names them (`"u"`, `ROLE "r"`, `GROUP "g"`, `PUBLIC`).
+   */
+  private async othersOnRelations(s: SqlSession, username: string): Promise<Map<string, string[]>> {
+    const rows = await s.query(
+      `SELECT DISTINCT namespace_name, relation_name, identity_name, identity_type
+         FROM svv_relation_privileges WHERE NOT (identity_type = 'user' AND identity_name = $1)`,
+      [username],
+    );
+    const out = new Map<string, string[]>();
+    for (const r of rows) {
+      const type = str(r.identity_type);
+      const name = str(r.identity_name) ?? '';
+      const grantee =
+        type === 'public'
+          ? 'PUBLIC'
+          : type === 'role'
+            ? `ROLE ${quoteIdent(name)}`
+            : type === 'group'
+              ? `GROUP ${quoteIdent(name)}`
+              : type === 'user'
+                ? quoteIdent(name)
+                : null;
+      if (grantee === null || grantee === 'PUBLIC') continue; // PUBLIC: revoked for every object
+      const key = `${str(r.namespace_name) ?? ''}\u0000${str(r.relation_name) ?? ''}`;
+      out.set(key, [...(out.get(key) ?? []), grantee]);
+    }
+    return out;
   }
 }

@@ -9,6 +9,7 @@ import type { SqlScope } from '../sql/dialect.js';
 import { journalSchemaName } from '../postgres/guardrails.js';
 import { BASE_PERMISSIONS, databaseId, roleId, schemaId, tableId } from '../sql/resources.js';
 import { str } from '../postgres/dialect.js';
+import { RedshiftRoleGraph } from './dialect.js';
 
 export const REDSHIFT_PAGE_SIZE = 5000;
 
@@ -83,11 +84,23 @@ export async function discoverRedshift(
     `SELECT role_name FROM svv_roles WHERE role_name NOT LIKE 'sys:%' AND role_name NOT LIKE $1 ORDER BY role_name`,
     [`${scope.prefix.replace(/_/g, '\\_')}%`],
   );
+  // A role whose closure leads to a system role, a system privilege, the agent's journal
+  // or the agent's own roles is listed, marked not grantable, and gets no role:<name>
+  // permission (grant would refuse it with E_GUARDRAIL, naming the same path).
+  const graph = roles.length > 0 ? await RedshiftRoleGraph.load(scope.session, scope.prefix) : null;
   for (const row of roles) {
     const role = str(row.role_name);
     if (role === undefined || role === scope.serviceAccount) continue;
-    out.resources.push({ id: roleId(role), name: role, type: 'role', metadata: {} });
-    out.permissions.push({ id: `role:${role}`, name: `Member of role ${role}` });
+    const danger = graph?.dangerPath(role, scope) ?? null;
+    out.resources.push({
+      id: roleId(role),
+      name: role,
+      type: 'role',
+      metadata:
+        danger === null ? { grantable: true } : { grantable: false, notGrantableBecause: danger },
+    });
+    if (danger === null)
+      out.permissions.push({ id: `role:${role}`, name: `Member of role ${role}` });
   }
   return out;
 }

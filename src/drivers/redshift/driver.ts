@@ -11,7 +11,7 @@ import type { SqlCoreOptions } from '../sql/core.js';
 import type { SqlScope } from '../sql/dialect.js';
 import type { PostgresConfig } from '../postgres/config.js';
 import { quoteLiteral, str } from '../postgres/dialect.js';
-import { PostgresDriver } from '../postgres/driver.js';
+import { PostgresDriver, journalCheck } from '../postgres/driver.js';
 import type { PgConnection, PgDriverOptions } from '../postgres/driver.js';
 import { parseRedshiftConfig } from './config.js';
 import type { RedshiftConfig } from './config.js';
@@ -124,6 +124,7 @@ export class RedshiftDriver extends PostgresDriver {
         : `the service account is not a superuser: grant it the CREATE USER, CREATE ROLE, DROP ROLE and ` +
           `terminate-session system permissions (GRANT CREATE USER, CREATE ROLE, DROP ROLE TO ROLE …) or make it a superuser`,
     });
+    checks.push(await journalCheck(scope, cfg.database));
     checks.push({ name: 'ssl', ok: cfg.sslMode !== 'disable', detail: `sslMode ${cfg.sslMode}` });
   }
 }

@@ -4,15 +4,23 @@
  * connection as the grantee.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type mysql from 'mysql2/promise';
 import type { Driver } from '../../../../src/drivers/driver.js';
 import { isLatchkeyError } from '../../../../src/errors.js';
-import type { GrantOutput, ResourceRef } from '../../../../src/protocol/messages.js';
+import type { GrantOutput } from '../../../../src/protocol/messages.js';
 import { databaseId, roleId, tableId } from '../../../../src/drivers/sql/resources.js';
 import { deriveUsername } from '../../../../src/drivers/sql/username.js';
 import { createMysqlDriver } from '../../../../src/drivers/mysql/driver.js';
 import { userLockName } from '../../../../src/drivers/mysql/sql-dialect.js';
-import { createMysqlFixture, mysqlLogin, qi, type MysqlFixture } from '../../../helpers/mysql.js';
+import {
+  createMysqlFixture,
+  db,
+  mysqlLogin,
+  passwordOf,
+  qi,
+  table,
+  withLogin,
+  type MysqlFixture,
+} from '../../../helpers/mysql.js';
 
 let f: MysqlFixture;
 let driver: Driver;
@@ -26,22 +34,6 @@ afterAll(async () => {
   await f.teardown();
 });
 
-function table(db: string, t: string): ResourceRef {
-  return { type: 'table', id: tableId(db, null, t) };
-}
-function db(name: string): ResourceRef {
-  return { type: 'database', id: databaseId(name) };
-}
-function email(tag: string): string {
-  return `${tag}.${f.suffix}@example.com`;
-}
-function passwordOf(out: GrantOutput): string {
-  const c = out.credentials;
-  if (!c || !('plaintext' in c)) throw new Error('expected plaintext credentials');
-  const p = c.plaintext.password;
-  if (p === undefined) throw new Error('no password');
-  return p;
-}
 async function errnoOf(p: Promise<unknown>): Promise<number | undefined> {
   try {
     await p;
@@ -56,18 +48,6 @@ async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
     return undefined;
   } catch (err) {
     return isLatchkeyError(err) ? err.code : `non-latchkey: ${String(err)}`;
-  }
-}
-async function withLogin<T>(
-  user: string,
-  password: string,
-  fn: (c: mysql.Connection) => Promise<T>,
-): Promise<T> {
-  const c = await mysqlLogin(user, password);
-  try {
-    return await fn(c);
-  } finally {
-    await c.end().catch(() => undefined);
   }
 }
 
@@ -103,12 +83,14 @@ describe('grant and revoke', () => {
   it('grants read on one table: SELECT works there, INSERT and other tables are refused', async () => {
     const out = await driver.grant(f.ctx(), {
       grantId: `g-read-${f.suffix}`,
-      grantee: { email: email('reader') },
+      grantee: { email: f.email('reader') },
       resources: [table(f.database, 'orders')],
       permission: 'read',
     });
     expect(out.alreadyGranted).toBe(false);
-    expect(out.username).toBe(deriveUsername(email('reader'), { prefix: f.prefix, maxLength: 80 }));
+    expect(out.username).toBe(
+      deriveUsername(f.email('reader'), { prefix: f.prefix, maxLength: 80 }),
+    );
     expect(out.access).toMatchObject({
       host: expect.any(String) as string,
       database: f.database,
@@ -129,7 +111,7 @@ describe('grant and revoke', () => {
     // and the earlier one stops working.
     const again = await driver.grant(f.ctx(), {
       grantId: `g-read-${f.suffix}`,
-      grantee: { email: email('reader') },
+      grantee: { email: f.email('reader') },
       resources: [table(f.database, 'orders')],
       permission: 'read',
     });
@@ -145,7 +127,7 @@ describe('grant and revoke', () => {
   });
 
   it('overlapping grants: revoking one keeps the other; revoking the last locks and ends open sessions', async () => {
-    const grantee = { email: email('overlap') };
+    const grantee = { email: f.email('overlap') };
     const g1 = await driver.grant(f.ctx(), {
       grantId: `g-ov1-${f.suffix}`,
       grantee,
@@ -237,7 +219,7 @@ describe('grant and revoke', () => {
     await f.admin.query(`GRANT ${qi(role)} TO ${qi(f.serviceUser)}@${qi('%')} WITH ADMIN OPTION`);
     const out = await driver.grant(f.ctx(), {
       grantId: `g-role-${f.suffix}`,
-      grantee: { email: email('auditor') },
+      grantee: { email: f.email('auditor') },
       resources: [],
       permission: `role:${role}`,
     });
@@ -248,7 +230,7 @@ describe('grant and revoke', () => {
 
     const admin = await driver.grant(f.ctx(), {
       grantId: `g-admin-${f.suffix}`,
-      grantee: { email: email('dba') },
+      grantee: { email: f.email('dba') },
       resources: [db(f.database)],
       permission: 'admin',
     });
@@ -259,7 +241,7 @@ describe('grant and revoke', () => {
   });
 
   it('refuses bad grants before any change', async () => {
-    const grantee = { email: email('refused') };
+    const grantee = { email: f.email('refused') };
     expect(
       await codeOf(
         driver.grant(f.ctx(), {
@@ -334,7 +316,7 @@ describe('hostile names', () => {
 
     const out = await driver.grant(f.ctx(), {
       grantId: `g-hostile-${f.suffix}`,
-      grantee: { email: email('hostile') },
+      grantee: { email: f.email('hostile') },
       resources: [table(hostileDb, 'select'), table(hostileDb, 'sélect ☃ `x`'), db(likeDb)],
       permission: 'read',
     });
@@ -363,7 +345,7 @@ describe('hostile names', () => {
     );
     const viaRole = await driver.grant(f.ctx(), {
       grantId: `g-hrole-${f.suffix}`,
-      grantee: { email: email('hostile-role') },
+      grantee: { email: f.email('hostile-role') },
       resources: [{ type: 'role', id: roleId(hostileRole) }],
       permission: `role:${hostileRole}`,
     });
@@ -376,7 +358,7 @@ describe('hostile names', () => {
     const backslash = await codeOf(
       driver.grant(f.ctx(), {
         grantId: `g-bs-${f.suffix}`,
-        grantee: { email: email('hostile') },
+        grantee: { email: f.email('hostile') },
         resources: [db('a\\b')],
         permission: 'read',
       }),
@@ -385,7 +367,7 @@ describe('hostile names', () => {
     const tooLong = await codeOf(
       driver.grant(f.ctx(), {
         grantId: `g-long-${f.suffix}`,
-        grantee: { email: email('hostile') },
+        grantee: { email: f.email('hostile') },
         resources: [db('x'.repeat(65))],
         permission: 'read',
       }),
@@ -396,7 +378,7 @@ describe('hostile names', () => {
 
 describe('rotate', () => {
   it('rotates a grantee: the old password fails, the new one works', async () => {
-    const grantee = { email: email('rotor') };
+    const grantee = { email: f.email('rotor') };
     const out = await driver.grant(f.ctx(), {
       grantId: `g-rot-${f.suffix}`,
       grantee,
@@ -463,7 +445,7 @@ describe('rotate, interrupted', () => {
 
 describe('cleanup and markers', () => {
   it('drops only our users with no grant left; keeps the rest with a reason', async () => {
-    const grantee = { email: email('leaver') };
+    const grantee = { email: f.email('leaver') };
     const out = await driver.grant(f.ctx(), {
       grantId: `g-leave-${f.suffix}`,
       grantee,
@@ -493,7 +475,7 @@ describe('cleanup and markers', () => {
       await codeOf(
         driver.grant(f.ctx(), {
           grantId: `g-foreign-${f.suffix}`,
-          grantee: { email: email('nobody') },
+          grantee: { email: f.email('nobody') },
           resources: [db(f.database)],
           permission: 'read',
         }),
@@ -517,7 +499,7 @@ describe('cleanup and markers', () => {
   });
 
   it('keeps a user who is the DEFINER of views unless ownedObjects is drop', async () => {
-    const grantee = { email: email('definer') };
+    const grantee = { email: f.email('definer') };
     const out = await driver.grant(f.ctx(), {
       grantId: `g-def-${f.suffix}`,
       grantee,
@@ -549,7 +531,7 @@ describe('cleanup and markers', () => {
   });
 
   it('refuses to grant to an existing user that does not carry the marker', async () => {
-    const grantee = { email: email('squatter') };
+    const grantee = { email: f.email('squatter') };
     const username = deriveUsername(grantee.email, { prefix: f.prefix, maxLength: 80 });
     await f.admin.query(`CREATE USER ${qi(username)}@${qi('%')} IDENTIFIED BY 'x-Squat-1'`);
     const code = await codeOf(
@@ -588,7 +570,7 @@ describe('cleanup and markers', () => {
 
 describe('expiry', () => {
   it('records expiresAt and the sweep revokes the grant once it has passed', async () => {
-    const grantee = { email: email('temp') };
+    const grantee = { email: f.email('temp') };
     const expiresAt = new Date(f.clock.now.getTime() + 3600_000).toISOString();
     const out = await driver.grant(f.ctx(), {
       grantId: `g-exp-${f.suffix}`,
@@ -627,7 +609,7 @@ describe('concurrency', () => {
   it('two driver instances granting to one user at once are serialized', async () => {
     const a = f.driver();
     const b = f.driver();
-    const grantee = { email: email('busy') };
+    const grantee = { email: f.email('busy') };
     const [ra, rb] = await Promise.all([
       a.grant(f.ctx(), {
         grantId: `g-ca-${f.suffix}`,
@@ -659,7 +641,7 @@ describe('concurrency', () => {
 
 describe('locks and deadlines', () => {
   it('waits for the per-user GET_LOCK: E_CONFLICT after lockTimeoutSeconds, E_TIMEOUT when the deadline passes first', async () => {
-    const grantee = { email: email('locked') };
+    const grantee = { email: f.email('locked') };
     const username = deriveUsername(grantee.email, { prefix: f.prefix, maxLength: 80 });
     const params = {
       grantId: `g-lock-${f.suffix}`,
@@ -696,6 +678,17 @@ describe('check', () => {
     expect(out.checks.filter((c) => !c.ok)).toEqual([]);
     expect(out.ok).toBe(true);
     expect(out.serverVersion).toMatch(/MariaDB/);
+    // EVENT on the metadata database (server-side expiry) is asked for and held.
+    expect(out.checks.find((c) => c.name === `privilege EVENT ON ${f.metaDatabase}.*`)?.ok).toBe(
+      true,
+    );
+    // The event scheduler, as the server has it (a warning in words, never a failure).
+    const [rows] = await f.admin.query('SELECT @@GLOBAL.event_scheduler AS s');
+    const state = String((rows as { s: string }[])[0]?.s).toUpperCase();
+    const sched = out.checks.find((c) => c.name === 'event scheduler (server-side expiry)');
+    expect(sched?.ok).toBe(true);
+    expect(sched?.detail.startsWith(`${state}:`)).toBe(true);
+    if (state !== 'ON') expect(sched?.detail).toContain('event_scheduler=ON');
   });
 
   it('names what a weak service account lacks, with the statement to fix it', async () => {
@@ -724,6 +717,14 @@ describe('check', () => {
         false,
       );
       expect(out.checks.find((c) => c.name === 'privilege GRANT OPTION ON *.*')?.ok).toBe(false);
+      expect(
+        out.checks.find((c) => c.name === `privilege EVENT ON ${f.metaDatabase}.*`),
+      ).toMatchObject({
+        ok: false,
+        detail: expect.stringContaining(
+          `GRANT EVENT ON \`${f.metaDatabase}\`.* TO \`${weak}\`@\`%\``,
+        ) as string,
+      });
     } finally {
       await d.close();
     }

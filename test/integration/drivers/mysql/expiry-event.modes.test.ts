@@ -7,10 +7,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Driver } from '../../../../src/drivers/driver.js';
 import { mariadbExpiryEvent } from '../../../../src/drivers/mysql/dialect-mariadb.js';
-import type { GrantOutput, ResourceRef } from '../../../../src/protocol/messages.js';
-import { tableId } from '../../../../src/drivers/sql/resources.js';
 import { grantRoleName } from '../../../../src/drivers/sql/username.js';
-import { createMysqlFixture, mysqlLogin, qi, type MysqlFixture } from '../../../helpers/mysql.js';
+import {
+  createMysqlFixture,
+  loginErrno,
+  mysqlLogin,
+  passwordOf,
+  qi,
+  table,
+  type MysqlFixture,
+} from '../../../helpers/mysql.js';
 
 let f: MysqlFixture;
 let driver: Driver;
@@ -26,17 +32,6 @@ afterAll(async () => {
   await f.teardown();
 });
 
-function table(t: string): ResourceRef {
-  return { type: 'table', id: tableId(f.database, null, t) };
-}
-function email(tag: string): string {
-  return `${tag}.${f.suffix}@example.com`;
-}
-function passwordOf(out: GrantOutput): string {
-  const c = out.credentials;
-  if (!c || !('plaintext' in c)) throw new Error('expected plaintext credentials');
-  return c.plaintext.password ?? '';
-}
 function roleOf(grantId: string): string {
   return grantRoleName(grantId, { prefix: f.prefix, maxLength: 80 });
 }
@@ -46,15 +41,6 @@ async function eventsOf(grantId: string): Promise<{ at: string }[]> {
     [f.metaDatabase, mariadbExpiryEvent(roleOf(grantId), f.prefix)],
   );
   return rows as { at: string }[];
-}
-async function loginErrno(user: string, password: string): Promise<number | undefined> {
-  try {
-    const c = await mysqlLogin(user, password);
-    await c.end();
-    return undefined;
-  } catch (err) {
-    return (err as { errno?: number }).errno;
-  }
 }
 async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -79,8 +65,8 @@ describe('server-side expiry on MariaDB (no agent running)', () => {
     const grantId = `g-ev1-${f.suffix}`;
     const out = await driver.grant(f.ctx(), {
       grantId,
-      grantee: { email: email('expiring') },
-      resources: [table('orders')],
+      grantee: { email: f.email('expiring') },
+      resources: [table(f.database, 'orders')],
       permission: 'read',
       expiresAt: soon(3),
     });
@@ -121,7 +107,7 @@ describe('server-side expiry on MariaDB (no agent running)', () => {
     expect(sweep?.revoked).toEqual([]);
     const again = await driver.revoke(f.ctx(), {
       grantId,
-      grantee: { email: email('expiring') },
+      grantee: { email: f.email('expiring') },
       resources: [],
       permission: 'read',
     });
@@ -130,17 +116,17 @@ describe('server-side expiry on MariaDB (no agent running)', () => {
 
   it('ends only the expired grant when another one keeps the login', async () => {
     f.clock.now = new Date();
-    const grantee = { email: email('two') };
+    const grantee = { email: f.email('two') };
     const lasting = await driver.grant(f.ctx(), {
       grantId: `g-ev2a-${f.suffix}`,
       grantee,
-      resources: [table('customers')],
+      resources: [table(f.database, 'customers')],
       permission: 'read',
     });
     await driver.grant(f.ctx(), {
       grantId: `g-ev2b-${f.suffix}`,
       grantee,
-      resources: [table('orders')],
+      resources: [table(f.database, 'orders')],
       permission: 'read',
       expiresAt: soon(2),
     });
@@ -172,8 +158,8 @@ describe('server-side expiry on MariaDB (no agent running)', () => {
     const grantId = `g-ev3-${f.suffix}`;
     const params = {
       grantId,
-      grantee: { email: email('moved') },
-      resources: [table('orders')],
+      grantee: { email: f.email('moved') },
+      resources: [table(f.database, 'orders')],
       permission: 'read',
     };
     const first = new Date(Date.now() + 3600_000);
@@ -191,5 +177,27 @@ describe('server-side expiry on MariaDB (no agent running)', () => {
     expect(await eventsOf(grantId)).toHaveLength(1);
     await driver.revoke(f.ctx(), { ...params, resources: [] });
     expect(await eventsOf(grantId)).toEqual([]);
+  });
+
+  it('a re-run of the grant puts back an event a crash left missing (role created, event not)', async () => {
+    f.clock.now = new Date();
+    const grantId = `g-ev4-${f.suffix}`;
+    const params = {
+      grantId,
+      grantee: { email: f.email('mended') },
+      resources: [table(f.database, 'orders')],
+      permission: 'read',
+      expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+    };
+    await driver.grant(f.ctx(), params);
+    expect(await eventsOf(grantId)).toHaveLength(1);
+    // What a crash between CREATE ROLE and the event leaves: the role and record, no event.
+    await f.admin.query(
+      `DROP EVENT ${qi(f.metaDatabase)}.${qi(mariadbExpiryEvent(roleOf(grantId), f.prefix))}`,
+    );
+    const again = await driver.grant(f.ctx(), params);
+    expect(again.alreadyGranted).toBe(true);
+    expect(await eventsOf(grantId)).toHaveLength(1);
+    await driver.revoke(f.ctx(), { ...params, resources: [] });
   });
 });

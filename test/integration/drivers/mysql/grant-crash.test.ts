@@ -20,7 +20,14 @@ import { deriveUsername } from '../../../../src/drivers/sql/username.js';
 import type { GrantOutput, GrantParams } from '../../../../src/protocol/messages.js';
 import { createSealer } from '../../../../src/protocol/seal.js';
 import { CrashSwitch, type CrashPlan } from '../../../helpers/crash.js';
-import { createMysqlFixture, mysqlLogin, qi, type MysqlFixture } from '../../../helpers/mysql.js';
+import {
+  createMysqlFixture,
+  loginErrno,
+  mysqlLogin,
+  passwordOf,
+  qi,
+  type MysqlFixture,
+} from '../../../helpers/mysql.js';
 
 let f: MysqlFixture;
 let driver: Driver;
@@ -49,22 +56,6 @@ function params(grantId: string, email: string, table = 'orders'): GrantParams {
 
 function userOf(email: string): string {
   return deriveUsername(email, { prefix: f.prefix, maxLength: 80 });
-}
-
-function passwordOf(out: GrantOutput): string {
-  const c = out.credentials;
-  if (!c || !('plaintext' in c)) throw new Error('expected plaintext credentials');
-  return c.plaintext.password ?? '';
-}
-
-async function loginErrno(user: string, password: string): Promise<number | undefined> {
-  try {
-    const c = await mysqlLogin(user, password);
-    await c.end();
-    return undefined;
-  } catch (err) {
-    return (err as { errno?: number }).errno;
-  }
 }
 
 /** Runs one grant through the core on its own connection, crashing as planned. */

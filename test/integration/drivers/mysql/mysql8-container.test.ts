@@ -49,11 +49,14 @@ if (!DOCKER) {
       const fake = new FakeMysql8();
       fake.schemas.add('sales');
       fake.tables.add('sales.orders');
-      const dialect = createMysqlSqlDialect(createMysqlOps(), {
-        accountHost: '%',
-        metaDatabase: 'latchkey',
-        lockTimeoutSeconds: 5,
-      });
+      const dialect = createMysqlSqlDialect(
+        createMysqlOps({ accountHost: '%', metaDatabase: 'latchkey' }),
+        {
+          accountHost: '%',
+          metaDatabase: 'latchkey',
+          lockTimeoutSeconds: 5,
+        },
+      );
       const out = await grantFlow(
         {
           dialect,

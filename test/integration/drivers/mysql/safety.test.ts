@@ -10,13 +10,16 @@ import mysql from 'mysql2/promise';
 import type { Driver } from '../../../../src/drivers/driver.js';
 import { isLatchkeyError } from '../../../../src/errors.js';
 import type { GrantOutput, ResourceRef } from '../../../../src/protocol/messages.js';
-import { databaseId, roleId, tableId } from '../../../../src/drivers/sql/resources.js';
+import { roleId } from '../../../../src/drivers/sql/resources.js';
 import { deriveUsername } from '../../../../src/drivers/sql/username.js';
 import {
   createMysqlFixture,
+  db,
   mysqlEndpoint,
-  mysqlLogin,
+  passwordOf,
   qi,
+  table,
+  withLogin,
   type MysqlFixture,
 } from '../../../helpers/mysql.js';
 
@@ -34,22 +37,6 @@ afterAll(async () => {
 
 const svc = (): string => `${qi(f.serviceUser)}@${qi('%')}`;
 
-function table(db: string, t: string): ResourceRef {
-  return { type: 'table', id: tableId(db, null, t) };
-}
-function db(name: string): ResourceRef {
-  return { type: 'database', id: databaseId(name) };
-}
-function email(tag: string): string {
-  return `${tag}.${f.suffix}@example.com`;
-}
-function passwordOf(out: GrantOutput): string {
-  const c = out.credentials;
-  if (!c || !('plaintext' in c)) throw new Error('expected plaintext credentials');
-  const p = c.plaintext.password;
-  if (p === undefined) throw new Error('no password');
-  return p;
-}
 async function errorOf(p: Promise<unknown>): Promise<{ code: string; message: string } | null> {
   try {
     await p;
@@ -58,18 +45,6 @@ async function errorOf(p: Promise<unknown>): Promise<{ code: string; message: st
     return isLatchkeyError(err)
       ? { code: err.code, message: err.message }
       : { code: 'non-latchkey', message: String(err) };
-  }
-}
-async function withLogin<T>(
-  user: string,
-  password: string,
-  fn: (c: mysql.Connection) => Promise<T>,
-): Promise<T> {
-  const c = await mysqlLogin(user, password);
-  try {
-    return await fn(c);
-  } finally {
-    await c.end().catch(() => undefined);
   }
 }
 function hex(s: string): string {
@@ -83,7 +58,7 @@ describe("the server's sql_mode (item 6)", () => {
     await f.admin.query(`INSERT INTO ${qi(f.database)}.${qi(quoted)} VALUES (7)`);
     const out = await driver.grant(f.ctx(), {
       grantId: `g-quote-${f.suffix}`,
-      grantee: { email: email('quote') },
+      grantee: { email: f.email('quote') },
       resources: [table(f.database, quoted)],
       permission: 'read',
     });
@@ -100,7 +75,7 @@ describe("the server's sql_mode (item 6)", () => {
     const onTable = await errorOf(
       driver.grant(f.ctx(), {
         grantId: `g-inj1-${f.suffix}`,
-        grantee: { email: email('inject') },
+        grantee: { email: f.email('inject') },
         resources: [table(f.database, payload)],
         permission: 'read',
       }),
@@ -109,7 +84,7 @@ describe("the server's sql_mode (item 6)", () => {
     const onDatabase = await errorOf(
       driver.grant(f.ctx(), {
         grantId: `g-inj2-${f.suffix}`,
-        grantee: { email: email('inject') },
+        grantee: { email: f.email('inject') },
         resources: [db(payload)],
         permission: 'read',
       }),
@@ -131,7 +106,7 @@ describe('role:<name> guardrail (item 3)', () => {
   function grantRole(r: string, tag: string): Promise<GrantOutput> {
     return driver.grant(f.ctx(), {
       grantId: `g-${tag}-${f.suffix}`,
-      grantee: { email: email(tag) },
+      grantee: { email: f.email(tag) },
       resources: [],
       permission: `role:${r}`,
     });
@@ -209,7 +184,7 @@ describe("the agent's own records (item 5)", () => {
     // A first grant creates the record table.
     await driver.grant(f.ctx(), {
       grantId: `g-rec-${f.suffix}`,
-      grantee: { email: email('records') },
+      grantee: { email: f.email('records') },
       resources: [table(f.database, 'orders')],
       permission: 'read',
     });
@@ -223,7 +198,7 @@ describe("the agent's own records (item 5)", () => {
       const err = await errorOf(
         driver.grant(f.ctx(), {
           grantId: `g-meta${i}-${f.suffix}`,
-          grantee: { email: email('thief') },
+          grantee: { email: f.email('thief') },
           resources: [resource],
           permission: 'write',
         }),
@@ -241,7 +216,7 @@ describe('connect (item 9)', () => {
   it('returns a database the grantee can select, and no data in it', async () => {
     const out = await driver.grant(f.ctx(), {
       grantId: `g-conn-${f.suffix}`,
-      grantee: { email: email('connect') },
+      grantee: { email: f.email('connect') },
       resources: [db(f.database)],
       permission: 'connect',
     });
@@ -266,7 +241,7 @@ describe('connect (item 9)', () => {
 
 describe('objects a grantee defines (item 1)', () => {
   it('DEFINER = CURRENT_ROLE objects run with the grant only while it lives, and cleanup never leaves them behind', async () => {
-    const grantee = { email: email('builder') };
+    const grantee = { email: f.email('builder') };
     const out = await driver.grant(f.ctx(), {
       grantId: `g-build-${f.suffix}`,
       grantee,
@@ -330,7 +305,7 @@ describe('objects a grantee defines (item 1)', () => {
 
 describe('objects left by an earlier account (item 1)', () => {
   it('refuses to create an account that would bring DEFINER objects of the same name back to life', async () => {
-    const grantee = { email: email('reborn') };
+    const grantee = { email: f.email('reborn') };
     const username = deriveUsername(grantee.email, { prefix: f.prefix, maxLength: 80 });
     const d = qi(f.database);
     // What an account dropped by hand leaves behind: a view running as a user that is gone.

@@ -73,8 +73,9 @@ describe('postgres discover and check', () => {
     expect(ok.ok).toBe(true);
     expect(ok.serverVersion).toMatch(/^\d+/);
     expect(ok.checks.map((c) => c.name)).toEqual(
-      expect.arrayContaining(['connect', 'create-role', 'terminate-sessions']),
+      expect.arrayContaining(['connect', 'create-role', 'terminate-sessions', 'journal-schema']),
     );
+    expect(ok.checks.find((c) => c.name === 'journal-schema')?.ok).toBe(true);
 
     const weak = `${env.prefix}weak`;
     await env.asAdmin(undefined, (a) => a.query(`CREATE ROLE ${q(weak)} LOGIN`));
@@ -91,6 +92,13 @@ describe('postgres discover and check', () => {
       expect(bad.checks.find((c) => c.name === 'terminate-sessions')?.detail).toContain(
         'pg_signal_backend',
       );
+      // No CREATE on the maintenance database: no journal schema, hence no grant records.
+      expect(bad.checks.find((c) => c.name === 'journal-schema')).toMatchObject({
+        ok: false,
+        detail: expect.stringContaining(
+          `GRANT CREATE ON DATABASE ${q(db)} TO ${q(weak)}`,
+        ) as string,
+      });
     } finally {
       await weakDriver.close();
     }

@@ -7,11 +7,11 @@
  * - grant records are not readable by other logins (minimal role comment + journal).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
+import type { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
 import { grantMarker } from '../../../../src/drivers/sql/marker.js';
 import { databaseId, roleId, schemaId, tableId } from '../../../../src/drivers/sql/resources.js';
 import type { GrantParams } from '../../../../src/protocol/messages.js';
-import { createPgTestEnv, ctxFor, q, staticSecrets, testServices } from '../../../helpers/pg.js';
+import { createPgTestEnv, ctxFor, q, serviceDriver } from '../../../helpers/pg.js';
 import type { PgTestEnv } from '../../../helpers/pg.js';
 
 let env: PgTestEnv;
@@ -41,9 +41,7 @@ beforeAll(async () => {
     await c.query('CREATE TABLE vault.secret (v text)');
     await c.query(`INSERT INTO vault.secret VALUES ('s3cr3t')`);
   });
-  driver = new PostgresDriver(
-    testServices(staticSecrets({ username: env.serviceAccount, password: '' })),
-  );
+  driver = serviceDriver(env);
 });
 
 afterAll(async () => {
@@ -192,9 +190,36 @@ describe('role:<name> looks at the whole membership closure', () => {
       `CREATE ROLE ${q(ext('adm'))} NOLOGIN`,
       `GRANT ${q(ext('plain'))} TO ${q(ext('adm'))} WITH ADMIN OPTION`,
       `CREATE ROLE ${q(ext('managed'))} NOLOGIN IN ROLE ${q(`${env.prefix}other`)}`,
+      // Each remaining attribute and server role the issue names, one level down.
+      `CREATE ROLE ${q(ext('root'))} NOLOGIN SUPERUSER`,
+      `CREATE ROLE ${q(ext('su'))} NOLOGIN IN ROLE ${q(ext('root'))}`,
+      `CREATE ROLE ${q(ext('rls'))} NOLOGIN BYPASSRLS`,
+      `CREATE ROLE ${q(ext('bypass'))} NOLOGIN IN ROLE ${q(ext('rls'))}`,
+      `CREATE ROLE ${q(ext('rep'))} NOLOGIN REPLICATION`,
+      `CREATE ROLE ${q(ext('repl'))} NOLOGIN IN ROLE ${q(ext('rep'))}`,
+      `CREATE ROLE ${q(ext('exec'))} NOLOGIN IN ROLE pg_execute_server_program`,
+      `CREATE ROLE ${q(ext('writes'))} NOLOGIN IN ROLE pg_write_server_files`,
     ];
     extRoles.push(
-      ...['cr', 'mid', 'leaf', 'files', 'alldata', 'sa', 'plain', 'adm', 'managed'].map(ext),
+      ...[
+        'cr',
+        'mid',
+        'leaf',
+        'files',
+        'alldata',
+        'sa',
+        'plain',
+        'adm',
+        'managed',
+        'root',
+        'su',
+        'rls',
+        'bypass',
+        'rep',
+        'repl',
+        'exec',
+        'writes',
+      ].map(ext),
     );
     await env.asAdmin(undefined, async (a) => {
       for (const s of sql) await a.query(s);
@@ -208,6 +233,11 @@ describe('role:<name> looks at the whole membership closure', () => {
     ['sa', ['sa', 'the service account']],
     ['adm', ['adm', 'plain', 'ADMIN OPTION']],
     ['managed', ['managed', 'managed by Latchkey']],
+    ['su', ['su', 'root', 'SUPERUSER']],
+    ['bypass', ['bypass', 'rls', 'BYPASSRLS']],
+    ['repl', ['repl', 'rep', 'REPLICATION']],
+    ['exec', ['exec', 'pg_execute_server_program']],
+    ['writes', ['writes', 'pg_write_server_files']],
   ])('refuses %s with E_GUARDRAIL naming the path, before any change', async (name, path) => {
     const role = ext(name);
     const email = `r-${name}@example.com`;

@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresDialect } from '../../../../src/drivers/postgres/dialect.js';
-import { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
+import type { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
 import { grantFlow, type SqlCoreOptions } from '../../../../src/drivers/sql/core.js';
 import type { SqlScope, SqlSession } from '../../../../src/drivers/sql/dialect.js';
 import { tableId } from '../../../../src/drivers/sql/resources.js';
@@ -15,7 +15,7 @@ import { deriveUsername } from '../../../../src/drivers/sql/username.js';
 import type { GrantParams } from '../../../../src/protocol/messages.js';
 import { createSealer } from '../../../../src/protocol/seal.js';
 import { CrashSwitch, type CrashPlan } from '../../../helpers/crash.js';
-import { createPgTestEnv, ctxFor, q, staticSecrets, testServices } from '../../../helpers/pg.js';
+import { createPgTestEnv, ctxFor, q, serviceDriver } from '../../../helpers/pg.js';
 import type { PgTestEnv } from '../../../helpers/pg.js';
 
 let env: PgTestEnv;
@@ -29,9 +29,7 @@ beforeAll(async () => {
     await c.query('CREATE TABLE public.items (id int, name text)');
     await c.query('CREATE TABLE public.extra (id int)');
   });
-  driver = new PostgresDriver(
-    testServices(staticSecrets({ username: env.serviceAccount, password: '' })),
-  );
+  driver = serviceDriver(env);
 });
 
 afterAll(async () => {

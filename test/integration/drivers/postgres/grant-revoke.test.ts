@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
+import type { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
 import { deriveUsername } from '../../../../src/drivers/sql/username.js';
 import { tableId, schemaId, databaseId } from '../../../../src/drivers/sql/resources.js';
 import type { GrantParams } from '../../../../src/protocol/messages.js';
-import { createPgTestEnv, ctxFor, q, staticSecrets, testServices } from '../../../helpers/pg.js';
+import { createPgTestEnv, ctxFor, q, serviceDriver } from '../../../helpers/pg.js';
 import type { PgTestEnv } from '../../../helpers/pg.js';
 
 let env: PgTestEnv;
@@ -21,9 +21,7 @@ beforeAll(async () => {
     await c.query('CREATE SCHEMA hr');
     await c.query('CREATE TABLE hr.salaries (id int, amount int)');
   });
-  driver = new PostgresDriver(
-    testServices(staticSecrets({ username: env.serviceAccount, password: '' })),
-  );
+  driver = serviceDriver(env);
 });
 
 afterAll(async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
+import type { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
 import { databaseId, schemaId, tableId } from '../../../../src/drivers/sql/resources.js';
-import { createPgTestEnv, ctxFor, q, staticSecrets, testServices } from '../../../helpers/pg.js';
+import { createPgTestEnv, ctxFor, q, serviceDriver } from '../../../helpers/pg.js';
 import type { PgTestEnv } from '../../../helpers/pg.js';
 
 /** Names that would do damage if ever concatenated into SQL. */
@@ -35,9 +35,7 @@ beforeAll(async () => {
     config: { ...env.integration.config, databases: [db, hostileDb] },
   };
   env.integration = integration;
-  driver = new PostgresDriver(
-    testServices(staticSecrets({ username: env.serviceAccount, password: '' })),
-  );
+  driver = serviceDriver(env);
 });
 
 afterAll(async () => {

@@ -2,7 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
 import { databaseId, tableId } from '../../../../src/drivers/sql/resources.js';
 import { deriveUsername, grantRoleName } from '../../../../src/drivers/sql/username.js';
-import { createPgTestEnv, ctxFor, q, staticSecrets, testServices } from '../../../helpers/pg.js';
+import {
+  createPgTestEnv,
+  ctxFor,
+  q,
+  serviceDriver,
+  staticSecrets,
+  testServices,
+} from '../../../helpers/pg.js';
 import type { PgTestEnv } from '../../../helpers/pg.js';
 
 let env: PgTestEnv;
@@ -167,9 +174,7 @@ describe('postgres rotate, cleanup, expiry, concurrency', () => {
   });
 
   it('two concurrent grants to one user through two driver instances both succeed', async () => {
-    const other = new PostgresDriver(
-      testServices(staticSecrets({ username: env.serviceAccount, password: '' })),
-    );
+    const other = serviceDriver(env);
     try {
       const email = 'concurrent@example.com';
       const params = (grantId: string) => ({

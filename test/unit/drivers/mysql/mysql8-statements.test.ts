@@ -4,7 +4,11 @@
  */
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createSealer } from '../../../../src/protocol/seal.js';
-import { createMysqlOps } from '../../../../src/drivers/mysql/dialect-mysql.js';
+import {
+  createMysqlOps,
+  mysqlExpiryEventStatements,
+} from '../../../../src/drivers/mysql/dialect-mysql.js';
+import { expiryEventName } from '../../../../src/drivers/mysql/dialect.js';
 import { createMysqlSqlDialect, userLockName } from '../../../../src/drivers/mysql/sql-dialect.js';
 import {
   cleanupFlow,
@@ -23,6 +27,10 @@ import { FakeMysql8 } from '../../../helpers/mysql.js';
 const EMAIL = 'Ann.Lee@Example.com';
 const USER = deriveUsername(EMAIL, { prefix: 'lk_', maxLength: 32 });
 const A = `\`${USER}\`@\`%\``;
+/** The expiry EVENT of grant g1, in the metadata database `latchkey`. */
+const EV1 = `\`latchkey\`.\`${expiryEventName('lk_g_g1', 'lk_')}\``;
+/** Statement text up to the body of a stored program (the body has its own test). */
+const head = (sql: string): string => sql.split(' DO BEGIN')[0] ?? sql;
 
 let fake: FakeMysql8;
 let now: Date;
@@ -34,11 +42,14 @@ beforeEach(() => {
   fake.schemas.add('sales');
   fake.tables.add('sales.orders');
   now = new Date('2026-11-25T20:00:00.000Z');
-  const dialect = createMysqlSqlDialect(createMysqlOps(), {
-    accountHost: '%',
-    metaDatabase: 'latchkey',
-    lockTimeoutSeconds: 10,
-  });
+  const dialect = createMysqlSqlDialect(
+    createMysqlOps({ accountHost: '%', metaDatabase: 'latchkey' }),
+    {
+      accountHost: '%',
+      metaDatabase: 'latchkey',
+      lockTimeoutSeconds: 10,
+    },
+  );
   opts = {
     dialect,
     iamAuth: false,
@@ -77,12 +88,16 @@ describe('MySQL 8 statements', () => {
     });
     expect(out.username).toBe(USER);
     const changes = fake.changes();
-    expect(changes.map((c) => c.sql)).toEqual([
+    expect(changes.map((c) => head(c.sql))).toEqual([
       `CREATE USER ${A} IDENTIFIED WITH caching_sha2_password AS ? ATTRIBUTE ?`,
       'CREATE USER IF NOT EXISTS `lk_g_g1`@`%` PASSWORD EXPIRE ACCOUNT LOCK ATTRIBUTE ?',
       'GRANT SELECT, SHOW VIEW ON `sales`.`orders` TO `lk_g_g1`@`%`',
       `GRANT \`lk_g_g1\`@\`%\` TO ${A}`,
       `SET DEFAULT ROLE ALL TO ${A}`,
+      // Server-side expiry: an EVENT in the metadata database, at expiresAt (UTC).
+      'CREATE DATABASE IF NOT EXISTS `latchkey`',
+      `CREATE DEFINER = CURRENT_USER EVENT IF NOT EXISTS ${EV1} ON SCHEDULE AT '2026-11-26 08:00:00' ON COMPLETION NOT PRESERVE COMMENT 'latchkey: expiry of lk_g_g1'`,
+      `ALTER EVENT ${EV1} ON SCHEDULE AT '2026-11-26 08:00:00'`,
     ]);
     // The password only as its caching_sha2_password hash; the marker names the grant.
     const c0 = out.credentials;
@@ -105,7 +120,7 @@ describe('MySQL 8 statements', () => {
       expiresAt: '2026-11-26T08:00:00.000Z',
     });
     // Serialized on the account's engine lock, released at the end.
-    const locks = fake.log.filter((r) => r.sql.includes('_LOCK('));
+    const locks = fake.log.filter((r) => /^SELECT (GET|RELEASE)_LOCK\(/.test(r.sql));
     expect(locks.map((r) => [r.sql, r.values])).toEqual([
       ['SELECT GET_LOCK(?, ?) AS got', [userLockName(USER, '%'), 10]],
       ['SELECT RELEASE_LOCK(?) AS released', [userLockName(USER, '%')]],
@@ -121,12 +136,108 @@ describe('MySQL 8 statements', () => {
     });
     expect(again.alreadyGranted).toBe(true);
     expect(again.credentials).toBeDefined();
-    expect(fake.changes().map((c) => c.sql)).toEqual([
+    expect(fake.changes().map((c) => head(c.sql))).toEqual([
       'GRANT SELECT, SHOW VIEW ON `sales`.`orders` TO `lk_g_g1`@`%`',
       `GRANT \`lk_g_g1\`@\`%\` TO ${A}`,
       `SET DEFAULT ROLE ALL TO ${A}`,
+      // The event again (idempotent): a crash between the role and its event is mended.
+      `CREATE DEFINER = CURRENT_USER EVENT IF NOT EXISTS ${EV1} ON SCHEDULE AT '2026-11-26 08:00:00' ON COMPLETION NOT PRESERVE COMMENT 'latchkey: expiry of lk_g_g1'`,
+      `ALTER EVENT ${EV1} ON SCHEDULE AT '2026-11-26 08:00:00'`,
       `ALTER USER ${A} IDENTIFIED WITH caching_sha2_password AS ? ATTRIBUTE ?`,
     ]);
+  });
+
+  it('the expiry EVENT does what revoke does, on the server, with no agent', () => {
+    const [create, alter] = mysqlExpiryEventStatements(
+      'latchkey',
+      {
+        grantId: 'g1',
+        role: 'lk_g_g1',
+        username: USER,
+        permission: { kind: 'read' },
+        resources: [],
+        expiresAt: '2026-11-26T07:59:59.250Z',
+      },
+      { prefix: 'lk_', host: '%', lockName: userLockName(USER, '%') },
+    );
+    expect(alter?.sql).toBe(`ALTER EVENT ${EV1} ON SCHEDULE AT '2026-11-26 08:00:00'`);
+    const body = (create?.sql ?? '').split(' DO ')[1]?.split('\n');
+    const lock = `'${userLockName(USER, '%')}'`;
+    expect(body).toEqual([
+      'BEGIN',
+      'DECLARE done INT DEFAULT 0;',
+      'DECLARE cid BIGINT UNSIGNED;',
+      `DECLARE grantee_sessions CURSOR FOR SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '${USER}';`,
+      'DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1;',
+      // A connection that ended meanwhile (ER_NO_SUCH_THREAD) does not stop the others.
+      'DECLARE CONTINUE HANDLER FOR 1094 BEGIN END;',
+      // Under the agent's own per-user lock.
+      `DO GET_LOCK(${lock}, 60);`,
+      // The grant role (and with it its record, the role's attribute) goes first ...
+      'DROP USER IF EXISTS `lk_g_g1`@`%`;',
+      // ... and on the last grant role of the user, the login is locked and every session ended.
+      `IF NOT EXISTS (SELECT 1 FROM mysql.role_edges WHERE TO_USER = '${USER}' AND TO_HOST = '%' AND LEFT(FROM_USER, 5) = 'lk_g_') THEN`,
+      `ALTER USER IF EXISTS ${A} ACCOUNT LOCK;`,
+      'OPEN grantee_sessions;',
+      'kill_each: LOOP',
+      'FETCH grantee_sessions INTO cid;',
+      'IF done = 1 THEN LEAVE kill_each; END IF;',
+      'KILL CONNECTION cid;',
+      'END LOOP;',
+      'CLOSE grantee_sessions;',
+      'END IF;',
+      `DO RELEASE_LOCK(${lock});`,
+      'END',
+    ]);
+    // Names only as quote-doubled literals; nothing that a backslash could turn around.
+    expect(() =>
+      mysqlExpiryEventStatements(
+        'latchkey',
+        {
+          grantId: 'x',
+          role: 'lk_g_x',
+          username: 'a\\b',
+          permission: { kind: 'read' },
+          resources: [],
+          expiresAt: '2030-01-01T00:00:00Z',
+        },
+        { prefix: 'lk_', host: '%', lockName: 'l' },
+      ),
+    ).toThrow(/backslash/);
+  });
+
+  it('a grant without expiry schedules nothing; without the EVENT privilege, or when the event is gone already, the grant still succeeds', async () => {
+    await grantFlow(opts, scope, grantParams);
+    expect(fake.changes().some((c) => /EVENT|DATABASE/.test(c.sql))).toBe(false);
+    fake.refuse = { pattern: /^CREATE DEFINER = CURRENT_USER EVENT/, errno: 1044 };
+    fake.log.length = 0;
+    const out = await grantFlow(opts, scope, {
+      ...grantParams,
+      grantId: 'g5',
+      expiresAt: '2026-11-26T08:00:00.000Z',
+    });
+    expect(out.username).toBe(USER);
+    expect(fake.changes().map((c) => head(c.sql))).toContain(`SET DEFAULT ROLE ALL TO ${A}`);
+    expect(fake.accounts.has('lk_g_g5@%')).toBe(true);
+    // An event that fired (or was dropped at once, its time past) between the two
+    // statements: nothing to move, the grant goes on.
+    fake.refuse = { pattern: /^ALTER EVENT/, errno: 1539 };
+    const again = await grantFlow(opts, scope, {
+      ...grantParams,
+      grantId: 'g8',
+      expiresAt: '2026-11-26T08:00:00.000Z',
+    });
+    expect(again.username).toBe(USER);
+    // Any other failure of the event is the grant's failure (and is undone).
+    fake.refuse = { pattern: /^ALTER EVENT/, errno: 1064 };
+    await expect(
+      grantFlow(opts, scope, {
+        ...grantParams,
+        grantId: 'g9',
+        expiresAt: '2026-11-26T08:00:00.000Z',
+      }),
+    ).rejects.toBeDefined();
+    expect(fake.accounts.has('lk_g_g9@%')).toBe(false);
   });
 
   it('database-level grants escape the LIKE wildcards of the database name', async () => {
@@ -156,6 +267,7 @@ describe('MySQL 8 statements', () => {
       ['KILL CONNECTION ?', [41]],
       ['KILL CONNECTION ?', [42]],
       ['DROP USER IF EXISTS `lk_g_g1`@`%`', undefined],
+      [`DROP EVENT IF EXISTS ${EV1}`, undefined],
     ]);
     expect(out).toMatchObject({ revoked: ['g1'], sessionsTerminated: 2, alreadyRevoked: false });
     expect(fake.processes).toEqual([{ id: 7, user: 'someone_else' }]);
@@ -176,7 +288,10 @@ describe('MySQL 8 statements', () => {
     });
     fake.log.length = 0;
     await revokeFlow(opts, scope, { grantId: 'g1', grantee: { email: EMAIL } });
-    expect(fake.changes().map((c) => c.sql)).toEqual(['DROP USER IF EXISTS `lk_g_g1`@`%`']);
+    expect(fake.changes().map((c) => c.sql)).toEqual([
+      'DROP USER IF EXISTS `lk_g_g1`@`%`',
+      `DROP EVENT IF EXISTS ${EV1}`,
+    ]);
   });
 
   it('rotate sets a new password hash and clears issuedFor in one ALTER USER', async () => {
@@ -243,6 +358,52 @@ describe('MySQL 8 statements', () => {
     ]);
   });
 
+  it('objects a grantee defined: cleanup keeps the user (E_GUARDRAIL) or drops them first; a new account of that name is refused', async () => {
+    await grantFlow(opts, scope, grantParams);
+    await revokeFlow(opts, scope, { grantId: 'g1', grantee: { email: EMAIL } });
+    fake.definerObjects = [
+      { kind: 'VIEW', db: 'sales', name: 'v_orders', definer: `${USER}@%` },
+      { kind: 'PROCEDURE', db: 'sales', name: 'p_tidy', definer: `${USER}@%` },
+      { kind: 'VIEW', db: 'sales', name: 'theirs', definer: 'someone@%' },
+    ];
+    fake.log.length = 0;
+    const kept = await cleanupFlow(opts, scope, { usernames: [USER] });
+    expect(kept.dropped).toEqual([]);
+    expect(kept.kept[0]).toMatchObject({ username: USER, code: 'E_GUARDRAIL' });
+    expect(kept.kept[0]?.reason).toContain('VIEW sales.v_orders');
+    expect(fake.changes().filter((c) => c.sql.startsWith('DROP'))).toEqual([]);
+
+    // Dropped by hand, as an operator might: a grant that would create the account again
+    // is refused before any change (the objects would come back with its rights).
+    fake.accounts.delete(`${USER}@%`);
+    fake.log.length = 0;
+    await expect(grantFlow(opts, scope, { ...grantParams, grantId: 'g6' })).rejects.toMatchObject({
+      code: 'E_GUARDRAIL',
+      message: expect.stringContaining('PROCEDURE sales.p_tidy') as string,
+    });
+    expect(fake.changes()).toEqual([]);
+
+    // The account back (marked, locked): with ownedObjects drop, cleanup drops the user's
+    // objects (only those), then the user.
+    fake.accounts.set(`${USER}@%`, {
+      locked: true,
+      attribute: '{"managedBy":"latchkey","kind":"user","v":1}',
+      role: false,
+    });
+    fake.log.length = 0;
+    const dropped = await cleanupFlow({ ...opts, ownedObjects: 'drop' }, scope, {
+      usernames: [USER],
+    });
+    expect(dropped.dropped).toEqual([USER]);
+    expect(fake.changes().map((c) => c.sql)).toEqual([
+      `ALTER USER ${A} ACCOUNT LOCK`,
+      'DROP VIEW IF EXISTS `sales`.`v_orders`',
+      'DROP PROCEDURE IF EXISTS `sales`.`p_tidy`',
+      `DROP USER IF EXISTS ${A}`,
+    ]);
+    expect(fake.definerObjects.map((o) => o.name)).toEqual(['theirs']);
+  });
+
   it('sweep revokes a grant whose expiresAt (read from the role attribute) has passed', async () => {
     await grantFlow(opts, scope, { ...grantParams, expiresAt: '2026-11-25T21:00:00.000Z' });
     expect((await sweepFlow(opts, scope)).revoked).toEqual([]);
@@ -253,6 +414,7 @@ describe('MySQL 8 statements', () => {
     expect(fake.changes().map((c) => c.sql)).toEqual([
       `ALTER USER ${A} ACCOUNT LOCK`,
       'DROP USER IF EXISTS `lk_g_g1`@`%`',
+      `DROP EVENT IF EXISTS ${EV1}`,
     ]);
   });
 

@@ -4,7 +4,7 @@ import type { Row, SqlScope } from '../../../../src/drivers/sql/dialect.js';
 import { databaseId, roleId, schemaId, tableId } from '../../../../src/drivers/sql/resources.js';
 
 describe('discoverRedshift', () => {
-  it('reads svv_* views from one connection, pages tables by keyset, skips system and managed roles', async () => {
+  it('reads svv_* views from one connection, pages tables by keyset, skips system and managed roles, marks roles leading upward not grantable', async () => {
     const tables = Array.from({ length: 7 }, (_, i) => ({
       schema_name: 'sales',
       table_name: `t${i}`,
@@ -31,7 +31,21 @@ describe('discoverRedshift', () => {
           return Promise.resolve(rest.slice(0, limit));
         }
         if (sql.includes('FROM svv_roles'))
-          return Promise.resolve([{ role_name: 'analyst' }, { role_name: 'svc' }]);
+          return Promise.resolve([
+            { role_name: 'analyst' },
+            { role_name: 'ops' },
+            { role_name: 'svc' },
+            { role_name: 'wrapper' },
+          ]);
+        // wrapper → ops_inner → sys:superuser; ops holds a system privilege.
+        if (sql.includes('FROM svv_role_grants'))
+          return Promise.resolve([
+            { role_name: 'wrapper', granted_role_name: 'ops_inner' },
+            { role_name: 'ops_inner', granted_role_name: 'sys:superuser' },
+            { role_name: 'analyst', granted_role_name: 'readers' },
+          ]);
+        if (sql.includes('FROM svv_system_privileges'))
+          return Promise.resolve([{ identity_name: 'ops', system_privilege: 'ALTER USER' }]);
         return Promise.resolve([]);
       },
     };
@@ -49,6 +63,23 @@ describe('discoverRedshift', () => {
       schemaId('dev', 'sales'),
       ...tables.map((t) => tableId('dev', 'sales', t.table_name)),
       roleId('analyst'),
+      roleId('ops'),
+      roleId('wrapper'),
+    ]);
+    // Roles whose closure leads upward are listed, not grantable, with the path; no permission.
+    const meta = (id: string): Record<string, unknown> | undefined =>
+      out.resources.find((r) => r.id === id)?.metadata;
+    expect(meta(roleId('analyst'))).toEqual({ grantable: true });
+    expect(meta(roleId('ops'))).toEqual({
+      grantable: false,
+      notGrantableBecause: '"ops": holds the system privilege ALTER USER',
+    });
+    expect(meta(roleId('wrapper'))).toEqual({
+      grantable: false,
+      notGrantableBecause: '"wrapper" \u2192 "ops_inner" \u2192 "sys:superuser": a system role',
+    });
+    expect(out.permissions.map((p) => p.id).filter((id) => id.startsWith('role:'))).toEqual([
+      'role:analyst',
     ]);
     expect(out.resources.find((r) => r.id === tableId('dev', 'sales', 't0'))?.parentId).toBe(
       schemaId('dev', 'sales'),

@@ -29,6 +29,24 @@ class FakeCluster implements SqlSession {
   nested = new Map<string, string[]>();
   /** Roles holding a system privilege (svv_system_privileges). */
   systemPrivileges = new Map<string, string>();
+  /** Roles holding privileges on the journal schema (svv_schema_privileges). */
+  journalHolders = new Set<string>();
+  /** Functions and procedures (pg_proc, pg_proc_info), by owner. */
+  routines: {
+    owner: string;
+    nspname: string;
+    proname: string;
+    args: string;
+    prosecdef: boolean;
+    prokind: string;
+  }[] = [];
+  /** svv_relation_privileges rows. */
+  relationPrivileges: {
+    namespace_name: string;
+    relation_name: string;
+    identity_name: string;
+    identity_type: string;
+  }[] = [];
 
   query(sql: string, values: readonly unknown[] = []): Promise<Row[]> {
     this.statements.push({ sql, values });
@@ -82,12 +100,31 @@ class FakeCluster implements SqlSession {
     }
     if (/^SELECT role, record FROM .*\.grants/.test(sql))
       return [...this.grants].map(([role, g]) => ({ role, record: g.record }));
-    if (/^SELECT granted_role_name FROM svv_role_grants/.test(sql))
-      return (this.nested.get(a) ?? []).map((r) => ({ granted_role_name: r }));
-    if (/^SELECT system_privilege FROM svv_system_privileges/.test(sql)) {
-      const p = this.systemPrivileges.get(a);
-      return p === undefined ? [] : [{ system_privilege: p }];
-    }
+    if (/^SELECT role_name, granted_role_name FROM svv_role_grants$/.test(sql))
+      return [...this.nested].flatMap(([role, inner]) =>
+        inner.map((r) => ({ role_name: role, granted_role_name: r })),
+      );
+    if (/^SELECT identity_name, system_privilege FROM svv_system_privileges/.test(sql))
+      return [...this.systemPrivileges].map(([n, p]) => ({
+        identity_name: n,
+        system_privilege: p,
+      }));
+    if (
+      /^SELECT DISTINCT identity_name FROM svv_schema_privileges .* namespace_name = \$1$/.test(sql)
+    )
+      return a === 'lk_meta' ? [...this.journalHolders].map((n) => ({ identity_name: n })) : [];
+    if (
+      /^SELECT n.nspname, p.proname, oidvectortypes\(p.proargtypes\) AS args, p.prosecdef/.test(sql)
+    )
+      return this.routines.filter((r) => r.owner === a).map(({ owner: _o, ...r }) => r);
+    if (
+      /^SELECT DISTINCT namespace_name, relation_name, identity_name, identity_type FROM svv_relation_privileges/.test(
+        sql,
+      )
+    )
+      return this.relationPrivileges.filter(
+        (r) => !(r.identity_type === 'user' && r.identity_name === a),
+      );
     if (/^SELECT process FROM stv_sessions/.test(sql))
       return (this.sessions.get(a) ?? []).map((p) => ({ process: p }));
     if (/^SELECT pg_terminate_backend/.test(sql)) return [{ ok: true }];
@@ -241,17 +278,79 @@ describe('redshift statements', () => {
     const later = { ...opts, now: () => new Date('2030-01-01T00:01:00Z') };
     expect(await sweepFlow(later, scope)).toEqual({ revoked: ['r1'], errors: [] });
     cluster.statements = [];
+    // What the grantee left: a SECURITY DEFINER function, a plain procedure, and its table
+    // shared with others.
+    cluster.routines = [
+      { owner: user, nspname: 'public', proname: 'steal', args: '', prosecdef: true, prokind: 'f' },
+      {
+        owner: user,
+        nspname: 'public',
+        proname: 'tidy',
+        args: 'integer, character varying',
+        prosecdef: false,
+        prokind: 'p',
+      },
+      { owner: 'svc', nspname: 'public', proname: 'ours', args: '', prosecdef: true, prokind: 'f' },
+    ];
+    cluster.relationPrivileges = [
+      {
+        namespace_name: 'public',
+        relation_name: 'mine',
+        identity_name: user,
+        identity_type: 'user',
+      },
+      {
+        namespace_name: 'public',
+        relation_name: 'mine',
+        identity_name: 'bob',
+        identity_type: 'user',
+      },
+      {
+        namespace_name: 'public',
+        relation_name: 'mine',
+        identity_name: 'analyst',
+        identity_type: 'role',
+      },
+      {
+        namespace_name: 'public',
+        relation_name: 'mine',
+        identity_name: 'ops',
+        identity_type: 'group',
+      },
+      {
+        namespace_name: 'public',
+        relation_name: 'mine',
+        identity_name: 'public',
+        identity_type: 'public',
+      },
+      {
+        namespace_name: 'public',
+        relation_name: 'other',
+        identity_name: 'bob',
+        identity_type: 'user',
+      },
+    ];
     expect(await cleanupFlow(opts, scope, { usernames: [user, 'svc', 'stranger'] })).toEqual({
       dropped: [user, 'stranger'],
       kept: [{ username: 'svc', reason: expect.any(String) as string, code: 'E_NOT_MANAGED' }],
     });
-    // Owned objects go to the powerless holding user, never to the service account.
+    // Owned objects go to the powerless holding user, never to the service account; a
+    // SECURITY DEFINER function is dropped (Redshift cannot make it SECURITY INVOKER), the
+    // rest loses what others held on it first.
     expect(cluster.ddl()).toEqual([
       `ALTER USER "${user}" PASSWORD DISABLE`,
       'CREATE USER "lk_holding" PASSWORD DISABLE NOCREATEDB NOCREATEUSER',
+      'DROP FUNCTION "public"."steal"()',
+      'REVOKE EXECUTE ON PROCEDURE "public"."tidy"(integer, character varying) FROM PUBLIC',
+      'ALTER PROCEDURE "public"."tidy"(integer, character varying) OWNER TO "lk_holding"',
+      'REVOKE ALL ON TABLE "public"."mine" FROM PUBLIC',
+      'REVOKE ALL ON TABLE "public"."mine" FROM "bob"',
+      'REVOKE ALL ON TABLE "public"."mine" FROM ROLE "analyst"',
+      'REVOKE ALL ON TABLE "public"."mine" FROM GROUP "ops"',
       'ALTER TABLE "public"."mine" OWNER TO "lk_holding"',
       `DROP USER IF EXISTS "${user}"`,
     ]);
+    expect(cluster.ddl().join('\n')).not.toContain('"svc"');
   });
 
   it('role:<name> refuses nested system roles and roles with system privileges, naming the path', async () => {
@@ -262,9 +361,17 @@ describe('redshift statements', () => {
     cluster.nested.set('wrapper', ['inner']);
     cluster.nested.set('inner', ['sys:superuser']);
     cluster.systemPrivileges.set('admins', 'CREATE USER');
+    cluster.roles.add('auditors');
+    cluster.roles.add('journal_readers');
+    cluster.nested.set('auditors', ['journal_readers']);
+    cluster.journalHolders.add('journal_readers');
     for (const [role, words] of [
       ['wrapper', ['"wrapper" \u2192 "inner" \u2192 "sys:superuser"', 'system role']],
       ['admins', ['CREATE USER']],
+      [
+        'auditors',
+        ['"auditors" \u2192 "journal_readers": holds privileges on Latchkey\'s journal'],
+      ],
     ] as const) {
       await expect(
         grantFlow(opts, scope, {
