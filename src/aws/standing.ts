@@ -27,6 +27,7 @@ import type {
   StandingOutcome,
   StandingTarget,
 } from '../protocol/messages.js';
+import { LatchkeyError } from '../errors.js';
 import { awsSend } from './call.js';
 import { isProtectedPrincipal, principalIdOf, type IamPrincipalPolicies } from './authorization.js';
 
@@ -172,7 +173,12 @@ export async function applyAwsStanding(
         const d = describeCall(c);
         if (done.has(d)) continue;
         done.add(d);
-        await send(iam, c, signal);
+        try {
+          await send(iam, c, signal);
+        } catch (err) {
+          // Already detached or deleted by someone else since the read: the goal is met.
+          if (!(err instanceof LatchkeyError && err.code === 'E_NOT_FOUND')) throw err;
+        }
       }
       if (plan.outcome.status === 'planned') plan.outcome.status = 'removed';
     }
