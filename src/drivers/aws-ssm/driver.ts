@@ -34,6 +34,7 @@ import {
 import type {
   CheckOutput,
   DiscoverOutput,
+  DiscoverParams,
   GrantOutput,
   GrantParams,
   Phase,
@@ -42,6 +43,7 @@ import type {
 } from '../../protocol/messages.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
 import { parseSsmConfig, type AwsSsmConfig } from './config.js';
+import { addSsmInventory } from './inventory.js';
 import {
   SESSION_DOCUMENTS,
   SSM_PERMISSIONS,
@@ -282,7 +284,7 @@ export class AwsSsmDriver implements Driver {
     return { revoked: res.deleted.map((d) => `${d.principal.arn}#${d.policyName}`), errors };
   }
 
-  async discover(ctx: CallContext): Promise<DiscoverOutput> {
+  async discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
     const cfg = parseSsmConfig(ctx.integration.config);
     const resources: Resource[] = [];
     const warnings: Warning[] = [];
@@ -300,11 +302,21 @@ export class AwsSsmDriver implements Driver {
         });
       }
     }
-    return {
+    const out: DiscoverOutput = {
       resources,
       permissions: SSM_PERMISSIONS.map((p) => ({ id: p, name: `Session Manager: ${p}` })),
       warnings,
     };
+    if (params?.include?.includes('privileges') === true) {
+      await addSsmInventory(out, {
+        iam: this.iam(cfg),
+        cfg,
+        tagPrefix: this.services.tagPrefix,
+        signal,
+        run: (fn) => this.limiters.run('iam', fn, signal),
+      });
+    }
+    return out;
   }
 
   private async discoverRegion(
