@@ -139,7 +139,7 @@ export const productionDriverFactories: Readonly<Record<string, DriverFactory>> 
   ),
   'aws-identity-center': lazyDriverFactory(
     'aws-identity-center',
-    { kinds: ACCESS_KINDS, sweeps: true },
+    { kinds: STANDING_KINDS, sweeps: true },
     () => import('./aws-identity-center/index.js'),
   ),
   'aws-iam': lazyDriverFactory(
