@@ -321,9 +321,10 @@ describe('standing cleanup', () => {
   };
   const grantsOf = async (account: string): Promise<string[]> => {
     const [rows] = await f.admin.query(`SHOW GRANTS FOR ${account}`);
-    // Without the password hash MariaDB prints after `IDENTIFIED BY PASSWORD`.
+    // Without the password hash MariaDB prints after `IDENTIFIED BY PASSWORD`, and with
+    // backticks where a server in ANSI_QUOTES mode (project mariadb-modes) prints `"`.
     return (rows as Record<string, string>[]).map((r) =>
-      (Object.values(r)[0] ?? '').replace(/ IDENTIFIED BY PASSWORD '[^']*'/, ''),
+      (Object.values(r)[0] ?? '').replace(/ IDENTIFIED BY PASSWORD '[^']*'/, '').replace(/"/g, '`'),
     );
   };
 
