@@ -128,7 +128,7 @@ const ALL_KINDS: readonly CommandKind[] = [
 ];
 const ACCESS_KINDS: readonly CommandKind[] = ['discover', 'grant', 'revoke', 'check'];
 /** Access drivers that also remove standing access (`cleanup` with `standing`, issue 13). */
-const STANDING_KINDS: readonly CommandKind[] = ['discover', 'grant', 'revoke', 'cleanup', 'check'];
+const STANDING_KINDS: readonly CommandKind[] = [...ACCESS_KINDS, 'cleanup'];
 
 /** The real drivers, by integration type. A test driver must never appear here. */
 export const productionDriverFactories: Readonly<Record<string, DriverFactory>> = Object.freeze({
@@ -154,7 +154,7 @@ export const productionDriverFactories: Readonly<Record<string, DriverFactory>> 
   ),
   'aws-ssm': lazyDriverFactory(
     'aws-ssm',
-    { kinds: ACCESS_KINDS, sweeps: true },
+    { kinds: STANDING_KINDS, sweeps: true },
     () => import('./aws-ssm/index.js'),
   ),
   mysql: lazyDriverFactory(

@@ -5,7 +5,11 @@
 import 'aws-sdk-client-mock-vitest/extend';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { mockClient } from 'aws-sdk-client-mock';
-import { GetAccountAuthorizationDetailsCommand, IAMClient } from '@aws-sdk/client-iam';
+import {
+  DeleteRolePolicyCommand,
+  GetAccountAuthorizationDetailsCommand,
+  IAMClient,
+} from '@aws-sdk/client-iam';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { driverFactory } from '../../../../src/drivers/aws-ssm/index.js';
@@ -110,5 +114,54 @@ describe('aws-ssm access inventory', () => {
       `iam-role:${OPS}`,
       `iam-user:${DEV}`,
     ]);
+  });
+});
+
+describe('aws-ssm standing cleanup', () => {
+  it('plans the exact IAM call, refuses the agent policy, applies nothing then', async () => {
+    iam.on(GetAccountAuthorizationDetailsCommand).resolves({
+      RoleDetailList: [
+        {
+          RoleName: 'ops',
+          Arn: OPS,
+          Path: '/',
+          RolePolicyList: [
+            {
+              PolicyName: 'ssm-everywhere',
+              PolicyDocument: doc({ Effect: 'Allow', Action: 'ssm:StartSession', Resource: '*' }),
+            },
+            {
+              PolicyName: 'latchkey-ssm-grant-g-42',
+              PolicyDocument: doc({ Effect: 'Allow', Action: 'ssm:StartSession', Resource: I2 }),
+            },
+          ],
+        },
+      ],
+      IsTruncated: false,
+    });
+    const driver = driverFactory(makeServices());
+    if (!driver.removeStanding) throw new Error('no removeStanding');
+    const ctx = makeCtx({ type: 'aws-ssm', config });
+    const ops = (resourceId: string, source: string) => ({
+      principalId: `iam-role:${OPS}`,
+      resourceId,
+      permission: 'session',
+      via: 'policy' as const,
+      source,
+    });
+    const dry = await driver.removeStanding(ctx, { standing: [ops(I1, 'ssm-everywhere')] });
+    expect(dry.standing?.map((s) => [s.status, s.actions])).toEqual([
+      ['planned', ['iam:DeleteRolePolicy RoleName=ops PolicyName=ssm-everywhere']],
+    ]);
+    const refused = await driver.removeStanding(ctx, {
+      standing: [ops(I1, 'ssm-everywhere'), ops(I2, 'latchkey-ssm-grant-g-42')],
+      apply: true,
+    });
+    expect(refused.dryRun).toBe(true);
+    expect(refused.standing?.map((s) => [s.status, s.code])).toEqual([
+      ['planned', undefined],
+      ['refused', 'E_NOT_MANAGED'],
+    ]);
+    expect(iam).toHaveReceivedCommandTimes(DeleteRolePolicyCommand, 0);
   });
 });
