@@ -131,6 +131,7 @@ export default defineConfig({
                 include: [
                   'test/integration/drivers/mysql/driver.test.ts',
                   'test/integration/drivers/mysql/safety.test.ts',
+                  'test/integration/drivers/mysql/inventory.test.ts',
                   'test/integration/drivers/mysql/*.modes.test.ts',
                 ],
                 globalSetup: ['test/helpers/global-setup-mysql-modes.ts'],

@@ -8,6 +8,7 @@
  * `productionDriverFactories` is the only map the agent binary uses; test drivers live
  * under `test/` and are never added to it, so no production configuration can reach them.
  */
+import { LatchkeyError } from '../errors.js';
 import type { CommandKind } from '../protocol/messages.js';
 import type { Driver, DriverFactory, DriverServices } from './driver.js';
 
@@ -86,12 +87,23 @@ export function lazyDriverFactory(
     const proxy: Driver = {
       type,
       kinds: manifest.kinds,
-      discover: async (ctx) => (await driver()).discover(ctx),
+      discover: async (ctx, params) => (await driver()).discover(ctx, params),
       grant: async (ctx, params) => (await driver()).grant(ctx, params),
       revoke: async (ctx, params) => (await driver()).revoke(ctx, params),
       rotate: async (ctx, params) => (await driver()).rotate(ctx, params),
       cleanup: async (ctx, params) => (await driver()).cleanup(ctx, params),
       check: async (ctx) => (await driver()).check(ctx),
+      // A standing cleanup (issue 13) goes to the real driver, which may not have one.
+      removeStanding: async (ctx, params) => {
+        const d = await driver();
+        if (!d.removeStanding) {
+          throw new LatchkeyError(
+            'E_UNSUPPORTED',
+            `the ${type} driver cannot remove standing access`,
+          );
+        }
+        return d.removeStanding(ctx, params);
+      },
       close: async () => {
         if (real) await (await real).close();
       },
@@ -115,6 +127,8 @@ const ALL_KINDS: readonly CommandKind[] = [
   'check',
 ];
 const ACCESS_KINDS: readonly CommandKind[] = ['discover', 'grant', 'revoke', 'check'];
+/** Access drivers that also remove standing access (`cleanup` with `standing`, issue 13). */
+const STANDING_KINDS: readonly CommandKind[] = [...ACCESS_KINDS, 'cleanup'];
 
 /** The real drivers, by integration type. A test driver must never appear here. */
 export const productionDriverFactories: Readonly<Record<string, DriverFactory>> = Object.freeze({
@@ -130,12 +144,12 @@ export const productionDriverFactories: Readonly<Record<string, DriverFactory>> 
   ),
   'aws-identity-center': lazyDriverFactory(
     'aws-identity-center',
-    { kinds: ACCESS_KINDS, sweeps: true },
+    { kinds: STANDING_KINDS, sweeps: true },
     () => import('./aws-identity-center/index.js'),
   ),
   'aws-iam': lazyDriverFactory(
     'aws-iam',
-    { kinds: ACCESS_KINDS, sweeps: true },
+    { kinds: STANDING_KINDS, sweeps: true },
     () => import('./aws-iam/index.js'),
   ),
   'aws-lambda': lazyDriverFactory(
@@ -145,7 +159,7 @@ export const productionDriverFactories: Readonly<Record<string, DriverFactory>> 
   ),
   'aws-ssm': lazyDriverFactory(
     'aws-ssm',
-    { kinds: ACCESS_KINDS, sweeps: true },
+    { kinds: STANDING_KINDS, sweeps: true },
     () => import('./aws-ssm/index.js'),
   ),
   mysql: lazyDriverFactory(

@@ -44,13 +44,17 @@ import { targetOf } from '../../aws/config.js';
 import { roleNameOf } from '../../aws/index.js';
 import type {
   CheckOutput,
+  CleanupOutput,
   DiscoverOutput,
+  DiscoverParams,
   GrantOutput,
   GrantParams,
   RevokeOutput,
   RevokeParams,
+  StandingCleanupParams,
 } from '../../protocol/messages.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
+import { addIamInventory, removeIamStanding, type IamInventoryDeps } from './inventory.js';
 import {
   IAM_RESOURCE_TYPES,
   parseIamConfig,
@@ -85,7 +89,7 @@ export const IAM_GRANT_POLICY_KIND = '';
 
 export class AwsIamDriver implements Driver {
   readonly type = 'aws-iam';
-  readonly kinds = ['discover', 'grant', 'revoke', 'check'] as const;
+  readonly kinds = ['discover', 'grant', 'revoke', 'cleanup', 'check'] as const;
   private readonly limiters = new ServiceLimiters();
 
   constructor(private readonly services: DriverServices) {}
@@ -321,7 +325,23 @@ export class AwsIamDriver implements Driver {
   // -------------------------------------------------------------------------------------
   // discover
 
-  async discover(ctx: CallContext): Promise<DiscoverOutput> {
+  private inventoryDeps(ctx: CallContext, cfg: AwsIamConfig): IamInventoryDeps {
+    return {
+      iam: this.iam(cfg),
+      cfg,
+      tagPrefix: this.services.tagPrefix,
+      signal: ctx.signal,
+      run: (fn) => this.limiters.run('iam', fn, ctx.signal),
+    };
+  }
+
+  /** `cleanup` with `standing`: remove standing policy access (inventory.ts). */
+  removeStanding(ctx: CallContext, params: StandingCleanupParams): Promise<CleanupOutput> {
+    const cfg = parseIamConfig(ctx.integration.config);
+    return removeIamStanding(params, this.inventoryDeps(ctx, cfg));
+  }
+
+  async discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
     const cfg = parseIamConfig(ctx.integration.config);
     const types = cfg.resourceTypes ?? IAM_RESOURCE_TYPES;
     const resources: Resource[] = [];
@@ -531,7 +551,11 @@ export class AwsIamDriver implements Driver {
     }));
     if (types.includes('iam-role'))
       permissions.push({ id: 'assume', name: 'Assume (iam-role only)' });
-    return { resources, permissions, warnings };
+    const out: DiscoverOutput = { resources, permissions, warnings };
+    if (params?.include?.includes('privileges') === true) {
+      await addIamInventory(out, this.inventoryDeps(ctx, cfg));
+    }
+    return out;
   }
 
   private async discoverBuckets(

@@ -39,13 +39,17 @@ import { MAX_NAMED_RESOURCES, grantPolicyName } from '../../aws/policy.js';
 import { LatchkeyError, toWireError } from '../../errors.js';
 import type {
   CheckOutput,
+  CleanupOutput,
   DiscoverOutput,
+  DiscoverParams,
   GrantOutput,
   GrantParams,
   RevokeOutput,
   RevokeParams,
+  StandingCleanupParams,
 } from '../../protocol/messages.js';
 import { probe } from '../probe.js';
+import { buildIcInventory, readAssignments, removeIcStanding } from './inventory.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
 import { OuIdSchema, parseIdentityCenterConfig, type AwsIdentityCenterConfig } from './config.js';
 import {
@@ -191,7 +195,7 @@ export function parseGrant(resources: GrantParams['resources'], permission: stri
 
 export class AwsIdentityCenterDriver implements Driver {
   readonly type = 'aws-identity-center';
-  readonly kinds = ['discover', 'grant', 'revoke', 'check'] as const;
+  readonly kinds = ['discover', 'grant', 'revoke', 'cleanup', 'check'] as const;
   private readonly limiters = new ServiceLimiters();
 
   constructor(private readonly services: DriverServices) {}
@@ -794,7 +798,35 @@ export class AwsIdentityCenterDriver implements Driver {
   // -------------------------------------------------------------------------------------
   // discover
 
-  async discover(ctx: CallContext): Promise<DiscoverOutput> {
+  /** Access inventory and standing cleanup (inventory.ts): what they need. */
+  private async inventoryDeps(ctx: CallContext, cfg: AwsIdentityCenterConfig) {
+    const { sso, ids } = this.clients(cfg);
+    const inst = await this.instance(cfg, ctx.signal);
+    return {
+      deps: {
+        sso,
+        ids,
+        ...inst,
+        tagPrefix: this.prefix,
+        signal: ctx.signal,
+        run: <T>(fn: () => Promise<T>) => this.limiters.run('sso', fn, ctx.signal),
+      },
+      permissionSetArns: await listPermissionSetArns({
+        sso,
+        instanceArn: inst.instanceArn,
+        signal: ctx.signal,
+      }),
+    };
+  }
+
+  /** `cleanup` with `standing`: delete account assignments the agent did not make. */
+  async removeStanding(ctx: CallContext, params: StandingCleanupParams): Promise<CleanupOutput> {
+    const cfg = parseIdentityCenterConfig(ctx.integration.config);
+    const { deps, permissionSetArns } = await this.inventoryDeps(ctx, cfg);
+    return removeIcStanding(deps, permissionSetArns, params);
+  }
+
+  async discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
     const cfg = parseIdentityCenterConfig(ctx.integration.config);
     const signal = ctx.signal;
     const { sso, orgs } = this.clients(cfg);
@@ -874,7 +906,13 @@ export class AwsIdentityCenterDriver implements Driver {
       }
     }
     permissions.push({ id: 'policies', name: 'Policies (a permission set built for the grant)' });
-    return { resources, permissions, warnings };
+    const out: DiscoverOutput = { resources, permissions, warnings };
+    if (params?.include?.includes('privileges') === true) {
+      const { deps, permissionSetArns } = await this.inventoryDeps(ctx, cfg);
+      const read = await readAssignments(deps, permissionSetArns, warnings);
+      out.inventory = await buildIcInventory(deps, read, warnings);
+    }
+    return out;
   }
 
   // -------------------------------------------------------------------------------------

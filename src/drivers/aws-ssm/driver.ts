@@ -33,15 +33,19 @@ import {
 } from '../../aws/policy.js';
 import type {
   CheckOutput,
+  CleanupOutput,
   DiscoverOutput,
+  DiscoverParams,
   GrantOutput,
   GrantParams,
   Phase,
   RevokeOutput,
   RevokeParams,
+  StandingCleanupParams,
 } from '../../protocol/messages.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
 import { parseSsmConfig, type AwsSsmConfig } from './config.js';
+import { addSsmInventory, removeSsmStanding, type SsmInventoryDeps } from './inventory.js';
 import {
   SESSION_DOCUMENTS,
   SSM_PERMISSIONS,
@@ -68,7 +72,7 @@ export function ownedBy(owner: string | undefined, p: Principal): boolean {
 
 export class AwsSsmDriver implements Driver {
   readonly type = 'aws-ssm';
-  readonly kinds = ['discover', 'grant', 'revoke', 'check'] as const;
+  readonly kinds = ['discover', 'grant', 'revoke', 'cleanup', 'check'] as const;
   private readonly limiters = new ServiceLimiters();
 
   constructor(private readonly services: DriverServices) {}
@@ -282,7 +286,7 @@ export class AwsSsmDriver implements Driver {
     return { revoked: res.deleted.map((d) => `${d.principal.arn}#${d.policyName}`), errors };
   }
 
-  async discover(ctx: CallContext): Promise<DiscoverOutput> {
+  async discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
     const cfg = parseSsmConfig(ctx.integration.config);
     const resources: Resource[] = [];
     const warnings: Warning[] = [];
@@ -300,11 +304,31 @@ export class AwsSsmDriver implements Driver {
         });
       }
     }
-    return {
+    const out: DiscoverOutput = {
       resources,
       permissions: SSM_PERMISSIONS.map((p) => ({ id: p, name: `Session Manager: ${p}` })),
       warnings,
     };
+    if (params?.include?.includes('privileges') === true) {
+      await addSsmInventory(out, this.inventoryDeps(cfg, signal));
+    }
+    return out;
+  }
+
+  private inventoryDeps(cfg: AwsSsmConfig, signal: AbortSignal): SsmInventoryDeps {
+    return {
+      iam: this.iam(cfg),
+      cfg,
+      tagPrefix: this.services.tagPrefix,
+      signal,
+      run: (fn) => this.limiters.run('iam', fn, signal),
+    };
+  }
+
+  /** `cleanup` with `standing`: remove standing StartSession access (inventory.ts). */
+  removeStanding(ctx: CallContext, params: StandingCleanupParams): Promise<CleanupOutput> {
+    const cfg = parseSsmConfig(ctx.integration.config);
+    return removeSsmStanding(params, this.inventoryDeps(cfg, ctx.signal));
   }
 
   private async discoverRegion(

@@ -83,6 +83,12 @@ export const MysqlConfigSchema = z.strictObject({
   connectTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
   /** How long to wait for the per-user lock (`GET_LOCK`) before `E_CONFLICT`. Default 10 s. */
   lockTimeoutSeconds: z.number().int().min(0).max(300).default(10),
+  /**
+   * Accounts and roles a standing cleanup (`cleanup` with `standing`) never changes, besides
+   * the service account, the engine's own accounts and Latchkey's own: `name` (every host)
+   * or `name@host`. Flagged `protected` in the access inventory. Default none.
+   */
+  protectedAccounts: z.array(z.string().min(1).max(400)).max(1000).default([]),
 });
 
 export type MysqlConfigInput = z.input<typeof MysqlConfigSchema>;
@@ -104,6 +110,7 @@ export interface MysqlConfig {
   readonly poolSize: number;
   readonly connectTimeoutMs: number;
   readonly lockTimeoutSeconds: number;
+  readonly protectedAccounts: readonly string[];
 }
 
 /** Parses `integration.config`; every problem is listed in one `E_INVALID`. */
@@ -151,6 +158,7 @@ export function parseMysqlConfig(raw: unknown): MysqlConfig {
     poolSize: c.poolSize,
     connectTimeoutMs: c.connectTimeoutMs,
     lockTimeoutSeconds: c.lockTimeoutSeconds,
+    protectedAccounts: Object.freeze([...c.protectedAccounts]),
   });
 }
 

@@ -12,6 +12,7 @@ import type {
   CleanupOutput,
   CleanupParams,
   DiscoverOutput,
+  DiscoverParams,
   GrantOutput,
   GrantParams,
   Integration,
@@ -20,6 +21,7 @@ import type {
   RotateOutput,
   RotateParams,
   SecretRef,
+  StandingCleanupParams,
 } from '../../protocol/messages.js';
 import { bindingPolicyOf, checkSecretBinding, resolveBoundSecret } from '../../secrets/binding.js';
 import { createRdsAuthTokenProvider, type RdsAuthTokenProvider } from '../../secrets/iam-auth.js';
@@ -61,6 +63,7 @@ import { createMariadbOps } from './dialect-mariadb.js';
 import { createMysqlOps } from './dialect-mysql.js';
 import { quoteIdent, run, str, type FlavorOps, type RequiredPrivilege } from './dialect.js';
 import { mapMysqlError, mysqlErrno } from './errors.js';
+import { buildInventory, removeStandingOn, snapshotOf } from './inventory.js';
 import {
   fixStatement,
   grantLinesOf,
@@ -283,7 +286,7 @@ export function createMysqlDriver(
     }
   }
 
-  async function discover(ctx: CallContext): Promise<DiscoverOutput> {
+  async function discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
     return withScope(ctx, async ({ session, ops, scope, server }) => {
       try {
         const { config } = resolve(ctx.integration);
@@ -365,6 +368,10 @@ export function createMysqlDriver(
               name: `Member of role ${role.name}`,
             });
           }
+        }
+        if (params?.include?.includes('privileges') === true) {
+          const snapshot = await snapshotOf(session, ops, inventorySettings(config));
+          output.inventory = buildInventory(snapshot).inventory;
         }
         return output;
       } catch (err) {
@@ -586,11 +593,28 @@ export function createMysqlDriver(
         }
         return out;
       }),
+    removeStanding: (ctx: CallContext, params: StandingCleanupParams): Promise<CleanupOutput> =>
+      withScope(ctx, async ({ session, ops }) => {
+        try {
+          const { config } = resolve(ctx.integration);
+          return await removeStandingOn(session, ops, inventorySettings(config), params);
+        } catch (err) {
+          throw mapMysqlError(err, 'removing standing access', ctx.signal);
+        }
+      }),
     sweep: (ctx: CallContext): Promise<SweepReport> =>
       withScope(ctx, ({ core, scope }) => sweepFlow(core, scope)),
     close: () => pools.close(),
   };
   return driver;
+}
+
+function inventorySettings(config: MysqlConfig) {
+  return {
+    prefix: config.userPrefix,
+    metaDatabase: config.metaDatabase,
+    protectedAccounts: config.protectedAccounts,
+  };
 }
 
 function isAuthFailure(err: unknown): boolean {

@@ -82,3 +82,59 @@ describe('production drivers are loaded lazily', () => {
     expect('sweep' in proxy).toBe(false);
   });
 });
+
+describe('lazy proxies and the access inventory (issue 13)', () => {
+  const ctx = () => ({
+    commandId: 'c1',
+    integration: { id: 'i', type: 'fake', config: {} },
+    signal: new AbortController().signal,
+    logger: services().logger,
+  });
+
+  it('hands discover params and standing cleanups to the real driver', async () => {
+    const seen: unknown[] = [];
+    const fake = new FakeDriver('fake', ALL_KINDS, (k) => Promise.resolve(OK_OUTPUT[k]));
+    const standing = { dropped: [], kept: [], standing: [], dryRun: true };
+    const real: Driver = {
+      type: fake.type,
+      kinds: fake.kinds,
+      discover: (c, params) => {
+        seen.push(params);
+        return fake.discover(c);
+      },
+      grant: (c) => fake.grant(c),
+      revoke: (c) => fake.revoke(c),
+      rotate: (c) => fake.rotate(c),
+      cleanup: (c) => fake.cleanup(c),
+      check: (c) => fake.check(c),
+      removeStanding: (_c, params) => {
+        seen.push(params);
+        return Promise.resolve(standing);
+      },
+      close: () => fake.close(),
+    };
+    const proxy = lazyDriverFactory('fake', { kinds: ALL_KINDS, sweeps: false }, () =>
+      Promise.resolve({ driverFactory: () => real }),
+    )(services());
+    await proxy.discover(ctx(), { include: ['privileges'] });
+    const params = {
+      standing: [
+        { principalId: 'user:a@%', resourceId: '*', permission: 'admin', via: 'direct' as const },
+      ],
+    };
+    await expect(proxy.removeStanding?.(ctx(), params)).resolves.toEqual(standing);
+    expect(seen).toEqual([{ include: ['privileges'] }, params]);
+  });
+
+  it('a real driver without standing cleanup answers E_UNSUPPORTED through the proxy', async () => {
+    const real = new FakeDriver('fake', ALL_KINDS, (k) => Promise.resolve(OK_OUTPUT[k]));
+    const proxy = lazyDriverFactory('fake', { kinds: ALL_KINDS, sweeps: false }, () =>
+      Promise.resolve({ driverFactory: () => real }),
+    )(services());
+    await expect(
+      proxy.removeStanding?.(ctx(), {
+        standing: [{ principalId: 'p', resourceId: 'r', permission: 'read', via: 'direct' }],
+      }),
+    ).rejects.toMatchObject({ code: 'E_UNSUPPORTED' });
+  });
+});

@@ -32,6 +32,7 @@ describe('parseMysqlConfig', () => {
       poolSize: 4,
       connectTimeoutMs: 10_000,
       lockTimeoutSeconds: 10,
+      protectedAccounts: [],
     });
     expect(Object.isFrozen(c)).toBe(true);
   });
