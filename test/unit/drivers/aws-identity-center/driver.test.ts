@@ -449,9 +449,13 @@ describe('aws-identity-center driver', () => {
       await go(driver.grant(ctx, policyGrant()));
       world.groups.clear();
       world.memberships.clear();
+      const built = [...world.permissionSets.values()].find((p) => p.description !== undefined);
       const rv = await go(driver.revoke(ctx, policyGrant()));
       expect(rv.alreadyRevoked).toBe(false);
-      expect(rv.revoked).toEqual([builtPermissionSetName('latchkey', 'g-1')]);
+      expect(rv.revoked).toEqual([
+        `${built?.arn}@${PROD}`,
+        builtPermissionSetName('latchkey', 'g-1'),
+      ]);
       expect(world.assignments).toHaveLength(0);
       expect(world.permissionSets.size).toBe(4);
     });
@@ -647,9 +651,13 @@ describe('aws-identity-center driver', () => {
       });
       const out = await go(driver.check(c));
       expect(out.checks.map((x) => [x.name, x.ok])).toEqual([
+        ['identity', true],
         ['sso:ListInstances', true],
         ['sso:ListPermissionSets', true],
         ['identitystore:ListUsers', true],
+        ['simulate:assignments', true],
+        ['simulate:grant-groups', true],
+        ['simulate:built-permission-sets', true],
       ]);
       expect(out.ok).toBe(true);
     });
