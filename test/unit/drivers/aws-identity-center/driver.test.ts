@@ -13,6 +13,7 @@ import {
   ProvisionPermissionSetCommand,
   PutInlinePolicyToPermissionSetCommand,
   AttachManagedPolicyToPermissionSetCommand,
+  AttachCustomerManagedPolicyReferenceToPermissionSetCommand,
   ThrottlingException,
 } from '@aws-sdk/client-sso-admin';
 import {
@@ -474,6 +475,42 @@ describe('aws-identity-center driver', () => {
         AccountId: PROD,
         PermissionSetArn: built?.arn,
       });
+    });
+
+    it('attaches a customer-managed policy reference by path and name', async () => {
+      await go(
+        driver.grant(
+          ctx,
+          policyGrant({
+            resources: [
+              { type: 'account', id: PROD },
+              { type: 'customer-managed-policy', id: '/team/reports-reader' },
+            ],
+          }),
+        ),
+      );
+      const ps = [...world.permissionSets.values()].find(
+        (p) => p.name === builtPermissionSetName('latchkey', 'g-1'),
+      );
+      expect(world.sso).toHaveReceivedCommandWith(
+        AttachCustomerManagedPolicyReferenceToPermissionSetCommand,
+        {
+          InstanceArn: INSTANCE,
+          PermissionSetArn: ps?.arn,
+          CustomerManagedPolicyReference: { Name: 'reports-reader', Path: '/team/' },
+        },
+      );
+    });
+
+    it('refuses more than 100 named resources (the aws-iam guardrail) before any AWS call', async () => {
+      const resources = Array.from({ length: 101 }, (_, i) => ({
+        type: 'account',
+        id: String(100000000000 + i),
+      }));
+      const err = await go(rejection(driver.grant(ctx, grant({ resources }))));
+      expect(err.code).toBe('E_GUARDRAIL');
+      expect(err.message).toContain('at most 100 resources');
+      expect(world.ids).toHaveReceivedCommandTimes(GetUserIdCommand, 0);
     });
 
     it('refuses an inline policy over the size budget before any AWS call', async () => {
