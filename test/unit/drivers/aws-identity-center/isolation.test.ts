@@ -150,13 +150,19 @@ describe('aws-identity-center permission-set isolation', () => {
     expect(world.hasAccess(jane, copy?.arn ?? '', PROD)).toBe(true);
     expect(world.hasAccess(jane, readOnly.arn, PROD)).toBe(false);
     // Nothing written to the original.
-    for (const cmd of [
+    const onOriginal = { PermissionSetArn: readOnly.arn };
+    expect(world.sso).not.toHaveReceivedCommandWith(
       PutInlinePolicyToPermissionSetCommand,
+      onOriginal,
+    );
+    expect(world.sso).not.toHaveReceivedCommandWith(
       AttachManagedPolicyToPermissionSetCommand,
+      onOriginal,
+    );
+    expect(world.sso).not.toHaveReceivedCommandWith(
       PutPermissionsBoundaryToPermissionSetCommand,
-    ]) {
-      expect(world.sso).not.toHaveReceivedCommandWith(cmd, { PermissionSetArn: readOnly.arn });
-    }
+      onOriginal,
+    );
     expect(out.access).toMatchObject({
       isolation: 'permission-set',
       userId: jane,
