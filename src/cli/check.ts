@@ -8,7 +8,7 @@
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { buildDriverServices } from '../agent.js';
-import { parseDuration, type AgentConfig } from '../config/index.js';
+import { parseDuration, unknownEnvNames, type AgentConfig } from '../config/index.js';
 import { ControlPlaneClient } from '../controlplane/client.js';
 import { Outbox } from '../controlplane/outbox.js';
 import type { DriverFactory } from '../drivers/driver.js';
@@ -232,6 +232,10 @@ export async function checkCommand(argv: readonly string[], io: CliIo): Promise<
       details: [
         `connector ${config.connectorId}, ${Object.keys(config.trustedKeys).length} trusted key(s), ${config.integrations.length} local integration(s)`,
         ...(config.configFile === undefined ? [] : [`file ${config.configFile}`]),
+        ...unknownEnvNames(process.env, config.secretEnvPrefixes).map(
+          (u) =>
+            `ignored: unknown variable ${u.name}${u.closest !== undefined ? ` (did you mean ${u.closest}?)` : ''}`,
+        ),
       ],
     },
   ];

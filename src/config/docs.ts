@@ -38,8 +38,9 @@ Precedence, lowest first:
 
 Formats:
 
-* **Durations** (settings ending in \`Ms\`): \`500ms\`, \`30s\`, \`5m\`, \`1h\`, \`1d\`, or a
-  plain number of milliseconds (a JSON number in the file).
+* **Durations** (settings ending in \`Ms\`): \`500ms\`, \`30s\`, \`5m\`, \`1h\`, \`1d\`. A unit
+  is required: a bare number such as \`LATCHKEY_SHUTDOWN_GRACE=30\` is refused (\`0\`, off or
+  none, is the one exception); in the file a JSON number is milliseconds, as the key says.
 * **Sizes**: \`1MiB\`, \`512KiB\`, \`1MB\`, or a plain number of bytes.
 * **Booleans**: \`true\`/\`false\` (also \`1\`/\`0\`, \`yes\`/\`no\`, \`on\`/\`off\` in the environment).
 * **Trusted keys** in the environment: a JSON object \`{"kid": "key"}\` or
