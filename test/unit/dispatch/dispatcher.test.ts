@@ -57,6 +57,21 @@ describe('Dispatcher: acceptance and refusals', () => {
     expect(h.dispatcher.running).toBe(0);
   });
 
+  it('a check whose probes fail is an ok result with output.ok false, not an error (docs/protocol.md section 4)', async () => {
+    const failed = {
+      ok: false,
+      checks: [{ name: 'connect', ok: false, detail: 'cannot reach db:5432' }],
+    };
+    const driver = new FakeDriver('fake', ALL_KINDS, () => Promise.resolve(failed));
+    const h = harness(registryOf(driver));
+    const env = envelope('check');
+    expect(h.dispatcher.submit(env, 'd1', new Date())).toEqual({ status: 'accepted' });
+    const r = await h.resultOf(env.id);
+    expect(r).toMatchObject({ kind: 'check', status: 'ok', output: failed });
+    expect(r.error).toBeUndefined();
+    expect(ResultSchema.safeParse(r).success).toBe(true);
+  });
+
   it('refuses an unknown integration type or an unsupported kind before queueing', () => {
     const driver = new FakeDriver('fake', ['discover', 'check'], (k) =>
       Promise.resolve(OK_OUTPUT[k]),
