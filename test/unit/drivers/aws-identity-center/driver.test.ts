@@ -513,6 +513,21 @@ describe('aws-identity-center driver', () => {
       expect(world.ids).toHaveReceivedCommandTimes(GetUserIdCommand, 0);
     });
 
+    it('refuses an OU that resolves to more than 100 accounts, before any write', async () => {
+      world.ous['ou-ab12-bigbig12'] = {
+        accounts: Array.from({ length: 101 }, (_, i) => String(500000000000 + i)),
+        children: [],
+      };
+      const err = await go(
+        rejection(
+          driver.grant(ctx, grant({ resources: [{ type: 'ou', id: 'ou-ab12-bigbig12' }] })),
+        ),
+      );
+      expect(err.code).toBe('E_GUARDRAIL');
+      expect(err.message).toContain('resolves to 101 accounts');
+      expect(world.groups.size).toBe(0);
+    });
+
     it('refuses an inline policy over the size budget before any AWS call', async () => {
       const big = JSON.stringify({
         Version: '2012-10-17',
