@@ -235,6 +235,23 @@ describe('aws-identity-center permission-set isolation', () => {
     expect(again.alreadyGranted).toBe(true);
   });
 
+  it('revoke does not depend on the mode: grants made before a switch are still revoked', async () => {
+    const groupCtx = makeCtx({
+      type: 'aws-identity-center',
+      config: { ...config, isolation: 'group' },
+    });
+    await go(driver.grant(groupCtx, grant({ grantId: 'g-before' })));
+    await go(driver.grant(ctx, grant({ grantId: 'g-after' })));
+    expect(world.groups.size).toBe(1);
+    const r1 = await go(driver.revoke(ctx, grant({ grantId: 'g-before' })));
+    expect(r1.alreadyRevoked).toBe(false);
+    expect(world.groups.size).toBe(0);
+    const r2 = await go(driver.revoke(groupCtx, grant({ grantId: 'g-after' })));
+    expect(r2.alreadyRevoked).toBe(false);
+    expect(copyOf('g-after')).toBeUndefined();
+    expect(world.assignments).toEqual([]);
+  });
+
   it('a grant of policies builds the set and assigns it to the user', async () => {
     await go(
       driver.grant(
