@@ -267,6 +267,8 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     outbox,
     events,
     logger,
+    // hello asks the control plane to prove its key; a wrong trusted key is logged at connect.
+    trustedKeys,
   });
 
   const dispatcher = new Dispatcher({

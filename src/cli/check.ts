@@ -5,14 +5,15 @@
  * readable report. Exit 0 when everything passed, 1 when anything failed, 2 when the
  * configuration itself is invalid.
  */
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { buildDriverServices } from '../agent.js';
-import { parseDuration, type AgentConfig } from '../config/index.js';
+import { parseDuration, unknownEnvNames, type AgentConfig } from '../config/index.js';
 import { ControlPlaneClient } from '../controlplane/client.js';
 import { Outbox } from '../controlplane/outbox.js';
 import type { DriverFactory } from '../drivers/driver.js';
 import { createDriverRegistry, productionDriverFactories } from '../drivers/registry.js';
+import { parsePublicKey } from '../protocol/signing.js';
 import { LatchkeyError, toWireError } from '../errors.js';
 import { AgentEvents } from '../events.js';
 import { createLogger, type Logger } from '../observability/index.js';
@@ -24,7 +25,8 @@ export const CHECK_HELP = `Usage: latchkey check [--config <file>] [--timeout <d
 
 Checks that this agent can work, and says what is wrong when it cannot:
   1. the configuration is valid (every problem listed at once);
-  2. the control plane is reachable and accepts the connector token (hello → welcome);
+  2. the control plane is reachable and accepts the connector token (hello → welcome),
+     and, if it supports key proof, signs with a key this agent trusts;
   3. every integration configured locally (config file "integrations") answers its
      driver's check: connectivity, service-account secret, privileges.
 
@@ -90,6 +92,7 @@ export async function checkControlPlane(
     outbox,
     events,
     logger,
+    trustedKeys: parseTrustedKeys(config),
   });
   const started = Date.now();
   const connected = new Promise<boolean>((resolve) => {
@@ -103,15 +106,39 @@ export async function checkControlPlane(
   const ok = await connected;
   await client.stop({ flushTimeoutMs: 0 });
   if (ok) {
+    const welcomed = `connected and welcomed in ${Date.now() - started} ms (clock offset ${Math.round(client.clockOffsetMs)} ms)`;
+    const proof = client.keyProof;
+    if (proof?.status === 'failed') {
+      return {
+        ok: false,
+        detail: `${welcomed}; but ${proof.detail}: every command it signs would be refused with E_SIGNATURE`,
+      };
+    }
     return {
       ok: true,
-      detail: `connected and welcomed in ${Date.now() - started} ms (clock offset ${Math.round(client.clockOffsetMs)} ms)`,
+      detail:
+        proof?.status === 'proved'
+          ? `${welcomed}; the control plane proved the trusted key "${proof.keyId}"`
+          : `${welcomed}; the control plane did not prove its key (no key proof support), so a wrong trusted key would only show as E_SIGNATURE on commands`,
     };
   }
   return {
     ok: false,
     detail: `no welcome within ${timeoutMs} ms: ${lastProblem() ?? 'no answer'}`,
   };
+}
+
+/** The configured trusted keys, parsed (the configuration was validated before). */
+function parseTrustedKeys(config: AgentConfig): Map<string, KeyObject> {
+  const keys = new Map<string, KeyObject>();
+  for (const [keyId, text] of Object.entries(config.trustedKeys)) {
+    try {
+      keys.set(keyId, parsePublicKey(text));
+    } catch {
+      // An unparsable key cannot verify anything; the proof then names it as not trusted.
+    }
+  }
+  return keys;
 }
 
 export interface CheckLine {
@@ -205,6 +232,10 @@ export async function checkCommand(argv: readonly string[], io: CliIo): Promise<
       details: [
         `connector ${config.connectorId}, ${Object.keys(config.trustedKeys).length} trusted key(s), ${config.integrations.length} local integration(s)`,
         ...(config.configFile === undefined ? [] : [`file ${config.configFile}`]),
+        ...unknownEnvNames(process.env, config.secretEnvPrefixes).map(
+          (u) =>
+            `ignored: unknown variable ${u.name}${u.closest !== undefined ? ` (did you mean ${u.closest}?)` : ''}`,
+        ),
       ],
     },
   ];

@@ -4,7 +4,7 @@
  * stop (drain, flush results, close) and exit 0; a second signal forces exit 1.
  */
 import { createAgent } from '../agent.js';
-import { ConfigError, loadConfig, type AgentConfig } from '../config/index.js';
+import { ConfigError, loadConfig, unknownEnvNames, type AgentConfig } from '../config/index.js';
 import { createLogger, routeProcessWarnings } from '../observability/index.js';
 import { applyHeapGrowing } from './heap.js';
 import { parseCommandArgs, type CliIo } from './io.js';
@@ -42,6 +42,25 @@ export function loadConfigOrReport(configFile: string | undefined, io: CliIo): A
   }
 }
 
+/**
+ * Warns once per `LATCHKEY_*` variable the configuration does not know (a misspelled
+ * setting is otherwise ignored silently), naming the closest known variable.
+ */
+export function warnUnknownEnv(
+  env: NodeJS.ProcessEnv,
+  config: AgentConfig,
+  logger: { warn: (obj: object, msg: string) => void },
+): void {
+  for (const u of unknownEnvNames(env, config.secretEnvPrefixes)) {
+    logger.warn(
+      { variable: u.name, ...(u.closest !== undefined ? { closest: u.closest } : {}) },
+      u.closest !== undefined
+        ? `unknown environment variable ${u.name} is ignored; did you mean ${u.closest}?`
+        : `unknown environment variable ${u.name} is ignored (not a Latchkey setting; see docs/configuration.md)`,
+    );
+  }
+}
+
 export async function runCommand(argv: readonly string[], io: CliIo): Promise<number> {
   const { values } = parseCommandArgs(argv, { config: { type: 'string', short: 'c' } });
   if (values.help === true) {
@@ -52,6 +71,7 @@ export async function runCommand(argv: readonly string[], io: CliIo): Promise<nu
   if (config === null) return 2;
   const logger = createLogger({ level: config.logLevel });
   routeProcessWarnings(logger);
+  warnUnknownEnv(process.env, config, logger);
   const heap = applyHeapGrowing(config.heapGrowingPercent);
   logger.info(
     { heapGrowingPercent: config.heapGrowingPercent, heapLimitMiB: heap.heapLimitMiB },

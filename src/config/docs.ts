@@ -38,9 +38,13 @@ Precedence, lowest first:
 
 Formats:
 
-* **Durations** (settings ending in \`Ms\`): \`500ms\`, \`30s\`, \`5m\`, \`1h\`, \`1d\`, or a
-  plain number of milliseconds (a JSON number in the file).
+* **Durations** (settings ending in \`Ms\`): \`500ms\`, \`30s\`, \`5m\`, \`1h\`, \`1d\`. A unit
+  is required: a bare number such as \`LATCHKEY_SHUTDOWN_GRACE=30\` is refused (\`0\`, off or
+  none, is the one exception); in the file a JSON number is milliseconds, as the key says.
 * **Sizes**: \`1MiB\`, \`512KiB\`, \`1MB\`, or a plain number of bytes.
+* **Unknown variables**: a \`LATCHKEY_*\` variable that is not listed below (nor under an env
+  secret prefix, \`LATCHKEY_SECRET_\` by default) is ignored, and the agent warns about it at
+  start with the closest known name (\`latchkey check\` lists it too).
 * **Booleans**: \`true\`/\`false\` (also \`1\`/\`0\`, \`yes\`/\`no\`, \`on\`/\`off\` in the environment).
 * **Trusted keys** in the environment: a JSON object \`{"kid": "key"}\` or
   \`kid=key,kid2=key2\`; in the file, a JSON object.

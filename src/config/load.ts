@@ -216,7 +216,17 @@ function checkValue(s: Setting, value: unknown): string[] {
   let problems: string[] = [];
   switch (s.format) {
     case 'duration':
-      problems = number('a duration such as 500ms, 30s, 5m, 1h or a number of milliseconds,');
+      if (typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value)) {
+        // `LATCHKEY_SHUTDOWN_GRACE=30` used to mean 30 ms: say which unit to write.
+        const n = value.trim();
+        problems = [
+          `"${n}" has no unit: write it with one, e.g. ${n}s, ${n}m or ${n}ms (a bare number other than 0 is refused)`,
+        ];
+      } else {
+        problems = number(
+          'a duration such as 500ms, 30s, 5m or 1h (a JSON number in the file: milliseconds),',
+        );
+      }
       break;
     case 'int':
       problems = number('an integer');

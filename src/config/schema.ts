@@ -3,8 +3,8 @@
  * and meaning. The convict schema, the validation and `docs/configuration.md` are all
  * derived from `SETTINGS` (see `scripts/gen-config-docs.ts`).
  *
- * Durations accept `30s`, `5m`, `1h`, `500ms`, `1d` or a plain number of milliseconds;
- * sizes accept `1MiB`, `512KiB`, `1MB` or a plain number of bytes.
+ * Durations accept `30s`, `5m`, `1h`, `500ms`, `1d` (a unit is required in text: a bare
+ * number other than 0 is refused; a JSON number in the file is milliseconds); sizes accept `1MiB`, `512KiB`, `1MB` or a plain number of bytes.
  */
 import { parsePublicKey } from '../protocol/signing.js';
 import { DEFAULT_UNBOUND_SECRET_STORES, parseUnboundStores } from '../secrets/binding.js';
@@ -543,7 +543,8 @@ export const CONFIG_FILE_ENV = 'LATCHKEY_CONFIG_FILE';
 /** `30s`, `5m`, `500ms`, `1h`, `2d` or a number of ms → ms; `undefined` when unreadable. */
 export function parseDuration(text: string): number | undefined {
   const t = text.trim();
-  if (/^\d+$/.test(t)) return Number(t);
+  // A bare number has no unit (`30` meant 30 ms before): refused, except 0 (off/none).
+  if (/^\d+$/.test(t)) return Number(t) === 0 ? 0 : undefined;
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/i.exec(t);
   if (!m?.[1] || !m[2]) return undefined;
   const unit = m[2].toLowerCase();

@@ -7,6 +7,9 @@
  *    never logged) and retried with backoff like any other failure.
  * 2. On open the agent sends `hello`; the link is *connected* only once `welcome`
  *    arrives (server time → clock offset). Then every outbox entry is re-sent, in order.
+ *    With `trustedKeys`, `hello` carries a fresh nonce and the welcome's key proof is
+ *    checked (`keyProof`: proved, failed or not offered; a failure is logged as a warning,
+ *    the link stays up).
  * 3. Inbound frames go through `parseControlPlaneFrame` (size limit, JSON, schema):
  *    `command` → `onCommand`, `cancel` → `onCancel`, `result-ack` → outbox ack, a bad
  *    frame → `onInvalidFrame` (the agent answers `rejected`).
@@ -27,7 +30,9 @@ import WebSocket from 'ws';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { LatchkeyError } from '../errors.js';
 import type { AgentEvents } from '../events.js';
+import type { KeyObject } from 'node:crypto';
 import { parseControlPlaneFrame } from '../protocol/frame.js';
+import { checkKeyProof, newKeyProofNonce, type KeyProofStatus } from '../protocol/key-proof.js';
 import {
   PROTOCOL_VERSION,
   type Accepted,
@@ -36,6 +41,7 @@ import {
   type Hello,
   type Rejected,
   type Result,
+  type Welcome,
 } from '../protocol/messages.js';
 import { Backoff } from './backoff.js';
 import type { Outbox } from './outbox.js';
@@ -79,6 +85,11 @@ export interface ControlPlaneClientOptions {
   logger: Logger;
   /** Injectable randomness for the backoff jitter (tests). */
   random?: () => number;
+  /**
+   * The agent's trusted command keys. When given, `hello` asks the control plane to
+   * prove its key and `keyProof` tells the outcome of each welcome.
+   */
+  trustedKeys?: ReadonlyMap<string, KeyObject>;
 }
 
 type CommandHandler = (msg: CommandMessage) => void;
@@ -176,6 +187,9 @@ export class ControlPlaneClient {
   private stopped = false;
   private offsetMs = 0;
   private helloSentAt = 0;
+  /** Nonce sent in this connection's hello (key proof), if any. */
+  private helloNonce: string | undefined;
+  private lastKeyProof: KeyProofStatus | undefined;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private deadTimer: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -204,6 +218,14 @@ export class ControlPlaneClient {
 
   onInvalidFrame(h: InvalidFrameHandler): void {
     this.invalidFrameHandler = h;
+  }
+
+  /**
+   * What the last welcome proved about the control plane's key; undefined without
+   * `trustedKeys` or before the first welcome.
+   */
+  get keyProof(): KeyProofStatus | undefined {
+    return this.lastKeyProof;
   }
 
   /** True between `welcome` and the end of that connection. */
@@ -399,6 +421,8 @@ export class ControlPlaneClient {
         version: opts.version,
         capabilities: opts.capabilities,
       };
+      this.helloNonce = opts.trustedKeys !== undefined ? newKeyProofNonce() : undefined;
+      if (this.helloNonce !== undefined) hello.keyProof = { nonce: this.helloNonce };
       this.helloSentAt = Date.now();
       if (this.readingHeld || this.sendHeld) ws.pause();
       ws.send(JSON.stringify(hello));
@@ -499,7 +523,7 @@ export class ControlPlaneClient {
     const msg = parsed.message;
     switch (msg.type) {
       case 'welcome':
-        this.onWelcome(ws, msg.serverTime);
+        this.onWelcome(ws, msg);
         return;
       case 'command':
         this.safeCall(() => this.commandHandler(msg));
@@ -515,20 +539,38 @@ export class ControlPlaneClient {
     }
   }
 
-  private onWelcome(ws: WebSocket, serverTime: string): void {
+  private onWelcome(ws: WebSocket, welcome: Welcome): void {
     this.clearDeadTimer();
     if (this.isConnected) return;
     const now = Date.now();
-    const server = Date.parse(serverTime);
+    const server = Date.parse(welcome.serverTime);
     if (Number.isFinite(server)) {
       this.offsetMs = Math.round(server - (this.helloSentAt + now) / 2);
     }
     this.isConnected = true;
     this.backoff.connected();
+    const trusted = this.opts.trustedKeys;
+    this.lastKeyProof =
+      trusted !== undefined && this.helloNonce !== undefined
+        ? checkKeyProof(welcome.keyProof, this.opts.connectorId, this.helloNonce, trusted)
+        : undefined;
+    const proof = this.lastKeyProof;
     this.logger.info(
-      { url: this.logUrl, clockOffsetMs: this.offsetMs, outbox: this.opts.outbox.size },
+      {
+        url: this.logUrl,
+        clockOffsetMs: this.offsetMs,
+        outbox: this.opts.outbox.size,
+        ...(proof !== undefined ? { keyProof: proof.status } : {}),
+        ...(proof !== undefined && proof.status !== 'not-offered' ? { keyId: proof.keyId } : {}),
+      },
       'connected to the control plane',
     );
+    if (proof?.status === 'failed') {
+      this.logger.warn(
+        { url: this.logUrl, keyId: proof.keyId, error: proof.detail },
+        'the control plane did not prove a trusted key: the commands it signs will be refused with E_SIGNATURE',
+      );
+    }
     this.opts.events.emit('link:connected', { url: this.logUrl });
     this.unsent.clear();
     for (const frame of this.opts.outbox.frames()) this.unsent.set(frame.commandId, frame);

@@ -5,7 +5,7 @@
  * port to send commands and read results. It is deliberately simple but behaves like a
  * real control plane where it matters to an agent:
  * - bearer-token auth of the upgrade (401 for a missing or wrong token);
- * - `welcome` with its clock on `hello`;
+ * - `welcome` with its clock on `hello`, and the key proof when `hello` asks for it;
  * - commands built, signed (Ed25519 over the canonical envelope) and sent to one connected
  *   agent of the connector, round robin;
  * - a command stays *pending* until a `result` (or `rejected`) arrives for it, and is
@@ -35,6 +35,7 @@ import {
   type Result,
 } from '../protocol/messages.js';
 import { parsePrivateKey, signEnvelope } from '../protocol/signing.js';
+import { signKeyProof } from '../protocol/key-proof.js';
 import type { WireError } from '../errors.js';
 
 /** True when an HTTP `Host` header names an IP literal or localhost (not a DNS name). */
@@ -318,7 +319,16 @@ export async function startDevControlPlane(opts: DevControlPlaneOptions): Promis
           return;
         }
         conn.instanceId = msg.instanceId;
-        conn.ws.send(JSON.stringify({ type: 'welcome', serverTime: new Date().toISOString() }));
+        conn.ws.send(
+          JSON.stringify({
+            type: 'welcome',
+            serverTime: new Date().toISOString(),
+            // Key proof: sign the agent's nonce with the command key.
+            ...(msg.keyProof !== undefined
+              ? { keyProof: signKeyProof(conn.connectorId, msg.keyProof.nonce, signingKey, keyId) }
+              : {}),
+          }),
+        );
         for (const [, p] of pending) {
           if (p.connectorId !== conn.connectorId) continue;
           if (p.deliveredTo === null || p.deliveredTo.ws.readyState !== WebSocket.OPEN)

@@ -134,7 +134,7 @@ interface Job {
   resolveDone: () => void;
 }
 
-const DEFAULT_IDEMPOTENCY_CAPACITY = 10_000;
+export const DEFAULT_IDEMPOTENCY_CAPACITY = 10_000;
 /** The largest `maxClockSkewMs` the configuration accepts. */
 const DEFAULT_REPLAY_SKEW_MS = 60 * 60 * 1000;
 

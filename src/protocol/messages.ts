@@ -437,6 +437,14 @@ export const HelloSchema = z.object({
     kinds: z.array(CommandKindSchema),
     integrationTypes: z.array(z.string()),
   }),
+  /**
+   * Optional: asks the control plane to prove its command-signing key in `welcome`
+   * (`src/protocol/key-proof.ts`). `nonce` is base64url of 32 random bytes, new for
+   * each connection. A control plane that does not know this field ignores it.
+   */
+  keyProof: z
+    .object({ nonce: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'base64url of 32 bytes') })
+    .optional(),
 });
 
 export const AcceptedSchema = z.object({
@@ -482,6 +490,13 @@ export const AgentMessageSchema = z.discriminatedUnion('type', [
 export const WelcomeSchema = z.object({
   type: z.literal('welcome'),
   serverTime: Timestamp,
+  /**
+   * Optional answer to `hello.keyProof`: the Ed25519 signature (base64url) by the key
+   * `keyId` of `"latchkey/welcome-key-proof/v1\n" + connectorId + "\n" + nonce`.
+   */
+  keyProof: z
+    .object({ keyId: z.string().min(1).max(128), value: z.string().min(1).max(256) })
+    .optional(),
 });
 
 export const CommandMessageSchema = z.object({

@@ -17,6 +17,7 @@
  * | `allowAdministratorAccess` | boolean | `false` | allow permission sets with `AdministratorAccess`-like policies |
  * | `maxSessionDurationSeconds` | 3600..43200 | `3600` | session duration of permission sets the driver builds (Identity Center allows 1 to 12 hours); existing permission sets keep theirs, reported with each grant |
  * | `partition` | `aws` \| `aws-us-gov` \| `aws-cn` | `aws` | ARN partition |
+ * | `isolation` | `group` \| `permission-set` | `group` | how grants are kept apart (decision 0004): a per-grant Identity Store group, or, where the identity source owns groups through SCIM, a per-grant permission set assigned directly to the user |
  */
 import { z } from 'zod';
 import {
@@ -65,6 +66,7 @@ export const AwsIdentityCenterConfigSchema = z.strictObject({
   allowAdministratorAccess: z.boolean().default(false),
   maxSessionDurationSeconds: z.number().int().min(3600).max(43200).default(3600),
   partition: PartitionSchema.default('aws'),
+  isolation: z.enum(['group', 'permission-set']).default('group'),
 });
 export type AwsIdentityCenterConfig = z.infer<typeof AwsIdentityCenterConfigSchema>;
 

@@ -11,12 +11,23 @@
  *   names (resolved at grant time), after the allow/deny lists, OU exclusions and the
  *   management-account guardrail.
  *
+ * - **isolation** (config): `group` (default) assigns to the grant group; `permission-set`
+ *   (identity sources whose groups an external IdP owns through SCIM) builds a per-grant
+ *   permission set, a copy of the named one, and assigns it directly to the user.
+ *
  * Grant order (each step checks what exists first, so a re-run after a crash continues
  * where the last run stopped): validate → user → accounts → permission set (read, or build
  * spec) → group → membership → built permission set + provisioning → assignments.
- * Revoke order: assignments of the group → built permission set → memberships → group.
+ * Revoke order: assignments of the group → built permission set (with every assignment
+ * of it) → memberships → group. Revoke does not depend on the configured isolation.
  */
-import { DescribeOrganizationCommand, OrganizationsClient } from '@aws-sdk/client-organizations';
+import {
+  DescribeOrganizationCommand,
+  ListAccountsCommand,
+  OrganizationsClient,
+} from '@aws-sdk/client-organizations';
+import { IAMClient } from '@aws-sdk/client-iam';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import {
   IdentitystoreClient,
   ListGroupsCommand,
@@ -60,6 +71,7 @@ import {
   findUserId,
   notOurs,
   parseGroupMarker,
+  type GroupMarker,
   type StoreRef,
 } from './identity.js';
 import {
@@ -68,6 +80,7 @@ import {
   adminLikeReason,
   buildInlinePolicy,
   builtPermissionSetName,
+  copySpec,
   deleteBuiltPermissionSet,
   durationSeconds,
   ensureBuiltPermissionSet,
@@ -80,8 +93,25 @@ import {
   type SsoRef,
 } from './permission-sets.js';
 import { createAssignment, deleteAssignment, provisionPermissionSet } from './provisioning.js';
+import { SIMULATIONS, principalOfCaller, simulate, type ResourceKind } from './simulate.js';
+
+const principalOfCallerOrNull = (arn: string): string | null => {
+  try {
+    return principalOfCaller(arn);
+  } catch {
+    return null;
+  }
+};
 
 type Resource = DiscoverOutput['resources'][number];
+type Principal = { type: 'GROUP' | 'USER'; id: string };
+
+/**
+ * Age after which a permission set built for a user-assigned grant that holds no
+ * assignment is taken for the leftover of a grant that crashed before assigning: longer
+ * than any command's deadline, so a grant still running is never swept.
+ */
+export const ORPHAN_AGE_MS = 60 * 60 * 1000;
 type Warning = DiscoverOutput['warnings'][number];
 
 /** What a grant asks for, parsed before any AWS call. */
@@ -221,8 +251,21 @@ export class AwsIdentityCenterDriver implements Driver {
     if (cfg.instanceArn !== undefined && cfg.identityStoreId !== undefined) {
       return { instanceArn: cfg.instanceArn, identityStoreId: cfg.identityStoreId };
     }
+    const only = await this.listedInstance(cfg, signal);
+    return { instanceArn: only.arn, identityStoreId: only.store };
+  }
+
+  /**
+   * The configured instance (or the only one) as `ListInstances` returns it, with its
+   * status and owner account.
+   * @throws LatchkeyError E_NOT_FOUND none matches, E_INVALID several match
+   */
+  private async listedInstance(
+    cfg: AwsIdentityCenterConfig,
+    signal: AbortSignal,
+  ): Promise<{ arn: string; store: string; status?: string; owner?: string }> {
     const { sso } = this.clients(cfg);
-    const found: { arn: string; store: string }[] = [];
+    const found: { arn: string; store: string; status?: string; owner?: string }[] = [];
     await paginate(
       (token) =>
         awsSend({ service: 'sso', operation: 'ListInstances', signal }, (o) =>
@@ -232,7 +275,12 @@ export class AwsIdentityCenterDriver implements Driver {
       (p) => {
         for (const i of p.Instances ?? []) {
           if (i.InstanceArn && i.IdentityStoreId)
-            found.push({ arn: i.InstanceArn, store: i.IdentityStoreId });
+            found.push({
+              arn: i.InstanceArn,
+              store: i.IdentityStoreId,
+              ...(i.Status !== undefined ? { status: i.Status } : {}),
+              ...(i.OwnerAccountId !== undefined ? { owner: i.OwnerAccountId } : {}),
+            });
         }
       },
     );
@@ -248,11 +296,23 @@ export class AwsIdentityCenterDriver implements Driver {
         `ListInstances in ${cfg.region} returned ${match.length} matching Identity Center instances; set instanceArn and identityStoreId`,
       );
     }
-    return { instanceArn: only.arn, identityStoreId: only.store };
+    return only;
   }
 
   private groupName(grantId: string): string {
     return grantPolicyName(this.prefix, grantId);
+  }
+
+  /** The grant's marker; a permission set built in `permission-set` isolation says so. */
+  private marker(
+    cfg: AwsIdentityCenterConfig,
+    params: GrantParams,
+  ): { group: GroupMarker; builtSet: GroupMarker } {
+    const group: GroupMarker = { grantId: params.grantId, expiresAt: params.expiresAt };
+    return {
+      group,
+      builtSet: cfg.isolation === 'permission-set' ? { ...group, assign: 'user' } : group,
+    };
   }
 
   /**
@@ -354,7 +414,8 @@ export class AwsIdentityCenterDriver implements Driver {
     if (params.expiresAt !== undefined && new Date(params.expiresAt) <= this.services.now()) {
       throw new LatchkeyError('E_INVALID', `expiresAt ${params.expiresAt} is in the past`);
     }
-    const marker = { grantId: params.grantId, expiresAt: params.expiresAt };
+    const markers = this.marker(cfg, params);
+    const byUser = cfg.isolation === 'permission-set';
     // Built inline policy measured before any AWS call.
     const inline =
       plan.existing === undefined ? buildInlinePolicy(plan.inline, params.expiresAt) : undefined;
@@ -368,6 +429,7 @@ export class AwsIdentityCenterDriver implements Driver {
     const accounts = await this.targetAccounts(cfg, plan, signal);
     let builtSpec: BuiltSpec | undefined;
     let existingArn: string | undefined;
+    let copiedFrom: string | undefined;
     let sessionSeconds: number;
     let psName: string;
     if (plan.existing !== undefined) {
@@ -384,8 +446,12 @@ export class AwsIdentityCenterDriver implements Driver {
           `permission set ${ps.Name ?? ''} was built by Latchkey for another grant`,
         );
       }
-      if (!cfg.allowAdministratorAccess) {
-        const why = adminLikeReason(await permissionSetPolicies(ssoRef, ps.PermissionSetArn));
+      const policies =
+        !cfg.allowAdministratorAccess || byUser
+          ? await permissionSetPolicies(ssoRef, ps.PermissionSetArn)
+          : undefined;
+      if (!cfg.allowAdministratorAccess && policies !== undefined) {
+        const why = adminLikeReason(policies);
         if (why !== null) {
           throw new LatchkeyError(
             'E_GUARDRAIL',
@@ -393,9 +459,26 @@ export class AwsIdentityCenterDriver implements Driver {
           );
         }
       }
-      existingArn = ps.PermissionSetArn;
-      sessionSeconds = durationSeconds(ps.SessionDuration);
-      psName = ps.Name ?? existingArn;
+      if (byUser && policies !== undefined) {
+        // A per-grant copy, assigned to the user: the original is only read.
+        psName = builtPermissionSetName(this.prefix, params.grantId);
+        copiedFrom = ps.Name ?? ps.PermissionSetArn;
+        builtSpec = await copySpec(
+          ssoRef,
+          { ...ps, PermissionSetArn: ps.PermissionSetArn },
+          policies,
+          {
+            name: psName,
+            marker: markers.builtSet,
+            maxSessionSeconds: cfg.maxSessionDurationSeconds,
+          },
+        );
+        sessionSeconds = builtSpec.sessionDurationSeconds;
+      } else {
+        existingArn = ps.PermissionSetArn;
+        sessionSeconds = durationSeconds(ps.SessionDuration);
+        psName = ps.Name ?? existingArn;
+      }
     } else {
       if (!cfg.allowAdministratorAccess) {
         const why = adminLikeReason({
@@ -414,7 +497,7 @@ export class AwsIdentityCenterDriver implements Driver {
       psName = builtPermissionSetName(this.prefix, params.grantId);
       builtSpec = {
         name: psName,
-        marker,
+        marker: markers.builtSet,
         sessionDurationSeconds: sessionSeconds,
         managed: plan.managed,
         customerManaged: plan.customerManaged,
@@ -422,10 +505,18 @@ export class AwsIdentityCenterDriver implements Driver {
       };
     }
 
-    // Writes: group, membership, built permission set, assignments.
+    // Writes: group, membership (group isolation), built permission set, assignments.
     const groupName = this.groupName(params.grantId);
-    const group = await ensureGroup(store, this.prefix, groupName, marker);
-    const joined = await ensureMembership(store, group.groupId, userId);
+    let group: { groupId: string; created: boolean } | undefined;
+    let joined = false;
+    let principal: Principal;
+    if (byUser) {
+      principal = { type: 'USER', id: userId };
+    } else {
+      group = await ensureGroup(store, this.prefix, groupName, markers.group);
+      joined = await ensureMembership(store, group.groupId, userId);
+      principal = { type: 'GROUP', id: group.groupId };
+    }
     let psArn: string;
     let psChanged = false;
     if (builtSpec !== undefined) {
@@ -435,7 +526,7 @@ export class AwsIdentityCenterDriver implements Driver {
     } else {
       psArn = existingArn ?? '';
     }
-    const held = await this.assignmentsOf(ssoRef, group.groupId);
+    const held = await this.assignmentsOf(ssoRef, principal);
     let assigned = 0;
     for (const accountId of accounts) {
       if (held.some((h) => h.accountId === accountId && h.permissionSetArn === psArn)) continue;
@@ -448,18 +539,20 @@ export class AwsIdentityCenterDriver implements Driver {
           instanceArn: inst.instanceArn,
           permissionSetArn: psArn,
           accountId,
-          principalType: 'GROUP',
-          principalId: group.groupId,
+          principalType: principal.type,
+          principalId: principal.id,
         },
         signal,
       );
       assigned++;
     }
-    const alreadyGranted = !group.created && !joined && !psChanged && assigned === 0;
+    const alreadyGranted = group?.created !== true && !joined && !psChanged && assigned === 0;
     ctx.logger.info(
       {
         grantId: params.grantId,
-        groupId: group.groupId,
+        isolation: cfg.isolation,
+        principalType: principal.type,
+        principalId: principal.id,
         permissionSetArn: psArn,
         accounts: accounts.length,
         alreadyGranted,
@@ -473,12 +566,13 @@ export class AwsIdentityCenterDriver implements Driver {
         instanceArn: inst.instanceArn,
         identityStoreId: inst.identityStoreId,
         userId,
-        groupName,
-        groupId: group.groupId,
+        isolation: cfg.isolation,
+        ...(group !== undefined ? { groupName, groupId: group.groupId } : {}),
         permissionSet: {
           name: psName,
           arn: psArn,
           built: builtSpec !== undefined,
+          ...(copiedFrom !== undefined ? { copiedFrom } : {}),
           sessionDurationSeconds: sessionSeconds,
           // A role session issued before revoke keeps working until it ends.
           sessionMayOutliveRevokeSeconds: sessionSeconds,
@@ -490,10 +584,10 @@ export class AwsIdentityCenterDriver implements Driver {
     };
   }
 
-  /** Every account assignment of a principal (the grant group). */
+  /** Every account assignment of a principal (the grant group, or the user). */
   private async assignmentsOf(
     s: SsoRef,
-    groupId: string,
+    principal: Principal,
   ): Promise<{ accountId: string; permissionSetArn: string }[]> {
     const out: { accountId: string; permissionSetArn: string }[] = [];
     await paginate(
@@ -504,8 +598,8 @@ export class AwsIdentityCenterDriver implements Driver {
             s.sso.send(
               new ListAccountAssignmentsForPrincipalCommand({
                 InstanceArn: s.instanceArn,
-                PrincipalId: groupId,
-                PrincipalType: 'GROUP',
+                PrincipalId: principal.id,
+                PrincipalType: principal.type,
                 ...(token ? { NextToken: token } : {}),
               }),
               o,
@@ -550,7 +644,7 @@ export class AwsIdentityCenterDriver implements Driver {
     // 1. Assignments of this grant's group, and only those.
     let longest = 0;
     if (group !== null) {
-      const held = await this.assignmentsOf(ssoRef, group.groupId);
+      const held = await this.assignmentsOf(ssoRef, { type: 'GROUP', id: group.groupId });
       const sessions = new Map<string, number>();
       for (const h of held) {
         if (
@@ -605,7 +699,9 @@ export class AwsIdentityCenterDriver implements Driver {
       built?.PermissionSetArn &&
       parseGroupMarker(this.prefix, built.Description)?.grantId === grantId
     ) {
-      await this.removeAllAssignments(ssoRef, built.PermissionSetArn);
+      // In permission-set isolation these are the grant's own (user) assignments.
+      revoked.push(...(await this.removeAllAssignments(ssoRef, built.PermissionSetArn)));
+      longest = Math.max(longest, durationSeconds(built.SessionDuration));
     }
     const psDeleted = await deleteBuiltPermissionSet(ssoRef, this.prefix, psName, grantId);
     if (psDeleted) revoked.push(psName);
@@ -671,8 +767,11 @@ export class AwsIdentityCenterDriver implements Driver {
         report.errors.push({ item: grantId, code: w.code, message: w.message });
       }
     }
-    // Orphans: a built permission set whose grant group does not exist (a crash between
-    // the two, or a revoke cut short). Its assignments are removed, then the set.
+    // Built permission sets. Assigned to a grant group: an orphan when that group does not
+    // exist (a crash between the two, or a revoke cut short). Assigned to the user
+    // (permission-set isolation): revoked when expired; an orphan when it holds no
+    // assignment and is older than ORPHAN_AGE_MS (a grant that crashed before assigning
+    // and was never re-run). An orphan's assignments are removed, then the set.
     const ssoRef: SsoRef = { sso, instanceArn: inst.instanceArn, signal };
     for (const arn of await listPermissionSetArns(ssoRef)) {
       const d = await awsSend(
@@ -687,12 +786,27 @@ export class AwsIdentityCenterDriver implements Driver {
           ),
       );
       const m = parseGroupMarker(this.prefix, d.PermissionSet?.Description);
-      if (
-        m === null ||
-        live.has(m.grantId) ||
-        d.PermissionSet?.Name !== builtPermissionSetName(this.prefix, m.grantId)
-      )
+      if (m === null || d.PermissionSet?.Name !== builtPermissionSetName(this.prefix, m.grantId))
         continue;
+      if (m.assign === 'user') {
+        if (m.expiresAt !== undefined && new Date(m.expiresAt) <= now) {
+          try {
+            await this.revokeGrant(cfg, m.grantId, signal);
+            report.revoked.push(m.grantId);
+          } catch (err) {
+            if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
+            const w = toWireError(err);
+            report.errors.push({ item: m.grantId, code: w.code, message: w.message });
+          }
+          continue;
+        }
+        const created = d.PermissionSet.CreatedDate?.getTime();
+        if (created === undefined || now.getTime() - created < ORPHAN_AGE_MS) continue;
+        const held = await this.assignmentsOfPermissionSet(ssoRef, arn);
+        if (held.some((h) => h.principals.length > 0)) continue;
+      } else if (live.has(m.grantId)) {
+        continue;
+      }
       try {
         await this.removeAllAssignments(ssoRef, arn);
         await deleteBuiltPermissionSet(ssoRef, this.prefix, d.PermissionSet.Name, m.grantId);
@@ -706,11 +820,15 @@ export class AwsIdentityCenterDriver implements Driver {
     return report;
   }
 
-  /** Remove every assignment of a built permission set (all are this driver's). */
-  private async removeAllAssignments(s: SsoRef, arn: string): Promise<void> {
+  /**
+   * Remove every assignment of a built permission set (all are this driver's).
+   * @returns `<permission set arn>@<account>` of each assignment removed
+   */
+  private async removeAllAssignments(s: SsoRef, arn: string): Promise<string[]> {
+    const removed: string[] = [];
     for (const { accountId, principals } of await this.assignmentsOfPermissionSet(s, arn)) {
       for (const p of principals) {
-        await deleteAssignment(
+        const gone = await deleteAssignment(
           s.sso,
           {
             instanceArn: s.instanceArn,
@@ -721,8 +839,10 @@ export class AwsIdentityCenterDriver implements Driver {
           },
           s.signal,
         );
+        if (gone) removed.push(`${arn}@${accountId}`);
       }
     }
+    return removed;
   }
 
   /** Accounts a permission set is provisioned to, with the principals assigned there. */
@@ -918,53 +1038,153 @@ export class AwsIdentityCenterDriver implements Driver {
   // -------------------------------------------------------------------------------------
   // check
 
+  /**
+   * Named sub-checks: `identity` (the credentials reach the configured account),
+   * `sso:ListInstances` (the instance is listed and ACTIVE), `sso:ListPermissionSets`,
+   * `identitystore:ListUsers`, then the writes a grant and its revoke make, proven by
+   * `iam:SimulatePrincipalPolicy` (see simulate.ts for what that proves and what not):
+   * `simulate:assignments`, `simulate:grant-groups` (group isolation only) and
+   * `simulate:built-permission-sets`.
+   */
   async check(ctx: CallContext): Promise<CheckOutput> {
     const cfg = parseIdentityCenterConfig(ctx.integration.config);
     const signal = ctx.signal;
-    const { sso, ids } = this.clients(cfg);
+    const t = targetOf(cfg);
+    const { sso, ids, orgs } = this.clients(cfg);
     const checks: CheckOutput['checks'] = [];
-    let inst: { instanceArn: string; identityStoreId: string } | undefined;
+    let caller: string | undefined;
+    await probe(
+      checks,
+      'identity',
+      async () => {
+        const id = await awsSend({ service: 'sts', operation: 'GetCallerIdentity', signal }, (o) =>
+          this.services.aws.client(STSClient, t).send(new GetCallerIdentityCommand({}), o),
+        );
+        if (id.Account !== cfg.accountId) {
+          throw new LatchkeyError(
+            'E_INVALID',
+            `credentials belong to account ${id.Account ?? 'unknown'}, not ${cfg.accountId}`,
+          );
+        }
+        caller = id.Arn;
+        return `connected as ${id.Arn ?? 'unknown'}`;
+      },
+      { signal },
+    );
+    let inst: { arn: string; store: string; owner?: string } | undefined;
     await probe(
       checks,
       'sso:ListInstances',
       async () => {
-        inst = await this.instance(cfg, signal);
-        return `instance ${inst.instanceArn}, identity store ${inst.identityStoreId}`;
+        const found = await this.listedInstance(cfg, signal);
+        if (found.status !== undefined && found.status !== 'ACTIVE') {
+          throw new LatchkeyError(
+            'E_INVALID',
+            `instance ${found.arn} is ${found.status}, not ACTIVE`,
+          );
+        }
+        inst = found;
+        return `instance ${found.arn}, identity store ${found.store}${found.owner !== undefined ? `, owned by account ${found.owner}` : ''}`;
       },
       { signal },
     );
-    if (inst !== undefined) {
-      const i = inst;
+    if (inst === undefined) return { ok: false, checks };
+    const i = inst;
+    let samplePermissionSet: string | undefined;
+    await probe(
+      checks,
+      'sso:ListPermissionSets',
+      async () => {
+        const out = await awsSend(
+          { service: 'sso', operation: 'ListPermissionSets', signal },
+          (o) => sso.send(new ListPermissionSetsCommand({ InstanceArn: i.arn, MaxResults: 1 }), o),
+        );
+        samplePermissionSet = out.PermissionSets?.[0];
+        return 'allowed';
+      },
+      { signal },
+    );
+    await probe(
+      checks,
+      'identitystore:ListUsers',
+      async () => {
+        await awsSend({ service: 'identitystore', operation: 'ListUsers', signal }, (o) =>
+          ids.send(new ListUsersCommand({ IdentityStoreId: i.store, MaxResults: 1 }), o),
+        );
+        return 'allowed';
+      },
+      { signal },
+    );
+
+    // Writes, simulated for the principal the driver runs as.
+    const principal =
+      cfg.assumeRoleArn ?? (caller !== undefined ? principalOfCallerOrNull(caller) : null);
+    const names: (keyof typeof SIMULATIONS)[] =
+      cfg.isolation === 'group'
+        ? ['simulate:assignments', 'simulate:grant-groups', 'simulate:built-permission-sets']
+        : ['simulate:assignments', 'simulate:built-permission-sets'];
+    if (principal === null) {
+      for (const name of names) {
+        checks.push({
+          name,
+          ok: false,
+          detail: `no IAM principal to simulate (${caller ?? 'caller identity unknown'}); set assumeRoleArn`,
+        });
+      }
+      return { ok: false, checks };
+    }
+    const instanceId = i.arn.split('/').pop() ?? '';
+    const p = cfg.partition;
+    const account = await this.sampleAccount(cfg, orgs, signal);
+    const resources: Record<ResourceKind, string> = {
+      instance: i.arn,
+      permissionSet: samplePermissionSet ?? `arn:${p}:sso:::permissionSet/${instanceId}/*`,
+      account: `arn:${p}:sso:::account/${account}`,
+      identitystore: `arn:${p}:identitystore::${i.owner ?? cfg.accountId}:identitystore/${i.store}`,
+      group: `arn:${p}:identitystore:::group/*`,
+      user: `arn:${p}:identitystore:::user/*`,
+      membership: `arn:${p}:identitystore:::membership/*`,
+    };
+    const iam = this.services.aws.client(IAMClient, t);
+    for (const name of names) {
+      // Built permission sets do not exist yet: simulated on any permission set.
+      const r =
+        name === 'simulate:built-permission-sets'
+          ? { ...resources, permissionSet: `arn:${p}:sso:::permissionSet/${instanceId}/*` }
+          : resources;
       await probe(
         checks,
-        'sso:ListPermissionSets',
-        async () => {
-          await awsSend({ service: 'sso', operation: 'ListPermissionSets', signal }, (o) =>
-            sso.send(
-              new ListPermissionSetsCommand({ InstanceArn: i.instanceArn, MaxResults: 1 }),
-              o,
-            ),
-          );
-          return 'allowed';
+        name,
+        () => simulate({ iam, principal, resources: r, signal }, SIMULATIONS[name]),
+        {
+          signal,
         },
-        { signal },
-      );
-      await probe(
-        checks,
-        'identitystore:ListUsers',
-        async () => {
-          await awsSend({ service: 'identitystore', operation: 'ListUsers', signal }, (o) =>
-            ids.send(
-              new ListUsersCommand({ IdentityStoreId: i.identityStoreId, MaxResults: 1 }),
-              o,
-            ),
-          );
-          return 'allowed';
-        },
-        { signal },
       );
     }
-    return { ok: checks.length > 0 && checks.every((c) => c.ok), checks };
+    return { ok: checks.every((c) => c.ok), checks };
+  }
+
+  /** An account a grant could target, for the simulation: allow list, else the organization's first. */
+  private async sampleAccount(
+    cfg: AwsIdentityCenterConfig,
+    orgs: OrganizationsClient,
+    signal: AbortSignal,
+  ): Promise<string> {
+    const allowed = cfg.allowedAccountIds?.[0];
+    if (allowed !== undefined) return allowed;
+    try {
+      const out = await awsSend(
+        { service: 'organizations', operation: 'ListAccounts', signal },
+        (o) => orgs.send(new ListAccountsCommand({ MaxResults: 20 }), o),
+      );
+      const a = (out.Accounts ?? []).find(
+        (x) => x.Id !== undefined && !(cfg.deniedAccountIds ?? []).includes(x.Id),
+      );
+      return a?.Id ?? cfg.accountId;
+    } catch (err) {
+      if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
+      return cfg.accountId;
+    }
   }
 
   rotate(): Promise<never> {

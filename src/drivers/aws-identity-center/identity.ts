@@ -102,10 +102,16 @@ export async function findUserId(s: StoreRef, email: string): Promise<string> {
 export interface GroupMarker {
   grantId: string;
   expiresAt: string | undefined;
+  /**
+   * `user`: a permission set built for a grant in `permission-set` isolation, assigned
+   * directly to the grantee (no grant group exists, so the sweep must not take it for an
+   * orphan). Absent on grant groups and on permission sets assigned to a grant group.
+   */
+  assign?: 'user' | undefined;
 }
 
 export function groupMarker(prefix: string, m: GroupMarker): string {
-  return `managed-by=${prefix}; grant=${m.grantId}; expires=${m.expiresAt ?? 'never'}`;
+  return `managed-by=${prefix}; grant=${m.grantId}; expires=${m.expiresAt ?? 'never'}${m.assign === 'user' ? '; assign=user' : ''}`;
 }
 
 /** The marker of a group description, or null when the group is not ours. */
@@ -114,11 +120,17 @@ export function parseGroupMarker(
   description: string | undefined,
 ): GroupMarker | null {
   if (description === undefined) return null;
-  const m = /^managed-by=([^;]+); grant=([^;]+); expires=(\S+)$/.exec(description);
+  const m = /^managed-by=([^;]+); grant=([^;]+); expires=([^;\s]+)(?:; assign=(user))?$/.exec(
+    description,
+  );
   if (!m || m[1] !== prefix || m[2] === undefined || m[3] === undefined) return null;
   const expires = m[3];
   if (expires !== 'never' && Number.isNaN(new Date(expires).getTime())) return null;
-  return { grantId: m[2], expiresAt: expires === 'never' ? undefined : expires };
+  return {
+    grantId: m[2],
+    expiresAt: expires === 'never' ? undefined : expires,
+    ...(m[4] === 'user' ? { assign: 'user' as const } : {}),
+  };
 }
 
 export interface FoundGroup {

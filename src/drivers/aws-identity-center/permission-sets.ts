@@ -10,6 +10,10 @@
  *   carrying the same marker as the grant group. Its inline policy ends at `expiresAt`:
  *   every Allow statement has `DateLessThan aws:CurrentTime`, and one Deny of everything
  *   with `DateGreaterThan aws:CurrentTime` also stops the attached managed policies.
+ * - **copy**: in `permission-set` isolation, a grant of an existing permission set builds
+ *   a per-grant copy of it (same managed and customer-managed policies, permissions
+ *   boundary and inline policy, plus the expiry conditions; session duration lowered to
+ *   the configured maximum). The original is only read.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -19,11 +23,14 @@ import {
   DeletePermissionSetCommand,
   DescribePermissionSetCommand,
   GetInlinePolicyForPermissionSetCommand,
+  GetPermissionsBoundaryForPermissionSetCommand,
   ListCustomerManagedPolicyReferencesInPermissionSetCommand,
   ListManagedPoliciesInPermissionSetCommand,
   ListPermissionSetsCommand,
   PutInlinePolicyToPermissionSetCommand,
+  PutPermissionsBoundaryToPermissionSetCommand,
   type PermissionSet,
+  type PermissionsBoundary,
   type SSOAdminClient,
 } from '@aws-sdk/client-sso-admin';
 import { z } from 'zod';
@@ -292,6 +299,90 @@ export interface BuiltSpec {
   customerManaged: { name: string; path: string }[];
   /** Compact JSON of the inline policy with the expiry conditions, or undefined. */
   inline: string | undefined;
+  /** Permissions boundary (copies of a permission set that has one). */
+  boundary?: PermissionsBoundary | undefined;
+}
+
+/** `/path/name` of a customer-managed policy reference, split back into its parts. */
+export function splitCustomerManaged(ref: string): { name: string; path: string } {
+  const i = ref.lastIndexOf('/');
+  return { path: ref.slice(0, i + 1) || '/', name: ref.slice(i + 1) };
+}
+
+const boundaryKey = (b: PermissionsBoundary): string =>
+  b.ManagedPolicyArn ??
+  `${b.CustomerManagedPolicyReference?.Path ?? '/'}${b.CustomerManagedPolicyReference?.Name ?? ''}`;
+
+/** The permissions boundary of a permission set, or undefined when it has none. */
+export async function permissionsBoundary(
+  s: SsoRef,
+  arn: string,
+): Promise<PermissionsBoundary | undefined> {
+  try {
+    const out = await awsSend(
+      {
+        service: 'sso',
+        operation: 'GetPermissionsBoundaryForPermissionSet',
+        resource: arn,
+        signal: s.signal,
+      },
+      (o) =>
+        s.sso.send(
+          new GetPermissionsBoundaryForPermissionSetCommand({
+            InstanceArn: s.instanceArn,
+            PermissionSetArn: arn,
+          }),
+          o,
+        ),
+    );
+    const b = out.PermissionsBoundary;
+    return b?.ManagedPolicyArn !== undefined || b?.CustomerManagedPolicyReference !== undefined
+      ? b
+      : undefined;
+  } catch (err) {
+    // Identity Center answers ResourceNotFound for a permission set without a boundary.
+    if (err instanceof LatchkeyError && err.code === 'E_NOT_FOUND') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The spec of a per-grant copy of an existing permission set (`permission-set` isolation):
+ * its policies and boundary as they are now, the expiry conditions added to its inline
+ * policy, its session duration lowered to `maxSessionSeconds`.
+ * @throws LatchkeyError E_UNSUPPORTED when its inline policy cannot be rewritten,
+ *   E_POLICY_TOO_LARGE when the rewritten inline policy would be too large
+ */
+export async function copySpec(
+  s: SsoRef,
+  source: PermissionSet & { PermissionSetArn: string },
+  policies: PolicySummary,
+  target: { name: string; marker: GroupMarker; maxSessionSeconds: number },
+): Promise<BuiltSpec> {
+  let statements: InlineStatement[] = [];
+  if (policies.inline !== undefined) {
+    try {
+      statements = parseInlinePolicy(policies.inline);
+    } catch {
+      throw new LatchkeyError(
+        'E_UNSUPPORTED',
+        `permission set ${source.Name ?? source.PermissionSetArn} cannot be copied: its inline policy is not a 2012-10-17 policy document this driver can add the expiry conditions to`,
+      );
+    }
+  }
+  const boundary = await permissionsBoundary(s, source.PermissionSetArn);
+  return {
+    name: target.name,
+    marker: target.marker,
+    sessionDurationSeconds: Math.min(
+      durationSeconds(source.SessionDuration),
+      target.maxSessionSeconds,
+    ),
+    managed: policies.managed,
+    customerManaged: policies.customerManaged.map(splitCustomerManaged),
+    inline: buildInlinePolicy(statements, target.marker.expiresAt),
+    ...(boundary !== undefined ? { boundary } : {}),
+  };
 }
 
 /**
@@ -312,7 +403,11 @@ export function buildInlinePolicy(
       continue;
     }
     const cond = { ...(st.Condition ?? {}) };
-    cond.DateLessThan = { ...(cond.DateLessThan ?? {}), 'aws:CurrentTime': at };
+    // An earlier end the statement already has stays (a copied policy never gains time).
+    const had = cond.DateLessThan?.['aws:CurrentTime'];
+    const keep =
+      typeof had === 'string' && !Number.isNaN(Date.parse(had)) && Date.parse(had) < Date.parse(at);
+    cond.DateLessThan = { ...(cond.DateLessThan ?? {}), 'aws:CurrentTime': keep ? had : at };
     out.push({ ...st, Condition: cond });
   }
   if (at !== undefined) {
@@ -451,6 +546,32 @@ export async function ensureBuiltPermissionSet(
       ),
     );
     changed = true;
+  }
+  if (spec.boundary !== undefined) {
+    const want = spec.boundary;
+    const have = await permissionsBoundary(s, arn);
+    if (have === undefined || boundaryKey(have) !== boundaryKey(want)) {
+      await withConflictRetry(s.signal, `put the permissions boundary of ${spec.name}`, () =>
+        awsSend(
+          {
+            service: 'sso',
+            operation: 'PutPermissionsBoundaryToPermissionSet',
+            resource: arn,
+            signal: s.signal,
+          },
+          (o) =>
+            s.sso.send(
+              new PutPermissionsBoundaryToPermissionSetCommand({
+                InstanceArn: s.instanceArn,
+                PermissionSetArn: arn,
+                PermissionsBoundary: want,
+              }),
+              o,
+            ),
+        ),
+      );
+      changed = true;
+    }
   }
   return { arn, changed };
 }

@@ -94,12 +94,34 @@ describe('loadConfig', () => {
     }).toThrow(TypeError);
   });
 
+  it('refuses a duration without a unit (30 would have been 30 ms), except 0; a JSON number in the file is milliseconds', () => {
+    const problems = problemsOf(() =>
+      loadConfig({
+        env: baseEnv({ LATCHKEY_SHUTDOWN_GRACE: '30', LATCHKEY_HEARTBEAT_INTERVAL: ' 5 ' }),
+      }),
+    );
+    expect(problems).toContain(
+      'LATCHKEY_SHUTDOWN_GRACE (shutdownGraceMs): "30" has no unit: write it with one, e.g. 30s, 30m or 30ms (a bare number other than 0 is refused)',
+    );
+    expect(
+      problems.some(
+        (p) => p.startsWith('LATCHKEY_HEARTBEAT_INTERVAL') && p.includes('"5" has no unit'),
+      ),
+    ).toBe(true);
+    expect(loadConfig({ env: baseEnv({ LATCHKEY_SHUTDOWN_GRACE: '0' }) }).shutdownGraceMs).toBe(0);
+    expect(loadConfig({ env: baseEnv({ LATCHKEY_SHUTDOWN_GRACE: '30s' }) }).shutdownGraceMs).toBe(
+      30_000,
+    );
+    const file = writeFile('grace.json', JSON.stringify({ shutdownGraceMs: 30 }));
+    expect(loadConfig({ env: baseEnv(), configFile: file }).shutdownGraceMs).toBe(30);
+  });
+
   it('parses durations, sizes, booleans and numbers from the environment', () => {
     const c = loadConfig({
       env: baseEnv({
         LATCHKEY_MAX_CLOCK_SKEW: '5s',
         LATCHKEY_MAX_COMMAND_LIFETIME: '5m',
-        LATCHKEY_TIMEOUT_GRANT: '90000',
+        LATCHKEY_TIMEOUT_GRANT: '90s',
         LATCHKEY_HEARTBEAT_INTERVAL: '10s',
         LATCHKEY_HEARTBEAT_TIMEOUT: '1m',
         LATCHKEY_RECONNECT_INITIAL: '250ms',

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LatchkeyError } from '../../../src/errors.js';
 import { ResultSchema, type CommandKind, type Result } from '../../../src/protocol/messages.js';
+import { DEFAULT_IDEMPOTENCY_CAPACITY } from '../../../src/dispatch/dispatcher.js';
 import {
   ALL_KINDS,
   ConcurrencyTracker,
@@ -55,6 +56,21 @@ describe('Dispatcher: acceptance and refusals', () => {
     });
     expect(h.dispatcher.depth).toBe(0);
     expect(h.dispatcher.running).toBe(0);
+  });
+
+  it('a check whose probes fail is an ok result with output.ok false, not an error (docs/protocol.md section 4)', async () => {
+    const failed = {
+      ok: false,
+      checks: [{ name: 'connect', ok: false, detail: 'cannot reach db:5432' }],
+    };
+    const driver = new FakeDriver('fake', ALL_KINDS, () => Promise.resolve(failed));
+    const h = harness(registryOf(driver));
+    const env = envelope('check');
+    expect(h.dispatcher.submit(env, 'd1', new Date())).toEqual({ status: 'accepted' });
+    const r = await h.resultOf(env.id);
+    expect(r).toMatchObject({ kind: 'check', status: 'ok', output: failed });
+    expect(r.error).toBeUndefined();
+    expect(ResultSchema.safeParse(r).success).toBe(true);
   });
 
   it('refuses an unknown integration type or an unsupported kind before queueing', () => {
@@ -155,6 +171,24 @@ describe('Dispatcher: idempotency', () => {
     const other = submit(h, envs[0]!, 'another');
     expect(other.status === 'rejected' && other.error.code).toBe('E_REPLAY');
     expect(driver.calls).toHaveLength(3);
+  });
+
+  it('remembers ten times its result capacity (or the queue size, if larger) before E_BUSY, as docs/protocol.md says', async () => {
+    const driver = new FakeDriver('fake', ALL_KINDS, (k) => Promise.resolve(OK_OUTPUT[k]));
+    for (const [queueSize, bound] of [
+      [5, 20], // 10 × capacity 2
+      [25, 25], // the queue size
+    ] as const) {
+      const h = harness(registryOf(driver), { idempotencyCapacity: 2, queueSize });
+      for (let i = 0; i < bound; i++) {
+        const e = envelope('check', { expiresInMs: 3_600_000 });
+        expect(submit(h, e, 'd').status).toBe('accepted');
+        await h.resultOf(e.id);
+      }
+      const busy = submit(h, envelope('check', { expiresInMs: 3_600_000 }), 'd');
+      expect(busy.status === 'rejected' && busy.error.code).toBe('E_BUSY');
+    }
+    expect(DEFAULT_IDEMPOTENCY_CAPACITY).toBe(10_000);
   });
 
   it('refuses new work with E_BUSY rather than forget ids still inside their window', async () => {

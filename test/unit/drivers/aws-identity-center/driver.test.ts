@@ -13,6 +13,7 @@ import {
   ProvisionPermissionSetCommand,
   PutInlinePolicyToPermissionSetCommand,
   AttachManagedPolicyToPermissionSetCommand,
+  AttachCustomerManagedPolicyReferenceToPermissionSetCommand,
   ThrottlingException,
 } from '@aws-sdk/client-sso-admin';
 import {
@@ -449,9 +450,13 @@ describe('aws-identity-center driver', () => {
       await go(driver.grant(ctx, policyGrant()));
       world.groups.clear();
       world.memberships.clear();
+      const built = [...world.permissionSets.values()].find((p) => p.description !== undefined);
       const rv = await go(driver.revoke(ctx, policyGrant()));
       expect(rv.alreadyRevoked).toBe(false);
-      expect(rv.revoked).toEqual([builtPermissionSetName('latchkey', 'g-1')]);
+      expect(rv.revoked).toEqual([
+        `${built?.arn}@${PROD}`,
+        builtPermissionSetName('latchkey', 'g-1'),
+      ]);
       expect(world.assignments).toHaveLength(0);
       expect(world.permissionSets.size).toBe(4);
     });
@@ -470,6 +475,57 @@ describe('aws-identity-center driver', () => {
         AccountId: PROD,
         PermissionSetArn: built?.arn,
       });
+    });
+
+    it('attaches a customer-managed policy reference by path and name', async () => {
+      await go(
+        driver.grant(
+          ctx,
+          policyGrant({
+            resources: [
+              { type: 'account', id: PROD },
+              { type: 'customer-managed-policy', id: '/team/reports-reader' },
+            ],
+          }),
+        ),
+      );
+      const ps = [...world.permissionSets.values()].find(
+        (p) => p.name === builtPermissionSetName('latchkey', 'g-1'),
+      );
+      expect(world.sso).toHaveReceivedCommandWith(
+        AttachCustomerManagedPolicyReferenceToPermissionSetCommand,
+        {
+          InstanceArn: INSTANCE,
+          PermissionSetArn: ps?.arn,
+          CustomerManagedPolicyReference: { Name: 'reports-reader', Path: '/team/' },
+        },
+      );
+    });
+
+    it('refuses more than 100 named resources (the aws-iam guardrail) before any AWS call', async () => {
+      const resources = Array.from({ length: 101 }, (_, i) => ({
+        type: 'account',
+        id: String(100000000000 + i),
+      }));
+      const err = await go(rejection(driver.grant(ctx, grant({ resources }))));
+      expect(err.code).toBe('E_GUARDRAIL');
+      expect(err.message).toContain('at most 100 resources');
+      expect(world.ids).toHaveReceivedCommandTimes(GetUserIdCommand, 0);
+    });
+
+    it('refuses an OU that resolves to more than 100 accounts, before any write', async () => {
+      world.ous['ou-ab12-bigbig12'] = {
+        accounts: Array.from({ length: 101 }, (_, i) => String(500000000000 + i)),
+        children: [],
+      };
+      const err = await go(
+        rejection(
+          driver.grant(ctx, grant({ resources: [{ type: 'ou', id: 'ou-ab12-bigbig12' }] })),
+        ),
+      );
+      expect(err.code).toBe('E_GUARDRAIL');
+      expect(err.message).toContain('resolves to 101 accounts');
+      expect(world.groups.size).toBe(0);
     });
 
     it('refuses an inline policy over the size budget before any AWS call', async () => {
@@ -647,9 +703,13 @@ describe('aws-identity-center driver', () => {
       });
       const out = await go(driver.check(c));
       expect(out.checks.map((x) => [x.name, x.ok])).toEqual([
+        ['identity', true],
         ['sso:ListInstances', true],
         ['sso:ListPermissionSets', true],
         ['identitystore:ListUsers', true],
+        ['simulate:assignments', true],
+        ['simulate:grant-groups', true],
+        ['simulate:built-permission-sets', true],
       ]);
       expect(out.ok).toBe(true);
     });

@@ -3,7 +3,8 @@
  * groups, memberships), permission sets with their policies, account assignments with
  * asynchronous requests (IN_PROGRESS on the first describe, then SUCCEEDED), and an
  * organization, served through `aws-sdk-client-mock` with paging (page size 2), so that
- * tests assert the real requests and what access a user effectively has afterwards.
+ * tests assert the real requests and what access a user effectively has afterwards. STS
+ * answers the caller identity and IAM simulates the role's policy from `denied`.
  */
 import { mockClient } from 'aws-sdk-client-mock';
 import {
@@ -19,6 +20,7 @@ import {
   DescribePermissionSetCommand,
   DescribePermissionSetProvisioningStatusCommand,
   GetInlinePolicyForPermissionSetCommand,
+  GetPermissionsBoundaryForPermissionSetCommand,
   ListAccountAssignmentsCommand,
   ListAccountAssignmentsForPrincipalCommand,
   ListAccountsForProvisionedPermissionSetCommand,
@@ -28,7 +30,9 @@ import {
   ListPermissionSetsCommand,
   ProvisionPermissionSetCommand,
   PutInlinePolicyToPermissionSetCommand,
+  PutPermissionsBoundaryToPermissionSetCommand,
   ResourceNotFoundException,
+  type PermissionsBoundary,
   SSOAdminClient,
 } from '@aws-sdk/client-sso-admin';
 import {
@@ -55,6 +59,8 @@ import {
   ListRootsCommand,
   OrganizationsClient,
 } from '@aws-sdk/client-organizations';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { IAMClient, SimulatePrincipalPolicyCommand } from '@aws-sdk/client-iam';
 
 export const INSTANCE = 'arn:aws:sso:::instance/ssoins-1234567890abcdef';
 export const STORE = 'd-1234567890';
@@ -75,7 +81,9 @@ export interface FakePermissionSet {
   managed: string[];
   customerManaged: { Name: string; Path: string }[];
   inline: string;
+  boundary?: PermissionsBoundary;
   provisionedTo: Set<string>;
+  created: Date;
 }
 
 export interface FakeAssignment {
@@ -98,7 +106,11 @@ export class World {
   readonly sso = mockClient(SSOAdminClient);
   readonly ids = mockClient(IdentitystoreClient);
   readonly orgs = mockClient(OrganizationsClient);
+  readonly sts = mockClient(STSClient);
+  readonly iam = mockClient(IAMClient);
 
+  /** Actions the simulated role policy denies (`action` or `action@resource`). */
+  denied = new Set<string>();
   users = new Map<string, { userName: string; email: string }>();
   groups = new Map<string, { displayName: string; description?: string }>();
   memberships = new Map<string, { groupId: string; userId: string }>();
@@ -149,6 +161,7 @@ export class World {
       customerManaged: [],
       inline: '',
       provisionedTo: new Set(),
+      created: new Date(),
       ...over,
     };
     this.permissionSets.set(ps.arn, ps);
@@ -195,12 +208,14 @@ export class World {
     this.installSso();
     this.installIds();
     this.installOrgs();
+    this.installIam();
     return this;
   }
 
   /** Empty estate, fresh handlers (call in beforeEach). */
   fresh(): this {
-    for (const m of [this.sso, this.ids, this.orgs]) m.reset();
+    for (const m of [this.sso, this.ids, this.orgs, this.sts, this.iam]) m.reset();
+    this.denied = new Set();
     this.users = new Map();
     this.groups = new Map();
     this.memberships = new Map();
@@ -213,13 +228,15 @@ export class World {
   }
 
   restore(): void {
-    for (const m of [this.sso, this.ids, this.orgs]) m.restore();
+    for (const m of [this.sso, this.ids, this.orgs, this.sts, this.iam]) m.restore();
   }
 
   private installSso(): void {
     const s = this.sso;
     s.on(ListInstancesCommand).resolves({
-      Instances: [{ InstanceArn: INSTANCE, IdentityStoreId: STORE }],
+      Instances: [
+        { InstanceArn: INSTANCE, IdentityStoreId: STORE, Status: 'ACTIVE', OwnerAccountId: MGMT },
+      ],
     });
     s.on(ListPermissionSetsCommand).callsFake((i: { NextToken?: string }) => {
       const p = page([...this.permissionSets.keys()], i.NextToken);
@@ -232,6 +249,7 @@ export class World {
           PermissionSetArn: ps.arn,
           Name: ps.name,
           SessionDuration: ps.sessionDuration,
+          CreatedDate: ps.created,
           ...(ps.description !== undefined ? { Description: ps.description } : {}),
         },
       };
@@ -264,6 +282,20 @@ export class World {
         return {
           PermissionSet: { PermissionSetArn: ps.arn, Name: ps.name, Description: ps.description },
         };
+      },
+    );
+    s.on(GetPermissionsBoundaryForPermissionSetCommand).callsFake(
+      (i: { PermissionSetArn?: string }) => {
+        const b = this.ps(i.PermissionSetArn).boundary;
+        if (b === undefined) throw notFound('no permissions boundary');
+        return { PermissionsBoundary: b };
+      },
+    );
+    s.on(PutPermissionsBoundaryToPermissionSetCommand).callsFake(
+      (i: { PermissionSetArn?: string; PermissionsBoundary?: PermissionsBoundary }) => {
+        const ps = this.ps(i.PermissionSetArn);
+        if (i.PermissionsBoundary !== undefined) ps.boundary = i.PermissionsBoundary;
+        return {};
       },
     );
     s.on(PutInlinePolicyToPermissionSetCommand).callsFake(
@@ -518,6 +550,41 @@ export class World {
       if (!this.groups.delete(i.GroupId ?? '')) throw idsNotFound('group');
       return {};
     });
+  }
+
+  private installIam(): void {
+    this.sts.on(GetCallerIdentityCommand).resolves({
+      Account: MGMT,
+      Arn: `arn:aws:sts::${MGMT}:assumed-role/latchkey-identity-center/latchkey`,
+    });
+    // One result per action, one resource-specific result per resource; pages of 3.
+    this.iam
+      .on(SimulatePrincipalPolicyCommand)
+      .callsFake((i: { ActionNames?: string[]; ResourceArns?: string[]; Marker?: string }) => {
+        const start = i.Marker ? Number(i.Marker) : 0;
+        const names = (i.ActionNames ?? []).slice(start, start + 3);
+        const decide = (a: string, r: string) =>
+          this.denied.has(a) || this.denied.has(`${a}@${r}`) ? 'implicitDeny' : 'allowed';
+        return {
+          EvaluationResults: names.map((a) => {
+            const per = (i.ResourceArns ?? []).map((r) => ({
+              EvalResourceName: r,
+              EvalResourceDecision: decide(a, r),
+            }));
+            return {
+              EvalActionName: a,
+              EvalResourceName: '*',
+              EvalDecision: per.every((x) => x.EvalResourceDecision === 'allowed')
+                ? 'allowed'
+                : 'implicitDeny',
+              ResourceSpecificResults: per,
+            };
+          }),
+          ...(start + 3 < (i.ActionNames ?? []).length
+            ? { IsTruncated: true, Marker: String(start + 3) }
+            : { IsTruncated: false }),
+        };
+      });
   }
 
   private installOrgs(): void {
