@@ -151,29 +151,25 @@ function installFake(): void {
       return {};
     }),
   );
-  const policyOps = (p: () => FakePrincipal, kind: 'Role' | 'User') => {
-    iam.on(kind === 'Role' ? GetRolePolicyCommand : GetUserPolicyCommand).callsFake(
-      rec(`Get${kind}Policy`, (i: { PolicyName?: string }) => {
-        const doc = p().policies.get(i.PolicyName ?? '');
-        if (doc === undefined) throw notFound();
-        return { PolicyName: i.PolicyName, PolicyDocument: encodeURIComponent(doc) };
-      }),
-    );
-    iam.on(kind === 'Role' ? ListRolePoliciesCommand : ListUserPoliciesCommand).callsFake(
-      rec(`List${kind}Policies`, () => ({
-        PolicyNames: [...p().policies.keys()],
-        IsTruncated: false,
-      })),
-    );
-    iam.on(kind === 'Role' ? PutRolePolicyCommand : PutUserPolicyCommand).callsFake(
-      rec(`Put${kind}Policy`, (i: { PolicyName?: string; PolicyDocument?: string }) => {
-        p().policies.set(i.PolicyName ?? '', i.PolicyDocument ?? '');
-        return {};
-      }),
-    );
-  };
-  policyOps(() => role, 'Role');
-  policyOps(() => user, 'User');
+  const getPolicy = (p: FakePrincipal, kind: string) =>
+    rec(`Get${kind}Policy`, (i: { PolicyName?: string }) => {
+      const doc = p.policies.get(i.PolicyName ?? '');
+      if (doc === undefined) throw notFound();
+      return { PolicyName: i.PolicyName, PolicyDocument: encodeURIComponent(doc) };
+    });
+  const listPolicies = (p: FakePrincipal, kind: string) =>
+    rec(`List${kind}Policies`, () => ({ PolicyNames: [...p.policies.keys()], IsTruncated: false }));
+  const putPolicy = (p: FakePrincipal, kind: string) =>
+    rec(`Put${kind}Policy`, (i: { PolicyName?: string; PolicyDocument?: string }) => {
+      p.policies.set(i.PolicyName ?? '', i.PolicyDocument ?? '');
+      return {};
+    });
+  iam.on(GetRolePolicyCommand).callsFake(getPolicy(role, 'Role'));
+  iam.on(GetUserPolicyCommand).callsFake(getPolicy(user, 'User'));
+  iam.on(ListRolePoliciesCommand).callsFake(listPolicies(role, 'Role'));
+  iam.on(ListUserPoliciesCommand).callsFake(listPolicies(user, 'User'));
+  iam.on(PutRolePolicyCommand).callsFake(putPolicy(role, 'Role'));
+  iam.on(PutUserPolicyCommand).callsFake(putPolicy(user, 'User'));
   iam.on(DeleteRolePolicyCommand).callsFake(
     rec('DeleteRolePolicy', (i: { PolicyName?: string }) => {
       if (!role.policies.delete(i.PolicyName ?? '')) throw notFound();
