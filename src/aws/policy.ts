@@ -40,7 +40,7 @@ export const MAX_NAMED_RESOURCES = 100;
 export type Condition = Record<string, Record<string, string | string[]>>;
 
 export interface Statement {
-  Effect: 'Allow';
+  Effect: 'Allow' | 'Deny';
   Action: string | string[];
   Resource: string | string[];
   Condition?: Condition;

@@ -529,6 +529,13 @@ export function buildGrantPolicy(input: GrantPolicyInput): PolicyDocument {
           mergeConditions(tag, expiry),
         ),
       );
+      if (tagType === 'iam-role' && cfg.assumeRoleArn !== undefined) {
+        // Whatever its tags, the connector's own role is never assumable through a grant.
+        statements.push({
+          ...statement(actionsOf(tagType, tagPerm), [cfg.assumeRoleArn], expiry),
+          Effect: 'Deny',
+        });
+      }
     }
   }
   if (statements.length === 0) {

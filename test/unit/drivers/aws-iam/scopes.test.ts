@@ -22,7 +22,9 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { driverFactory } from '../../../../src/drivers/aws-iam/index.js';
+import { buildGrantPolicy, driverFactory } from '../../../../src/drivers/aws-iam/index.js';
+import { parseIamConfig } from '../../../../src/drivers/aws-iam/config.js';
+import { policyExpiry } from '../../../../src/aws/policy.js';
 import { makeCtx, makeServices, rejection, settle } from '../../aws/helpers.js';
 
 const ACCOUNT = '123456789012';
@@ -547,5 +549,39 @@ describe('aws-iam scopes', () => {
       }
       expect(iam).not.toHaveReceivedAnyCommand();
     });
+  });
+});
+
+describe('aws-iam tag scope on roles', () => {
+  it('denies the connector’s own role whatever its tags, until the same expiry', () => {
+    const cfg = parseIamConfig({
+      accountId: ACCOUNT,
+      regions: ['eu-west-1'],
+      assumeRoleArn: `arn:aws:iam::${ACCOUNT}:role/latchkey-access`,
+    });
+    const doc = buildGrantPolicy({
+      resources: [],
+      permission: 'assume',
+      kmsKeyArns: [],
+      tagScope: { resourceType: 'iam-role', key: 'jit', value: 'yes' },
+      expiresAt: EXPIRES,
+      cfg,
+    });
+    expect(doc.Statement).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 'sts:AssumeRole',
+        Resource: `arn:aws:iam::${ACCOUNT}:role/*`,
+        Condition: { StringEquals: { 'aws:ResourceTag/jit': 'yes' }, ...expiry },
+      },
+      {
+        Effect: 'Deny',
+        Action: 'sts:AssumeRole',
+        Resource: `arn:aws:iam::${ACCOUNT}:role/latchkey-access`,
+        Condition: expiry,
+      },
+    ]);
+    // The sweep still sees when the whole document has expired.
+    expect(policyExpiry(JSON.stringify(doc))?.toISOString()).toBe(EXPIRES);
   });
 });
