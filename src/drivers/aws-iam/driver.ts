@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import {
+  GetPolicyCommand,
   GetRoleCommand,
   IAMClient,
   ListRolesCommand,
@@ -798,6 +799,18 @@ export class AwsIamDriver implements Driver {
       );
       return 'allowed';
     });
+    const boundary = cfg.permissionsBoundary;
+    if (boundary !== undefined) {
+      await probe(checks, 'permissionsBoundary', async () => {
+        await awsSend(
+          { service: 'iam', operation: 'GetPolicy', resource: boundary.policyArn, signal },
+          (o) => this.iam(cfg).send(new GetPolicyCommand({ PolicyArn: boundary.policyArn }), o),
+        );
+        return boundary.mode === 'attach'
+          ? `${boundary.policyArn} exists; grantees carry it while a grant lasts, then get their own back. It must deny them iam:TagRole/UntagRole/TagUser/UntagUser and boundary changes on themselves (docs/drivers/aws-iam.md)`
+          : `${boundary.policyArn} exists; only principals bounded by it receive grants`;
+      });
+    }
     return { ok: checks.every((c) => c.ok), checks };
   }
 

@@ -10,6 +10,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { mockClient } from 'aws-sdk-client-mock';
 import {
   DeleteRolePermissionsBoundaryCommand,
+  GetPolicyCommand,
   DeleteRolePolicyCommand,
   GetRoleCommand,
   GetRolePolicyCommand,
@@ -30,6 +31,7 @@ import {
   TagUserCommand,
   UntagRoleCommand,
 } from '@aws-sdk/client-iam';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { driverFactory } from '../../../../src/drivers/aws-iam/index.js';
 import { NOW, makeCtx, makeServices, rejection } from '../../aws/helpers.js';
 
@@ -43,6 +45,7 @@ const TABLE = `arn:aws:dynamodb:eu-west-1:${ACCOUNT}:table/orders`;
 const LATER = '2026-11-26T08:00:00.000Z';
 
 const iam = mockClient(IAMClient);
+const sts = mockClient(STSClient);
 
 /** The principal as IAM holds it. */
 interface FakePrincipal {
@@ -232,7 +235,10 @@ describe('aws-iam permissions boundary', () => {
     failNext = null;
     installFake();
   });
-  afterAll(() => iam.restore());
+  afterAll(() => {
+    iam.restore();
+    sts.restore();
+  });
 
   describe('attach', () => {
     it('records "none", attaches the boundary before the policy, and removes it on revoke', async () => {
@@ -369,6 +375,25 @@ describe('aws-iam permissions boundary', () => {
       expect(err.code).toBe('E_GUARDRAIL');
       expect(role.boundary).toBe(THEIRS);
       expect(role.policies.size).toBe(0);
+    });
+  });
+
+  describe('check', () => {
+    it('reports the boundary policy and what the mode needs of it, or that it cannot be read', async () => {
+      sts.on(GetCallerIdentityCommand).resolves({ Account: ACCOUNT, Arn: 'arn:aws:sts::1:x' });
+      iam.on(GetPolicyCommand, { PolicyArn: OURS }).resolves({
+        Policy: { Arn: OURS, PolicyName: 'latchkey-jit-boundary' },
+      });
+      const out = await driver.check(attach);
+      const line = out.checks.find((c) => c.name === 'permissionsBoundary');
+      expect(line?.ok).toBe(true);
+      expect(line?.detail).toContain('must deny them iam:TagRole');
+      expect(iam).toHaveReceivedCommandWith(GetPolicyCommand, { PolicyArn: OURS });
+
+      iam.on(GetPolicyCommand).rejects(notFound());
+      const missing = await driver.check(require_);
+      expect(missing.ok).toBe(false);
+      expect(missing.checks.find((c) => c.name === 'permissionsBoundary')?.ok).toBe(false);
     });
   });
 
