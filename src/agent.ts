@@ -57,6 +57,7 @@ import {
 import { createAwsClientFactory, type LatchkeyAwsClientFactory } from './aws/index.js';
 import { awsRequestHandler } from './aws/proxy.js';
 import { createSecretResolver, type LatchkeySecretResolver } from './secrets/index.js';
+import { vaultOptionsFromSettings } from './secrets/vault.js';
 
 export type AgentStatus = 'starting' | 'connecting' | 'ready' | 'draining' | 'stopped';
 
@@ -138,6 +139,7 @@ export function buildDriverServices(
       fileRoots: config.secretFileRoots,
       envPrefixes: config.secretEnvPrefixes,
       allowUnbound: config.allowUnboundSecrets,
+      ...vaultOption(config),
     });
     secrets = ownedSecrets;
   }
@@ -540,4 +542,12 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
   }
 
   return agent;
+}
+
+/** The `vault` secret store of the resolver, when `LATCHKEY_VAULT_ADDR` is set. */
+function vaultOption(config: AgentConfig): {
+  vault?: NonNullable<ReturnType<typeof vaultOptionsFromSettings>>;
+} {
+  const vault = vaultOptionsFromSettings(config.vault, config.caBundle);
+  return vault === undefined ? {} : { vault };
 }

@@ -40,7 +40,7 @@ export const MAX_NAMED_RESOURCES = 100;
 export type Condition = Record<string, Record<string, string | string[]>>;
 
 export interface Statement {
-  Effect: 'Allow';
+  Effect: 'Allow' | 'Deny';
   Action: string | string[];
   Resource: string | string[];
   Condition?: Condition;
@@ -463,7 +463,13 @@ export async function sweepExpiredPolicies(
   namePrefix: string,
   now: Date,
   limiter: PQueue,
-  o: IamCallOptions,
+  o: IamCallOptions & {
+    /** Runs before an expired policy is deleted (a failure keeps the policy for the next sweep). */
+    beforeDelete?: (
+      p: Pick<Principal, 'kind' | 'name' | 'arn'>,
+      policyName: string,
+    ) => Promise<void>;
+  },
 ): Promise<SweepResult> {
   const result: SweepResult = { deleted: [], errors: [] };
   const principals: Pick<Principal, 'kind' | 'name' | 'arn'>[] = [];
@@ -507,6 +513,7 @@ export async function sweepExpiredPolicies(
         if (doc === null) continue;
         const expiry = policyExpiry(doc);
         if (expiry === null || expiry > now) continue;
+        if (o.beforeDelete) await o.beforeDelete(p, name);
         await run(() => deleteGrantPolicy(iam, p, name, o));
         result.deleted.push({ principal: p, policyName: name, document: doc, expiredAt: expiry });
       }

@@ -87,6 +87,18 @@ export interface AgentConfig {
   readonly allowUnboundSecrets: readonly SecretStore[];
   readonly tagPrefix: string;
   readonly aws: { readonly defaultRegion: string | undefined; readonly assumeRolePattern: string };
+  /** The `vault` secret store; `address` undefined: not configured. */
+  readonly vault: {
+    readonly address: string | undefined;
+    readonly namespace: string | undefined;
+    readonly authMethod: 'token' | 'kubernetes' | 'aws';
+    readonly token: string | undefined;
+    readonly tokenFile: string | undefined;
+    readonly role: string | undefined;
+    readonly authMount: string | undefined;
+    readonly kvMount: string;
+    readonly awsServerId: string | undefined;
+  };
   readonly integrations: readonly Integration[];
   /** The config file that was read, if any. */
   readonly configFile: string | undefined;
@@ -467,6 +479,23 @@ export function loadConfig(opts: LoadConfigOptions = {}): AgentConfig {
     );
   }
 
+  const vaultMethod = values.get('vault.authMethod') as string | undefined;
+  if (values.get('vault.address') !== undefined) {
+    if (vaultMethod !== 'token' && values.get('vault.role') === undefined) {
+      problems.push(
+        `LATCHKEY_VAULT_ROLE (vault.role): required with LATCHKEY_VAULT_AUTH_METHOD=${vaultMethod ?? ''}`,
+      );
+    }
+    if (
+      vaultMethod === 'token' &&
+      (values.get('vault.token') === undefined) === (values.get('vault.tokenFile') === undefined)
+    ) {
+      problems.push(
+        'LATCHKEY_VAULT_TOKEN or LATCHKEY_VAULT_TOKEN_FILE (vault.tokenFile): exactly one is required with LATCHKEY_VAULT_AUTH_METHOD=token',
+      );
+    }
+  }
+
   const caBundleFile = values.get('caBundleFile') as string | undefined;
   let caBundle: string | undefined;
   if (caBundleFile !== undefined) {
@@ -548,6 +577,7 @@ export function describeConfig(config: AgentConfig): Record<string, unknown> {
   const { caBundle: _ca, connectorToken: _t, ...rest } = config;
   return {
     ...structuredClone(rest),
+    vault: { ...rest.vault, token: rest.vault.token === undefined ? undefined : '[redacted]' },
     connectorToken: '[redacted]',
     caBundle: config.caBundle === undefined ? undefined : '[PEM]',
     httpsProxy,

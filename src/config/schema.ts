@@ -522,6 +522,95 @@ export const SETTINGS: readonly Setting[] = [
     ),
     doc: 'Only roles whose name matches this pattern (`*` = any run of characters) may be assumed in other accounts.',
   },
+  // --- HashiCorp Vault (the `vault` secret store, docs/secrets.md) -----------------------
+  {
+    path: 'vault.address',
+    env: 'LATCHKEY_VAULT_ADDR',
+    envFallback: ['VAULT_ADDR'],
+    format: 'string',
+    default: null,
+    check: (v) => {
+      try {
+        const url = new URL(String(v));
+        if (url.protocol === 'https:') return undefined;
+        if (url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname))
+          return undefined;
+        return 'must be an https:// URL (http:// only for a loopback address)';
+      } catch {
+        return 'must be a URL such as https://vault.example.com:8200';
+      }
+    },
+    doc: 'Address of HashiCorp Vault for `vault` secret references (KV v2). When unset, `VAULT_ADDR` is used; with neither, a `vault` reference is `E_SECRET`. `LATCHKEY_CA_BUNDLE_FILE` is trusted for its TLS.',
+  },
+  {
+    path: 'vault.namespace',
+    env: 'LATCHKEY_VAULT_NAMESPACE',
+    envFallback: ['VAULT_NAMESPACE'],
+    format: 'string',
+    default: null,
+    doc: 'Vault Enterprise namespace (`X-Vault-Namespace`) of the login and of references that name none.',
+  },
+  {
+    path: 'vault.authMethod',
+    env: 'LATCHKEY_VAULT_AUTH_METHOD',
+    format: 'enum',
+    values: ['token', 'kubernetes', 'aws'],
+    default: 'token',
+    doc: "How the agent gets its Vault token: `token` (given, or read from a file), `kubernetes` (a login with the pod's ServiceAccount token) or `aws` (an IAM login with the agent's AWS credentials); the last two need `vault.role`. Tokens are renewed before they expire; logins are repeated when renewal is no longer possible.",
+  },
+  {
+    path: 'vault.token',
+    env: 'LATCHKEY_VAULT_TOKEN',
+    envFallback: ['VAULT_TOKEN'],
+    envOnly: true,
+    sensitive: true,
+    format: 'string',
+    default: null,
+    doc: 'Vault token for `authMethod` `token` (environment only). When unset, `VAULT_TOKEN` is used.',
+  },
+  {
+    path: 'vault.tokenFile',
+    env: 'LATCHKEY_VAULT_TOKEN_FILE',
+    format: 'string',
+    default: null,
+    doc: 'File holding the Vault token for `authMethod` `token` (e.g. written by Vault Agent), read at each login.',
+  },
+  {
+    path: 'vault.role',
+    env: 'LATCHKEY_VAULT_ROLE',
+    format: 'string',
+    default: null,
+    doc: 'Vault role of the `kubernetes` or `aws` login (required with those methods).',
+  },
+  {
+    path: 'vault.authMount',
+    env: 'LATCHKEY_VAULT_AUTH_MOUNT',
+    format: 'string',
+    default: null,
+    check: checkPattern(
+      /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/,
+      'a Vault mount path such as kubernetes or auth-prod/k8s',
+    ),
+    doc: "Mount path of the auth method (default: the method's name, `kubernetes` or `aws`).",
+  },
+  {
+    path: 'vault.kvMount',
+    env: 'LATCHKEY_VAULT_KV_MOUNT',
+    format: 'string',
+    default: 'secret',
+    check: checkPattern(
+      /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/,
+      'a Vault mount path such as secret',
+    ),
+    doc: 'KV version 2 mount of references that name none.',
+  },
+  {
+    path: 'vault.awsServerId',
+    env: 'LATCHKEY_VAULT_AWS_SERVER_ID',
+    format: 'string',
+    default: null,
+    doc: 'Value of the `X-Vault-AWS-IAM-Server-ID` header signed into an `aws` login, when the Vault role requires one.',
+  },
   // --- integrations --------------------------------------------------------------------
   {
     path: 'integrations',

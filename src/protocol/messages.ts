@@ -72,6 +72,16 @@ export const SecretRefSchema = z.discriminatedUnion('store', [
       .max(64)
       .regex(/^[A-Z][A-Z0-9_]*$/),
   }),
+  z.strictObject({
+    /** HashiCorp Vault, KV version 2: `<mount>/data/<path>` (docs/secrets.md). */
+    store: z.literal('vault'),
+    path: z.string().min(1).max(1024),
+    /** KV v2 mount; default the agent's `LATCHKEY_VAULT_KV_MOUNT` (`secret`). */
+    mount: z.string().min(1).max(256).optional(),
+    /** Vault Enterprise namespace; default the agent's `LATCHKEY_VAULT_NAMESPACE`. */
+    namespace: z.string().min(1).max(256).optional(),
+    version: z.number().int().positive().optional(),
+  }),
 ]);
 export type SecretRef = z.infer<typeof SecretRefSchema>;
 

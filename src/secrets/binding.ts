@@ -31,6 +31,7 @@ export const SECRET_STORES: readonly SecretStore[] = Object.freeze([
   'kubernetes',
   'file',
   'env',
+  'vault',
 ] as const);
 
 /**
@@ -76,6 +77,8 @@ export function describeSecretRef(ref: SecretRef): string {
       return `file secret "${ref.path}"`;
     case 'env':
       return `env secret "${ref.prefix}*"`;
+    case 'vault':
+      return `vault secret "${ref.namespace === undefined ? '' : `${ref.namespace}:`}${ref.mount === undefined ? '' : `${ref.mount}/`}${ref.path}"`;
   }
 }
 

@@ -7,6 +7,7 @@
  * | `kubernetes`          | Kubernetes API, Secret `data` (base64)  | TTL    |
  * | `file`                | a mounted directory, one file per field | TTL    |
  * | `env`                 | `<prefix>USERNAME`, `<prefix>PASSWORD`… | no     |
+ * | `vault`               | HashiCorp Vault KV v2 (`data.data`)     | TTL    |
  *
  * Nothing here logs. Errors are `LatchkeyError`s naming the secret and the reason, never a
  * value. Rotation (`resolver.rotation`) is supported for `aws-secrets-manager` only.
@@ -29,6 +30,8 @@ import { DEFAULT_SECRET_ENV_PREFIXES, readEnvSecret } from './env.js';
 import { DEFAULT_SECRET_FILE_ROOTS, readSecretDirectory } from './file.js';
 import { createKubernetesSecretStore } from './kubernetes.js';
 import type { KubernetesSecretsApi } from './kubernetes.js';
+import { createVaultStore } from './vault.js';
+import type { VaultStore, VaultStoreOptions } from './vault.js';
 import type {
   SecretBindingPolicy,
   SecretResolver,
@@ -77,6 +80,8 @@ export {
 } from './binding.js';
 export type { SecretBindingPolicy, SecretStore, SecretTarget } from './binding.js';
 export { SecretCache } from './cache.js';
+export { VAULT_AUTH_METHODS, createVaultStore, signedGetCallerIdentity } from './vault.js';
+export type { VaultAuthMethod, VaultSecretRef, VaultStore, VaultStoreOptions } from './vault.js';
 export { createRdsAuthTokenProvider, getRedshiftClusterCredentials } from './iam-auth.js';
 export type { RdsAuthTokenProvider, RedshiftClusterCredentials } from './iam-auth.js';
 
@@ -109,6 +114,8 @@ export interface SecretResolverOptions {
    * drivers apply); default `DEFAULT_UNBOUND_SECRET_STORES` (`LATCHKEY_ALLOW_UNBOUND_SECRETS`).
    */
   allowUnbound?: readonly SecretStore[];
+  /** The `vault` store (`LATCHKEY_VAULT_*`); without it a `vault` ref is `E_SECRET`. */
+  vault?: VaultStoreOptions | VaultStore;
 }
 
 export interface LatchkeySecretResolver extends SecretResolver {
@@ -135,6 +142,17 @@ export function createSecretResolver(opts: SecretResolverOptions): LatchkeySecre
     env,
   });
   const cache = new SecretCache(opts.cacheTtlMs, opts.now);
+  let vault: VaultStore | undefined;
+  function vaultStore(): VaultStore {
+    if (opts.vault === undefined) {
+      throw new LatchkeyError(
+        'E_SECRET',
+        'no Vault is configured for this agent (LATCHKEY_VAULT_ADDR); a vault secret reference cannot be read',
+      );
+    }
+    vault ??= 'resolve' in opts.vault ? opts.vault : createVaultStore(opts.vault);
+    return vault;
+  }
   const fileOptions = { roots: Object.freeze([...(opts.fileRoots ?? DEFAULT_SECRET_FILE_ROOTS)]) };
   const envOptions = {
     allowedPrefixes: Object.freeze([...(opts.envPrefixes ?? DEFAULT_SECRET_ENV_PREFIXES)]),
@@ -169,7 +187,21 @@ export function createSecretResolver(opts: SecretResolverOptions): LatchkeySecre
         );
       case 'env':
         return readEnvSecret(checked, env, envOptions);
+      case 'vault': {
+        const store = vaultStore();
+        return cached(vaultKey(checked), () => store.resolve(checked, signal));
+      }
     }
+  }
+
+  function vaultKey(ref: Extract<SecretRef, { store: 'vault' }>): string {
+    return [
+      'vault',
+      ref.namespace ?? '',
+      ref.mount ?? '',
+      ref.path,
+      String(ref.version ?? ''),
+    ].join('\u0000');
   }
 
   function invalidate(ref: SecretRef): void {
@@ -187,6 +219,13 @@ export function createSecretResolver(opts: SecretResolverOptions): LatchkeySecre
         cache.delete(`file\u0000${ref.path}`);
         return;
       case 'env':
+        return;
+      case 'vault':
+        cache.deleteWhere(
+          (key) =>
+            key.startsWith(`vault\u0000${ref.namespace ?? ''}\u0000`) &&
+            key.includes(`\u0000${ref.path}\u0000`),
+        );
         return;
     }
   }

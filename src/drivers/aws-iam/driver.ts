@@ -9,7 +9,9 @@ import {
   ListTablesCommand,
   ListTagsOfResourceCommand,
 } from '@aws-sdk/client-dynamodb';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import {
+  GetPolicyCommand,
   GetRoleCommand,
   IAMClient,
   ListRolesCommand,
@@ -49,19 +51,22 @@ import type {
   DiscoverParams,
   GrantOutput,
   GrantParams,
+  Phase,
   RevokeOutput,
   RevokeParams,
   StandingCleanupParams,
 } from '../../protocol/messages.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
 import { addIamInventory, removeIamStanding, type IamInventoryDeps } from './inventory.js';
+import { applyBoundary, restoreBoundary } from './boundary.js';
+import { parseIamConfig, servedTypes, type AwsIamConfig, type IamResourceType } from './config.js';
 import {
-  IAM_RESOURCE_TYPES,
-  parseIamConfig,
-  type AwsIamConfig,
-  type IamResourceType,
-} from './config.js';
-import { IAM_PERMISSIONS, buildGrantPolicy, parseResource, type ParsedResource } from './policy.js';
+  buildGrantPolicy,
+  parseResource,
+  parseTagScope,
+  type ParsedResource,
+  type TagScope,
+} from './policy.js';
 
 type Resource = DiscoverOutput['resources'][number];
 type Warning = DiscoverOutput['warnings'][number];
@@ -149,7 +154,14 @@ export class AwsIamDriver implements Driver {
     assertPolicyFits(principal, serializePolicy(buildGrantPolicy({ ...base, kmsKeyArns: [] })));
 
     // 2. Read-only lookups: KMS keys of buckets, session bounds of roles.
-    const buckets = resources.filter((r) => r.type === 's3-bucket');
+    const tagScopeBuckets =
+      params.tagScope !== undefined && parseTagScope(params.tagScope, cfg) === 's3-bucket'
+        ? await this.bucketsWithTag(cfg, params.tagScope, signal)
+        : [];
+    const buckets = [
+      ...resources.filter((r) => r.type === 's3-bucket' && r.scope === 'named'),
+      ...tagScopeBuckets,
+    ];
     const kmsKeyArns: string[] = [];
     for (const b of buckets) {
       const key = await this.bucketKmsKey(cfg, b, signal);
@@ -182,9 +194,36 @@ export class AwsIamDriver implements Driver {
     }
 
     // 3. The full document, measured with the principal's other inline policies, then one Put.
-    const doc = buildGrantPolicy({ ...base, kmsKeyArns });
+    const doc = buildGrantPolicy({ ...base, kmsKeyArns, tagScopeBuckets });
     const json = serializePolicy(doc);
-    const applied = await putGrantPolicy(this.iam(cfg), principal, policyName, json, { signal });
+    // Permissions boundary (config): checked, or recorded and attached, before the policy.
+    const bcfg = cfg.permissionsBoundary;
+    const boundary =
+      bcfg === undefined
+        ? undefined
+        : await applyBoundary(this.iam(cfg), principal, bcfg, this.services.tagPrefix, signal);
+    let applied;
+    try {
+      applied = await putGrantPolicy(this.iam(cfg), principal, policyName, json, { signal });
+    } catch (err) {
+      // Never half-applied: a boundary this grant attached goes back when no grant holds it.
+      if (boundary?.mode === 'attach') {
+        await restoreBoundary(
+          this.iam(cfg),
+          principal,
+          this.services.tagPrefix,
+          this.policyName(''),
+          this.services.now(),
+          signal,
+        ).catch((e: unknown) =>
+          ctx.logger.warn(
+            { grantId: params.grantId, principal: principal.arn, err: toWireError(e) },
+            'aws-iam: boundary not restored after a failed grant; the next revoke or sweep restores it',
+          ),
+        );
+      }
+      throw err;
+    }
     ctx.logger.info(
       {
         grantId: params.grantId,
@@ -206,10 +245,57 @@ export class AwsIamDriver implements Driver {
         statements: doc.Statement.length,
         kmsKeys: [...new Set(kmsKeyArns)].sort(),
         ...(roleSessions.length > 0 ? { roleSessions } : {}),
+        ...(boundary !== undefined
+          ? {
+              permissionsBoundary: {
+                policyArn: boundary.policyArn,
+                mode: boundary.mode,
+                ...(boundary.previous !== undefined ? { previous: boundary.previous } : {}),
+              },
+            }
+          : {}),
       },
       alreadyGranted: applied.alreadyGranted,
       ...(params.expiresAt !== undefined ? { expiresAt: params.expiresAt } : {}),
     };
+  }
+
+  /**
+   * The buckets of the integration (its regions) that carry the tag of an S3 tag scope, at
+   * most 100 (the named-resource guardrail: their objects are granted by name). A bucket
+   * whose region or tags cannot be read fails the grant: whether it matches is unknown.
+   */
+  private async bucketsWithTag(
+    cfg: AwsIamConfig,
+    ts: TagScope,
+    signal: AbortSignal,
+  ): Promise<ParsedResource[]> {
+    const matched: ParsedResource[] = [];
+    const failures: LatchkeyError[] = [];
+    await this.discoverBuckets(
+      cfg,
+      signal,
+      (service, fn) => this.limiters.run(service, fn, signal),
+      (_type, arn, name, region, tags) => {
+        if (tags[ts.key] !== ts.value) return;
+        matched.push({ type: 's3-bucket', scope: 'named', arn, name, region });
+        if (matched.length > MAX_NAMED_RESOURCES) {
+          throw new LatchkeyError(
+            'E_GUARDRAIL',
+            `more than ${MAX_NAMED_RESOURCES} buckets carry ${ts.key}=${ts.value}; an S3 tag scope grants the objects of at most ${MAX_NAMED_RESOURCES} buckets by name`,
+          );
+        }
+      },
+      (_id, err) => {
+        failures.push(
+          err instanceof LatchkeyError
+            ? err
+            : new LatchkeyError('E_INTERNAL', 'bucket tags not read', { cause: err }),
+        );
+      },
+    );
+    if (failures[0] !== undefined) throw failures[0];
+    return matched;
   }
 
   /** The customer-managed KMS key ARN of an SSE-KMS bucket, or null (SSE-S3, AWS-managed key). */
@@ -286,18 +372,42 @@ export class AwsIamDriver implements Driver {
     const deleted = await deleteGrantPolicy(this.iam(cfg), principal, policyName, {
       signal: ctx.signal,
     });
+    const phases: Phase[] = [
+      {
+        phase: 'delete-policy',
+        status: deleted ? 'done' : 'skipped',
+        detail: deleted ? `deleted ${policyName}` : `${policyName} was already absent`,
+      },
+    ];
+    let restored = false;
+    if (cfg.permissionsBoundary?.mode === 'attach') {
+      // After the policy is gone; a crash in between is finished by the re-delivered revoke.
+      const r = await restoreBoundary(
+        this.iam(cfg),
+        principal,
+        this.services.tagPrefix,
+        this.policyName(''),
+        this.services.now(),
+        ctx.signal,
+      );
+      restored = r.status === 'restored';
+      phases.push({
+        phase: 'restore-boundary',
+        status: r.status === 'restored' ? 'done' : 'skipped',
+        detail:
+          r.status === 'restored'
+            ? `permissions boundary restored to ${r.to}`
+            : r.status === 'kept'
+              ? r.reason
+              : 'no boundary recorded',
+      });
+    }
     return {
       username: principal.arn,
       revoked: deleted ? [policyName] : [],
-      phases: [
-        {
-          phase: 'delete-policy',
-          status: deleted ? 'done' : 'skipped',
-          detail: deleted ? `deleted ${policyName}` : `${policyName} was already absent`,
-        },
-      ],
+      phases,
       sessionsTerminated: 0,
-      alreadyRevoked: !deleted,
+      alreadyRevoked: !deleted && !restored,
     };
   }
 
@@ -314,6 +424,22 @@ export class AwsIamDriver implements Driver {
       this.limiters.for('iam'),
       {
         signal: ctx.signal,
+        // Attach mode: the boundary goes back before the expired policy is deleted, so a
+        // crash in between leaves the expired policy for the next sweep to find again.
+        ...(cfg.permissionsBoundary?.mode === 'attach'
+          ? {
+              beforeDelete: async (p) => {
+                await restoreBoundary(
+                  this.iam(cfg),
+                  p,
+                  this.services.tagPrefix,
+                  prefix,
+                  this.services.now(),
+                  ctx.signal,
+                );
+              },
+            }
+          : {}),
       },
     );
     return {
@@ -343,7 +469,7 @@ export class AwsIamDriver implements Driver {
 
   async discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
     const cfg = parseIamConfig(ctx.integration.config);
-    const types = cfg.resourceTypes ?? IAM_RESOURCE_TYPES;
+    const types = servedTypes(cfg);
     const resources: Resource[] = [];
     const warnings: Warning[] = [];
     const signal = ctx.signal;
@@ -509,6 +635,39 @@ export class AwsIamDriver implements Driver {
           } while (token);
         });
       }
+      if (types.includes('ec2-instance')) {
+        await attempt(`ec2 DescribeInstances in ${region}`, async () => {
+          const ec2 = this.services.aws.client(EC2Client, t);
+          let token: string | undefined;
+          do {
+            const page = await run('ec2', () =>
+              awsSend({ service: 'ec2', operation: 'DescribeInstances', signal }, (o) =>
+                ec2.send(
+                  new DescribeInstancesCommand({
+                    MaxResults: 1000,
+                    ...(token ? { NextToken: token } : {}),
+                  }),
+                  o,
+                ),
+              ),
+            );
+            for (const r of page.Reservations ?? []) {
+              for (const inst of r.Instances ?? []) {
+                const id = inst.InstanceId;
+                if (!id || inst.State?.Name === 'terminated') continue;
+                const arn = `arn:${cfg.partition}:ec2:${region}:${cfg.accountId}:instance/${id}`;
+                const tags = tagsToRecord(inst.Tags);
+                push('ec2-instance', arn, tags.Name ?? id, region, tags, {
+                  instanceId: id,
+                  ...(inst.State?.Name ? { state: inst.State.Name } : {}),
+                  ...(inst.InstanceType ? { instanceType: inst.InstanceType } : {}),
+                });
+              }
+            }
+            token = page.NextToken;
+          } while (token);
+        });
+      }
     }
     if (types.includes('iam-role')) {
       await attempt('iam ListRoles', async () => {
@@ -545,12 +704,16 @@ export class AwsIamDriver implements Driver {
         }
       });
     }
-    const permissions: { id: string; name: string }[] = IAM_PERMISSIONS.map((p) => ({
+    const permissions: { id: string; name: string }[] = ['read', 'write', 'admin'].map((p) => ({
       id: p,
       name: `${p.charAt(0).toUpperCase()}${p.slice(1)}`,
     }));
     if (types.includes('iam-role'))
       permissions.push({ id: 'assume', name: 'Assume (iam-role only)' });
+    if (types.includes('ec2-instance'))
+      permissions.push({ id: 'operate', name: 'Operate: start, stop, reboot (ec2-instance only)' });
+    if (types.includes('rds-db-user'))
+      permissions.push({ id: 'connect', name: 'Connect with IAM auth (rds-db-user only)' });
     const out: DiscoverOutput = { resources, permissions, warnings };
     if (params?.include?.includes('privileges') === true) {
       await addIamInventory(out, this.inventoryDeps(ctx, cfg));
@@ -660,6 +823,18 @@ export class AwsIamDriver implements Driver {
       );
       return 'allowed';
     });
+    const boundary = cfg.permissionsBoundary;
+    if (boundary !== undefined) {
+      await probe(checks, 'permissionsBoundary', async () => {
+        await awsSend(
+          { service: 'iam', operation: 'GetPolicy', resource: boundary.policyArn, signal },
+          (o) => this.iam(cfg).send(new GetPolicyCommand({ PolicyArn: boundary.policyArn }), o),
+        );
+        return boundary.mode === 'attach'
+          ? `${boundary.policyArn} exists; grantees carry it while a grant lasts, then get their own back. It must deny them iam:TagRole/UntagRole/TagUser/UntagUser and boundary changes on themselves (docs/drivers/aws-iam.md)`
+          : `${boundary.policyArn} exists; only principals bounded by it receive grants`;
+      });
+    }
     return { ok: checks.every((c) => c.ok), checks };
   }
 

@@ -25,7 +25,7 @@ import type {
   StandingCleanupParams,
 } from '../../protocol/messages.js';
 import type { AwsIamConfig, IamResourceType } from './config.js';
-import { ACTIONS, isIamResourceType } from './policy.js';
+import { ACTIONS, isIamResourceType, type IamPermission } from './policy.js';
 
 /** S3 actions that act on objects (`arn:…:bucket/key`), not on the bucket. */
 const S3_OBJECT_ACTIONS = new Set([
@@ -39,11 +39,17 @@ const S3_OBJECT_ACTIONS = new Set([
 
 /** The levels of one resource, lowest first, each action with the ARNs it is asked on. */
 export function iamLevels(type: IamResourceType, arn: string): LevelSpec[] {
-  const names =
-    type === 'iam-role' ? (['assume', 'admin'] as const) : (['read', 'write', 'admin'] as const);
+  const names: readonly IamPermission[] =
+    type === 'iam-role'
+      ? ['assume', 'admin']
+      : type === 'ec2-instance'
+        ? ['read', 'operate', 'admin']
+        : type === 'rds-db-user'
+          ? ['connect']
+          : ['read', 'write', 'admin'];
   return names.map((level) => ({
     level,
-    actions: ACTIONS[type][level].flatMap((action) => {
+    actions: (ACTIONS[type][level] ?? []).flatMap((action) => {
       if (type !== 's3-bucket') return [{ action, arns: [arn] }];
       if (action === 's3:*') {
         return [

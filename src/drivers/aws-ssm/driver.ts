@@ -54,7 +54,10 @@ import {
   instancesInPolicy,
   parseInstance,
   parseSsmPermission,
+  parseSsmTagScope,
+  tagScopeInPolicy,
   type ParsedInstance,
+  type SsmTagScope,
 } from './policy.js';
 
 type Resource = DiscoverOutput['resources'][number];
@@ -94,12 +97,7 @@ export class AwsSsmDriver implements Driver {
         `a grant may name at most ${MAX_NAMED_RESOURCES} instances (got ${params.resources.length})`,
       );
     }
-    if (params.tagScope !== undefined) {
-      throw new LatchkeyError(
-        'E_INVALID',
-        'aws-ssm grants name instances; tagScope is not supported',
-      );
-    }
+    const tagScope = params.tagScope !== undefined ? parseSsmTagScope(params.tagScope) : undefined;
     const permission = parseSsmPermission(params.permission);
     const instances = params.resources.map((r) => parseInstance(r, cfg));
     if (params.expiresAt !== undefined && new Date(params.expiresAt) <= this.services.now()) {
@@ -110,6 +108,7 @@ export class AwsSsmDriver implements Driver {
       principal,
       instances,
       permission,
+      tagScope,
       expiresAt: params.expiresAt,
     });
     const json = serializePolicy(doc);
@@ -128,6 +127,7 @@ export class AwsSsmDriver implements Driver {
         policyLimit: applied.limit,
         documents: [...SESSION_DOCUMENTS[permission]],
         instances: instances.map((i) => ({ instanceId: i.instanceId, region: i.region })),
+        ...(tagScope !== undefined ? { tagScope } : {}),
         howTo: 'aws ssm start-session --target <instanceId> --region <region>',
       },
       alreadyGranted: applied.alreadyGranted,
@@ -158,6 +158,10 @@ export class AwsSsmDriver implements Driver {
       named,
       stored === null ? [] : instancesInPolicy(stored),
     );
+    // A tag-scoped grant names no instance: its sessions are on the instances with the tag.
+    const tag =
+      (stored === null ? null : tagScopeInPolicy(stored)) ??
+      (params.tagScope !== undefined ? parseSsmTagScope(params.tagScope) : null);
     let terminated = 0;
     if (params.terminateSessions === false) {
       phases.push({
@@ -166,6 +170,9 @@ export class AwsSsmDriver implements Driver {
         detail: 'terminateSessions=false',
       });
     } else {
+      if (tag !== null) {
+        instances.push(...(await this.instancesWithTag(cfg, tag, ctx.signal, instances)));
+      }
       terminated = await this.terminateSessions(cfg, principal, instances, ctx.signal);
       phases.push({
         phase: 'terminate-sessions',
@@ -198,6 +205,52 @@ export class AwsSsmDriver implements Driver {
       }
     }
     return [...byArn.values()];
+  }
+
+  /**
+   * EC2 instances of the integration's regions that carry the tag (DescribeInstances with a
+   * `tag:<key>` filter, paginated), leaving out those already in `known`.
+   */
+  private async instancesWithTag(
+    cfg: AwsSsmConfig,
+    tag: SsmTagScope,
+    signal: AbortSignal,
+    known: ParsedInstance[],
+  ): Promise<ParsedInstance[]> {
+    const seen = new Set(known.map((i) => i.arn));
+    const out: ParsedInstance[] = [];
+    for (const region of cfg.regions) {
+      const ec2 = this.services.aws.client(EC2Client, targetOf(cfg, region));
+      let next: string | undefined;
+      do {
+        const page = await this.limiters.run(
+          'ec2',
+          () =>
+            awsSend({ service: 'ec2', operation: 'DescribeInstances', signal }, (o) =>
+              ec2.send(
+                new DescribeInstancesCommand({
+                  Filters: [{ Name: `tag:${tag.key}`, Values: [tag.value] }],
+                  MaxResults: 1000,
+                  ...(next ? { NextToken: next } : {}),
+                }),
+                o,
+              ),
+            ),
+          signal,
+        );
+        for (const r of page.Reservations ?? []) {
+          for (const inst of r.Instances ?? []) {
+            if (!inst.InstanceId) continue;
+            const arn = instanceArn(cfg, region, inst.InstanceId);
+            if (seen.has(arn)) continue;
+            seen.add(arn);
+            out.push({ type: 'ec2-instance', arn, region, instanceId: inst.InstanceId });
+          }
+        }
+        next = page.NextToken;
+      } while (next);
+    }
+    return out;
   }
 
   /** DescribeSessions (Active, by target and owner) → TerminateSession for each; returns the count. */
@@ -267,12 +320,12 @@ export class AwsSsmDriver implements Driver {
     for (const d of res.deleted) {
       try {
         const principal = parsePrincipal(d.principal.arn);
-        await this.terminateSessions(
-          cfg,
-          principal,
-          this.mergeInstances(cfg, [], instancesInPolicy(d.document)),
-          ctx.signal,
-        );
+        const instances = this.mergeInstances(cfg, [], instancesInPolicy(d.document));
+        const tag = tagScopeInPolicy(d.document);
+        if (tag !== null) {
+          instances.push(...(await this.instancesWithTag(cfg, tag, ctx.signal, instances)));
+        }
+        await this.terminateSessions(cfg, principal, instances, ctx.signal);
       } catch (err) {
         if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
         const w = toWireError(err);

@@ -18,6 +18,7 @@ import {
   type PolicyDocument,
   type Principal,
 } from '../../aws/policy.js';
+import { parseJsonBounded } from '../../protocol/json-depth.js';
 import type { AwsSsmConfig } from './config.js';
 
 export const SSM_RESOURCE_TYPES = ['ec2-instance', 'managed-instance'] as const;
@@ -108,31 +109,105 @@ export function documentArns(
   return out;
 }
 
+/** An EC2 tag scope of an aws-ssm grant: every instance of the integration carrying `key=value`. */
+export interface SsmTagScope {
+  key: string;
+  value: string;
+}
+
+/**
+ * Check a grant's `tagScope` for aws-ssm: EC2 instances only, a valid AWS tag key.
+ * @throws LatchkeyError E_INVALID
+ */
+export function parseSsmTagScope(ts: {
+  resourceType: string;
+  key: string;
+  value: string;
+}): SsmTagScope {
+  if (ts.resourceType !== 'ec2-instance') {
+    throw new LatchkeyError(
+      'E_INVALID',
+      `aws-ssm tag scopes cover ec2-instance only, got '${ts.resourceType}'`,
+    );
+  }
+  if (!/^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u.test(ts.key)) {
+    throw new LatchkeyError('E_INVALID', 'tagScope.key is not a valid AWS tag key');
+  }
+  return { key: ts.key, value: ts.value };
+}
+
+const SESSION_DOCUMENT_CHECK = { BoolIfExists: { 'ssm:SessionDocumentAccessCheck': 'true' } };
+
 export function buildSessionPolicy(input: {
   cfg: AwsSsmConfig;
   principal: Principal;
   instances: ParsedInstance[];
   permission: SsmPermission;
+  tagScope?: SsmTagScope | undefined;
   expiresAt?: string | undefined;
 }): PolicyDocument {
-  if (input.instances.length === 0) {
-    throw new LatchkeyError('E_INVALID', 'an aws-ssm grant needs at least one instance');
+  const { cfg, tagScope } = input;
+  if (input.instances.length === 0 && tagScope === undefined) {
+    throw new LatchkeyError(
+      'E_INVALID',
+      'an aws-ssm grant needs at least one instance or a tagScope',
+    );
   }
   const expiry = expiryCondition(input.expiresAt);
-  const regions = [...new Set(input.instances.map((i) => i.region))];
+  const regions =
+    tagScope !== undefined ? cfg.regions : [...new Set(input.instances.map((i) => i.region))];
   const self = input.principal.kind === 'user' ? '${aws:username}' : '${aws:userid}';
-  return policyDocument([
+  const docs = documentArns(cfg, input.permission, regions);
+  const statements = [
     statement(
       ['ssm:StartSession'],
-      [...input.instances.map((i) => i.arn), ...documentArns(input.cfg, input.permission, regions)],
-      mergeConditions({ BoolIfExists: { 'ssm:SessionDocumentAccessCheck': 'true' } }, expiry),
+      [...input.instances.map((i) => i.arn), ...docs],
+      mergeConditions(SESSION_DOCUMENT_CHECK, expiry),
     ),
+  ];
+  if (tagScope !== undefined) {
+    // The tag condition on the instances only: documents carry no such tag.
+    statements.push(
+      statement(
+        ['ssm:StartSession'],
+        cfg.regions.map((r) => `arn:${cfg.partition}:ec2:${r}:${cfg.accountId}:instance/*`),
+        mergeConditions(
+          { StringEquals: { [`ssm:resourceTag/${tagScope.key}`]: tagScope.value } },
+          SESSION_DOCUMENT_CHECK,
+          expiry,
+        ),
+      ),
+    );
+  }
+  statements.push(
     statement(
       ['ssm:ResumeSession', 'ssm:TerminateSession'],
-      [`arn:${input.cfg.partition}:ssm:*:*:session/${self}-*`],
+      [`arn:${cfg.partition}:ssm:*:*:session/${self}-*`],
       expiry,
     ),
-  ]);
+  );
+  return policyDocument(statements);
+}
+
+/** The tag scope of a stored grant policy (its `ssm:resourceTag/<key>` condition), if any. */
+export function tagScopeInPolicy(json: string): SsmTagScope | null {
+  let doc: unknown;
+  try {
+    doc = parseJsonBounded(json);
+  } catch {
+    return null;
+  }
+  const statements = (doc as { Statement?: unknown }).Statement;
+  for (const s of Array.isArray(statements) ? statements : []) {
+    const eq = (s as { Condition?: { StringEquals?: Record<string, unknown> } }).Condition
+      ?.StringEquals;
+    for (const [k, v] of Object.entries(eq ?? {})) {
+      if (k.startsWith('ssm:resourceTag/') && typeof v === 'string') {
+        return { key: k.slice('ssm:resourceTag/'.length), value: v };
+      }
+    }
+  }
+  return null;
 }
 
 /** Instance ARNs named in a stored grant policy (to end sessions when revoking from the policy alone). */

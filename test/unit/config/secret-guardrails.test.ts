@@ -65,7 +65,7 @@ describe('secret guardrail settings', () => {
   it('LATCHKEY_ALLOW_UNBOUND_SECRETS: all/true expand to every store, none/false to no store', () => {
     const stores = (v: string) =>
       loadConfig({ env: env({ LATCHKEY_ALLOW_UNBOUND_SECRETS: v }) }).allowUnboundSecrets;
-    const every = ['aws-secrets-manager', 'kubernetes', 'file', 'env'];
+    const every = ['aws-secrets-manager', 'kubernetes', 'file', 'env', 'vault'];
     expect(stores('all')).toEqual(every);
     expect(stores('true')).toEqual(every);
     expect(stores('none')).toEqual([]);
@@ -94,13 +94,15 @@ describe('secret guardrail settings', () => {
         env: env({
           LATCHKEY_SECRET_FILE_ROOTS: '/ok,relative/dir',
           LATCHKEY_SECRET_ENV_PREFIXES: 'lower_',
-          LATCHKEY_ALLOW_UNBOUND_SECRETS: 'env,vault',
+          LATCHKEY_ALLOW_UNBOUND_SECRETS: 'env,hashicorp',
         }),
       }),
     );
     expect(problems.find((p) => p.startsWith('LATCHKEY_SECRET_FILE_ROOTS'))).toMatch(/item 2/);
     expect(problems.find((p) => p.startsWith('LATCHKEY_SECRET_ENV_PREFIXES'))).toBeDefined();
-    expect(problems.find((p) => p.startsWith('LATCHKEY_ALLOW_UNBOUND_SECRETS'))).toMatch(/"vault"/);
+    expect(problems.find((p) => p.startsWith('LATCHKEY_ALLOW_UNBOUND_SECRETS'))).toMatch(
+      /"hashicorp"/,
+    );
   });
 });
 

@@ -145,13 +145,13 @@ describe('parseUnboundStores', () => {
   it('reads store lists, all/true and none/false; refuses unknown stores', () => {
     expect(parseUnboundStores(['env', ' FILE ', 'env'])).toEqual({ stores: ['env', 'file'] });
     expect(parseUnboundStores(['all'])).toEqual({
-      stores: ['aws-secrets-manager', 'kubernetes', 'file', 'env'],
+      stores: ['aws-secrets-manager', 'kubernetes', 'file', 'env', 'vault'],
     });
     expect(parseUnboundStores(['true'])).toEqual(parseUnboundStores(['all']));
     expect(parseUnboundStores(['none'])).toEqual({ stores: [] });
     expect(parseUnboundStores(['false'])).toEqual({ stores: [] });
-    expect(parseUnboundStores(['env', 'vault'])).toMatchObject({
-      problem: expect.stringContaining('"vault"') as unknown,
+    expect(parseUnboundStores(['env', 'hashicorp'])).toMatchObject({
+      problem: expect.stringContaining('"hashicorp"') as unknown,
     });
     expect('problem' in parseUnboundStores(['all', 'env'])).toBe(true);
   });
