@@ -138,6 +138,7 @@ export function buildDriverServices(
     sealer: createSealer({ allowPlaintext: config.allowPlaintextCredentials }),
     tagPrefix: config.tagPrefix,
     now: () => new Date(),
+    ...(config.caBundle === undefined ? {} : { caBundle: config.caBundle }),
     ...overrides,
     secrets,
     aws,

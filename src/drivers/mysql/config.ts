@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { LatchkeyError } from '../../errors.js';
 import { DEFAULT_USER_PREFIX, USER_PREFIX_PATTERN } from '../sql/username.js';
+import { RDS_CA_BUNDLE } from '../sql/tls.js';
 
 export const SSL_MODES = [
   'disable',
@@ -22,7 +23,7 @@ export const FLAVORS = ['mysql', 'mariadb', 'auto'] as const;
 export type Flavor = Exclude<(typeof FLAVORS)[number], 'auto'>;
 
 /** The built-in Amazon RDS CA bundle of mysql2 (all regions), usable as `caBundle: "aws-rds"`. */
-export const RDS_CA_BUNDLE = 'aws-rds';
+export { RDS_CA_BUNDLE };
 
 const Port = z.coerce.number().int().min(1).max(65535);
 
@@ -92,6 +93,8 @@ export interface MysqlConfig {
   readonly port: number;
   readonly sslMode: SslMode;
   readonly caBundle: string | undefined;
+  /** PEM of `LATCHKEY_CA_BUNDLE_FILE`, added by the driver (`DriverServices.caBundle`). */
+  readonly extraCa?: string;
   readonly authType: 'user-password' | 'iam-auth';
   readonly region: string | undefined;
   readonly username: string | undefined;

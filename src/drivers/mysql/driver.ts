@@ -49,7 +49,7 @@ import {
   connectionSession,
   watchConnection,
   type ConnectionState,
-  loadCaBundle,
+  caFor,
   prepareSession,
   tlsAttempts,
   verifyLogin,
@@ -142,7 +142,10 @@ export function createMysqlDriver(
   const keyById = new Map<string, string>();
 
   function resolve(integration: Integration): Resolved {
-    const config = parseMysqlConfig(integration.config);
+    const config: MysqlConfig = {
+      ...parseMysqlConfig(integration.config),
+      ...(services.caBundle === undefined ? {} : { extraCa: services.caBundle }),
+    };
     const settings = parseMysqlSettings(integration.settings);
     const key = `${integration.id}:${fingerprint(integration)}`;
     const previous = keyById.get(integration.id);
@@ -608,7 +611,7 @@ async function withOwnConnection<T>(
   signal: AbortSignal,
   fn: (session: SqlSession) => Promise<T>,
 ): Promise<T> {
-  const ca = await loadCaBundle(config.caBundle);
+  const ca = await caFor(config);
   let lastError: unknown;
   for (const password of passwords) {
     for (const ssl of tlsAttempts(config.sslMode, ca)) {

