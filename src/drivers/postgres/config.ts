@@ -19,6 +19,7 @@ import { LatchkeyError } from '../../errors.js';
 import type { Integration } from '../../protocol/messages.js';
 import { DEFAULT_USER_PREFIX, USER_PREFIX_PATTERN } from '../sql/username.js';
 import { RDS_CA_BUNDLE, isAwsDatabaseHost, rdsCaCertificates } from '../sql/tls.js';
+import { RdsIdFields } from '../sql/rds-endpoint.js';
 
 export const SSL_MODES = [
   'disable',
@@ -37,8 +38,9 @@ const hostname = z
   .regex(/^[A-Za-z0-9._:-]+$/, 'a host name or IP address');
 
 export const PostgresConfigSchema = z.strictObject({
-  /** Server host name or IP. */
-  host: hostname,
+  /** Server host name or IP; or give `rdsInstanceId` / `rdsClusterId` with `region`. */
+  host: hostname.optional(),
+  ...RdsIdFields,
   /** Server port; default 5432. */
   port: z.number().int().min(1).max(65535).optional(),
   /** Maintenance database the service account connects to; default `postgres`. */
@@ -132,7 +134,14 @@ export function parsePostgresConfig(
       `invalid ${integration.type} settings: ${describeIssues(settings.error)}`,
     );
   }
-  const c = parsed.data;
+  const { host, ...c } = parsed.data;
+  if (host === undefined) {
+    // `withRdsEndpoint` fills `host` from `rdsInstanceId` / `rdsClusterId` before this runs.
+    throw new LatchkeyError(
+      'E_INVALID',
+      `invalid ${integration.type} config: host: required (or rdsInstanceId / rdsClusterId with region)`,
+    );
+  }
   const authType = c.authType ?? 'user-password';
   const sslMode = c.sslMode ?? (authType === 'iam-auth' ? 'verify-full' : 'prefer');
   if (authType === 'iam-auth') {
@@ -161,14 +170,14 @@ export function parsePostgresConfig(
       throw new LatchkeyError('E_INVALID', `cannot read caBundleFile ${c.caBundleFile}`);
     }
   }
-  if (sslMode === 'verify-ca' && ca === undefined && !isAwsDatabaseHost(c.host)) {
+  if (sslMode === 'verify-ca' && ca === undefined && !isAwsDatabaseHost(host)) {
     throw new LatchkeyError('E_INVALID', 'sslMode verify-ca needs caBundle or caBundleFile');
   }
   const port = c.port ?? defaults.port;
   const ownedObjects =
     settings.data.ownedObjects ?? (settings.data.dropOwnedObjects === true ? 'drop' : 'reassign');
   return Object.freeze({
-    host: c.host,
+    host,
     port,
     database: c.database ?? defaults.database,
     sslMode,
@@ -177,7 +186,7 @@ export function parsePostgresConfig(
     region: c.region,
     username: c.username,
     userPrefix: c.userPrefix ?? DEFAULT_USER_PREFIX,
-    accountHost: c.accountHost ?? c.host,
+    accountHost: c.accountHost ?? host,
     accountPort: c.accountPort ?? port,
     databases: c.databases ? Object.freeze([...c.databases]) : undefined,
     maxConnections: c.maxConnections ?? 5,
