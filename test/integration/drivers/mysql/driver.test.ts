@@ -12,7 +12,13 @@ import { databaseId, roleId, tableId } from '../../../../src/drivers/sql/resourc
 import { deriveUsername } from '../../../../src/drivers/sql/username.js';
 import { createMysqlDriver } from '../../../../src/drivers/mysql/driver.js';
 import { userLockName } from '../../../../src/drivers/mysql/sql-dialect.js';
-import { createMysqlFixture, mysqlLogin, qi, type MysqlFixture } from '../../../helpers/mysql.js';
+import {
+  createMysqlFixture,
+  mysqlLogin,
+  qi,
+  serviceAccountGrants,
+  type MysqlFixture,
+} from '../../../helpers/mysql.js';
 
 let f: MysqlFixture;
 let driver: Driver;
@@ -724,6 +730,43 @@ describe('check', () => {
         false,
       );
       expect(out.checks.find((c) => c.name === 'privilege GRANT OPTION ON *.*')?.ok).toBe(false);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('names exactly the one missing privilege (CONNECTION ADMIN) and its GRANT, which fixes it', async () => {
+    const partial = `lkt_${f.suffix}_nokill`;
+    const account = `${qi(partial)}@${qi('%')}`;
+    await f.admin.query(`CREATE USER ${account} IDENTIFIED BY 'Nokill-pass-1'`);
+    for (const g of serviceAccountGrants(account, f.database, f.metaDatabase)) {
+      await f.admin.query(g.replace('PROCESS, CONNECTION ADMIN,', 'PROCESS,'));
+    }
+    const d = createMysqlDriver({
+      ...f.services,
+      secrets: {
+        resolve: () =>
+          Promise.resolve({
+            ...f.secrets.current,
+            username: partial,
+            password: 'Nokill-pass-1',
+            extra: {},
+          }),
+      },
+    });
+    const integration = { ...f.integration(), id: `nokill-${f.suffix}` };
+    try {
+      const out = await d.check(f.ctx(integration));
+      const failed = out.checks.filter((c) => !c.ok);
+      expect(failed).toHaveLength(1);
+      expect(failed[0]?.name).toBe('privilege CONNECTION ADMIN ON *.*');
+      const fix = /Run: (GRANT .*)$/.exec(failed[0]?.detail ?? '')?.[1];
+      expect(fix).toBe(`GRANT CONNECTION ADMIN ON *.* TO \`${partial}\`@\`%\``);
+      // The statement check gave, run as is, is the whole fix.
+      await f.admin.query(fix ?? '');
+      const again = await d.check(f.ctx(integration));
+      expect(again.checks.filter((c) => !c.ok)).toEqual([]);
+      expect(again.ok).toBe(true);
     } finally {
       await d.close();
     }
