@@ -130,6 +130,7 @@ export function buildDriverServices(
       fileRoots: config.secretFileRoots,
       envPrefixes: config.secretEnvPrefixes,
       allowUnbound: config.allowUnboundSecrets,
+      tagPrefix: config.tagPrefix,
     });
     secrets = ownedSecrets;
   }

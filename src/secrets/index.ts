@@ -109,6 +109,8 @@ export interface SecretResolverOptions {
    * drivers apply); default `DEFAULT_UNBOUND_SECRET_STORES` (`LATCHKEY_ALLOW_UNBOUND_SECRETS`).
    */
   allowUnbound?: readonly SecretStore[];
+  /** Tag prefix of binding by tag (`<prefix>-connector-read`, …); default `latchkey`. */
+  tagPrefix?: string;
 }
 
 export interface LatchkeySecretResolver extends SecretResolver {
@@ -141,6 +143,7 @@ export function createSecretResolver(opts: SecretResolverOptions): LatchkeySecre
   };
   const binding: SecretBindingPolicy = Object.freeze({
     allowUnbound: Object.freeze([...(opts.allowUnbound ?? DEFAULT_UNBOUND_SECRET_STORES)]),
+    ...(opts.tagPrefix !== undefined ? { tagPrefix: opts.tagPrefix } : {}),
   });
 
   async function cached(key: string, load: () => Promise<ServiceSecret>): Promise<ServiceSecret> {
