@@ -109,9 +109,33 @@ export const CREDENTIAL_EVENTS: ReadonlySet<EventType> = new Set([
   'reset-credentials',
 ]);
 
-/** Field names that look like a credential; only `credentials` and `secret` are read. */
-const CREDENTIAL_LIKE = /pass(word)?|secret|token|api_?key|access_?key|private_?key|credential/i;
+/** Words of a field name that make it look like a credential (`credentials`/`secret` are read). */
+const CREDENTIAL_WORDS: ReadonlySet<string> = new Set([
+  'password',
+  'passwd',
+  'pass',
+  'pwd',
+  'secret',
+  'token',
+  'apikey',
+  'credential',
+  'credentials',
+]);
+const KEY_QUALIFIERS: ReadonlySet<string> = new Set(['api', 'access', 'private', 'secret']);
 const READ_FIELDS: ReadonlySet<string> = new Set(['credentials', 'secret']);
+
+/** `api_key`, `accessToken`, `db-password` → true; `passthrough`, `key_id` → false. */
+function looksLikeCredential(field: string): boolean {
+  const words = field
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter((w) => w !== '');
+  return words.some(
+    (w, i) =>
+      CREDENTIAL_WORDS.has(w) || (w === 'key' && i > 0 && KEY_QUALIFIERS.has(words[i - 1] ?? '')),
+  );
+}
 
 /**
  * Names of top-level fields of a raw answer that look like credentials but are not read
@@ -119,7 +143,7 @@ const READ_FIELDS: ReadonlySet<string> = new Set(['credentials', 'secret']);
  */
 export function unreadCredentialFields(raw: unknown): string[] {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return [];
-  return Object.keys(raw).filter((k) => !READ_FIELDS.has(k) && CREDENTIAL_LIKE.test(k));
+  return Object.keys(raw).filter((k) => !READ_FIELDS.has(k) && looksLikeCredential(k));
 }
 
 /**

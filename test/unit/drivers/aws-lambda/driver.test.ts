@@ -250,6 +250,36 @@ describe('aws-lambda driver', () => {
     },
   );
 
+  it('reads field names by words: credential-looking ones refused, look-alikes kept', async () => {
+    const { unreadCredentialFields } =
+      await import('../../../../src/drivers/aws-lambda/protocol.js');
+    expect(
+      unreadCredentialFields({
+        password: 'x',
+        db_password: 'x',
+        accessToken: 'x',
+        'api-key': 'x',
+        privateKey: 'x',
+        secret_key: 'x',
+        credential: 'x',
+        passthrough: 'x',
+        key_id: 'x',
+        username: 'x',
+        secret: 'x',
+        credentials: {},
+        message: 'x',
+      }),
+    ).toEqual([
+      'password',
+      'db_password',
+      'accessToken',
+      'api-key',
+      'privateKey',
+      'secret_key',
+      'credential',
+    ]);
+  });
+
   it('grant: a create-credentials answer whose credentials cannot be read stops the grant', async () => {
     tagged();
     lambda.on(InvokeCommand).resolves(answer({ status: 'ok', token: 'abc' }));
