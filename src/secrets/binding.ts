@@ -14,8 +14,9 @@
  *   integration's maintenance database is that one (when the driver has one);
  * - a secret without a `host` may be **bound by tag** (Secrets Manager): tagged
  *   `<prefix>-connector-read=true` (the tag the connector's IAM policy reads secrets by) and
- *   `<prefix>-connector-target=<host>` or `<host>:<port>`, it is used only against that host
- *   (and port); the tags are set by whoever administers the secret in AWS, never by a command;
+ *   `<prefix>-connector-target=<host>` or `<host>:<port>` (or the RDS instance / cluster
+ *   identifier, for an integration whose host the connector looked up from that identifier),
+ *   it is used only against that host (and port); the tags are set by whoever administers the secret in AWS, never by a command;
  * - any other secret without a `host` is "unbound": it is used only when its store is in the
  *   operator's `allowUnbound` list (`LATCHKEY_ALLOW_UNBOUND_SECRETS`, default `env,file`).
  * A refusal is `E_GUARDRAIL` naming the integration's value and the field that differs,
@@ -59,6 +60,12 @@ export interface SecretTarget {
   port: number;
   /** Database the service account logs in to, for engines that name one at login. */
   database?: string;
+  /**
+   * RDS instance / cluster identifier the connector itself looked `host` up from
+   * (`rdsInstanceId` / `rdsClusterId`), never one a command names: a
+   * `<prefix>-connector-target` tag may name it instead of the host.
+   */
+  rdsId?: string;
 }
 
 /** Lower case, without a trailing dot or IPv6 brackets. */
@@ -136,9 +143,14 @@ export function checkSecretBinding(
     if (policy.allowUnbound.includes(ref.store)) return;
     const byTag = tagBinding(secret.tags, policy.tagPrefix ?? DEFAULT_TAG_PREFIX);
     if (byTag.kind === 'bound') {
+      const byId =
+        target.rdsId !== undefined &&
+        byTag.port === undefined &&
+        byTag.host.toLowerCase() === target.rdsId.toLowerCase();
       if (
-        normalizeHost(byTag.host) !== normalizeHost(target.host) ||
-        (byTag.port !== undefined && byTag.port !== target.port)
+        !byId &&
+        (normalizeHost(byTag.host) !== normalizeHost(target.host) ||
+          (byTag.port !== undefined && byTag.port !== target.port))
       ) {
         throw refuse(
           `${which} is bound by its tag ${byTag.key} to another server than the integration's ` +

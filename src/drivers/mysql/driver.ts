@@ -62,6 +62,7 @@ import { createMysqlOps } from './dialect-mysql.js';
 import { quoteIdent, run, str, type FlavorOps, type RequiredPrivilege } from './dialect.js';
 import { mapMysqlError, mysqlErrno } from './errors.js';
 import { privilegeChecks } from './privilege-checks.js';
+import { lookedUpRdsId } from '../sql/rds-endpoint.js';
 import { grantLinesOf, holds, parseShowGrants } from './show-grants.js';
 import {
   createMysqlSqlDialect,
@@ -158,10 +159,11 @@ export function createMysqlDriver(
       );
     }
     const config = parseMysqlConfig(integration.config);
+    const rdsId = lookedUpRdsId(integration);
     return resolveBoundSecret(
       services.secrets,
       integration.secret,
-      { host: config.host, port: config.port },
+      { host: config.host, port: config.port, ...(rdsId !== undefined ? { rdsId } : {}) },
       signal,
     );
   }

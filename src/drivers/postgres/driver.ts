@@ -27,6 +27,7 @@ import { createRdsAuthTokenProvider } from '../../secrets/iam-auth.js';
 import type { RdsAuthTokenProvider } from '../../secrets/iam-auth.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
 import { trustedCas } from '../sql/tls.js';
+import { lookedUpRdsId } from '../sql/rds-endpoint.js';
 import {
   cleanupFlow,
   grantFlow,
@@ -148,7 +149,7 @@ export class PostgresDriver implements Driver {
     const ref = this.secretRef(integration);
     const secrets = this.services.secrets;
     // Guardrail: the secret must be bound to this server (src/secrets/binding.ts).
-    const target = this.secretTarget(cfg);
+    const target = this.secretTarget(cfg, ctx.integration);
     const secret = await resolveBoundSecret(secrets, ref, target, ctx.signal);
     return {
       user: secret.username,
@@ -162,8 +163,14 @@ export class PostgresDriver implements Driver {
   }
 
   /** Where the service-account secret is sent: the server and maintenance database. */
-  protected secretTarget(cfg: PostgresConfig): SecretTarget {
-    return { host: cfg.host, port: cfg.port, database: cfg.database };
+  protected secretTarget(cfg: PostgresConfig, integration: Integration): SecretTarget {
+    const rdsId = lookedUpRdsId(integration);
+    return {
+      host: cfg.host,
+      port: cfg.port,
+      database: cfg.database,
+      ...(rdsId !== undefined ? { rdsId } : {}),
+    };
   }
 
   protected secretRef(integration: Integration): SecretRef {
@@ -342,7 +349,7 @@ export class PostgresDriver implements Driver {
           'service-account rotation needs an aws-secrets-manager secret',
         );
       }
-      const target = this.secretTarget(cfg);
+      const target = this.secretTarget(cfg, ctx.integration);
       const current = await resolveBoundSecret(this.services.secrets, ref, target, ctx.signal);
       const conn = await this.connection(ctx, cfg);
       return rotateServiceAccountFlow(this.dialect, ctx.signal, {

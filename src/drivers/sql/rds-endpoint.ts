@@ -28,6 +28,18 @@ import type { CallContext, Driver, DriverServices } from '../driver.js';
 
 export const ENDPOINT_TTL_MS = 10 * 60_000;
 
+/**
+ * Integrations this module made (host filled from a lookup) → the RDS identifier looked up.
+ * Only objects built here are keys, so a command cannot claim an identifier: what the
+ * secret binding by tag may compare `<prefix>-connector-target` with (`../../secrets/binding.ts`).
+ */
+const lookedUp = new WeakMap<Integration, string>();
+
+/** The RDS instance / cluster identifier the connector itself resolved `integration`'s host from. */
+export function lookedUpRdsId(integration: Integration): string | undefined {
+  return lookedUp.get(integration);
+}
+
 /** The config fields this adds to the `postgres` and `mysql` schemas. */
 export const RdsIdFields = {
   /** RDS DB instance identifier; with `region`, replaces `host`. */
@@ -125,11 +137,13 @@ export class RdsEndpointResolver {
       this.cache.set(key, ep);
     }
     const { rdsInstanceId: _i, rdsClusterId: _c, ...rest } = raw;
+    const resolved: Integration = {
+      ...integration,
+      config: { ...rest, host: ep.host, ...(raw['port'] === undefined ? { port: ep.port } : {}) },
+    };
+    lookedUp.set(resolved, id);
     return {
-      integration: {
-        ...integration,
-        config: { ...rest, host: ep.host, ...(raw['port'] === undefined ? { port: ep.port } : {}) },
-      },
+      integration: resolved,
       key,
       endpoint: `${ep.host}:${ep.port}`,
     };

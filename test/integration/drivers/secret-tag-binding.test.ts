@@ -13,6 +13,7 @@ import {
   GetSecretValueCommand,
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
+import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import type { AwsClientFactory } from '../../../src/aws/types.js';
 import { driverFactory as postgresFactory } from '../../../src/drivers/postgres/index.js';
 import type { Integration } from '../../../src/protocol/messages.js';
@@ -20,6 +21,7 @@ import { createSecretResolver } from '../../../src/secrets/index.js';
 import { createPgTestEnv, ctxFor, testServices, type PgTestEnv } from '../../helpers/pg.js';
 
 const sm = mockClient(SecretsManagerClient);
+const rds = mockClient(RDSClient);
 const aws: AwsClientFactory = { client: (cls, target) => new cls({ region: target.region }) };
 const SECRET_ID = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/orders-admin-Xy12Zq';
 const PASSWORD = 'Customer-Stored-Pa55';
@@ -31,9 +33,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.teardown();
   sm.restore();
+  rds.restore();
 });
 beforeEach(() => {
   sm.reset();
+  rds.reset();
   sm.on(GetSecretValueCommand, { SecretId: SECRET_ID }).resolves({
     ARN: SECRET_ID,
     VersionId: 'v1',
@@ -107,5 +111,38 @@ describe('binding by tag through the postgres driver', () => {
       'is bound by its tag apono-connector-target to another server',
     );
     await other.close();
+  });
+
+  it('an integration by rdsInstanceId: the target tag may name the instance', async () => {
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-pg' }).resolves({
+      DBInstances: [
+        {
+          DBInstanceIdentifier: 'orders-pg',
+          Engine: 'postgres',
+          Endpoint: { Address: '127.0.0.1', Port: Number(env.integration.config['port']) },
+        },
+      ],
+    });
+    sm.on(DescribeSecretCommand).resolves({
+      ARN: SECRET_ID,
+      Tags: [
+        { Key: 'latchkey-connector-read', Value: 'true' },
+        { Key: 'latchkey-connector-target', Value: 'orders-pg' },
+      ],
+    });
+    const { host: _h, port: _p, ...config } = env.integration.config;
+    const byId: Integration = {
+      ...integration(),
+      config: { ...config, rdsInstanceId: 'orders-pg', region: 'eu-west-1' },
+    };
+    const driver = driverWith();
+    const out = await driver.check(ctxFor(byId));
+    expect(out.checks.filter((c) => !c.ok)).toEqual([]);
+    await driver.close();
+    // The same tag does not bind the secret to a host given directly.
+    const direct = driverWith();
+    const refused = await direct.check(ctxFor(integration()));
+    expect(refused.ok).toBe(false);
+    await direct.close();
   });
 });

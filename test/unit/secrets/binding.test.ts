@@ -169,6 +169,13 @@ describe('binding by tag (Secrets Manager secrets stored as {username, password}
     }
   });
 
+  it('the target tag may name the RDS identifier only when the connector looked the host up from it', () => {
+    const s = tagged({ 'latchkey-connector-read': 'true', 'latchkey-connector-target': 'Orders' });
+    expect(() => checkSecretBinding(s, AWS_REF, { ...target, rdsId: 'orders' })).not.toThrow();
+    refusal(() => checkSecretBinding(s, AWS_REF, target));
+    refusal(() => checkSecretBinding(s, AWS_REF, { ...target, rdsId: 'billing' }));
+  });
+
   it('uses the policy tag prefix (apono-connector-read …)', () => {
     const s = tagged({ 'apono-connector-read': 'true', 'apono-connector-target': target.host });
     refusal(() => checkSecretBinding(s, AWS_REF, target));
