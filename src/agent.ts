@@ -140,6 +140,7 @@ export function buildDriverServices(
       envPrefixes: config.secretEnvPrefixes,
       allowUnbound: config.allowUnboundSecrets,
       ...vaultOption(config),
+      tagPrefix: config.tagPrefix,
     });
     secrets = ownedSecrets;
   }
@@ -148,6 +149,7 @@ export function buildDriverServices(
     sealer: createSealer({ allowPlaintext: config.allowPlaintextCredentials }),
     tagPrefix: config.tagPrefix,
     now: () => new Date(),
+    ...(config.caBundle === undefined ? {} : { caBundle: config.caBundle }),
     ...overrides,
     secrets,
     aws,

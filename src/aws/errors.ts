@@ -84,6 +84,10 @@ const NOT_FOUND_NAMES: ReadonlySet<string> = new Set([
   'InvalidInstanceId',
   'InvalidInstanceID.NotFound',
   'InvalidDocument',
+  'DBInstanceNotFound',
+  'DBInstanceNotFoundFault',
+  'DBClusterNotFound',
+  'DBClusterNotFoundFault',
 ]);
 
 const INVALID_NAMES: ReadonlySet<string> = new Set([

@@ -66,6 +66,11 @@ export interface DriverServices {
   tagPrefix: string;
   /** Clock, injectable for tests. */
   now: () => Date;
+  /**
+   * PEM of `LATCHKEY_CA_BUNDLE_FILE`: extra CA certificates every database connection trusts
+   * in addition to its own (see `drivers/sql/tls.ts`). Absent: none.
+   */
+  caBundle?: string;
 }
 
 /** Per-call context. */

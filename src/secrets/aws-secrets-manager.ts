@@ -107,8 +107,32 @@ export function createAwsSecretsManagerStore(
       client.send(new GetSecretValueCommand({ SecretId: ref.secretId }), o),
     );
     const secret = parseSecretValue(out, ref);
+    if (secret.host === undefined) {
+      // Unbound by content: its tags may bind it (binding by tag, ./binding.ts).
+      const tags = await secretTags(ref, signal);
+      if (tags !== undefined) secret.tags = tags;
+    }
     cache.set(key, secret);
     return secret;
+  }
+
+  /** The secret's tags (`DescribeSecret`), or undefined when they cannot be read. */
+  async function secretTags(
+    ref: AwsSecretRef,
+    signal: AbortSignal | undefined,
+  ): Promise<Record<string, string> | undefined> {
+    try {
+      const out = await call(ref, 'DescribeSecret', signal, (client, o) =>
+        client.send(new DescribeSecretCommand({ SecretId: ref.secretId }), o),
+      );
+      const tags: Record<string, string> = {};
+      for (const t of out.Tags ?? []) if (t.Key !== undefined) tags[t.Key] = t.Value ?? '';
+      return tags;
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      // Not readable (e.g. no secretsmanager:DescribeSecret): the secret stays unbound.
+      return undefined;
+    }
   }
 
   async function putPendingSecret(

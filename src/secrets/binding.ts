@@ -12,7 +12,12 @@
  *   trailing dot and IPv6 brackets ignored; no DNS resolution);
  * - a secret with a `port` only against that port; a secret with a `dbname` only when the
  *   integration's maintenance database is that one (when the driver has one);
- * - a secret without a `host` is "unbound": it is used only when its store is in the
+ * - a secret without a `host` may be **bound by tag** (Secrets Manager): tagged
+ *   `<prefix>-connector-read=true` (the tag the connector's IAM policy reads secrets by) and
+ *   `<prefix>-connector-target=<host>` or `<host>:<port>` (or the RDS instance / cluster
+ *   identifier, for an integration whose host the connector looked up from that identifier),
+ *   it is used only against that host (and port); the tags are set by whoever administers the secret in AWS, never by a command;
+ * - any other secret without a `host` is "unbound": it is used only when its store is in the
  *   operator's `allowUnbound` list (`LATCHKEY_ALLOW_UNBOUND_SECRETS`, default `env,file`).
  * A refusal is `E_GUARDRAIL` naming the integration's value and the field that differs,
  * never a value of the secret.
@@ -56,6 +61,12 @@ export interface SecretTarget {
   port: number;
   /** Database the service account logs in to, for engines that name one at login. */
   database?: string;
+  /**
+   * RDS instance / cluster identifier the connector itself looked `host` up from
+   * (`rdsInstanceId` / `rdsClusterId`), never one a command names: a
+   * `<prefix>-connector-target` tag may name it instead of the host.
+   */
+  rdsId?: string;
 }
 
 /** Lower case, without a trailing dot or IPv6 brackets. */
@@ -82,6 +93,40 @@ export function describeSecretRef(ref: SecretRef): string {
   }
 }
 
+const DEFAULT_TAG_PREFIX = 'latchkey';
+
+type TagBinding =
+  | { kind: 'bound'; key: string; host: string; port: number | undefined }
+  | { kind: 'none'; readKey: string; targetKey: string; problem?: string };
+
+/** What the tags of a secret say about its target (names of tags only in messages). */
+export function tagBinding(tags: Record<string, string> | undefined, prefix: string): TagBinding {
+  const readKey = `${prefix}-connector-read`;
+  const targetKey = `${prefix}-connector-target`;
+  const none = (problem?: string): TagBinding => ({
+    kind: 'none',
+    readKey,
+    targetKey,
+    ...(problem !== undefined ? { problem } : {}),
+  });
+  if (tags === undefined) return none('its tags could not be read (secretsmanager:DescribeSecret)');
+  const read = tags[readKey];
+  const value = tags[targetKey];
+  if (read?.toLowerCase() !== 'true') {
+    return none(value === undefined ? undefined : `it has ${targetKey} but not ${readKey}=true`);
+  }
+  if (value === undefined || value.trim() === '') {
+    return none(`it has ${readKey}=true but no ${targetKey}`);
+  }
+  const m = /^(.+?)(?::(\d{1,5}))?$/.exec(value.trim());
+  const host = m?.[1] ?? '';
+  const port = m?.[2] === undefined ? undefined : Number(m[2]);
+  if (!/^[A-Za-z0-9._-]+$/.test(host) || (port !== undefined && (port < 1 || port > 65535))) {
+    return none(`${targetKey} is not <host> or <host>:<port>`);
+  }
+  return { kind: 'bound', key: targetKey, host, port };
+}
+
 function refuse(message: string, details: Record<string, unknown>): LatchkeyError {
   return new LatchkeyError('E_GUARDRAIL', message, { details });
 }
@@ -90,7 +135,7 @@ function refuse(message: string, details: Record<string, unknown>): LatchkeyErro
  * @throws LatchkeyError E_GUARDRAIL when `secret` may not be used against `target`.
  */
 export function checkSecretBinding(
-  secret: Pick<ServiceSecret, 'host' | 'port' | 'dbname'>,
+  secret: Pick<ServiceSecret, 'host' | 'port' | 'dbname' | 'tags'>,
   ref: SecretRef,
   target: SecretTarget,
   policy: SecretBindingPolicy = DEFAULT_SECRET_BINDING,
@@ -99,9 +144,33 @@ export function checkSecretBinding(
   const details = { guardrail: 'secret-binding', store: ref.store };
   if (secret.host === undefined) {
     if (policy.allowUnbound.includes(ref.store)) return;
+    const byTag = tagBinding(secret.tags, policy.tagPrefix ?? DEFAULT_TAG_PREFIX);
+    if (byTag.kind === 'bound') {
+      const byId =
+        target.rdsId !== undefined &&
+        byTag.port === undefined &&
+        byTag.host.toLowerCase() === target.rdsId.toLowerCase();
+      if (
+        !byId &&
+        (normalizeHost(byTag.host) !== normalizeHost(target.host) ||
+          (byTag.port !== undefined && byTag.port !== target.port))
+      ) {
+        throw refuse(
+          `${which} is bound by its tag ${byTag.key} to another server than the integration's ` +
+            `${target.host}:${target.port}; refusing to connect with it`,
+          { ...details, field: 'tag', reason: 'tag-target', targetHost: target.host },
+        );
+      }
+      return;
+    }
+    const tagHow =
+      ref.store === 'aws-secrets-manager'
+        ? `, or tag the secret ${byTag.readKey}=true and ${byTag.targetKey}=${target.host} ` +
+          `(binding by tag${byTag.problem === undefined ? '' : `; ${byTag.problem}`})`
+        : '';
     throw refuse(
       `${which} names no host, so it is not bound to a target; refusing to send it to ` +
-        `${target.host}:${target.port}. Add a "host" (and "port") field to the secret, or ` +
+        `${target.host}:${target.port}. Add a "host" (and "port") field to the secret${tagHow}, or ` +
         `allow unbound ${ref.store} secrets with LATCHKEY_ALLOW_UNBOUND_SECRETS`,
       { ...details, field: 'host', reason: 'unbound' },
     );

@@ -116,6 +116,8 @@ export interface SecretResolverOptions {
   allowUnbound?: readonly SecretStore[];
   /** The `vault` store (`LATCHKEY_VAULT_*`); without it a `vault` ref is `E_SECRET`. */
   vault?: VaultStoreOptions | VaultStore;
+  /** Tag prefix of binding by tag (`<prefix>-connector-read`, …); default `latchkey`. */
+  tagPrefix?: string;
 }
 
 export interface LatchkeySecretResolver extends SecretResolver {
@@ -159,6 +161,7 @@ export function createSecretResolver(opts: SecretResolverOptions): LatchkeySecre
   };
   const binding: SecretBindingPolicy = Object.freeze({
     allowUnbound: Object.freeze([...(opts.allowUnbound ?? DEFAULT_UNBOUND_SECRET_STORES)]),
+    ...(opts.tagPrefix !== undefined ? { tagPrefix: opts.tagPrefix } : {}),
   });
 
   async function cached(key: string, load: () => Promise<ServiceSecret>): Promise<ServiceSecret> {

@@ -13,6 +13,11 @@ export interface ServiceSecret {
   dbname?: string;
   /** Other string fields of the secret, untouched. */
   extra: Record<string, string>;
+  /**
+   * Tags of the secret in its store, when the store has them and the secret names no `host`
+   * (Secrets Manager `DescribeSecret`): what binding by tag reads (`./binding.ts`).
+   */
+  tags?: Record<string, string>;
 }
 
 /** A pending (not yet promoted) version of a secret, as found in the store. */
@@ -53,4 +58,9 @@ export interface SecretResolver {
 export interface SecretBindingPolicy {
   /** Stores whose secrets may be used although they name no `host`. */
   readonly allowUnbound: readonly SecretRef['store'][];
+  /**
+   * Tag prefix of binding by tag (`<prefix>-connector-read`, `<prefix>-connector-target`);
+   * absent: `latchkey`.
+   */
+  readonly tagPrefix?: string;
 }

@@ -333,6 +333,17 @@ export class FakeMysql8 implements SqlSession {
   definerObjects: { kind: string; db: string; name: string; definer: string }[] = [];
   /** Statements the fake refuses with a server errno (e.g. a missing privilege). */
   refuse: { pattern: RegExp; errno: number } | null = null;
+  /** The session's account, as `CURRENT_USER()` answers. */
+  currentUser = 'latchkey_svc@%';
+  /** What `SHOW GRANTS` answers, one line per row (MySQL 8 names the column after the account). */
+  showGrants: string[] = [];
+  /**
+   * As on RDS for MySQL 8.0.36+ / 8.4, where CONNECTION_ADMIN cannot be granted: `KILL` of
+   * another account's session fails with 1095 and only `CALL mysql.rds_kill(?)` ends it.
+   */
+  killDenied = false;
+  /** `@@basedir`: `/rdsdbbin/…` on Amazon RDS. */
+  basedir = '/usr/';
 
   key(user: string, host: string): string {
     return `${user}@${host}`;
@@ -356,6 +367,12 @@ export class FakeMysql8 implements SqlSession {
     const s = (i: number): string => String(v[i]);
     if (sql.startsWith('SELECT GET_LOCK')) return [{ got: this.lockFree ? 1 : 0 }];
     if (sql.startsWith('SELECT RELEASE_LOCK')) return [{ released: 1 }];
+    if (sql === 'SELECT CURRENT_USER() AS cu') return [{ cu: this.currentUser }];
+    if (sql === 'SELECT @@GLOBAL.basedir AS b') return [{ b: this.basedir }];
+    if (sql === 'SHOW GRANTS') {
+      const column = `Grants for ${this.currentUser}`;
+      return this.showGrants.map((line) => ({ [column]: line }));
+    }
     if (sql.includes('FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?')) {
       return this.schemas.has(s(0)) ? [{ name: s(0) }] : [];
     }
@@ -393,6 +410,16 @@ export class FakeMysql8 implements SqlSession {
         .map(({ kind, db, name }) => ({ kind, db, name }));
     }
     if (sql.startsWith('SELECT')) return [];
+    if (sql === 'KILL CONNECTION ?' && this.killDenied) {
+      throw Object.assign(new Error(`You are not owner of thread ${s(0)}`), {
+        errno: 1095,
+        code: 'ER_KILL_DENIED_ERROR',
+      });
+    }
+    if (sql === 'CALL mysql.rds_kill(?)') {
+      this.processes = this.processes.filter((p) => p.id !== Number(v[0]));
+      return [];
+    }
     this.apply(sql, v);
     return [];
   }

@@ -709,6 +709,7 @@ export function toSubIntegration(
       authType: tags.authType,
       integrationId: id,
       integrationType: et.type,
+      tags: db.tags,
     },
   };
   return { kind: 'integration', integration, resource };

@@ -3,8 +3,10 @@
  *
  * | field | type | default | meaning |
  * |---|---|---|---|
- * | `functionArn` | Lambda function ARN (optionally with `:alias` or `:version`) | required | the function invoked |
+ * | `functionArn` | Lambda function ARN (optionally with `:alias` or `:version`) | one of `functionArn`, `functionName` | the function invoked |
+ * | `functionName` | function name (optionally `name:alias` or `name:version`) | one of `functionArn`, `functionName` | the function of that name in `region`, in the account of the connector's credentials (or of `assumeRoleArn`) |
  * | `region` | region | required | the function's region (must match the ARN) |
+ * | `resourceType` | string | `custom` | sent as `resource_type` with `list-resources` (and `reset-credentials`); the type of resources that come back without one |
  * | `assumeRoleArn` | role ARN | none | role to assume (another account); must match the allowed role pattern |
  * | `externalId` | string | none | external id sent with AssumeRole |
  * | `customParameters` | object | `{}` | passed as `custom_parameters` with every event |
@@ -16,11 +18,23 @@ import { AwsRegionSchema, ExternalIdSchema, RoleArnSchema, parseConfig } from '.
 
 export const FUNCTION_ARN =
   /^arn:aws[a-z-]*:lambda:([a-z0-9-]+):(\d{12}):function:([A-Za-z0-9_-]{1,64})(?::([A-Za-z0-9_$-]{1,128}))?$/;
+/** A bare function name with an optional `:alias` or `:version` qualifier. */
+export const FUNCTION_NAME = /^([A-Za-z0-9_-]{1,64})(?::([A-Za-z0-9_$-]{1,128}))?$/;
 
 export const AwsLambdaConfigSchema = z
   .strictObject({
-    functionArn: z.string().regex(FUNCTION_ARN, 'a Lambda function ARN'),
+    functionArn: z.string().regex(FUNCTION_ARN, 'a Lambda function ARN').optional(),
+    functionName: z
+      .string()
+      .regex(FUNCTION_NAME, 'a Lambda function name, optionally with :alias or :version')
+      .optional(),
     region: AwsRegionSchema,
+    resourceType: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[\w.:/-]+$/, 'letters, digits and _.:/-')
+      .default('custom'),
     assumeRoleArn: RoleArnSchema.optional(),
     externalId: ExternalIdSchema.optional(),
     customParameters: z.record(z.string(), z.unknown()).default({}),
@@ -32,14 +46,31 @@ export const AwsLambdaConfigSchema = z
       .default(1024 * 1024),
     tagCacheSeconds: z.number().int().min(0).max(3600).default(300),
   })
-  .refine((c) => FUNCTION_ARN.exec(c.functionArn)?.[1] === c.region, {
-    message: 'region must be the region of functionArn',
-    path: ['region'],
-  });
+  .refine((c) => (c.functionArn === undefined) !== (c.functionName === undefined), {
+    message: 'give exactly one of functionArn and functionName (with region)',
+    path: ['functionArn'],
+  })
+  .refine(
+    (c) => c.functionArn === undefined || FUNCTION_ARN.exec(c.functionArn)?.[1] === c.region,
+    {
+      message: 'region must be the region of functionArn',
+      path: ['region'],
+    },
+  );
 export type AwsLambdaConfig = z.infer<typeof AwsLambdaConfigSchema>;
 
 export function parseLambdaConfig(raw: unknown): AwsLambdaConfig {
   return parseConfig(AwsLambdaConfigSchema, raw, 'aws-lambda');
+}
+
+/** The ARN of a function named in `region` of `account` (with its qualifier, if any). */
+export function functionArnOf(
+  partition: string,
+  region: string,
+  account: string,
+  functionName: string,
+): string {
+  return `arn:${partition}:lambda:${region}:${account}:function:${functionName}`;
 }
 
 /** The function ARN without alias or version (what ListTags accepts). */

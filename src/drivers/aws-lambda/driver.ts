@@ -4,6 +4,7 @@
  * `<tagPrefix>-connector-access=true` is ever invoked. See docs/drivers/aws-lambda.md.
  */
 import { InvokeCommand, LambdaClient, ListTagsCommand } from '@aws-sdk/client-lambda';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import type { z } from 'zod';
 import { LatchkeyError, type ErrorCode } from '../../errors.js';
 import { awsSend } from '../../aws/call.js';
@@ -23,11 +24,19 @@ import type {
 } from '../../protocol/messages.js';
 import type { CallContext, Driver, DriverServices } from '../driver.js';
 import { JsonTooDeepError, parseJsonBounded } from '../../protocol/json-depth.js';
-import { parseLambdaConfig, unqualifiedArn, type AwsLambdaConfig } from './config.js';
+import {
+  functionArnOf,
+  parseLambdaConfig,
+  unqualifiedArn,
+  type AwsLambdaConfig,
+} from './config.js';
 import {
   ANSWER_SCHEMAS,
+  CREDENTIAL_EVENTS,
   FunctionErrorSchema,
   REMOTE_ERROR_CODES,
+  answerCredentials,
+  unreadCredentialFields,
   type AnswerOf,
   type EventType,
 } from './protocol.js';
@@ -52,6 +61,8 @@ export class AwsLambdaDriver implements Driver {
   readonly kinds = ['discover', 'grant', 'revoke', 'rotate', 'cleanup', 'check'] as const;
   /** Functions found tagged for the connector, with the time the check stops being trusted. */
   private readonly allowed = new Map<string, number>();
+  /** ARNs of functions configured by name, by `name|region|role`. */
+  private readonly arns = new Map<string, string>();
 
   constructor(private readonly services: DriverServices) {}
 
@@ -64,16 +75,40 @@ export class AwsLambdaDriver implements Driver {
   }
 
   /**
+   * The ARN of the configured function: `functionArn`, or for `functionName` the function
+   * of that name in `region` of the account whose credentials the connector uses (the
+   * account of `assumeRoleArn` when set), found once with `sts:GetCallerIdentity`.
+   */
+  async functionArn(cfg: AwsLambdaConfig, signal: AbortSignal): Promise<string> {
+    if (cfg.functionArn !== undefined) return cfg.functionArn;
+    const name = cfg.functionName ?? '';
+    const key = `${name}|${cfg.region}|${cfg.assumeRoleArn ?? ''}`;
+    const known = this.arns.get(key);
+    if (known !== undefined) return known;
+    const id = await awsSend({ service: 'sts', operation: 'GetCallerIdentity', signal }, (o) =>
+      this.services.aws.client(STSClient, targetOf(cfg)).send(new GetCallerIdentityCommand({}), o),
+    );
+    const partition = /^arn:(aws[a-z-]*):/.exec(id.Arn ?? '')?.[1] ?? 'aws';
+    if (id.Account === undefined || !/^\d{12}$/.test(id.Account)) {
+      throw new LatchkeyError('E_INTERNAL', 'STS GetCallerIdentity returned no account');
+    }
+    const arn = functionArnOf(partition, cfg.region, id.Account, name);
+    this.arns.set(key, arn);
+    return arn;
+  }
+
+  /**
    * Refuse (E_PRIVILEGE) unless the function carries `<prefix>-connector-access=true`.
    * A positive answer is cached for `tagCacheSeconds`; a negative one never is.
    */
-  async assertInvocable(cfg: AwsLambdaConfig, signal: AbortSignal): Promise<void> {
-    const key = `${cfg.functionArn}|${cfg.assumeRoleArn ?? ''}`;
+  async assertInvocable(cfg: AwsLambdaConfig, signal: AbortSignal): Promise<string> {
+    const functionArn = await this.functionArn(cfg, signal);
+    const key = `${functionArn}|${cfg.assumeRoleArn ?? ''}`;
     const now = this.services.now().getTime();
     const until = this.allowed.get(key);
-    if (until !== undefined && until > now) return;
+    if (until !== undefined && until > now) return functionArn;
     this.allowed.delete(key);
-    const resource = unqualifiedArn(cfg.functionArn);
+    const resource = unqualifiedArn(functionArn);
     const out = await awsSend({ service: 'lambda', operation: 'ListTags', resource, signal }, (o) =>
       this.client(cfg).send(new ListTagsCommand({ Resource: resource }), o),
     );
@@ -81,10 +116,11 @@ export class AwsLambdaDriver implements Driver {
     if (value?.toLowerCase() !== 'true') {
       throw new LatchkeyError(
         'E_PRIVILEGE',
-        `function ${cfg.functionArn} is not tagged ${this.tagKey}=true (${value === undefined ? 'tag missing' : `tag is '${short(value, 40)}'`}); the connector only invokes functions so tagged`,
+        `function ${functionArn} is not tagged ${this.tagKey}=true (${value === undefined ? 'tag missing' : `tag is '${short(value, 40)}'`}); the connector only invokes functions so tagged`,
       );
     }
     if (cfg.tagCacheSeconds > 0) this.allowed.set(key, now + cfg.tagCacheSeconds * 1000);
+    return functionArn;
   }
 
   /** Invoke the function with one event and return its validated answer. */
@@ -94,7 +130,7 @@ export class AwsLambdaDriver implements Driver {
     eventType: E,
     params: Record<string, unknown>,
   ): Promise<AnswerOf<E>> {
-    await this.assertInvocable(cfg, ctx.signal);
+    const fn = await this.assertInvocable(cfg, ctx.signal);
     const payload = JSON.stringify({
       event_type: eventType,
       params: { ...params, request_id: ctx.commandId, custom_parameters: cfg.customParameters },
@@ -104,20 +140,19 @@ export class AwsLambdaDriver implements Driver {
         service: 'lambda',
         operation: 'Invoke',
         action: 'lambda:InvokeFunction',
-        resource: cfg.functionArn,
+        resource: fn,
         signal: ctx.signal,
       },
       (o) =>
         this.client(cfg).send(
           new InvokeCommand({
-            FunctionName: cfg.functionArn,
+            FunctionName: fn,
             InvocationType: 'RequestResponse',
             Payload: new TextEncoder().encode(payload),
           }),
           o,
         ),
     );
-    const fn = cfg.functionArn;
     const bytes = out.Payload ? Buffer.from(out.Payload) : Buffer.alloc(0);
     if (bytes.length > cfg.maxResponseBytes) {
       throw remoteError(
@@ -175,6 +210,16 @@ export class AwsLambdaDriver implements Driver {
       );
     }
     const answer = parsed.data as AnswerOf<E>;
+    if (CREDENTIAL_EVENTS.has(eventType) && answer.status !== 'error') {
+      const unread = unreadCredentialFields(json);
+      if (unread.length > 0) {
+        throw remoteError(
+          'E_REMOTE',
+          `function ${fn} answered ${eventType} with credentials in ${unread.map((f) => `'${short(f, 64)}'`).join(', ')}, which the contract does not read; return them in 'secret' (a string or a string map) or 'credentials' (a string map)`,
+          eventType,
+        );
+      }
+    }
     if (answer.status === 'error') {
       const code: ErrorCode = (REMOTE_ERROR_CODES as readonly string[]).includes(
         answer.error_code ?? '',
@@ -196,6 +241,23 @@ export class AwsLambdaDriver implements Driver {
   ): Credentials | undefined {
     if (creds === undefined || Object.keys(creds).length === 0) return undefined;
     return this.services.sealer.seal(recipientKey, creds);
+  }
+
+  /** `credentials` and `secret` of an answer, merged; the same name with two values is an error. */
+  private credentialsOf(
+    fn: string,
+    eventType: EventType,
+    answer: Parameters<typeof answerCredentials>[0],
+  ): Record<string, string> {
+    const { credentials, conflicts } = answerCredentials(answer);
+    if (conflicts.length > 0) {
+      throw remoteError(
+        'E_REMOTE',
+        `function ${fn} answered ${eventType} with two different values of ${conflicts.map((c) => `'${short(c, 64)}'`).join(', ')} in 'credentials' and 'secret'`,
+        eventType,
+      );
+    }
+    return credentials;
   }
 
   private grantPayload(params: GrantParams | RevokeParams) {
@@ -226,16 +288,19 @@ export class AwsLambdaDriver implements Driver {
       username: base.username,
       email: base.email,
       grant_id: base.grant_id,
+      resource_type: base.resource_type,
     });
+    const fn = await this.functionArn(cfg, ctx.signal);
+    const createdCreds = this.credentialsOf(fn, 'create-credentials', created);
     const granted = await this.invoke(ctx, cfg, 'grant-access', {
       ...base,
       username: created.username ?? base.username,
     });
-    const creds = { ...(created.credentials ?? {}), ...(granted.credentials ?? {}) };
+    const creds = { ...createdCreds, ...this.credentialsOf(fn, 'grant-access', granted) };
     const credentials = this.seal(params.recipientKey, creds);
     return {
       username: granted.username ?? created.username ?? base.username,
-      access: { functionArn: cfg.functionArn, ...(granted.access ?? {}) },
+      access: { functionArn: fn, ...(granted.access ?? {}) },
       ...(credentials ? { credentials } : {}),
       alreadyGranted: granted.already_granted ?? false,
       ...(params.expiresAt ? { expiresAt: params.expiresAt } : {}),
@@ -287,14 +352,18 @@ export class AwsLambdaDriver implements Driver {
     const out = await this.invoke(ctx, cfg, 'reset-credentials', {
       username,
       email: params.target.grantee.email,
+      resource_type: cfg.resourceType,
     });
-    if (!out.credentials || Object.keys(out.credentials).length === 0) {
-      throw new LatchkeyError(
+    const fn = await this.functionArn(cfg, ctx.signal);
+    const creds = this.credentialsOf(fn, 'reset-credentials', out);
+    if (Object.keys(creds).length === 0) {
+      throw remoteError(
         'E_REMOTE',
-        `function ${cfg.functionArn} answered reset-credentials without credentials`,
+        `function ${fn} answered reset-credentials without credentials (no 'secret' or 'credentials')`,
+        'reset-credentials',
       );
     }
-    const credentials = this.seal(params.recipientKey, out.credentials);
+    const credentials = this.seal(params.recipientKey, creds);
     return {
       username: out.username ?? username,
       ...(credentials ? { credentials } : {}),
@@ -333,12 +402,14 @@ export class AwsLambdaDriver implements Driver {
 
   async discover(ctx: CallContext): Promise<DiscoverOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
-    const out = await this.invoke(ctx, cfg, 'list-resources', {});
+    const out = await this.invoke(ctx, cfg, 'list-resources', {
+      resource_type: cfg.resourceType,
+    });
     return {
       resources: out.resources.map((r) => ({
         id: r.id,
         name: r.name ?? r.id,
-        type: r.type,
+        type: r.type ?? cfg.resourceType,
         ...(r.parent_id !== undefined ? { parentId: r.parent_id } : {}),
         metadata: r.metadata ?? {},
       })),
@@ -364,7 +435,7 @@ export class AwsLambdaDriver implements Driver {
     }
     try {
       const out = await this.invoke(ctx, cfg, 'get-status', {});
-      checks.push({ name: 'get-status', ok: true, detail: out.message ?? 'ok' });
+      checks.push({ name: 'get-status', ok: true, detail: out.message ?? out.status ?? 'ok' });
       return { ok: true, ...(out.version ? { serverVersion: out.version } : {}), checks };
     } catch (err) {
       if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
@@ -379,6 +450,7 @@ export class AwsLambdaDriver implements Driver {
 
   close(): Promise<void> {
     this.allowed.clear();
+    this.arns.clear();
     return Promise.resolve();
   }
 }

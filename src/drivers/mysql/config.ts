@@ -7,6 +7,8 @@
 import { z } from 'zod';
 import { LatchkeyError } from '../../errors.js';
 import { DEFAULT_USER_PREFIX, USER_PREFIX_PATTERN } from '../sql/username.js';
+import { RDS_CA_BUNDLE } from '../sql/tls.js';
+import { RdsIdFields } from '../sql/rds-endpoint.js';
 
 export const SSL_MODES = [
   'disable',
@@ -22,13 +24,14 @@ export const FLAVORS = ['mysql', 'mariadb', 'auto'] as const;
 export type Flavor = Exclude<(typeof FLAVORS)[number], 'auto'>;
 
 /** The built-in Amazon RDS CA bundle of mysql2 (all regions), usable as `caBundle: "aws-rds"`. */
-export const RDS_CA_BUNDLE = 'aws-rds';
+export { RDS_CA_BUNDLE };
 
 const Port = z.coerce.number().int().min(1).max(65535);
 
 export const MysqlConfigSchema = z.strictObject({
-  /** Server host name or IP. Required. */
-  host: z.string().min(1).max(255),
+  /** Server host name or IP; or give `rdsInstanceId` / `rdsClusterId` with `region`. */
+  host: z.string().min(1).max(255).optional(),
+  ...RdsIdFields,
   /** TCP port. Default 3306. */
   port: Port.default(3306),
   /**
@@ -98,6 +101,8 @@ export interface MysqlConfig {
   readonly port: number;
   readonly sslMode: SslMode;
   readonly caBundle: string | undefined;
+  /** PEM of `LATCHKEY_CA_BUNDLE_FILE`, added by the driver (`DriverServices.caBundle`). */
+  readonly extraCa?: string;
   readonly authType: 'user-password' | 'iam-auth';
   readonly region: string | undefined;
   readonly username: string | undefined;
@@ -113,6 +118,17 @@ export interface MysqlConfig {
   readonly protectedAccounts: readonly string[];
 }
 
+const HOST_REQUIRED = 'host: required (or rdsInstanceId / rdsClusterId with region)';
+
+/** `host`, or an RDS id that `withRdsEndpoint` turns into one. */
+function hostGiven(raw: unknown): boolean {
+  if (typeof raw !== 'object' || raw === null) return false;
+  const r = raw as Record<string, unknown>;
+  return (
+    r['host'] !== undefined || r['rdsInstanceId'] !== undefined || r['rdsClusterId'] !== undefined
+  );
+}
+
 /** Parses `integration.config`; every problem is listed in one `E_INVALID`. */
 export function parseMysqlConfig(raw: unknown): MysqlConfig {
   const parsed = MysqlConfigSchema.safeParse(raw);
@@ -120,6 +136,7 @@ export function parseMysqlConfig(raw: unknown): MysqlConfig {
     const problems = parsed.error.issues.map(
       (i) => `${i.path.length > 0 ? i.path.join('.') : 'config'}: ${i.message}`,
     );
+    if (!hostGiven(raw)) problems.unshift(HOST_REQUIRED);
     throw new LatchkeyError(
       'E_INVALID',
       `invalid mysql integration config: ${problems.join('; ')}`,
@@ -135,6 +152,8 @@ export function parseMysqlConfig(raw: unknown): MysqlConfig {
     );
   }
   if (iam && c.region === undefined) problems.push('region: required with authType iam-auth');
+  // `withRdsEndpoint` fills `host` from `rdsInstanceId` / `rdsClusterId` before this runs.
+  if (c.host === undefined) problems.push(HOST_REQUIRED);
   if (problems.length > 0) {
     throw new LatchkeyError(
       'E_INVALID',
@@ -142,7 +161,7 @@ export function parseMysqlConfig(raw: unknown): MysqlConfig {
     );
   }
   return Object.freeze({
-    host: c.host,
+    host: c.host ?? '',
     port: c.port,
     sslMode,
     caBundle: c.caBundle ?? (iam ? RDS_CA_BUNDLE : undefined),

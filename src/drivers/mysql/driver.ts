@@ -51,7 +51,7 @@ import {
   connectionSession,
   watchConnection,
   type ConnectionState,
-  loadCaBundle,
+  caFor,
   prepareSession,
   tlsAttempts,
   verifyLogin,
@@ -64,14 +64,9 @@ import { createMysqlOps } from './dialect-mysql.js';
 import { quoteIdent, run, str, type FlavorOps, type RequiredPrivilege } from './dialect.js';
 import { mapMysqlError, mysqlErrno } from './errors.js';
 import { buildInventory, removeStandingOn, snapshotOf } from './inventory.js';
-import {
-  fixStatement,
-  grantLinesOf,
-  holds,
-  holdsGrantOption,
-  holdsGrantable,
-  parseShowGrants,
-} from './show-grants.js';
+import { privilegeChecks } from './privilege-checks.js';
+import { lookedUpRdsId } from '../sql/rds-endpoint.js';
+import { grantLinesOf, holds, parseShowGrants } from './show-grants.js';
 import {
   createMysqlSqlDialect,
   dangerousRolePath,
@@ -108,8 +103,7 @@ export const REQUIRED_PRIVILEGES: readonly RequiredPrivilege[] = [
   },
 ];
 
-/** Privileges that read/write grants pass on: held on *.* WITH GRANT OPTION. */
-export const GRANTABLE_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'SHOW VIEW'] as const;
+export { GRANTABLE_PRIVILEGES } from './privilege-checks.js';
 
 interface Resolved {
   key: string;
@@ -145,7 +139,10 @@ export function createMysqlDriver(
   const keyById = new Map<string, string>();
 
   function resolve(integration: Integration): Resolved {
-    const config = parseMysqlConfig(integration.config);
+    const config: MysqlConfig = {
+      ...parseMysqlConfig(integration.config),
+      ...(services.caBundle === undefined ? {} : { extraCa: services.caBundle }),
+    };
     const settings = parseMysqlSettings(integration.settings);
     const key = `${integration.id}:${fingerprint(integration)}`;
     const previous = keyById.get(integration.id);
@@ -165,10 +162,11 @@ export function createMysqlDriver(
       );
     }
     const config = parseMysqlConfig(integration.config);
+    const rdsId = lookedUpRdsId(integration);
     return resolveBoundSecret(
       services.secrets,
       integration.secret,
-      { host: config.host, port: config.port },
+      { host: config.host, port: config.port, ...(rdsId !== undefined ? { rdsId } : {}) },
       signal,
     );
   }
@@ -393,59 +391,25 @@ export function createMysqlDriver(
           detail: `connected to ${config.host}:${config.port} (${server.flavor} ${server.version}, sslMode ${config.sslMode})`,
         });
         try {
-          const who = await run(session, { sql: 'SELECT CURRENT_USER() AS cu' });
-          const cu = who[0] === undefined ? '' : str(who[0], 'cu');
-          const at = cu.lastIndexOf('@');
-          const accountText =
-            at < 0 ? '`<service account>`' : ops.account(cu.slice(0, at), cu.slice(at + 1));
-          const grants = parseShowGrants(grantLinesOf(await run(session, { sql: 'SHOW GRANTS' })));
-          for (const req of [...REQUIRED_PRIVILEGES, ...ops.extraRequiredPrivileges]) {
-            const ok = holds(grants, req.privilege, req.on, req.alternatives);
-            const where = req.on === '*.*' ? '*.*' : `${req.on.database}.*`;
+          checks.push(
+            ...(await privilegeChecks(session, ops, [
+              ...REQUIRED_PRIVILEGES,
+              ...ops.extraRequiredPrivileges,
+            ])),
+          );
+          {
+            const sched = await run(session, { sql: 'SELECT @@GLOBAL.event_scheduler AS s' });
+            const state = (sched[0] === undefined ? '' : str(sched[0], 's')).toUpperCase();
             checks.push({
-              name: `privilege ${req.privilege} ON ${where}`,
-              ok,
-              detail: ok
-                ? `held (${req.why})`
-                : `missing: needed ${req.why}. Run: ${fixStatement(req.privilege, req.on, accountText)}`,
+              name: 'event scheduler (server-side expiry)',
+              ok: true,
+              detail:
+                state === 'ON'
+                  ? 'ON: a grant with expiresAt is ended on the server by its EVENT at expiry, even with no agent running'
+                  : `${state || 'unknown'}: grants end at expiry only when an agent sweeps (within one sweep interval). ` +
+                    'For server-side expiry set event_scheduler=ON in the server configuration (RDS: the parameter group)',
             });
           }
-          const grantOption = holdsGrantOption(grants, '*.*');
-          checks.push({
-            name: 'privilege GRANT OPTION ON *.*',
-            ok: grantOption,
-            detail: grantOption
-              ? 'held (to pass privileges on to grant roles)'
-              : `missing: needed to pass privileges on to grant roles. Re-grant the privileges below WITH GRANT OPTION`,
-          });
-          const missing = GRANTABLE_PRIVILEGES.filter((p) => !holdsGrantable(grants, p, '*.*'));
-          checks.push({
-            name: 'grantable privileges for read and write',
-            ok: missing.length === 0,
-            detail:
-              missing.length === 0
-                ? `held with GRANT OPTION: ${GRANTABLE_PRIVILEGES.join(', ')}`
-                : `missing with GRANT OPTION: ${missing.join(', ')}. Run: GRANT ${missing.join(', ')} ON *.* TO ${accountText} WITH GRANT OPTION`,
-          });
-          const admin = holdsGrantable(grants, 'ALL PRIVILEGES', '*.*');
-          checks.push({
-            name: 'optional: admin permission',
-            ok: true,
-            detail: admin
-              ? 'ALL PRIVILEGES held with GRANT OPTION: admin grants will work'
-              : `admin grants will fail until the service account holds ALL PRIVILEGES ON *.* WITH GRANT OPTION (read and write are not affected)`,
-          });
-          const sched = await run(session, { sql: 'SELECT @@GLOBAL.event_scheduler AS s' });
-          const state = (sched[0] === undefined ? '' : str(sched[0], 's')).toUpperCase();
-          checks.push({
-            name: 'event scheduler (server-side expiry)',
-            ok: true,
-            detail:
-              state === 'ON'
-                ? 'ON: a grant with expiresAt is ended on the server by its EVENT at expiry, even with no agent running'
-                : `${state || 'unknown'}: grants end at expiry only when an agent sweeps (within one sweep interval). ` +
-                  'For server-side expiry set event_scheduler=ON in the server configuration (RDS: the parameter group)',
-          });
           checks.push({
             name: 'note',
             ok: true,
@@ -631,7 +595,7 @@ async function withOwnConnection<T>(
   signal: AbortSignal,
   fn: (session: SqlSession) => Promise<T>,
 ): Promise<T> {
-  const ca = await loadCaBundle(config.caBundle);
+  const ca = await caFor(config);
   let lastError: unknown;
   for (const password of passwords) {
     for (const ssl of tlsAttempts(config.sslMode, ca)) {

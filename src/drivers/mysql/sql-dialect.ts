@@ -93,6 +93,8 @@ export function userLockName(user: string, host: string): string {
 
 /** errno of KILL for a thread that is already gone. */
 const ER_NO_SUCH_THREAD = 1094;
+/** errno of KILL of another account's thread without CONNECTION_ADMIN / SUPER. */
+const ER_KILL_DENIED = 1095;
 /** errno of SHOW GRANTS FOR an account or role that does not exist. */
 const ER_NONEXISTING_GRANT = 1141;
 /** Nested roles followed at most by the `role:<name>` guardrail. */
@@ -404,7 +406,18 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
           await run(scope.session, killStatement(id));
           ended++;
         } catch (err) {
-          if (mysqlErrno(err) !== ER_NO_SUCH_THREAD) throw err;
+          const errno = mysqlErrno(err);
+          if (errno === ER_NO_SUCH_THREAD) continue;
+          if (errno !== ER_KILL_DENIED) throw err;
+          // RDS for MySQL 8.0.36+ / 8.4 and RDS for MariaDB do not let CONNECTION_ADMIN or
+          // SUPER be granted; RDS's own procedure ends the session (EXECUTE on it needed).
+          try {
+            await run(scope.session, { sql: 'CALL mysql.rds_kill(?)', values: [id] });
+            ended++;
+          } catch (rdsErr) {
+            if (mysqlErrno(rdsErr) === ER_NO_SUCH_THREAD) continue;
+            throw err;
+          }
         }
       }
       return ended;

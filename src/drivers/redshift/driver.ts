@@ -52,7 +52,7 @@ export class RedshiftDriver extends PostgresDriver {
         user: creds.username,
         password: async () => (await this.clusterCredentials(ctx, rc, key, dbUser)).password,
         sslMode: cfg.sslMode,
-        ca: cfg.ca,
+        ca: this.trust(cfg),
         max: cfg.maxConnections,
         idleTimeoutMs: cfg.idleTimeoutMs,
         connectTimeoutMs: cfg.connectTimeoutMs,

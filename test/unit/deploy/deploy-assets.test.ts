@@ -114,6 +114,18 @@ describe('deploy/iam/connector-policy.json', () => {
     }
   });
 
+  it('reads secrets by their latchkey-connector-read tag, under any name (binding by tag)', () => {
+    expect(bySid.get('SecretsRead')?.Condition).toEqual({
+      StringEquals: { 'secretsmanager:ResourceTag/latchkey-connector-read': 'true' },
+    });
+    expect(list(bySid.get('SecretsRead')?.Resource ?? [])).toEqual([
+      'arn:aws:secretsmanager:*:*:secret:*',
+    ]);
+    expect(read('deploy/ecs/cloudformation.yaml')).toContain(
+      "secretsmanager:ResourceTag/latchkey-connector-read: 'true'",
+    );
+  });
+
   it('scopes Lambda invocation by tag and role assumption to latchkey-* roles', () => {
     expect(bySid.get('LambdaInvokeTagged')?.Condition).toEqual({
       StringEquals: { 'aws:ResourceTag/latchkey-connector-access': 'true' },

@@ -93,7 +93,8 @@ describe('resolve', () => {
     const { store, aws } = newStore();
     const secret = await store.resolve({ ...REF, region: 'us-east-2' });
     expect(secret.port).toBe(3306);
-    expect(aws.targets).toEqual([{ region: 'us-east-2' }]);
+    // GetSecretValue, then DescribeSecret (no host: its tags may bind it), both in us-east-2.
+    expect(aws.targets).toEqual([{ region: 'us-east-2' }, { region: 'us-east-2' }]);
   });
 
   it('caches for the TTL, then reads again', async () => {
@@ -254,6 +255,46 @@ describe('resolve', () => {
     const err = await errorOf(newStore().store.resolve(REF, ctl.signal));
     expect(err.code).toBe('E_CANCELLED');
     expect(err.message).toBe('cancelled by the control plane');
+  });
+});
+
+describe('tags of a secret without host (binding by tag)', () => {
+  it('reads the tags of a {username, password} secret with DescribeSecret, once per cache entry', async () => {
+    sm.on(GetSecretValueCommand).resolves(
+      getValueResponse(JSON.stringify({ username: 'u', password: PASSWORD })),
+    );
+    sm.on(DescribeSecretCommand, { SecretId: ARN }).resolves({
+      ARN,
+      Tags: [
+        { Key: 'latchkey-connector-read', Value: 'true' },
+        { Key: 'latchkey-connector-target', Value: 'orders.internal' },
+      ],
+    });
+    const { store } = newStore();
+    const secret = await store.resolve(REF);
+    expect(secret.tags).toEqual({
+      'latchkey-connector-read': 'true',
+      'latchkey-connector-target': 'orders.internal',
+    });
+    expect((await store.resolve(REF)).tags).toEqual(secret.tags);
+    expect(sm).toHaveReceivedCommandTimes(DescribeSecretCommand, 1);
+  });
+
+  it('does not ask for tags when the secret names its host; survives DescribeSecret being denied', async () => {
+    sm.on(GetSecretValueCommand).resolves(getValueResponse(RDS_SECRET));
+    const { store } = newStore();
+    expect((await store.resolve(REF)).tags).toBeUndefined();
+    expect(sm).not.toHaveReceivedCommand(DescribeSecretCommand);
+
+    sm.reset();
+    sm.on(GetSecretValueCommand).resolves(
+      getValueResponse(JSON.stringify({ username: 'u', password: PASSWORD })),
+    );
+    sm.on(DescribeSecretCommand).rejects(awsError('AccessDeniedException', 400));
+    const other = newStore().store;
+    const secret = await other.resolve(REF);
+    expect(secret.password).toBe(PASSWORD);
+    expect(secret.tags).toBeUndefined();
   });
 });
 

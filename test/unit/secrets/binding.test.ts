@@ -118,6 +118,81 @@ describe('checkSecretBinding', () => {
   });
 });
 
+describe('binding by tag (Secrets Manager secrets stored as {username, password})', () => {
+  const target = { host: 'orders.abc123.eu-west-1.rds.amazonaws.com', port: 5432 };
+  const tagged = (tags: Record<string, string>) => secret({ tags });
+
+  it('a secret tagged connector-read=true and connector-target=<host> is usable on that host only', () => {
+    const s = tagged({
+      'latchkey-connector-read': 'true',
+      'latchkey-connector-target': 'Orders.abc123.eu-west-1.rds.amazonaws.com.',
+    });
+    expect(() => checkSecretBinding(s, AWS_REF, target)).not.toThrow();
+    const other = refusal(() =>
+      checkSecretBinding(s, AWS_REF, { host: 'attacker.example', port: 5432 }),
+    );
+    expect(other.message).toContain(
+      'is bound by its tag latchkey-connector-target to another server than the integration',
+    );
+    expect(other.details).toMatchObject({ reason: 'tag-target' });
+  });
+
+  it('<host>:<port> in the target tag binds the port too', () => {
+    const s = tagged({
+      'latchkey-connector-read': 'TRUE',
+      'latchkey-connector-target': `${target.host}:5432`,
+    });
+    expect(() => checkSecretBinding(s, AWS_REF, target)).not.toThrow();
+    refusal(() => checkSecretBinding(s, AWS_REF, { ...target, port: 5433 }));
+  });
+
+  it('refuses, and says which tag to add, when a tag is missing or malformed', () => {
+    const cases: [Record<string, string> | undefined, string][] = [
+      [{}, ''],
+      [
+        { 'latchkey-connector-read': 'true' },
+        'it has latchkey-connector-read=true but no latchkey-connector-target',
+      ],
+      [{ 'latchkey-connector-target': target.host }, 'but not latchkey-connector-read=true'],
+      [
+        { 'latchkey-connector-read': 'true', 'latchkey-connector-target': 'a b' },
+        'latchkey-connector-target is not <host> or <host>:<port>',
+      ],
+      [undefined, 'its tags could not be read'],
+    ];
+    for (const [tags, problem] of cases) {
+      const e = refusal(() => checkSecretBinding(secret(tags ? { tags } : {}), AWS_REF, target));
+      expect(e.message).toContain(
+        `or tag the secret latchkey-connector-read=true and latchkey-connector-target=${target.host}`,
+      );
+      expect(e.message).toContain(problem);
+    }
+  });
+
+  it('the target tag may name the RDS identifier only when the connector looked the host up from it', () => {
+    const s = tagged({ 'latchkey-connector-read': 'true', 'latchkey-connector-target': 'Orders' });
+    expect(() => checkSecretBinding(s, AWS_REF, { ...target, rdsId: 'orders' })).not.toThrow();
+    refusal(() => checkSecretBinding(s, AWS_REF, target));
+    refusal(() => checkSecretBinding(s, AWS_REF, { ...target, rdsId: 'billing' }));
+  });
+
+  it('uses the policy tag prefix (apono-connector-read …)', () => {
+    const s = tagged({ 'apono-connector-read': 'true', 'apono-connector-target': target.host });
+    refusal(() => checkSecretBinding(s, AWS_REF, target));
+    expect(() =>
+      checkSecretBinding(s, AWS_REF, target, { allowUnbound: [], tagPrefix: 'apono' }),
+    ).not.toThrow();
+  });
+
+  it('a host in the secret still decides over its tags', () => {
+    const s = secret({
+      host: 'other.internal',
+      tags: { 'latchkey-connector-read': 'true', 'latchkey-connector-target': target.host },
+    });
+    refusal(() => checkSecretBinding(s, AWS_REF, target));
+  });
+});
+
 describe('resolveBoundSecret', () => {
   const fixed = (value: ServiceSecret, binding?: SecretResolver['binding']): SecretResolver => ({
     resolve: () => Promise.resolve(value),

@@ -17,6 +17,7 @@ import {
   mysqlLogin,
   passwordOf,
   qi,
+  serviceAccountGrants,
   table,
   withLogin,
   type MysqlFixture,
@@ -725,6 +726,43 @@ describe('check', () => {
           `GRANT EVENT ON \`${f.metaDatabase}\`.* TO \`${weak}\`@\`%\``,
         ) as string,
       });
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('names exactly the one missing privilege (CONNECTION ADMIN) and its GRANT, which fixes it', async () => {
+    const partial = `lkt_${f.suffix}_nokill`;
+    const account = `${qi(partial)}@${qi('%')}`;
+    await f.admin.query(`CREATE USER ${account} IDENTIFIED BY 'Nokill-pass-1'`);
+    for (const g of serviceAccountGrants(account, f.database, f.metaDatabase)) {
+      await f.admin.query(g.replace('PROCESS, CONNECTION ADMIN,', 'PROCESS,'));
+    }
+    const d = createMysqlDriver({
+      ...f.services,
+      secrets: {
+        resolve: () =>
+          Promise.resolve({
+            ...f.secrets.current,
+            username: partial,
+            password: 'Nokill-pass-1',
+            extra: {},
+          }),
+      },
+    });
+    const integration = { ...f.integration(), id: `nokill-${f.suffix}` };
+    try {
+      const out = await d.check(f.ctx(integration));
+      const failed = out.checks.filter((c) => !c.ok);
+      expect(failed).toHaveLength(1);
+      expect(failed[0]?.name).toBe('privilege CONNECTION ADMIN ON *.*');
+      const fix = /Run: (GRANT .*)$/.exec(failed[0]?.detail ?? '')?.[1];
+      expect(fix).toBe(`GRANT CONNECTION ADMIN ON *.* TO \`${partial}\`@\`%\``);
+      // The statement check gave, run as is, is the whole fix.
+      await f.admin.query(fix ?? '');
+      const again = await d.check(f.ctx(integration));
+      expect(again.checks.filter((c) => !c.ok)).toEqual([]);
+      expect(again.ok).toBe(true);
     } finally {
       await d.close();
     }

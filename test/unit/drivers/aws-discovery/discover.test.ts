@@ -92,7 +92,11 @@ describe('aws-discovery driver: discover', () => {
       [HOME]: {
         [EU]: {
           instances: [
-            instance(HOME, EU, 'orders-pg', 'postgres', ours('user-password', pgSecret)),
+            instance(HOME, EU, 'orders-pg', 'postgres', {
+              ...ours('user-password', pgSecret),
+              owner: 'team-orders',
+              'cost-center': 'cc-17',
+            }),
             instance(HOME, EU, 'untagged-pg', 'postgres', { team: 'payments' }),
             instance(HOME, EU, 'billing-mysql', 'mysql', {
               ...ours('iam-auth'),
@@ -110,10 +114,14 @@ describe('aws-discovery driver: discover', () => {
             dbCluster(HOME, US, 'events-aurora', 'aurora-postgresql', {
               ...ours('iam-auth'),
               'latchkey-database': 'events',
+              owner: 'team-events',
             }),
           ],
           redshift: [
-            redshiftCluster(US, 'warehouse', ours('user-password', rsSecret)),
+            redshiftCluster(US, 'warehouse', {
+              ...ours('user-password', rsSecret),
+              owner: 'team-bi',
+            }),
             redshiftCluster(US, 'scratch', {}),
             redshiftCluster(US, 'marts', ours('iam-auth')),
           ],
@@ -238,7 +246,18 @@ describe('aws-discovery driver: discover', () => {
       integrationId: `aws:${HOME}:${EU}:rds:orders-pg`,
       integrationType: 'postgres',
       memberRoleArn: null,
+      tags: {
+        ...ours('user-password', pgSecret),
+        owner: 'team-orders',
+        'cost-center': 'cc-17',
+      },
     });
+    // Tags on every database resource (instances, Aurora clusters, Redshift), as aws-iam has them.
+    const ownerOf = (name: string) =>
+      (out.resources.find((r) => r.name === name)?.metadata.tags as Record<string, string>).owner;
+    expect(ownerOf('events-aurora')).toBe('team-events');
+    expect(ownerOf('warehouse')).toBe('team-bi');
+    expect(out.resources.find((r) => r.name === 'marts')?.metadata.tags).toEqual(ours('iam-auth'));
 
     // Paging: 5 instances in eu-west-1 at 2 a page = 3 calls, with the markers; 3 Redshift
     // clusters in us-east-1 = 2 calls. Each region listed with all three APIs, home credentials.

@@ -118,6 +118,7 @@ describe('aws-lambda driver', () => {
           username: 'jane.doe@example.com',
           email: 'Jane.Doe@Example.com',
           grant_id: 'g-9',
+          resource_type: 'workspace',
           request_id: 'cmd-1',
           custom_parameters: { tenant: 'acme', dryRun: false },
         },
@@ -179,7 +180,16 @@ describe('aws-lambda driver', () => {
       answer(`{"status":"ok","resources":${'['.repeat(400)}${']'.repeat(400)}}`),
       /nested deeper than 64 levels/,
     ],
-    ['missing status', answer({ resources: [] }), /outside the contract: status/],
+    [
+      'unknown status',
+      answer({ status: 'pending', resources: [] }),
+      /outside the contract: status/,
+    ],
+    [
+      'a resource without id',
+      answer({ resources: [{ type: 'x' }] }),
+      /outside the contract: resources\.0\.id/,
+    ],
     [
       'wrong field type',
       answer({ status: 'ok', resources: [{ id: 1, type: 'x' }] }),
@@ -205,6 +215,102 @@ describe('aws-lambda driver', () => {
     expect(err.retryable).toBe(false);
     expect(err.message).toMatch(pattern);
     expect(err.message).not.toContain('at x');
+  });
+
+  it.each([
+    [
+      'a password field',
+      { password: 'hunter2' },
+      /credentials in 'password', which the contract does not read/,
+    ],
+    ['a token field', { status: 'ok', api_token: 't' }, /credentials in 'api_token'/],
+    ['a numeric secret', { secret: 9876 }, /outside the contract: secret/],
+    ['an empty secret', { secret: '' }, /outside the contract: secret/],
+    ['a nested secret', { secret: { db: { password: 'x' } } }, /outside the contract: secret/],
+    [
+      'credentials and secret disagreeing',
+      { credentials: { secret: 'a' }, secret: 'b' },
+      /two different values of 'secret'/,
+    ],
+  ])(
+    'rotate: an answer with %s is an error, never credentials dropped',
+    async (_n, body, pattern) => {
+      tagged();
+      lambda.on(InvokeCommand).resolves(answer(body));
+      const err = await rejection(
+        driverFactory(services).rotate(ctx, {
+          target: { grantee: { email: 'jane@example.com' } },
+          recipientKey: RECIPIENT,
+        }),
+      );
+      expect(err.code).toBe('E_REMOTE');
+      expect(err.message).toMatch(pattern);
+      expect(err.message).not.toMatch(/hunter2|9876/);
+      expect(fakeSealer.sealed).toEqual([]);
+    },
+  );
+
+  it('reads field names by words: credential-looking ones refused, look-alikes kept', async () => {
+    const { unreadCredentialFields } =
+      await import('../../../../src/drivers/aws-lambda/protocol.js');
+    expect(
+      unreadCredentialFields({
+        password: 'x',
+        db_password: 'x',
+        accessToken: 'x',
+        'api-key': 'x',
+        privateKey: 'x',
+        secret_key: 'x',
+        credential: 'x',
+        passthrough: 'x',
+        key_id: 'x',
+        username: 'x',
+        secret: 'x',
+        credentials: {},
+        message: 'x',
+      }),
+    ).toEqual([
+      'password',
+      'db_password',
+      'accessToken',
+      'api-key',
+      'privateKey',
+      'secret_key',
+      'credential',
+    ]);
+  });
+
+  it('grant: a create-credentials answer whose credentials cannot be read stops the grant', async () => {
+    tagged();
+    lambda.on(InvokeCommand).resolves(answer({ status: 'ok', token: 'abc' }));
+    const err = await rejection(driverFactory(services).grant(ctx, grantParams));
+    expect(err.code).toBe('E_REMOTE');
+    expect(err.message).toContain("answered create-credentials with credentials in 'token'");
+    expect(sentEvents().map((e) => e.event_type)).toEqual(['create-credentials']);
+  });
+
+  it('accepts answers without status, and secret as a string map', async () => {
+    tagged();
+    lambda
+      .on(InvokeCommand)
+      .resolvesOnce(answer({ secret: { username: 'jd', password: 'p1' } }))
+      .resolvesOnce(answer({}))
+      .resolvesOnce(answer({ secret: 'p2', credentials: { username: 'jd' } }));
+    const driver = driverFactory(services);
+    const out = await driver.grant(ctx, grantParams);
+    expect(out.credentials).toBeDefined();
+    await driver.rotate(ctx, {
+      target: { grantee: { email: 'jane@example.com' } },
+      recipientKey: RECIPIENT,
+    });
+    expect(fakeSealer.sealed).toEqual([
+      { username: 'jd', password: 'p1' },
+      { username: 'jd', secret: 'p2' },
+    ]);
+    expect(sentEvents()[2]).toMatchObject({
+      event_type: 'reset-credentials',
+      params: { resource_type: 'custom' },
+    });
   });
 
   it('revoke: a function answering E_NOT_FOUND means already revoked', async () => {

@@ -278,6 +278,26 @@ describe('MySQL 8 statements', () => {
     expect(fake.changes().filter((c) => !c.sql.startsWith('KILL'))).toEqual([]);
   });
 
+  it('revoke on RDS (KILL denied, no CONNECTION_ADMIN): sessions end through mysql.rds_kill', async () => {
+    await grantFlow(opts, scope, grantParams);
+    fake.processes = [
+      { id: 41, user: USER },
+      { id: 7, user: 'someone_else' },
+    ];
+    fake.killDenied = true;
+    fake.log.length = 0;
+    const out = await revokeFlow(opts, scope, { grantId: 'g1', grantee: { email: EMAIL } });
+    expect(fake.changes().map((c) => [c.sql, c.values])).toEqual([
+      [`ALTER USER ${A} ACCOUNT LOCK`, undefined],
+      ['KILL CONNECTION ?', [41]],
+      ['CALL mysql.rds_kill(?)', [41]],
+      ['DROP USER IF EXISTS `lk_g_g1`@`%`', undefined],
+      [`DROP EVENT IF EXISTS ${EV1}`, undefined],
+    ]);
+    expect(out).toMatchObject({ sessionsTerminated: 1 });
+    expect(fake.processes).toEqual([{ id: 7, user: 'someone_else' }]);
+  });
+
   it('revoke with another grant left keeps the login open', async () => {
     fake.tables.add('sales.customers');
     await grantFlow(opts, scope, grantParams);
