@@ -10,6 +10,7 @@
  * | `resourceTypes` | string[] | all | resource types served: `s3-bucket`, `dynamodb-table`, `sns-topic`, `sqs-queue`, `secretsmanager-secret`, `iam-role` |
  * | `partition` | `aws` \| `aws-us-gov` \| `aws-cn` | `aws` | ARN partition |
  * | `maxRoleSessionSeconds` | 900..43200 | none | refuse `iam-role` grants when the role's MaxSessionDuration is longer |
+ * | `organization` | object | none | organization mode (`OrgScopeConfigSchema`, src/aws/org-scope.ts): every member account through `memberRoleName`; `accountId` is then the home (management or delegated-administrator) account |
  */
 import { z } from 'zod';
 import {
@@ -20,6 +21,7 @@ import {
   RoleArnSchema,
   parseConfig,
 } from '../../aws/config.js';
+import { OrgScopeConfigSchema } from '../../aws/org-scope.js';
 
 export const IAM_RESOURCE_TYPES = [
   's3-bucket',
@@ -39,6 +41,7 @@ export const AwsIamConfigSchema = z.strictObject({
   resourceTypes: z.array(z.enum(IAM_RESOURCE_TYPES)).min(1).optional(),
   partition: PartitionSchema.default('aws'),
   maxRoleSessionSeconds: z.number().int().min(900).max(43200).optional(),
+  organization: OrgScopeConfigSchema.optional(),
 });
 export type AwsIamConfig = z.infer<typeof AwsIamConfigSchema>;
 

@@ -31,6 +31,13 @@ import { LatchkeyError, toWireError } from '../../errors.js';
 import { awsSend } from '../../aws/call.js';
 import { ServiceLimiters } from '../../aws/limiter.js';
 import {
+  OrgScopeCache,
+  accountConfigFor,
+  isAccountLevelError,
+  orgScopeOf,
+  type OrgScope,
+} from '../../aws/org-scope.js';
+import {
   MAX_NAMED_RESOURCES,
   assertPolicyFits,
   deleteGrantPolicy,
@@ -39,6 +46,7 @@ import {
   serializePolicy,
   sweepExpiredPolicies,
   granteeInAccount,
+  parsePrincipal,
 } from '../../aws/policy.js';
 import { targetOf } from '../../aws/config.js';
 import { roleNameOf } from '../../aws/index.js';
@@ -57,7 +65,8 @@ import {
   type AwsIamConfig,
   type IamResourceType,
 } from './config.js';
-import { IAM_PERMISSIONS, buildGrantPolicy, parseResource, type ParsedResource } from './policy.js';
+import { discoverOrganization, sweepOrganization } from './organization.js';
+import { buildGrantPolicy, iamPermissions, parseResource, type ParsedResource } from './policy.js';
 
 type Resource = DiscoverOutput['resources'][number];
 type Warning = DiscoverOutput['warnings'][number];
@@ -86,12 +95,34 @@ export const IAM_GRANT_POLICY_KIND = '';
 export class AwsIamDriver implements Driver {
   readonly type = 'aws-iam';
   readonly kinds = ['discover', 'grant', 'revoke', 'check'] as const;
-  private readonly limiters = new ServiceLimiters();
+  readonly limiters = new ServiceLimiters();
+  private readonly orgCache = new OrgScopeCache();
 
-  constructor(private readonly services: DriverServices) {}
+  constructor(readonly services: DriverServices) {}
 
-  private policyName(grantId: string): string {
+  policyName(grantId: string): string {
     return grantPolicyName(this.services.tagPrefix, grantId, IAM_GRANT_POLICY_KIND);
+  }
+
+  /** The organization scope in organization mode, else null (src/aws/org-scope.ts). */
+  orgScope(cfg: AwsIamConfig): OrgScope | null {
+    return orgScopeOf(this.services, cfg, this.orgCache);
+  }
+
+  /**
+   * The config of the grantee's account: in organization mode the grantee's account (its
+   * member role and regions), which every resource of the grant must be in.
+   */
+  private async configFor(
+    ctx: CallContext,
+    principalArn: string | undefined,
+    grant: boolean,
+  ): Promise<AwsIamConfig> {
+    const cfg = parseIamConfig(ctx.integration.config);
+    const scope = this.orgScope(cfg);
+    if (scope === null) return cfg;
+    const account = parsePrincipal(principalArn).accountId;
+    return accountConfigFor(scope, cfg, account, ctx.signal, { grant });
   }
 
   private iam(cfg: AwsIamConfig): IAMClient {
@@ -118,7 +149,7 @@ export class AwsIamDriver implements Driver {
   // grant
 
   async grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput> {
-    const cfg = parseIamConfig(ctx.integration.config);
+    const cfg = await this.configFor(ctx, params.grantee.awsPrincipalArn, true);
     const signal = ctx.signal;
     // 1. Everything that needs no AWS call: principal, guardrail, resources, permission.
     const principal = granteeInAccount(cfg, params.grantee.awsPrincipalArn);
@@ -276,7 +307,7 @@ export class AwsIamDriver implements Driver {
   // revoke
 
   async revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput> {
-    const cfg = parseIamConfig(ctx.integration.config);
+    const cfg = await this.configFor(ctx, params.grantee.awsPrincipalArn, false);
     const principal = granteeInAccount(cfg, params.grantee.awsPrincipalArn);
     const policyName = this.policyName(params.grantId);
     const deleted = await deleteGrantPolicy(this.iam(cfg), principal, policyName, {
@@ -302,6 +333,8 @@ export class AwsIamDriver implements Driver {
 
   async sweep(ctx: CallContext): Promise<SweepReport> {
     const cfg = parseIamConfig(ctx.integration.config);
+    const scope = this.orgScope(cfg);
+    if (scope) return sweepOrganization(this, cfg, scope, ctx.signal);
     const prefix = grantPolicyName(this.services.tagPrefix, '', IAM_GRANT_POLICY_KIND);
     const res = await sweepExpiredPolicies(
       this.iam(cfg),
@@ -323,10 +356,33 @@ export class AwsIamDriver implements Driver {
 
   async discover(ctx: CallContext): Promise<DiscoverOutput> {
     const cfg = parseIamConfig(ctx.integration.config);
+    const scope = this.orgScope(cfg);
+    if (scope) return discoverOrganization(this, cfg, scope, ctx.signal);
+    const signal = ctx.signal;
+    const { resources, warnings } = await this.discoverAccount(
+      cfg,
+      signal,
+      (service, fn) => this.limiters.run(service, fn, signal),
+      { global: true, regions: cfg.regions },
+    );
+    return { resources, permissions: iamPermissions(cfg), warnings };
+  }
+
+  /**
+   * The resources of one account: its global ones (S3 buckets, IAM roles) when `part.global`,
+   * and the regional ones of `part.regions`. A failing listing is a warning, except (under
+   * `part.strict`, the organization fan-out) one about reaching the account at all, which
+   * is thrown so that the account is reported once as unreachable.
+   */
+  async discoverAccount(
+    cfg: AwsIamConfig,
+    signal: AbortSignal,
+    run: <T>(service: string, fn: () => Promise<T>) => Promise<T>,
+    part: { global: boolean; regions: readonly string[]; strict?: boolean },
+  ): Promise<{ resources: Resource[]; warnings: Warning[] }> {
     const types = cfg.resourceTypes ?? IAM_RESOURCE_TYPES;
     const resources: Resource[] = [];
     const warnings: Warning[] = [];
-    const signal = ctx.signal;
     const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
       try {
         await fn();
@@ -334,6 +390,7 @@ export class AwsIamDriver implements Driver {
         if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
         if (signal.aborted)
           throw new LatchkeyError('E_CANCELLED', 'discover aborted', { cause: err });
+        if (part.strict === true && isAccountLevelError(err)) throw err;
         const w = toWireError(err);
         warnings.push({ code: w.code, message: `${what}: ${w.message}` });
       }
@@ -342,8 +399,6 @@ export class AwsIamDriver implements Driver {
       const w = toWireError(err);
       warnings.push({ resourceId: id, code: w.code, message: `tags not read: ${w.message}` });
     };
-    const run = <T>(service: string, fn: () => Promise<T>) =>
-      this.limiters.run(service, fn, signal);
     const push = (
       type: IamResourceType,
       arn: string,
@@ -359,11 +414,11 @@ export class AwsIamDriver implements Driver {
         metadata: { arn, region, accountId: cfg.accountId, tags, ...extra },
       });
 
-    if (types.includes('s3-bucket'))
+    if (part.global && types.includes('s3-bucket'))
       await attempt('s3 ListBuckets', () =>
         this.discoverBuckets(cfg, signal, run, push, tagWarning),
       );
-    for (const region of cfg.regions) {
+    for (const region of part.regions) {
       const t = targetOf(cfg, region);
       if (types.includes('dynamodb-table')) {
         await attempt(`dynamodb ListTables in ${region}`, async () => {
@@ -490,7 +545,7 @@ export class AwsIamDriver implements Driver {
         });
       }
     }
-    if (types.includes('iam-role')) {
+    if (part.global && types.includes('iam-role')) {
       await attempt('iam ListRoles', async () => {
         const iam = this.iam(cfg);
         let marker: string | undefined;
@@ -525,13 +580,7 @@ export class AwsIamDriver implements Driver {
         }
       });
     }
-    const permissions: { id: string; name: string }[] = IAM_PERMISSIONS.map((p) => ({
-      id: p,
-      name: `${p.charAt(0).toUpperCase()}${p.slice(1)}`,
-    }));
-    if (types.includes('iam-role'))
-      permissions.push({ id: 'assume', name: 'Assume (iam-role only)' });
-    return { resources, permissions, warnings };
+    return { resources, warnings };
   }
 
   private async discoverBuckets(
@@ -636,6 +685,7 @@ export class AwsIamDriver implements Driver {
       );
       return 'allowed';
     });
+    await this.orgScope(cfg)?.check(checks, signal);
     return { ok: checks.every((c) => c.ok), checks };
   }
 

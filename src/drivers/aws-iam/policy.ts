@@ -121,6 +121,17 @@ export const KMS_ACTIONS: Record<IamPermission, readonly string[]> = {
   admin: ['kms:Decrypt', 'kms:GenerateDataKey'],
 };
 
+/** The permissions `discover` offers. */
+export function iamPermissions(cfg: AwsIamConfig): { id: string; name: string }[] {
+  const permissions: { id: string; name: string }[] = IAM_PERMISSIONS.map((p) => ({
+    id: p,
+    name: `${p.charAt(0).toUpperCase()}${p.slice(1)}`,
+  }));
+  if ((cfg.resourceTypes ?? IAM_RESOURCE_TYPES).includes('iam-role'))
+    permissions.push({ id: 'assume', name: 'Assume (iam-role only)' });
+  return permissions;
+}
+
 export function parsePermission(type: IamResourceType, permission: string): IamPermission {
   const ok =
     (IAM_PERMISSIONS as readonly string[]).includes(permission) ||
