@@ -133,7 +133,9 @@ describe('OrgScope', () => {
     const cache = new OrgScopeCache();
     const scope = scopeOf({ regions: 'all-enabled', excludedAccountIds: [C, D, HOME] }, cache);
     const run = async () =>
-      scope.fanOut(signal, { perRegion: async (u) => `${u.account.accountId}/${u.region}` });
+      scope.fanOut(signal, {
+        perRegion: (u) => Promise.resolve(`${u.account.accountId}/${u.region}`),
+      });
     const out = await run();
     expect(out.results.map((r) => r.value)).toEqual([
       `${A}/ap-southeast-2`,
@@ -190,7 +192,7 @@ describe('OrgScope', () => {
   it('fails the whole fan-out only when the organization cannot be listed', async () => {
     orgs.on(ListAccountsCommand).rejects(accessDeniedOrgs());
     const scope = scopeOf();
-    const err = await rejection(scope.fanOut(signal, { perRegion: async () => 1 }));
+    const err = await rejection(scope.fanOut(signal, { perRegion: () => Promise.resolve(1) }));
     expect(err.code).toBe('E_PRIVILEGE');
     expect(err.message).toContain('organizations:ListAccounts');
   });
