@@ -133,7 +133,13 @@ export class AwsDiscoveryDriver implements Driver {
       }
       warnings.push(...outcome.result.warnings);
       for (const db of outcome.result.databases) {
-        const v = toSubIntegration(db, env);
+        const v = toSubIntegration(
+          db,
+          env,
+          acct.roleArn !== undefined
+            ? { roleArn: acct.roleArn, externalId: acct.externalId }
+            : undefined,
+        );
         if (v.kind === 'skip') continue;
         if (v.kind === 'warning') {
           warnings.push(v.warning);
