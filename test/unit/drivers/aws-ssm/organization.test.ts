@@ -166,14 +166,12 @@ describe('aws-ssm organization mode', () => {
   it('grants in the grantee’s account with its member role, and refuses an excluded account before any change', async () => {
     serveOrganization(tree);
     const putBy: string[] = [];
-    iam
-      .on(GetRolePolicyCommand)
-      .rejects(
-        new NoSuchEntityException({
-          message: 'cannot be found',
-          $metadata: { httpStatusCode: 404 },
-        }),
-      );
+    iam.on(GetRolePolicyCommand).rejects(
+      new NoSuchEntityException({
+        message: 'cannot be found',
+        $metadata: { httpStatusCode: 404 },
+      }),
+    );
     iam.on(ListRolePoliciesCommand).resolves({ PolicyNames: [], IsTruncated: false });
     iam.on(PutRolePolicyCommand).callsFake(async (_input: unknown, getClient) => {
       putBy.push((await whereOf(getClient)).account);
