@@ -15,7 +15,9 @@
  *   that emits `aws:call` for every attempt (service, operation, ok | throttled | error),
  *   so metrics count calls and throttles without drivers doing anything.
  * - Clients are cached per (class, region, role, external id): drivers ask for a client on
- *   every call and get the same instance.
+ *   every call and get the same instance. At most `maxClients` are kept (least recently used
+ *   evicted, destroyed after a grace period), so walking a large organization's accounts ×
+ *   regions keeps memory bounded; assumed-role credentials are cached per role regardless.
  */
 import { AssumeRoleCommand, STSClient, type STSClientConfig } from '@aws-sdk/client-sts';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
@@ -65,6 +67,13 @@ export interface AwsClientFactoryOptions {
   requestHandler?: unknown;
   /** Clock, for the credential cache. */
   now?: () => Date;
+  /**
+   * Clients kept (least recently used go first): an organization of many accounts and
+   * regions does not grow the cache without bound. Default 512.
+   */
+  maxClients?: number;
+  /** An evicted client is destroyed this long after eviction (calls in flight finish). Default 60 000. */
+  evictedClientGraceMs?: number;
 }
 
 /** The factory plus housekeeping for shutdown. */
@@ -214,7 +223,16 @@ export function createAwsClientFactory(opts: AwsClientFactoryOptions): LatchkeyA
     return base;
   };
 
-  const clients = new Map<unknown, Map<string, unknown>>();
+  /** Insertion order = recency: a hit moves its entry to the end. */
+  const clients = new Map<string, unknown>();
+  const classIds = new WeakMap<object, number>();
+  let nextClassId = 0;
+  const maxClients = opts.maxClients ?? 512;
+  const graceMs = opts.evictedClientGraceMs ?? 60_000;
+  const destroyClient = (c: unknown): void => {
+    const d = (c as { destroy?: unknown }).destroy;
+    if (typeof d === 'function') (d as () => void).call(c);
+  };
   const providers = new Map<string, RefreshableProvider>();
   const stsClients = new Map<string, STSClient>();
 
@@ -352,28 +370,38 @@ export function createAwsClientFactory(opts: AwsClientFactoryOptions): LatchkeyA
     client<C>(cls: AwsClientClass<C>, target: AwsTarget): C {
       const region = target.region || opts.defaultRegion;
       if (target.assumeRoleArn !== undefined) assertRoleAllowed(target.assumeRoleArn);
-      const key = `${region}|${target.assumeRoleArn ?? ''}|${target.externalId ?? ''}`;
-      let perClass = clients.get(cls);
-      if (!perClass) {
-        perClass = new Map();
-        clients.set(cls, perClass);
+      let classId = classIds.get(cls);
+      if (classId === undefined) {
+        classId = nextClassId++;
+        classIds.set(cls, classId);
       }
-      const hit = perClass.get(key);
-      if (hit !== undefined) return hit as C;
+      const key = `${classId}|${region}|${target.assumeRoleArn ?? ''}|${target.externalId ?? ''}`;
+      const hit = clients.get(key);
+      if (hit !== undefined) {
+        clients.delete(key);
+        clients.set(key, hit);
+        return hit as C;
+      }
       const assumed = credentialsOf(target, region);
       const client = new cls(clientConfig(region, assumed ?? baseProvider()));
       addCallMetricMiddleware(client, opts.events);
       if (assumed) addExpiredTokenMiddleware(client, assumed);
-      perClass.set(key, client);
+      clients.set(key, client);
+      while (clients.size > maxClients) {
+        const [oldestKey, oldest] = clients.entries().next().value as [string, unknown];
+        clients.delete(oldestKey);
+        // A weak reference: an evicted client nothing uses any more is collected at once;
+        // one still in use (a long listing) is destroyed after the grace period.
+        const ref = new WeakRef(oldest as object);
+        setTimeout(() => {
+          const c = ref.deref();
+          if (c !== undefined) destroyClient(c);
+        }, graceMs).unref();
+      }
       return client;
     },
     destroy(): void {
-      for (const perClass of clients.values()) {
-        for (const c of perClass.values()) {
-          const d = (c as { destroy?: unknown }).destroy;
-          if (typeof d === 'function') (d as () => void).call(c);
-        }
-      }
+      for (const c of clients.values()) destroyClient(c);
       for (const s of stsClients.values()) s.destroy();
       clients.clear();
       stsClients.clear();

@@ -382,14 +382,16 @@ export class OrgScope {
     const perAccount = work.perAccount;
     const orgLimiters = new ServiceLimiters(this.opts.limiter ?? {});
     const accounts = await this.listAccounts(signal, (service, f) =>
-      orgLimiters.run(service, f, signal),
+      orgLimiters.run(service, f),
     );
     const warnings: Warning[] = [];
     const unreachable: string[] = [];
     type Done = { account: ScopeAccount; region: string; value: R };
     const perAccountResults = await mapBounded(accounts, this.org.concurrency, async (account) => {
       const limiters = new ServiceLimiters(this.opts.limiter ?? {});
-      const run: RunLimited = (service, f) => limiters.run(service, f, signal);
+      // No signal to the limiter: awsSend checks it before each call (one abort listener per
+      // queued task would pile up on the command's signal).
+      const run: RunLimited = (service, f) => limiters.run(service, f);
       const done: Done[] = [];
       const local: Warning[] = [];
       const label = `account ${account.accountId}${account.name ? ` (${account.name})` : ''}`;

@@ -50,6 +50,17 @@ describe('createAwsClientFactory', () => {
     f.destroy();
   });
 
+  it('keeps at most maxClients clients, evicting the least recently used', () => {
+    const { f } = factory({ maxClients: 2 });
+    const a = f.client(IAMClient, { region: 'eu-west-1' });
+    const b = f.client(IAMClient, { region: 'us-east-1' });
+    expect(f.client(IAMClient, { region: 'eu-west-1' })).toBe(a); // a is now the most recent
+    f.client(S3Client, { region: 'eu-west-1' }); // evicts b
+    expect(f.client(IAMClient, { region: 'eu-west-1' })).toBe(a);
+    expect(f.client(IAMClient, { region: 'us-east-1' })).not.toBe(b);
+    f.destroy();
+  });
+
   it('refuses roles whose NAME does not match the allowed pattern, before any call', () => {
     const { f } = factory();
     const refused = [
