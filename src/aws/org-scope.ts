@@ -381,9 +381,7 @@ export class OrgScope {
     const fn = work.perRegion;
     const perAccount = work.perAccount;
     const orgLimiters = new ServiceLimiters(this.opts.limiter ?? {});
-    const accounts = await this.listAccounts(signal, (service, f) =>
-      orgLimiters.run(service, f),
-    );
+    const accounts = await this.listAccounts(signal, (service, f) => orgLimiters.run(service, f));
     const warnings: Warning[] = [];
     const unreachable: string[] = [];
     type Done = { account: ScopeAccount; region: string; value: R };

@@ -25,6 +25,13 @@ import type { CallContext, Driver, DriverServices } from '../driver.js';
 import { JsonTooDeepError, parseJsonBounded } from '../../protocol/json-depth.js';
 import { parseLambdaConfig, unqualifiedArn, type AwsLambdaConfig } from './config.js';
 import {
+  checkOrganization,
+  discoverOrganization,
+  grantOrganization,
+  revokeOrganization,
+} from './organization.js';
+import { OrgScopeCache } from '../../aws/org-scope.js';
+import {
   ANSWER_SCHEMAS,
   FunctionErrorSchema,
   REMOTE_ERROR_CODES,
@@ -43,6 +50,15 @@ function remoteError(code: ErrorCode, message: string, eventType: EventType): La
   return new LatchkeyError(code, message, { details: { eventType, remote: true } });
 }
 
+/** Rotate and cleanup name no resource, so no account: one integration per account serves them. */
+function refuseInOrganization(cfg: AwsLambdaConfig, kind: string): void {
+  if (cfg.organization === undefined) return;
+  throw new LatchkeyError(
+    'E_UNSUPPORTED',
+    `aws-lambda in organization mode cannot ${kind}: it names no resource, so no account; use a single-account integration of that account's function`,
+  );
+}
+
 export function usernameFor(email: string): string {
   return email.trim().toLowerCase();
 }
@@ -52,8 +68,9 @@ export class AwsLambdaDriver implements Driver {
   readonly kinds = ['discover', 'grant', 'revoke', 'rotate', 'cleanup', 'check'] as const;
   /** Functions found tagged for the connector, with the time the check stops being trusted. */
   private readonly allowed = new Map<string, number>();
+  readonly orgCache = new OrgScopeCache();
 
-  constructor(private readonly services: DriverServices) {}
+  constructor(readonly services: DriverServices) {}
 
   private client(cfg: AwsLambdaConfig): LambdaClient {
     return this.services.aws.client(LambdaClient, targetOf(cfg));
@@ -218,6 +235,16 @@ export class AwsLambdaDriver implements Driver {
 
   async grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
+    if (cfg.organization) return grantOrganization(this, ctx, cfg, params);
+    return this.grantWith(ctx, cfg, params);
+  }
+
+  /** A grant through one function (in organization mode: the account's own). */
+  async grantWith(
+    ctx: CallContext,
+    cfg: AwsLambdaConfig,
+    params: GrantParams,
+  ): Promise<GrantOutput> {
     const base = {
       ...this.grantPayload(params),
       ...(params.expiresAt ? { expires_at: params.expiresAt } : {}),
@@ -244,6 +271,16 @@ export class AwsLambdaDriver implements Driver {
 
   async revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
+    if (cfg.organization) return revokeOrganization(this, ctx, cfg, params);
+    return this.revokeWith(ctx, cfg, params);
+  }
+
+  /** A revoke through one function (in organization mode: the account's own). */
+  async revokeWith(
+    ctx: CallContext,
+    cfg: AwsLambdaConfig,
+    params: RevokeParams,
+  ): Promise<RevokeOutput> {
     const base = this.grantPayload(params);
     try {
       const out = await this.invoke(ctx, cfg, 'revoke-access', {
@@ -280,6 +317,7 @@ export class AwsLambdaDriver implements Driver {
 
   async rotate(ctx: CallContext, params: RotateParams): Promise<RotateOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
+    refuseInOrganization(cfg, 'rotate');
     if (!('grantee' in params.target)) {
       throw new LatchkeyError('E_UNSUPPORTED', 'aws-lambda has no service account to rotate');
     }
@@ -304,6 +342,7 @@ export class AwsLambdaDriver implements Driver {
 
   async cleanup(ctx: CallContext, params: CleanupParams): Promise<CleanupOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
+    refuseInOrganization(cfg, 'cleanup');
     await this.assertInvocable(cfg, ctx.signal);
     const result: CleanupOutput = { dropped: [], kept: [] };
     for (const username of params.usernames) {
@@ -333,6 +372,12 @@ export class AwsLambdaDriver implements Driver {
 
   async discover(ctx: CallContext): Promise<DiscoverOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
+    if (cfg.organization) return discoverOrganization(this, ctx, cfg);
+    return this.discoverWith(ctx, cfg);
+  }
+
+  /** list-resources of one function (in organization mode: one account and region). */
+  async discoverWith(ctx: CallContext, cfg: AwsLambdaConfig): Promise<DiscoverOutput> {
     const out = await this.invoke(ctx, cfg, 'list-resources', {});
     return {
       resources: out.resources.map((r) => ({
@@ -365,7 +410,12 @@ export class AwsLambdaDriver implements Driver {
     try {
       const out = await this.invoke(ctx, cfg, 'get-status', {});
       checks.push({ name: 'get-status', ok: true, detail: out.message ?? 'ok' });
-      return { ok: true, ...(out.version ? { serverVersion: out.version } : {}), checks };
+      if (cfg.organization) await checkOrganization(this, cfg, checks, ctx.signal);
+      return {
+        ok: checks.every((c) => c.ok),
+        ...(out.version ? { serverVersion: out.version } : {}),
+        checks,
+      };
     } catch (err) {
       if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
       checks.push({
