@@ -29,6 +29,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { awsSend } from '../../aws/call.js';
 import { targetOf } from '../../aws/config.js';
 import { listOrganizationAccounts, memberRoleArn, paginate } from '../../aws/organization.js';
+import { isAccountLevelError } from '../../aws/org-scope.js';
 import type { ServiceLimiters } from '../../aws/limiter.js';
 import type { AwsClientFactory, AwsTarget } from '../../aws/types.js';
 import { LatchkeyError, toWireError } from '../../errors.js';
@@ -350,13 +351,7 @@ async function describeRedshift(
 }
 
 /** True for errors that are about reaching the account at all (the member role). */
-export function isAccountLevelError(err: unknown): boolean {
-  return (
-    err instanceof LatchkeyError &&
-    (err.code === 'E_GUARDRAIL' ||
-      (err.details !== undefined && err.details.operation === 'AssumeRole'))
-  );
-}
+export { isAccountLevelError } from '../../aws/org-scope.js';
 
 export class AccountUnreachable extends Error {
   constructor(readonly error: LatchkeyError) {
