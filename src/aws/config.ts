@@ -20,6 +20,21 @@ export const ExternalIdSchema = z
   .regex(/^[\w+=,.@:/-]+$/, 'letters, digits and +=,.@:/-');
 export const PartitionSchema = z.enum(['aws', 'aws-us-gov', 'aws-cn']);
 
+/** An IAM role name (no path). */
+export const RoleNameSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[\w+=,.@-]+$/, 'an IAM role name (letters, digits and +=,.@_-)');
+
+/** An organization root (`r-…`) or organizational unit (`ou-…-…`) id. */
+export const OuIdSchema = z
+  .string()
+  .regex(
+    /^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$/,
+    'an OU id (ou-xxxx-yyyyyyyy) or root id (r-xxxx)',
+  );
+
 /** Describe zod issues without echoing values. */
 export function describeIssues(error: z.ZodError): string {
   return error.issues

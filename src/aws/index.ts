@@ -7,12 +7,17 @@
  * - Other accounts: STS `AssumeRole` from the base identity, only for roles whose NAME
  *   matches `allowedRolePattern` (glob, default `latchkey-*`); anything else is refused
  *   with `E_GUARDRAIL` before any call. Session name, session tags and external id are
- *   sent; credentials are cached until five minutes before they expire.
+ *   sent; credentials are cached per role (so per member account) until five minutes before
+ *   they expire, shared by every client and region of that role. A call refused with
+ *   `ExpiredToken` (credentials revoked or expired early) drops the cached credentials and is
+ *   sent once more with fresh ones.
  * - Every client: `retryMode: 'adaptive'`, `maxAttempts` (default 3), and a middleware
  *   that emits `aws:call` for every attempt (service, operation, ok | throttled | error),
  *   so metrics count calls and throttles without drivers doing anything.
  * - Clients are cached per (class, region, role, external id): drivers ask for a client on
- *   every call and get the same instance.
+ *   every call and get the same instance. At most `maxClients` are kept (least recently used
+ *   evicted, destroyed after a grace period), so walking a large organization's accounts ×
+ *   regions keeps memory bounded; assumed-role credentials are cached per role regardless.
  */
 import { AssumeRoleCommand, STSClient, type STSClientConfig } from '@aws-sdk/client-sts';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
@@ -62,12 +67,21 @@ export interface AwsClientFactoryOptions {
   requestHandler?: unknown;
   /** Clock, for the credential cache. */
   now?: () => Date;
+  /**
+   * Clients kept (least recently used go first): an organization of many accounts and
+   * regions does not grow the cache without bound. Default 512.
+   */
+  maxClients?: number;
+  /** An evicted client is destroyed this long after eviction (calls in flight finish). Default 60 000. */
+  evictedClientGraceMs?: number;
 }
 
 /** The factory plus housekeeping for shutdown. */
 export interface LatchkeyAwsClientFactory extends AwsClientFactory {
   /** Throws E_GUARDRAIL when the role may not be assumed (same check `client` does). */
   assertRoleAllowed(roleArn: string): void;
+  /** The (cached, refreshed) credentials of a target, e.g. for the RDS auth-token signer. */
+  credentials(target: AwsTarget): AwsCredentialIdentityProvider;
   /** Destroy every cached client (shutdown). */
   destroy(): void;
 }
@@ -120,6 +134,51 @@ function hasMiddlewareStack(client: unknown): client is MiddlewareCapable {
 }
 
 const METRIC_MIDDLEWARE = 'latchkeyAwsCallMetric';
+const EXPIRED_TOKEN_MIDDLEWARE = 'latchkeyExpiredTokenRefresh';
+
+/** Error names AWS answers when the session token has expired. */
+const EXPIRED_TOKEN_NAMES: ReadonlySet<string> = new Set(['ExpiredToken', 'ExpiredTokenException']);
+
+function isExpiredToken(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { name?: unknown; Code?: unknown; code?: unknown };
+  return [e.name, e.Code, e.code].some((n) => typeof n === 'string' && EXPIRED_TOKEN_NAMES.has(n));
+}
+
+/** An assumed-role provider that can drop what it cached. */
+interface RefreshableProvider extends AwsCredentialIdentityProvider {
+  /** Increases with every credentials fetch. */
+  generation(): number;
+  /** Drop the cached credentials if they are still those of `generation`. */
+  invalidate(generation: number): void;
+}
+
+/**
+ * On `ExpiredToken`, drop the role's cached credentials and send the request once more. It
+ * sits in the initialize step, above retries and signing, so the retry is signed anew.
+ */
+function addExpiredTokenMiddleware(client: unknown, provider: RefreshableProvider): void {
+  if (!hasMiddlewareStack(client)) return;
+  const stack = client.middlewareStack as unknown as {
+    add(
+      middleware: (next: (args: object) => Promise<object>) => (args: object) => Promise<object>,
+      options: { step: 'initialize'; priority: 'high'; name: string },
+    ): void;
+  };
+  stack.add(
+    (next) => async (args) => {
+      const generation = provider.generation();
+      try {
+        return await next(args);
+      } catch (err) {
+        if (!isExpiredToken(err)) throw err;
+        provider.invalidate(generation);
+        return next(args);
+      }
+    },
+    { step: 'initialize', priority: 'high', name: EXPIRED_TOKEN_MIDDLEWARE },
+  );
+}
 
 /**
  * Add the `aws:call` middleware. It sits in the finalizeRequest step below the retry
@@ -173,8 +232,17 @@ export function createAwsClientFactory(opts: AwsClientFactoryOptions): LatchkeyA
     return base;
   };
 
-  const clients = new Map<unknown, Map<string, unknown>>();
-  const providers = new Map<string, AwsCredentialIdentityProvider>();
+  /** Insertion order = recency: a hit moves its entry to the end. */
+  const clients = new Map<string, unknown>();
+  const classIds = new WeakMap<object, number>();
+  let nextClassId = 0;
+  const maxClients = opts.maxClients ?? 512;
+  const graceMs = opts.evictedClientGraceMs ?? 60_000;
+  const destroyClient = (c: unknown): void => {
+    const d = (c as { destroy?: unknown }).destroy;
+    if (typeof d === 'function') (d as () => void).call(c);
+  };
+  const providers = new Map<string, RefreshableProvider>();
   const stsClients = new Map<string, STSClient>();
 
   const clientConfig = (region: string, credentials: AwsCredentialIdentityProvider) => {
@@ -222,12 +290,16 @@ export function createAwsClientFactory(opts: AwsClientFactoryOptions): LatchkeyA
     }
   };
 
-  const assumedProvider = (target: AwsTarget & { assumeRoleArn: string }, region: string) => {
+  const assumedProvider = (
+    target: AwsTarget & { assumeRoleArn: string },
+    region: string,
+  ): RefreshableProvider => {
     const key = `${target.assumeRoleArn}|${target.externalId ?? ''}`;
     const existing = providers.get(key);
     if (existing) return existing;
     let cached: AwsCredentialIdentity | undefined;
     let inflight: Promise<AwsCredentialIdentity> | undefined;
+    let generation = 0;
     const fetch = async (): Promise<AwsCredentialIdentity> => {
       const tags = Object.entries(opts.sessionTags ?? {}).map(([Key, Value]) => ({ Key, Value }));
       try {
@@ -262,51 +334,83 @@ export function createAwsClientFactory(opts: AwsClientFactoryOptions): LatchkeyA
         });
       }
     };
-    const provider: AwsCredentialIdentityProvider = async () => {
+    const get = async (): Promise<AwsCredentialIdentity> => {
       const fresh =
         cached !== undefined &&
         (cached.expiration === undefined ||
           cached.expiration.getTime() - CREDENTIAL_REFRESH_MARGIN_MS > now().getTime());
       if (fresh && cached) return cached;
-      inflight ??= fetch().finally(() => {
-        inflight = undefined;
-      });
+      inflight ??= fetch()
+        .then((c) => {
+          generation++;
+          return c;
+        })
+        .finally(() => {
+          inflight = undefined;
+        });
       cached = await inflight;
       return cached;
     };
+    const provider = Object.assign(get, {
+      generation: () => generation,
+      invalidate: (g: number) => {
+        if (g === generation) cached = undefined;
+      },
+      // The SDK must ask us for every request (we cache): otherwise its own memo keeps
+      // credentials we dropped after ExpiredToken until they expire.
+      memoized: true,
+    });
     providers.set(key, provider);
     return provider;
   };
 
+  const credentialsOf = (target: AwsTarget, region: string) =>
+    target.assumeRoleArn !== undefined
+      ? assumedProvider({ ...target, assumeRoleArn: target.assumeRoleArn }, region)
+      : undefined;
+
   return {
     assertRoleAllowed,
+    credentials(target: AwsTarget): AwsCredentialIdentityProvider {
+      const region = target.region || opts.defaultRegion;
+      if (target.assumeRoleArn !== undefined) assertRoleAllowed(target.assumeRoleArn);
+      return credentialsOf(target, region) ?? baseProvider();
+    },
     client<C>(cls: AwsClientClass<C>, target: AwsTarget): C {
       const region = target.region || opts.defaultRegion;
       if (target.assumeRoleArn !== undefined) assertRoleAllowed(target.assumeRoleArn);
-      const key = `${region}|${target.assumeRoleArn ?? ''}|${target.externalId ?? ''}`;
-      let perClass = clients.get(cls);
-      if (!perClass) {
-        perClass = new Map();
-        clients.set(cls, perClass);
+      let classId = classIds.get(cls);
+      if (classId === undefined) {
+        classId = nextClassId++;
+        classIds.set(cls, classId);
       }
-      const hit = perClass.get(key);
-      if (hit !== undefined) return hit as C;
-      const credentials =
-        target.assumeRoleArn !== undefined
-          ? assumedProvider({ ...target, assumeRoleArn: target.assumeRoleArn }, region)
-          : baseProvider();
-      const client = new cls(clientConfig(region, credentials));
+      const key = `${classId}|${region}|${target.assumeRoleArn ?? ''}|${target.externalId ?? ''}`;
+      const hit = clients.get(key);
+      if (hit !== undefined) {
+        clients.delete(key);
+        clients.set(key, hit);
+        return hit as C;
+      }
+      const assumed = credentialsOf(target, region);
+      const client = new cls(clientConfig(region, assumed ?? baseProvider()));
       addCallMetricMiddleware(client, opts.events);
-      perClass.set(key, client);
+      if (assumed) addExpiredTokenMiddleware(client, assumed);
+      clients.set(key, client);
+      while (clients.size > maxClients) {
+        const [oldestKey, oldest] = clients.entries().next().value as [string, unknown];
+        clients.delete(oldestKey);
+        // A weak reference: an evicted client nothing uses any more is collected at once;
+        // one still in use (a long listing) is destroyed after the grace period.
+        const ref = new WeakRef(oldest as object);
+        setTimeout(() => {
+          const c = ref.deref();
+          if (c !== undefined) destroyClient(c);
+        }, graceMs).unref();
+      }
       return client;
     },
     destroy(): void {
-      for (const perClass of clients.values()) {
-        for (const c of perClass.values()) {
-          const d = (c as { destroy?: unknown }).destroy;
-          if (typeof d === 'function') (d as () => void).call(c);
-        }
-      }
+      for (const c of clients.values()) destroyClient(c);
       for (const s of stsClients.values()) s.destroy();
       clients.clear();
       stsClients.clear();

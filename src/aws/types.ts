@@ -21,4 +21,9 @@ export type AwsClientClass<C> = new (config: {
 
 export interface AwsClientFactory {
   client<C>(cls: AwsClientClass<C>, target: AwsTarget): C;
+  /**
+   * The credentials a target's clients sign with (assumed-role ones cached per role); for
+   * signers that are not SDK clients (RDS IAM auth tokens). Optional for test factories.
+   */
+  credentials?(target: AwsTarget): AwsCredentialIdentityProvider;
 }

@@ -52,6 +52,22 @@ export const SecretRefSchema = z.discriminatedUnion('store', [
     /** Secret ARN or name. */
     secretId: z.string().min(1).max(2048),
     region: z.string().min(1).max(64).optional(),
+    /**
+     * Role assumed to read the secret (a database in an AWS Organization member account:
+     * that account's member role, as aws-discovery emits it). Must match the agent's
+     * allowed role pattern. Default: the agent's own identity.
+     */
+    assumeRoleArn: z
+      .string()
+      .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/)
+      .optional(),
+    /** External id sent with `assumeRoleArn`. */
+    externalId: z
+      .string()
+      .min(2)
+      .max(1224)
+      .regex(/^[\w+=,.@:/-]+$/)
+      .optional(),
   }),
   z.strictObject({
     store: z.literal('kubernetes'),

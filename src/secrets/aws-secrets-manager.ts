@@ -81,9 +81,15 @@ export function createAwsSecretsManagerStore(
 ): AwsSecretsManagerStore {
   const cache = new SecretCache(opts.cacheTtlMs, opts.now);
   const regionOf = (ref: AwsSecretRef): string => ref.region ?? opts.defaultRegion;
-  const keyOf = (ref: AwsSecretRef): string => `${regionOf(ref)}\u0000${ref.secretId}`;
+  const keyOf = (ref: AwsSecretRef): string =>
+    `${regionOf(ref)}\u0000${ref.assumeRoleArn ?? ''}\u0000${ref.secretId}`;
+  // A ref with `assumeRoleArn` (a member account's database) is read with that role.
   const clientFor = (ref: AwsSecretRef): SecretsManagerClient =>
-    opts.aws.client(SecretsManagerClient, { region: regionOf(ref) });
+    opts.aws.client(SecretsManagerClient, {
+      region: regionOf(ref),
+      ...(ref.assumeRoleArn !== undefined ? { assumeRoleArn: ref.assumeRoleArn } : {}),
+      ...(ref.externalId !== undefined ? { externalId: ref.externalId } : {}),
+    });
 
   async function call<T>(
     ref: AwsSecretRef,

@@ -11,6 +11,7 @@ import type { SignerConfig } from '@aws-sdk/rds-signer';
 import { GetClusterCredentialsCommand } from '@aws-sdk/client-redshift';
 import type { RedshiftClient } from '@aws-sdk/client-redshift';
 import { LatchkeyError, isLatchkeyError } from '../errors.js';
+import type { AwsClientFactory } from '../aws/types.js';
 import {
   abortError,
   errorName,
@@ -31,6 +32,8 @@ export type RdsAuthTokenProvider = (p: {
   port: number;
   username: string;
   region: string;
+  /** Sign with these (e.g. a member account's role) instead of the provider's default. */
+  credentials?: RdsSignerCredentials;
 }) => Promise<string>;
 
 /**
@@ -42,13 +45,14 @@ export type RdsAuthTokenProvider = (p: {
 export function createRdsAuthTokenProvider(opts: {
   credentials?: RdsSignerCredentials;
 }): RdsAuthTokenProvider {
-  return async ({ hostname, port, username, region }) => {
+  return async ({ hostname, port, username, region, credentials }) => {
+    const use = credentials ?? opts.credentials;
     const signer = new Signer({
       hostname,
       port,
       username,
       region,
-      ...(opts.credentials ? { credentials: opts.credentials } : {}),
+      ...(use ? { credentials: use } : {}),
     });
     try {
       return await signer.getAuthToken();
@@ -60,6 +64,27 @@ export function createRdsAuthTokenProvider(opts: {
       );
     }
   };
+}
+
+/**
+ * The credentials IAM database auth signs with for a database reached through a role (a
+ * member account's role, `config.assumeRoleArn`): the client factory's cached, refreshed
+ * assumed-role credentials, so a token is signed by that account's identity.
+ * @throws LatchkeyError E_GUARDRAIL (role outside the allowed pattern), E_INTERNAL (a
+ *   factory that cannot hand out credentials)
+ */
+export function roleSignerCredentials(
+  aws: AwsClientFactory,
+  target: { region: string; assumeRoleArn: string; externalId?: string | undefined },
+): RdsSignerCredentials {
+  if (aws.credentials === undefined) {
+    throw new LatchkeyError('E_INTERNAL', 'the AWS client factory cannot provide role credentials');
+  }
+  return aws.credentials({
+    region: target.region,
+    assumeRoleArn: target.assumeRoleArn,
+    ...(target.externalId !== undefined ? { externalId: target.externalId } : {}),
+  });
 }
 
 export interface RedshiftClusterCredentials {

@@ -36,4 +36,11 @@ describe('benchmarks still run', () => {
     expect(out).toMatch(/ratio\s+: \d/);
     expect(code).toBe(0);
   }, 120_000);
+
+  it('organization: aws-ssm discover over a mocked organization', async () => {
+    const { code, out } = await runBench('organization.bench.ts', ['20', '2', '1']);
+    expect(out).toMatch(/AWS calls\s+: \d+ \(per member account min 5, max 5; expected 5\)/);
+    expect(out).toMatch(/peak RSS/);
+    expect(code).toBe(0);
+  }, 120_000);
 });

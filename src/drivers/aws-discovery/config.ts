@@ -21,7 +21,9 @@ import {
   AccountIdSchema,
   AwsRegionSchema,
   ExternalIdSchema,
+  OuIdSchema,
   RoleArnSchema,
+  RoleNameSchema,
   parseConfig,
 } from '../../aws/config.js';
 
@@ -31,20 +33,8 @@ export const ConnectorIdSchema = z
   .max(128)
   .regex(/^[A-Za-z0-9._:-]+$/, 'only letters, digits and . _ : -');
 
-/** An IAM role name (no path). */
-export const RoleNameSchema = z
-  .string()
-  .min(1)
-  .max(64)
-  .regex(/^[\w+=,.@-]+$/, 'an IAM role name (letters, digits and +=,.@_-)');
-
-/** An organization root (`r-…`) or organizational unit (`ou-…-…`) id. */
-export const OuIdSchema = z
-  .string()
-  .regex(
-    /^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$/,
-    'an OU id (ou-xxxx-yyyyyyyy) or root id (r-xxxx)',
-  );
+/** Shared with the organization mode of the other AWS drivers (`src/aws/config.ts`). */
+export { OuIdSchema, RoleNameSchema } from '../../aws/config.js';
 
 export const OrganizationConfigSchema = z.strictObject({
   enabled: z.boolean(),

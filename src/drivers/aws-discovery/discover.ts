@@ -29,6 +29,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { awsSend } from '../../aws/call.js';
 import { targetOf } from '../../aws/config.js';
 import { listOrganizationAccounts, memberRoleArn, paginate } from '../../aws/organization.js';
+import { isAccountLevelError } from '../../aws/org-scope.js';
 import type { ServiceLimiters } from '../../aws/limiter.js';
 import type { AwsClientFactory, AwsTarget } from '../../aws/types.js';
 import { LatchkeyError, toWireError } from '../../errors.js';
@@ -350,13 +351,7 @@ async function describeRedshift(
 }
 
 /** True for errors that are about reaching the account at all (the member role). */
-export function isAccountLevelError(err: unknown): boolean {
-  return (
-    err instanceof LatchkeyError &&
-    (err.code === 'E_GUARDRAIL' ||
-      (err.details !== undefined && err.details.operation === 'AssumeRole'))
-  );
-}
+export { isAccountLevelError } from '../../aws/org-scope.js';
 
 export class AccountUnreachable extends Error {
   constructor(readonly error: LatchkeyError) {
@@ -566,6 +561,10 @@ export async function discoverAccount(
 
 export type SqlType = 'postgres' | 'mysql' | 'redshift';
 
+function accountOfSecret(arn: string): string | undefined {
+  return /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:(\d{12}):secret:/.exec(arn)?.[1];
+}
+
 /** Engine name → driver type (and MySQL flavor); null when no SQL driver serves it. */
 export function engineType(
   engine: string,
@@ -612,10 +611,17 @@ export type Verdict =
  * 'verify-full', authType, region}`, plus `username` under `iam-auth`, `flavor` and
  * `caBundle: 'aws-rds'` for MySQL/MariaDB, `clusterIdentifier` for Redshift and
  * `caBundleFile` for postgres/redshift when configured.
+ *
+ * A database of a member account (`member`, the role discovery reached it with) is worked
+ * with that account's role: `assumeRoleArn` (and `externalId`) in the config under
+ * `iam-auth` (the token, or Redshift's temporary credentials, is signed by that account),
+ * and on the Secrets Manager reference when the secret lives in the database's account.
+ * A secret in another account is read with the connector's own identity, as before.
  */
 export function toSubIntegration(
   db: FoundDatabase,
   env: Pick<DiscoveryEnv, 'cfg' | 'tagPrefix'>,
+  member?: { roleArn: string; externalId?: string | undefined },
 ): Verdict {
   const where = `${db.kind} ${db.identifier} (account ${db.accountId}, ${db.region})`;
   const warn = (code: Warning['code'], message: string): Verdict => ({
@@ -669,6 +675,14 @@ export function toSubIntegration(
   const database = tags.database ?? (et.type === 'redshift' ? db.dbName : undefined);
   if (et.type !== 'mysql' && database !== undefined) config.database = database;
   if (tags.authType === 'iam-auth') config.username = username;
+  if (member !== undefined && tags.authType === 'iam-auth') {
+    config.assumeRoleArn = member.roleArn;
+    if (member.externalId !== undefined) config.externalId = member.externalId;
+  }
+  const secretRole =
+    member !== undefined && tags.secret && accountOfSecret(tags.secret.arn) === db.accountId
+      ? member
+      : undefined;
   if (et.type === 'mysql') {
     config.flavor = et.flavor;
     config.caBundle = 'aws-rds';
@@ -688,6 +702,8 @@ export function toSubIntegration(
             store: 'aws-secrets-manager' as const,
             secretId: tags.secret.arn,
             region: tags.secret.region,
+            ...(secretRole !== undefined ? { assumeRoleArn: secretRole.roleArn } : {}),
+            ...(secretRole?.externalId !== undefined ? { externalId: secretRole.externalId } : {}),
           },
         }
       : {}),

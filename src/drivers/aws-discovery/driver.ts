@@ -19,6 +19,7 @@ import { ListIndexesCommand, ResourceExplorer2Client } from '@aws-sdk/client-res
 import { awsSend } from '../../aws/call.js';
 import { targetOf } from '../../aws/config.js';
 import { ServiceLimiters, type LimiterOptions } from '../../aws/limiter.js';
+import { mapBounded } from '../../aws/org-scope.js';
 import { LatchkeyError } from '../../errors.js';
 import type { CheckOutput, DiscoverOutput, Integration } from '../../protocol/messages.js';
 import type { CallContext, Driver, DriverServices } from '../driver.js';
@@ -44,23 +45,6 @@ export interface AwsDiscoveryDriverOptions {
 }
 
 type AccountOutcome = { ok: true; result: AccountResult } | { ok: false; error: LatchkeyError };
-
-/** Run `fn` over `items` with at most `limit` at once; results in input order. */
-async function mapBounded<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < items.length; i = next++) {
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 export class AwsDiscoveryDriver implements Driver {
   readonly type = 'aws-discovery';
@@ -133,7 +117,13 @@ export class AwsDiscoveryDriver implements Driver {
       }
       warnings.push(...outcome.result.warnings);
       for (const db of outcome.result.databases) {
-        const v = toSubIntegration(db, env);
+        const v = toSubIntegration(
+          db,
+          env,
+          acct.roleArn !== undefined
+            ? { roleArn: acct.roleArn, externalId: acct.externalId }
+            : undefined,
+        );
         if (v.kind === 'skip') continue;
         if (v.kind === 'warning') {
           warnings.push(v.warning);

@@ -12,6 +12,7 @@
  * | `maxRoleSessionSeconds` | 900..43200 | none | refuse `iam-role` grants when the role's MaxSessionDuration is longer |
  * | `rdsDbUserPrefixes` | string[] | `["lk_"]` | `rds-db-user` grants name only database users starting with one of these (the users the SQL drivers create) |
  * | `permissionsBoundary` | `{policyArn, mode}` | none | `attach`: the grantee carries this boundary while a grant lasts; `require`: grant only to principals that already carry it |
+ * | `organization` | object | none | organization mode (`OrgScopeConfigSchema`, src/aws/org-scope.ts): every member account through `memberRoleName`; `accountId` is then the home (management or delegated-administrator) account |
  */
 import { z } from 'zod';
 import {
@@ -22,6 +23,7 @@ import {
   RoleArnSchema,
   parseConfig,
 } from '../../aws/config.js';
+import { OrgScopeConfigSchema } from '../../aws/org-scope.js';
 
 export const IAM_RESOURCE_TYPES = [
   's3-bucket',
@@ -76,6 +78,7 @@ export const AwsIamConfigSchema = z.strictObject({
     .max(10)
     .default(['lk_']),
   permissionsBoundary: PermissionsBoundarySchema.optional(),
+  organization: OrgScopeConfigSchema.optional(),
 });
 export type AwsIamConfig = z.infer<typeof AwsIamConfigSchema>;
 

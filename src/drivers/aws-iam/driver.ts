@@ -33,6 +33,13 @@ import { LatchkeyError, toWireError } from '../../errors.js';
 import { awsSend } from '../../aws/call.js';
 import { ServiceLimiters } from '../../aws/limiter.js';
 import {
+  OrgScopeCache,
+  accountConfigFor,
+  isAccountLevelError,
+  orgScopeOf,
+  type OrgScope,
+} from '../../aws/org-scope.js';
+import {
   MAX_NAMED_RESOURCES,
   assertPolicyFits,
   deleteGrantPolicy,
@@ -41,6 +48,7 @@ import {
   serializePolicy,
   sweepExpiredPolicies,
   granteeInAccount,
+  parsePrincipal,
 } from '../../aws/policy.js';
 import { targetOf } from '../../aws/config.js';
 import { roleNameOf } from '../../aws/index.js';
@@ -62,11 +70,13 @@ import { applyBoundary, restoreBoundary } from './boundary.js';
 import { parseIamConfig, servedTypes, type AwsIamConfig, type IamResourceType } from './config.js';
 import {
   buildGrantPolicy,
+  iamPermissions,
   parseResource,
   parseTagScope,
   type ParsedResource,
   type TagScope,
 } from './policy.js';
+import { discoverOrganization, sweepOrganization } from './organization.js';
 
 type Resource = DiscoverOutput['resources'][number];
 type Warning = DiscoverOutput['warnings'][number];
@@ -95,12 +105,34 @@ export const IAM_GRANT_POLICY_KIND = '';
 export class AwsIamDriver implements Driver {
   readonly type = 'aws-iam';
   readonly kinds = ['discover', 'grant', 'revoke', 'cleanup', 'check'] as const;
-  private readonly limiters = new ServiceLimiters();
+  readonly limiters = new ServiceLimiters();
+  private readonly orgCache = new OrgScopeCache();
 
-  constructor(private readonly services: DriverServices) {}
+  constructor(readonly services: DriverServices) {}
 
-  private policyName(grantId: string): string {
+  policyName(grantId: string): string {
     return grantPolicyName(this.services.tagPrefix, grantId, IAM_GRANT_POLICY_KIND);
+  }
+
+  /** The organization scope in organization mode, else null (src/aws/org-scope.ts). */
+  orgScope(cfg: AwsIamConfig): OrgScope | null {
+    return orgScopeOf(this.services, cfg, this.orgCache);
+  }
+
+  /**
+   * The config of the grantee's account: in organization mode the grantee's account (its
+   * member role and regions), which every resource of the grant must be in.
+   */
+  private async configFor(
+    ctx: CallContext,
+    principalArn: string | undefined,
+    grant: boolean,
+  ): Promise<AwsIamConfig> {
+    const cfg = parseIamConfig(ctx.integration.config);
+    const scope = this.orgScope(cfg);
+    if (scope === null) return cfg;
+    const account = parsePrincipal(principalArn).accountId;
+    return accountConfigFor(scope, cfg, account, ctx.signal, { grant });
   }
 
   private iam(cfg: AwsIamConfig): IAMClient {
@@ -127,7 +159,7 @@ export class AwsIamDriver implements Driver {
   // grant
 
   async grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput> {
-    const cfg = parseIamConfig(ctx.integration.config);
+    const cfg = await this.configFor(ctx, params.grantee.awsPrincipalArn, true);
     const signal = ctx.signal;
     // 1. Everything that needs no AWS call: principal, guardrail, resources, permission.
     const principal = granteeInAccount(cfg, params.grantee.awsPrincipalArn);
@@ -366,7 +398,7 @@ export class AwsIamDriver implements Driver {
   // revoke
 
   async revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput> {
-    const cfg = parseIamConfig(ctx.integration.config);
+    const cfg = await this.configFor(ctx, params.grantee.awsPrincipalArn, false);
     const principal = granteeInAccount(cfg, params.grantee.awsPrincipalArn);
     const policyName = this.policyName(params.grantId);
     const deleted = await deleteGrantPolicy(this.iam(cfg), principal, policyName, {
@@ -416,6 +448,8 @@ export class AwsIamDriver implements Driver {
 
   async sweep(ctx: CallContext): Promise<SweepReport> {
     const cfg = parseIamConfig(ctx.integration.config);
+    const scope = this.orgScope(cfg);
+    if (scope) return sweepOrganization(this, cfg, scope, ctx.signal);
     const prefix = grantPolicyName(this.services.tagPrefix, '', IAM_GRANT_POLICY_KIND);
     const res = await sweepExpiredPolicies(
       this.iam(cfg),
@@ -469,10 +503,37 @@ export class AwsIamDriver implements Driver {
 
   async discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
     const cfg = parseIamConfig(ctx.integration.config);
+    const scope = this.orgScope(cfg);
+    if (scope) return discoverOrganization(this, cfg, scope, ctx.signal);
+    const signal = ctx.signal;
+    const { resources, warnings } = await this.discoverAccount(
+      cfg,
+      signal,
+      (service, fn) => this.limiters.run(service, fn, signal),
+      { global: true, regions: cfg.regions },
+    );
+    const out: DiscoverOutput = { resources, permissions: iamPermissions(cfg), warnings };
+    if (params?.include?.includes('privileges') === true) {
+      await addIamInventory(out, this.inventoryDeps(ctx, cfg));
+    }
+    return out;
+  }
+
+  /**
+   * The resources of one account: its global ones (S3 buckets, IAM roles) when `part.global`,
+   * and the regional ones of `part.regions`. A failing listing is a warning, except (under
+   * `part.strict`, the organization fan-out) one about reaching the account at all, which
+   * is thrown so that the account is reported once as unreachable.
+   */
+  async discoverAccount(
+    cfg: AwsIamConfig,
+    signal: AbortSignal,
+    run: <T>(service: string, fn: () => Promise<T>) => Promise<T>,
+    part: { global: boolean; regions: readonly string[]; strict?: boolean },
+  ): Promise<{ resources: Resource[]; warnings: Warning[] }> {
     const types = servedTypes(cfg);
     const resources: Resource[] = [];
     const warnings: Warning[] = [];
-    const signal = ctx.signal;
     const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
       try {
         await fn();
@@ -480,6 +541,7 @@ export class AwsIamDriver implements Driver {
         if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
         if (signal.aborted)
           throw new LatchkeyError('E_CANCELLED', 'discover aborted', { cause: err });
+        if (part.strict === true && isAccountLevelError(err)) throw err;
         const w = toWireError(err);
         warnings.push({ code: w.code, message: `${what}: ${w.message}` });
       }
@@ -488,8 +550,6 @@ export class AwsIamDriver implements Driver {
       const w = toWireError(err);
       warnings.push({ resourceId: id, code: w.code, message: `tags not read: ${w.message}` });
     };
-    const run = <T>(service: string, fn: () => Promise<T>) =>
-      this.limiters.run(service, fn, signal);
     const push = (
       type: IamResourceType,
       arn: string,
@@ -505,11 +565,11 @@ export class AwsIamDriver implements Driver {
         metadata: { arn, region, accountId: cfg.accountId, tags, ...extra },
       });
 
-    if (types.includes('s3-bucket'))
+    if (part.global && types.includes('s3-bucket'))
       await attempt('s3 ListBuckets', () =>
         this.discoverBuckets(cfg, signal, run, push, tagWarning),
       );
-    for (const region of cfg.regions) {
+    for (const region of part.regions) {
       const t = targetOf(cfg, region);
       if (types.includes('dynamodb-table')) {
         await attempt(`dynamodb ListTables in ${region}`, async () => {
@@ -669,7 +729,7 @@ export class AwsIamDriver implements Driver {
         });
       }
     }
-    if (types.includes('iam-role')) {
+    if (part.global && types.includes('iam-role')) {
       await attempt('iam ListRoles', async () => {
         const iam = this.iam(cfg);
         let marker: string | undefined;
@@ -704,21 +764,7 @@ export class AwsIamDriver implements Driver {
         }
       });
     }
-    const permissions: { id: string; name: string }[] = ['read', 'write', 'admin'].map((p) => ({
-      id: p,
-      name: `${p.charAt(0).toUpperCase()}${p.slice(1)}`,
-    }));
-    if (types.includes('iam-role'))
-      permissions.push({ id: 'assume', name: 'Assume (iam-role only)' });
-    if (types.includes('ec2-instance'))
-      permissions.push({ id: 'operate', name: 'Operate: start, stop, reboot (ec2-instance only)' });
-    if (types.includes('rds-db-user'))
-      permissions.push({ id: 'connect', name: 'Connect with IAM auth (rds-db-user only)' });
-    const out: DiscoverOutput = { resources, permissions, warnings };
-    if (params?.include?.includes('privileges') === true) {
-      await addIamInventory(out, this.inventoryDeps(ctx, cfg));
-    }
-    return out;
+    return { resources, warnings };
   }
 
   private async discoverBuckets(
@@ -835,6 +881,7 @@ export class AwsIamDriver implements Driver {
           : `${boundary.policyArn} exists; only principals bounded by it receive grants`;
       });
     }
+    await this.orgScope(cfg)?.check(checks, signal);
     return { ok: checks.every((c) => c.ok), checks };
   }
 

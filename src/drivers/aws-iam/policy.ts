@@ -171,6 +171,22 @@ export const KMS_ACTIONS: Partial<Record<IamPermission, readonly string[]>> = {
   admin: ['kms:Decrypt', 'kms:GenerateDataKey'],
 };
 
+/** The permissions `discover` offers. */
+export function iamPermissions(cfg: AwsIamConfig): { id: string; name: string }[] {
+  const permissions: { id: string; name: string }[] = IAM_PERMISSIONS.map((p) => ({
+    id: p,
+    name: `${p.charAt(0).toUpperCase()}${p.slice(1)}`,
+  }));
+  const types = servedTypes(cfg);
+  if (types.includes('iam-role'))
+    permissions.push({ id: 'assume', name: 'Assume (iam-role only)' });
+  if (types.includes('ec2-instance'))
+    permissions.push({ id: 'operate', name: 'Operate: start, stop, reboot (ec2-instance only)' });
+  if (types.includes('rds-db-user'))
+    permissions.push({ id: 'connect', name: 'Connect with IAM auth (rds-db-user only)' });
+  return permissions;
+}
+
 export function parsePermission(type: IamResourceType, permission: string): IamPermission {
   const accepted = PERMISSIONS_OF[type];
   if (!(accepted as readonly string[]).includes(permission)) {

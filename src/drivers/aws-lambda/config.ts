@@ -12,9 +12,12 @@
  * | `customParameters` | object | `{}` | passed as `custom_parameters` with every event |
  * | `maxResponseBytes` | 1..6291456 | 1048576 | larger answers are refused (`E_REMOTE`) |
  * | `tagCacheSeconds` | 0..3600 | 300 | how long a positive `<prefix>-connector-access=true` check is trusted |
+ * | `organization` | object | none | organization mode (`OrgScopeConfigSchema`, src/aws/org-scope.ts): the function of the same name in every member account and region, invoked with that account's member role; `functionArn` names it in the home account |
+ * | `regions` | string[] (1..30) | `[region]` | organization mode: regions the function is looked for in |
  */
 import { z } from 'zod';
 import { AwsRegionSchema, ExternalIdSchema, RoleArnSchema, parseConfig } from '../../aws/config.js';
+import { OrgScopeConfigSchema } from '../../aws/org-scope.js';
 
 export const FUNCTION_ARN =
   /^arn:aws[a-z-]*:lambda:([a-z0-9-]+):(\d{12}):function:([A-Za-z0-9_-]{1,64})(?::([A-Za-z0-9_$-]{1,128}))?$/;
@@ -45,6 +48,8 @@ export const AwsLambdaConfigSchema = z
       .max(6 * 1024 * 1024)
       .default(1024 * 1024),
     tagCacheSeconds: z.number().int().min(0).max(3600).default(300),
+    organization: OrgScopeConfigSchema.optional(),
+    regions: z.array(AwsRegionSchema).min(1).max(30).optional(),
   })
   .refine((c) => (c.functionArn === undefined) !== (c.functionName === undefined), {
     message: 'give exactly one of functionArn and functionName (with region)',
@@ -56,7 +61,11 @@ export const AwsLambdaConfigSchema = z
       message: 'region must be the region of functionArn',
       path: ['region'],
     },
-  );
+  )
+  .refine((c) => c.organization === undefined || c.functionArn !== undefined, {
+    message: 'organization mode names the function by functionArn (in the home account)',
+    path: ['functionArn'],
+  });
 export type AwsLambdaConfig = z.infer<typeof AwsLambdaConfigSchema>;
 
 export function parseLambdaConfig(raw: unknown): AwsLambdaConfig {

@@ -31,6 +31,13 @@ import {
   type AwsLambdaConfig,
 } from './config.js';
 import {
+  checkOrganization,
+  discoverOrganization,
+  grantOrganization,
+  revokeOrganization,
+} from './organization.js';
+import { OrgScopeCache } from '../../aws/org-scope.js';
+import {
   ANSWER_SCHEMAS,
   CREDENTIAL_EVENTS,
   FunctionErrorSchema,
@@ -52,6 +59,15 @@ function remoteError(code: ErrorCode, message: string, eventType: EventType): La
   return new LatchkeyError(code, message, { details: { eventType, remote: true } });
 }
 
+/** Rotate and cleanup name no resource, so no account: one integration per account serves them. */
+function refuseInOrganization(cfg: AwsLambdaConfig, kind: string): void {
+  if (cfg.organization === undefined) return;
+  throw new LatchkeyError(
+    'E_UNSUPPORTED',
+    `aws-lambda in organization mode cannot ${kind}: it names no resource, so no account; use a single-account integration of that account's function`,
+  );
+}
+
 export function usernameFor(email: string): string {
   return email.trim().toLowerCase();
 }
@@ -63,8 +79,9 @@ export class AwsLambdaDriver implements Driver {
   private readonly allowed = new Map<string, number>();
   /** ARNs of functions configured by name, by `name|region|role`. */
   private readonly arns = new Map<string, string>();
+  readonly orgCache = new OrgScopeCache();
 
-  constructor(private readonly services: DriverServices) {}
+  constructor(readonly services: DriverServices) {}
 
   private client(cfg: AwsLambdaConfig): LambdaClient {
     return this.services.aws.client(LambdaClient, targetOf(cfg));
@@ -280,6 +297,16 @@ export class AwsLambdaDriver implements Driver {
 
   async grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
+    if (cfg.organization) return grantOrganization(this, ctx, cfg, params);
+    return this.grantWith(ctx, cfg, params);
+  }
+
+  /** A grant through one function (in organization mode: the account's own). */
+  async grantWith(
+    ctx: CallContext,
+    cfg: AwsLambdaConfig,
+    params: GrantParams,
+  ): Promise<GrantOutput> {
     const base = {
       ...this.grantPayload(params),
       ...(params.expiresAt ? { expires_at: params.expiresAt } : {}),
@@ -309,6 +336,16 @@ export class AwsLambdaDriver implements Driver {
 
   async revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
+    if (cfg.organization) return revokeOrganization(this, ctx, cfg, params);
+    return this.revokeWith(ctx, cfg, params);
+  }
+
+  /** A revoke through one function (in organization mode: the account's own). */
+  async revokeWith(
+    ctx: CallContext,
+    cfg: AwsLambdaConfig,
+    params: RevokeParams,
+  ): Promise<RevokeOutput> {
     const base = this.grantPayload(params);
     try {
       const out = await this.invoke(ctx, cfg, 'revoke-access', {
@@ -345,6 +382,7 @@ export class AwsLambdaDriver implements Driver {
 
   async rotate(ctx: CallContext, params: RotateParams): Promise<RotateOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
+    refuseInOrganization(cfg, 'rotate');
     if (!('grantee' in params.target)) {
       throw new LatchkeyError('E_UNSUPPORTED', 'aws-lambda has no service account to rotate');
     }
@@ -373,6 +411,7 @@ export class AwsLambdaDriver implements Driver {
 
   async cleanup(ctx: CallContext, params: CleanupParams): Promise<CleanupOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
+    refuseInOrganization(cfg, 'cleanup');
     await this.assertInvocable(cfg, ctx.signal);
     const result: CleanupOutput = { dropped: [], kept: [] };
     for (const username of params.usernames) {
@@ -402,6 +441,12 @@ export class AwsLambdaDriver implements Driver {
 
   async discover(ctx: CallContext): Promise<DiscoverOutput> {
     const cfg = parseLambdaConfig(ctx.integration.config);
+    if (cfg.organization) return discoverOrganization(this, ctx, cfg);
+    return this.discoverWith(ctx, cfg);
+  }
+
+  /** list-resources of one function (in organization mode: one account and region). */
+  async discoverWith(ctx: CallContext, cfg: AwsLambdaConfig): Promise<DiscoverOutput> {
     const out = await this.invoke(ctx, cfg, 'list-resources', {
       resource_type: cfg.resourceType,
     });
@@ -436,7 +481,12 @@ export class AwsLambdaDriver implements Driver {
     try {
       const out = await this.invoke(ctx, cfg, 'get-status', {});
       checks.push({ name: 'get-status', ok: true, detail: out.message ?? out.status ?? 'ok' });
-      return { ok: true, ...(out.version ? { serverVersion: out.version } : {}), checks };
+      if (cfg.organization) await checkOrganization(this, cfg, checks, ctx.signal);
+      return {
+        ok: checks.every((c) => c.ok),
+        ...(out.version ? { serverVersion: out.version } : {}),
+        checks,
+      };
     } catch (err) {
       if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
       checks.push({

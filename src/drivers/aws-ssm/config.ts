@@ -8,6 +8,7 @@
  * | `assumeRoleArn` | role ARN | none | role to assume in that account; must match the agent's allowed role pattern |
  * | `externalId` | string | none | external id sent with AssumeRole |
  * | `partition` | `aws` \| `aws-us-gov` \| `aws-cn` | `aws` | ARN partition |
+ * | `organization` | object | none | organization mode (`OrgScopeConfigSchema`, src/aws/org-scope.ts): every member account through `memberRoleName`; `accountId` is then the home (management or delegated-administrator) account |
  */
 import { z } from 'zod';
 import {
@@ -18,6 +19,7 @@ import {
   RoleArnSchema,
   parseConfig,
 } from '../../aws/config.js';
+import { OrgScopeConfigSchema } from '../../aws/org-scope.js';
 
 export const AwsSsmConfigSchema = z.strictObject({
   accountId: AccountIdSchema,
@@ -25,6 +27,7 @@ export const AwsSsmConfigSchema = z.strictObject({
   assumeRoleArn: RoleArnSchema.optional(),
   externalId: ExternalIdSchema.optional(),
   partition: PartitionSchema.default('aws'),
+  organization: OrgScopeConfigSchema.optional(),
 });
 export type AwsSsmConfig = z.infer<typeof AwsSsmConfigSchema>;
 

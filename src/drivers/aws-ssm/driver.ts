@@ -19,6 +19,14 @@ import { awsSend } from '../../aws/call.js';
 import { targetOf } from '../../aws/config.js';
 import { ServiceLimiters } from '../../aws/limiter.js';
 import {
+  OrgScopeCache,
+  accountConfigFor,
+  isAccountLevelError,
+  orgScopeOf,
+  type OrgScope,
+  type RunLimited,
+} from '../../aws/org-scope.js';
+import {
   MAX_NAMED_RESOURCES,
   assertPolicyFits,
   deleteGrantPolicy,
@@ -31,6 +39,7 @@ import {
   type Principal,
   granteeInAccount,
 } from '../../aws/policy.js';
+import type PQueue from 'p-queue';
 import type {
   CheckOutput,
   CleanupOutput,
@@ -46,6 +55,7 @@ import type {
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
 import { parseSsmConfig, type AwsSsmConfig } from './config.js';
 import { addSsmInventory, removeSsmStanding, type SsmInventoryDeps } from './inventory.js';
+import { discoverOrganization, sweepOrganization } from './organization.js';
 import {
   SESSION_DOCUMENTS,
   SSM_PERMISSIONS,
@@ -77,11 +87,30 @@ export class AwsSsmDriver implements Driver {
   readonly type = 'aws-ssm';
   readonly kinds = ['discover', 'grant', 'revoke', 'cleanup', 'check'] as const;
   private readonly limiters = new ServiceLimiters();
+  private readonly orgCache = new OrgScopeCache();
 
-  constructor(private readonly services: DriverServices) {}
+  constructor(readonly services: DriverServices) {}
 
-  private policyName(grantId: string): string {
+  policyName(grantId: string): string {
     return grantPolicyName(this.services.tagPrefix, grantId, SSM_GRANT_POLICY_KIND);
+  }
+
+  /** The organization scope in organization mode, else null (src/aws/org-scope.ts). */
+  orgScope(cfg: AwsSsmConfig): OrgScope | null {
+    return orgScopeOf(this.services, cfg, this.orgCache);
+  }
+
+  /** In organization mode: the config of the grantee's account (member role, regions). */
+  private async configFor(
+    ctx: CallContext,
+    principalArn: string | undefined,
+    grant: boolean,
+  ): Promise<AwsSsmConfig> {
+    const cfg = parseSsmConfig(ctx.integration.config);
+    const scope = this.orgScope(cfg);
+    if (scope === null) return cfg;
+    const account = parsePrincipal(principalArn).accountId;
+    return accountConfigFor(scope, cfg, account, ctx.signal, { grant });
   }
 
   private iam(cfg: AwsSsmConfig): IAMClient {
@@ -89,7 +118,7 @@ export class AwsSsmDriver implements Driver {
   }
 
   async grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput> {
-    const cfg = parseSsmConfig(ctx.integration.config);
+    const cfg = await this.configFor(ctx, params.grantee.awsPrincipalArn, true);
     const principal = granteeInAccount(cfg, params.grantee.awsPrincipalArn);
     if (params.resources.length > MAX_NAMED_RESOURCES) {
       throw new LatchkeyError(
@@ -136,7 +165,7 @@ export class AwsSsmDriver implements Driver {
   }
 
   async revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput> {
-    const cfg = parseSsmConfig(ctx.integration.config);
+    const cfg = await this.configFor(ctx, params.grantee.awsPrincipalArn, false);
     const principal = granteeInAccount(cfg, params.grantee.awsPrincipalArn);
     const named = params.resources.map((r) => parseInstance(r, cfg));
     const policyName = this.policyName(params.grantId);
@@ -306,16 +335,21 @@ export class AwsSsmDriver implements Driver {
 
   async sweep(ctx: CallContext): Promise<SweepReport> {
     const cfg = parseSsmConfig(ctx.integration.config);
+    const scope = this.orgScope(cfg);
+    if (scope) return sweepOrganization(this, cfg, scope, ctx.signal);
+    return this.sweepAccount(cfg, this.limiters.for('iam'), ctx.signal);
+  }
+
+  /** The expiry sweep of one account: expired grant policies, then their sessions. */
+  async sweepAccount(
+    cfg: AwsSsmConfig,
+    iamLimiter: PQueue,
+    signal: AbortSignal,
+  ): Promise<SweepReport> {
     const prefix = grantPolicyName(this.services.tagPrefix, '', SSM_GRANT_POLICY_KIND);
-    const res = await sweepExpiredPolicies(
-      this.iam(cfg),
-      prefix,
-      this.services.now(),
-      this.limiters.for('iam'),
-      {
-        signal: ctx.signal,
-      },
-    );
+    const res = await sweepExpiredPolicies(this.iam(cfg), prefix, this.services.now(), iamLimiter, {
+      signal,
+    });
     const errors = [...res.errors];
     for (const d of res.deleted) {
       try {
@@ -323,9 +357,9 @@ export class AwsSsmDriver implements Driver {
         const instances = this.mergeInstances(cfg, [], instancesInPolicy(d.document));
         const tag = tagScopeInPolicy(d.document);
         if (tag !== null) {
-          instances.push(...(await this.instancesWithTag(cfg, tag, ctx.signal, instances)));
+          instances.push(...(await this.instancesWithTag(cfg, tag, signal, instances)));
         }
-        await this.terminateSessions(cfg, principal, instances, ctx.signal);
+        await this.terminateSessions(cfg, principal, instances, signal);
       } catch (err) {
         if (err instanceof LatchkeyError && err.code === 'E_CANCELLED') throw err;
         const w = toWireError(err);
@@ -341,12 +375,15 @@ export class AwsSsmDriver implements Driver {
 
   async discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
     const cfg = parseSsmConfig(ctx.integration.config);
+    const scope = this.orgScope(cfg);
+    if (scope) return discoverOrganization(this, cfg, scope, ctx.signal);
     const resources: Resource[] = [];
     const warnings: Warning[] = [];
     const signal = ctx.signal;
+    const run: RunLimited = (service, fn) => this.limiters.run(service, fn, signal);
     for (const region of cfg.regions) {
       try {
-        resources.push(...(await this.discoverRegion(cfg, region, signal, warnings)));
+        resources.push(...(await this.discoverRegion(cfg, region, signal, warnings, run)));
       } catch (err) {
         if ((err instanceof LatchkeyError && err.code === 'E_CANCELLED') || signal.aborted)
           throw err;
@@ -384,11 +421,13 @@ export class AwsSsmDriver implements Driver {
     return removeSsmStanding(params, this.inventoryDeps(cfg, ctx.signal));
   }
 
-  private async discoverRegion(
+  /** The managed instances of one account in one region (EC2 names and tags best effort). */
+  async discoverRegion(
     cfg: AwsSsmConfig,
     region: string,
     signal: AbortSignal,
     warnings: Warning[],
+    run: RunLimited,
   ): Promise<Resource[]> {
     const t = targetOf(cfg, region);
     const ssm = this.services.aws.client(SSMClient, t);
@@ -404,19 +443,16 @@ export class AwsSsmDriver implements Driver {
     }[] = [];
     let token: string | undefined;
     do {
-      const page = await this.limiters.run(
-        'ssm',
-        () =>
-          awsSend({ service: 'ssm', operation: 'DescribeInstanceInformation', signal }, (o) =>
-            ssm.send(
-              new DescribeInstanceInformationCommand({
-                MaxResults: 50,
-                ...(token ? { NextToken: token } : {}),
-              }),
-              o,
-            ),
+      const page = await run('ssm', () =>
+        awsSend({ service: 'ssm', operation: 'DescribeInstanceInformation', signal }, (o) =>
+          ssm.send(
+            new DescribeInstanceInformationCommand({
+              MaxResults: 50,
+              ...(token ? { NextToken: token } : {}),
+            }),
+            o,
           ),
-        signal,
+        ),
       );
       for (const i of page.InstanceInformationList ?? []) {
         if (i.InstanceId) infos.push({ ...i, InstanceId: i.InstanceId });
@@ -434,19 +470,16 @@ export class AwsSsmDriver implements Driver {
           const chunk = ec2Ids.slice(k, k + 200);
           let next: string | undefined;
           do {
-            const page = await this.limiters.run(
-              'ec2',
-              () =>
-                awsSend({ service: 'ec2', operation: 'DescribeInstances', signal }, (o) =>
-                  ec2.send(
-                    new DescribeInstancesCommand({
-                      InstanceIds: chunk,
-                      ...(next ? { NextToken: next } : {}),
-                    }),
-                    o,
-                  ),
+            const page = await run('ec2', () =>
+              awsSend({ service: 'ec2', operation: 'DescribeInstances', signal }, (o) =>
+                ec2.send(
+                  new DescribeInstancesCommand({
+                    InstanceIds: chunk,
+                    ...(next ? { NextToken: next } : {}),
+                  }),
+                  o,
                 ),
-              signal,
+              ),
             );
             for (const r of page.Reservations ?? []) {
               for (const inst of r.Instances ?? []) {
@@ -463,6 +496,7 @@ export class AwsSsmDriver implements Driver {
       } catch (err) {
         if ((err instanceof LatchkeyError && err.code === 'E_CANCELLED') || signal.aborted)
           throw err;
+        if (isAccountLevelError(err)) throw err;
         const w = toWireError(err);
         warnings.push({
           code: w.code,
@@ -525,6 +559,7 @@ export class AwsSsmDriver implements Driver {
         return `${out.InstanceInformationList?.length ?? 0} managed instance(s) on the first page`;
       });
     }
+    await this.orgScope(cfg)?.check(checks, signal);
     return { ok: checks.every((c) => c.ok), checks };
   }
 

@@ -51,6 +51,21 @@ export const MysqlConfigSchema = z.strictObject({
   region: z.string().min(1).max(64).optional(),
   /** Service-account user name for `iam-auth` when no secret names it. */
   username: z.string().min(1).max(80).optional(),
+  /**
+   * `iam-auth` signs with this role (a database in an AWS Organization member account: that
+   * account's member role, as aws-discovery emits it); must match the allowed role pattern.
+   */
+  assumeRoleArn: z
+    .string()
+    .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/, 'an IAM role ARN')
+    .optional(),
+  /** External id sent with `assumeRoleArn`. */
+  externalId: z
+    .string()
+    .min(2)
+    .max(1224)
+    .regex(/^[\w+=,.@:/-]+$/)
+    .optional(),
   /** `mysql`, `mariadb`, or `auto` (detected from `VERSION()`). Default `auto`. */
   flavor: z.enum(FLAVORS).default('auto'),
   /** Host part of the accounts Latchkey creates (`'user'@'<accountHost>'`). Default `%`. */
@@ -106,6 +121,8 @@ export interface MysqlConfig {
   readonly authType: 'user-password' | 'iam-auth';
   readonly region: string | undefined;
   readonly username: string | undefined;
+  readonly assumeRoleArn: string | undefined;
+  readonly externalId: string | undefined;
   readonly flavor: Flavor | 'auto';
   readonly accountHost: string;
   readonly userPrefix: string;
@@ -168,6 +185,8 @@ export function parseMysqlConfig(raw: unknown): MysqlConfig {
     authType: c.authType,
     region: c.region,
     username: c.username,
+    assumeRoleArn: c.assumeRoleArn,
+    externalId: c.externalId,
     flavor: c.flavor,
     accountHost: c.accountHost,
     userPrefix: c.userPrefix,

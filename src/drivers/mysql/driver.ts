@@ -24,7 +24,11 @@ import type {
   StandingCleanupParams,
 } from '../../protocol/messages.js';
 import { bindingPolicyOf, checkSecretBinding, resolveBoundSecret } from '../../secrets/binding.js';
-import { createRdsAuthTokenProvider, type RdsAuthTokenProvider } from '../../secrets/iam-auth.js';
+import {
+  createRdsAuthTokenProvider,
+  roleSignerCredentials,
+  type RdsAuthTokenProvider,
+} from '../../secrets/iam-auth.js';
 import type { ServiceSecret } from '../../secrets/types.js';
 import {
   cleanupFlow,
@@ -194,10 +198,25 @@ export function createMysqlDriver(
           );
         }
         const region = config.region ?? '';
+        // A member account's database: signed by that account's role.
+        const credentials =
+          config.assumeRoleArn !== undefined
+            ? roleSignerCredentials(services.aws, {
+                region,
+                assumeRoleArn: config.assumeRoleArn,
+                externalId: config.externalId,
+              })
+            : undefined;
         return {
           user,
           password: () =>
-            tokenProvider({ hostname: config.host, port: config.port, username: user, region }),
+            tokenProvider({
+              hostname: config.host,
+              port: config.port,
+              username: user,
+              region,
+              ...(credentials ? { credentials } : {}),
+            }),
         };
       }
       const secret = await secretOf(integration, signal);

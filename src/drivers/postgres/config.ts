@@ -61,6 +61,21 @@ export const PostgresConfigSchema = z.strictObject({
   region: z.string().min(1).max(64).optional(),
   /** Service-account username under IAM auth (no secret needed then). */
   username: z.string().min(1).max(63).optional(),
+  /**
+   * IAM auth signs with this role (a database in an AWS Organization member account: that
+   * account's member role, as aws-discovery emits it); must match the allowed role pattern.
+   */
+  assumeRoleArn: z
+    .string()
+    .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/, 'an IAM role ARN')
+    .optional(),
+  /** External id sent with `assumeRoleArn`. */
+  externalId: z
+    .string()
+    .min(2)
+    .max(1224)
+    .regex(/^[\w+=,.@:/-]+$/)
+    .optional(),
   /** Prefix of every user and role Latchkey creates; default `lk_`. */
   userPrefix: z.string().regex(USER_PREFIX_PATTERN).optional(),
   /** Host name given to grantees, when it differs from `host` (e.g. a proxy or DNS alias). */
@@ -101,6 +116,8 @@ export interface PostgresConfig {
   readonly authType: 'user-password' | 'iam-auth';
   readonly region: string | undefined;
   readonly username: string | undefined;
+  readonly assumeRoleArn: string | undefined;
+  readonly externalId: string | undefined;
   readonly userPrefix: string;
   readonly accountHost: string;
   readonly accountPort: number;
@@ -185,6 +202,8 @@ export function parsePostgresConfig(
     authType,
     region: c.region,
     username: c.username,
+    assumeRoleArn: c.assumeRoleArn,
+    externalId: c.externalId,
     userPrefix: c.userPrefix ?? DEFAULT_USER_PREFIX,
     accountHost: c.accountHost ?? host,
     accountPort: c.accountPort ?? port,

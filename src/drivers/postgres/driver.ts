@@ -23,7 +23,7 @@ import type {
 import { COMMAND_KINDS } from '../../protocol/messages.js';
 import { checkSecretBinding, bindingPolicyOf, resolveBoundSecret } from '../../secrets/binding.js';
 import type { SecretTarget } from '../../secrets/binding.js';
-import { createRdsAuthTokenProvider } from '../../secrets/iam-auth.js';
+import { createRdsAuthTokenProvider, roleSignerCredentials } from '../../secrets/iam-auth.js';
 import type { RdsAuthTokenProvider } from '../../secrets/iam-auth.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
 import { trustedCas } from '../sql/tls.js';
@@ -117,6 +117,7 @@ export class PostgresDriver implements Driver {
           cfg.sslMode,
           cfg.ca ?? '',
           cfg.authType,
+          cfg.assumeRoleArn ?? '',
           user,
           integration.secret ?? null,
           cfg.maxConnections,
@@ -143,13 +144,29 @@ export class PostgresDriver implements Driver {
       const user = cfg.username ?? '';
       const region = cfg.region ?? '';
       const tokens = this.rdsTokens();
+      // A member account's database: signed by that account's role.
+      const credentials =
+        cfg.assumeRoleArn !== undefined
+          ? roleSignerCredentials(this.services.aws, {
+              region,
+              assumeRoleArn: cfg.assumeRoleArn,
+              externalId: cfg.externalId,
+            })
+          : undefined;
       return {
         user,
         spec: {
           ...base,
           key: this.specKey(integration, cfg, user),
           user,
-          password: () => tokens({ hostname: cfg.host, port: cfg.port, username: user, region }),
+          password: () =>
+            tokens({
+              hostname: cfg.host,
+              port: cfg.port,
+              username: user,
+              region,
+              ...(credentials ? { credentials } : {}),
+            }),
         },
       };
     }

@@ -69,7 +69,12 @@ export class RedshiftDriver extends PostgresDriver {
     const cached = this.temporary.get(key);
     if (cached && cached.expiresAt.getTime() - RENEW_MARGIN_MS > this.services.now().getTime())
       return cached;
-    const client = this.services.aws.client(RedshiftClient, { region: cfg.region ?? '' });
+    const client = this.services.aws.client(RedshiftClient, {
+      region: cfg.region ?? '',
+      // A member account's cluster: its credentials are asked for with that account's role.
+      ...(cfg.assumeRoleArn !== undefined ? { assumeRoleArn: cfg.assumeRoleArn } : {}),
+      ...(cfg.externalId !== undefined ? { externalId: cfg.externalId } : {}),
+    });
     const creds = await getRedshiftClusterCredentials(
       client,
       {

@@ -50,6 +50,17 @@ describe('createAwsClientFactory', () => {
     f.destroy();
   });
 
+  it('keeps at most maxClients clients, evicting the least recently used', () => {
+    const { f } = factory({ maxClients: 2 });
+    const a = f.client(IAMClient, { region: 'eu-west-1' });
+    const b = f.client(IAMClient, { region: 'us-east-1' });
+    expect(f.client(IAMClient, { region: 'eu-west-1' })).toBe(a); // a is now the most recent
+    f.client(S3Client, { region: 'eu-west-1' }); // evicts b
+    expect(f.client(IAMClient, { region: 'eu-west-1' })).toBe(a);
+    expect(f.client(IAMClient, { region: 'us-east-1' })).not.toBe(b);
+    f.destroy();
+  });
+
   it('refuses roles whose NAME does not match the allowed pattern, before any call', () => {
     const { f } = factory();
     const refused = [
@@ -126,6 +137,64 @@ describe('createAwsClientFactory', () => {
     vi.setSystemTime(new Date(t0.getTime() + 56 * 60_000)); // within 5 minutes of expiry
     await client.config.credentials();
     expect(sts).toHaveReceivedCommandTimes(AssumeRoleCommand, 2);
+  });
+
+  it('caches member-role credentials per account, and refreshes them once on ExpiredToken', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'Date'] });
+    const issued: string[] = [];
+    sts.on(AssumeRoleCommand).callsFake((input: { RoleArn: string }) => {
+      const account = /::(\d{12}):/.exec(input.RoleArn)?.[1] ?? '';
+      const key = `ASIA${account.slice(-4)}N${issued.filter((k) => k.includes(account.slice(-4))).length}`;
+      issued.push(key);
+      return {
+        Credentials: {
+          AccessKeyId: key,
+          SecretAccessKey: 's',
+          SessionToken: 't',
+          Expiration: new Date(Date.now() + 3600_000),
+        },
+      };
+    });
+    const A = `arn:aws:iam::222222222222:role/latchkey-member`;
+    const B = `arn:aws:iam::333333333333:role/latchkey-member`;
+    const http = new FakeHttpHandler([
+      iamOk('ListRoles', '<IsTruncated>false</IsTruncated><Roles/>'),
+      iamOk('ListRoles', '<IsTruncated>false</IsTruncated><Roles/>'),
+      iamError('ExpiredToken', 'The security token included in the request is expired', 403),
+      iamOk('ListRoles', '<IsTruncated>false</IsTruncated><Roles/>'),
+      iamError('ExpiredToken', 'The security token included in the request is expired', 403),
+      iamError('ExpiredToken', 'The security token included in the request is expired', 403),
+    ]);
+    const { f } = factory({ maxAttempts: 1, requestHandler: http });
+    const keyOf = (i: number) =>
+      /Credential=([A-Z0-9]+)\//.exec(http.requests[i]?.headers.authorization ?? '')?.[1];
+    const send = (role: string, region = 'eu-west-1') =>
+      settle(
+        f.client(IAMClient, { region, assumeRoleArn: role }).send(new ListRolesCommand({})),
+        (ms) => vi.advanceTimersByTimeAsync(ms),
+      );
+    await send(A);
+    await send(B, 'us-east-1');
+    expect(keyOf(0)).toBe('ASIA2222N0');
+    expect(keyOf(1)).toBe('ASIA3333N0');
+    // Each account's exact member role, once each.
+    expect(sts.commandCalls(AssumeRoleCommand).map((c) => c.args[0].input.RoleArn)).toEqual([A, B]);
+    // A's token expired early: dropped, A assumed again, the call sent once more and signed anew.
+    await send(A);
+    expect(keyOf(2)).toBe('ASIA2222N0');
+    expect(keyOf(3)).toBe('ASIA2222N1');
+    expect(sts.commandCalls(AssumeRoleCommand).map((c) => c.args[0].input.RoleArn)).toEqual([
+      A,
+      B,
+      A,
+    ]);
+    // B's credentials were not touched by A's refresh.
+    expect(issued).toEqual(['ASIA2222N0', 'ASIA3333N0', 'ASIA2222N1']);
+    // Refreshed credentials that are refused again: the error surfaces, no loop.
+    const err = await rejection(awsSend({ service: 'iam', operation: 'ListRoles' }, () => send(B)));
+    expect(err.code).toBe('E_CONNECT');
+    expect(http.requests).toHaveLength(6);
+    expect(sts.commandCalls(AssumeRoleCommand)).toHaveLength(4);
   });
 
   it('maps an AssumeRole refusal to E_PRIVILEGE naming sts:AssumeRole', async () => {

@@ -50,10 +50,10 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
-function actionsUsed(): Map<string, string[]> {
+function actionsUsed(files: string[] = sourceFiles(join(ROOT, 'src'))): Map<string, string[]> {
   const used = new Map<string, string[]>();
   const importRe = /import\s*(?:type\s*)?\{([^}]*)\}\s*from\s*'@aws-sdk\/client-([a-z0-9-]+)'/g;
-  for (const file of sourceFiles(join(ROOT, 'src'))) {
+  for (const file of files) {
     const text = readFileSync(file, 'utf8');
     for (const m of text.matchAll(importRe)) {
       const pkg = m[2] ?? '';
@@ -125,5 +125,130 @@ describe('deploy/iam/connector-policy.json', () => {
       (a) => !cfn.includes(a) && !cfn.includes(`'${a}'`),
     );
     expect(missing).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// The member-account role (organization mode, issue 12)
+
+/**
+ * Code that runs with a member account's role: the organization-capable drivers, what
+ * their grants and sweeps call, the secrets and IAM-auth signing of discovered databases,
+ * and the region listing of the organization scope. Organizations itself is only ever
+ * called from the home account.
+ */
+const MEMBER_SCOPE = [
+  'src/drivers/aws-iam',
+  'src/drivers/aws-ssm',
+  'src/drivers/aws-lambda',
+  // aws-eks is single-account until it is fed by the organization scope (docs/drivers/aws-eks.md)
+  'src/drivers/aws-discovery/discover.ts',
+  'src/drivers/redshift',
+  'src/aws/policy.ts',
+  'src/aws/org-scope.ts',
+  'src/secrets/aws-secrets-manager.ts',
+  'src/secrets/iam-auth.ts',
+];
+const HOME_ONLY = /^(organizations|sts):/;
+/** Actions no SDK command names (signing, KMS behind Secrets Manager). */
+const NOT_SDK_COMMANDS = new Set(['rds-db:connect', 'kms:Decrypt', 'kms:GenerateDataKey']);
+
+function memberScopeFiles(): string[] {
+  return MEMBER_SCOPE.flatMap((rel) => {
+    const path = join(ROOT, rel);
+    try {
+      return statSync(path).isDirectory() ? sourceFiles(path) : [path];
+    } catch {
+      return []; // a driver not in this tree (yet)
+    }
+  });
+}
+
+interface PolicyDoc {
+  Version: string;
+  Statement: (Statement & { Resource?: unknown; Condition?: unknown })[];
+}
+
+function readJson<T>(rel: string): T {
+  return JSON.parse(readFileSync(join(ROOT, rel), 'utf8')) as T;
+}
+
+describe('deploy/member-role (the role assumed in member accounts)', () => {
+  const policy = readJson<PolicyDoc>('deploy/member-role/member-policy.json');
+  const allowed = policy.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) =>
+    Array.isArray(s.Action) ? s.Action : [s.Action],
+  );
+
+  it('allows every AWS action the member-account code calls', () => {
+    const used = actionsUsed(memberScopeFiles());
+    expect(used.size).toBeGreaterThan(20);
+    const missing = [...used.entries()]
+      .filter(([action]) => !HOME_ONLY.test(action) && !allows(allowed, action))
+      .map(([action, files]) => `${action} (${files.join(', ')})`);
+    expect(missing).toEqual([]);
+  });
+
+  it('allows nothing the member-account code does not call (least privilege)', () => {
+    const used = new Set(actionsUsed(memberScopeFiles()).keys());
+    const unused = allowed.filter((a) => !used.has(a) && !NOT_SDK_COMMANDS.has(a));
+    expect(unused).toEqual([]);
+    expect(allowed.some((a) => a.includes('*'))).toBe(false);
+    expect(allowed.some((a) => HOME_ONLY.test(a))).toBe(false);
+  });
+
+  it('has one statement per feature, each with its own Sid, and never lets grants touch latchkey-* roles', () => {
+    const sids = policy.Statement.map((s) => s.Sid);
+    expect(new Set(sids).size).toBe(sids.length);
+    expect(sids.every((s) => typeof s === 'string' && /^[A-Za-z0-9]+$/.test(s))).toBe(true);
+    const deny = policy.Statement.find((s) => s.Effect === 'Deny');
+    expect(deny?.Resource).toEqual([
+      'arn:aws:iam::*:role/latchkey-*',
+      'arn:aws:iam::*:user/latchkey-*',
+    ]);
+  });
+
+  it('the StackSet template carries exactly that policy and trusts only the connector role', () => {
+    const tpl = readJson<{
+      Parameters: Record<string, { Default?: string }>;
+      Resources: Record<
+        string,
+        {
+          Type: string;
+          Properties: {
+            AssumeRolePolicyDocument: PolicyDoc;
+            Policies: { PolicyDocument: PolicyDoc }[];
+          };
+        }
+      >;
+    }>('deploy/member-role/stackset.json');
+    const roles = Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::IAM::Role');
+    expect(roles).toHaveLength(1);
+    const role = roles[0]!;
+    expect(role.Properties.Policies.map((p) => p.PolicyDocument)).toEqual([policy]);
+    const trust = role.Properties.AssumeRolePolicyDocument.Statement;
+    expect(trust).toHaveLength(1);
+    expect(trust[0]).toMatchObject({
+      Effect: 'Allow',
+      Principal: { AWS: { Ref: 'ConnectorRoleArn' } },
+      Action: ['sts:AssumeRole', 'sts:TagSession'],
+    });
+    // Both branches (with and without external id) pin the principal ARN.
+    const cond = JSON.stringify(trust[0]?.Condition);
+    expect(cond.match(/"aws:PrincipalArn":\{"Ref":"ConnectorRoleArn"\}/g)).toHaveLength(2);
+    // The default name is one the connector's default allowed role pattern accepts.
+    expect(tpl.Parameters.MemberRoleName?.Default).toMatch(/^latchkey-/);
+  });
+
+  it('the Terraform module uses the same policy file and trusts only the connector role', () => {
+    const tf = readFileSync(join(ROOT, 'deploy/member-role/terraform/main.tf'), 'utf8');
+    expect(tf).toContain('policy = file("${path.module}/../member-policy.json")');
+    expect(tf).toContain('Principal = { AWS = var.connector_role_arn }');
+    expect(tf).toContain('"aws:PrincipalArn" = var.connector_role_arn');
+  });
+
+  it('the connector may assume the member role and list the organization (ListParents for grants)', () => {
+    const connector = allowedActions();
+    expect(allows(connector, 'sts:AssumeRole')).toBe(true);
+    expect(allows(connector, 'organizations:ListParents')).toBe(true);
   });
 });

@@ -166,4 +166,58 @@ describe('redshift GetClusterCredentials auth', () => {
       await env.asAdmin(undefined, (a) => a.query(`DROP ROLE IF EXISTS ${q(iamLogin)}`));
     }
   });
+
+  it('asks for the credentials of a member account cluster with that account’s member role', async () => {
+    const iamLogin = `IAM:${env.serviceAccount}`;
+    await env.asAdmin(undefined, (a) => a.query(`CREATE ROLE ${q(iamLogin)} LOGIN`));
+    rs.reset();
+    rs.on(GetClusterCredentialsCommand).resolves({
+      DbUser: iamLogin,
+      DbPassword: 'temporary-Password-2',
+      Expiration: new Date(Date.now() + 15 * 60_000),
+    });
+    const targets: unknown[] = [];
+    const aws: AwsClientFactory = {
+      client: (cls, target) => {
+        targets.push(target);
+        return new cls({ region: target.region });
+      },
+    };
+    const driver = new RedshiftDriver({
+      ...testServices({ resolve: () => Promise.reject(new Error('unused')) }),
+      aws,
+    });
+    const ep = pgEndpoint();
+    const role = 'arn:aws:iam::222222222222:role/latchkey-member';
+    const integration: Integration = {
+      id: `rs-member-${env.suffix}`,
+      type: 'redshift',
+      config: {
+        host: ep.host,
+        port: ep.port,
+        database: env.databases[0],
+        sslMode: 'prefer',
+        authType: 'iam-auth',
+        region: 'eu-west-1',
+        username: env.serviceAccount,
+        clusterIdentifier: 'member-1',
+        userPrefix: env.prefix,
+        assumeRoleArn: role,
+        externalId: 'org-ext-1',
+      },
+    };
+    try {
+      const out = await driver.check(ctxFor(integration));
+      expect(out.checks[0]).toMatchObject({ name: 'connect', ok: true });
+      expect(targets).toEqual([
+        { region: 'eu-west-1', assumeRoleArn: role, externalId: 'org-ext-1' },
+      ]);
+      expect(rs).toHaveReceivedCommandWith(GetClusterCredentialsCommand, {
+        ClusterIdentifier: 'member-1',
+      });
+    } finally {
+      await driver.close();
+      await env.asAdmin(undefined, (a) => a.query(`DROP ROLE IF EXISTS ${q(iamLogin)}`));
+    }
+  });
 });

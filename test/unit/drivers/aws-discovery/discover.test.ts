@@ -507,6 +507,67 @@ describe('aws-discovery driver: discover', () => {
       expect(ops(calls, 'DescribeDBInstances')).toHaveLength(6);
     });
 
+    it('names the member role on a member account database: on its iam-auth config and on its secret', async () => {
+      serveTree();
+      const member = {
+        [HOME]: {
+          [EU]: {
+            instances: [
+              instance(
+                HOME,
+                EU,
+                'home-pw',
+                'postgres',
+                ours('user-password', secretArn(HOME, EU, 'home')),
+              ),
+            ],
+          },
+        },
+        [A2]: {
+          [US]: {
+            instances: [
+              instance(A2, US, 'a2-iam', 'postgres', ours('iam-auth')),
+              instance(A2, US, 'a2-pw', 'mysql', ours('user-password', secretArn(A2, US, 'a2'))),
+              // A secret kept in the home account is read with the connector's own identity.
+              instance(
+                A2,
+                US,
+                'a2-homesecret',
+                'postgres',
+                ours('user-password', secretArn(HOME, US, 'shared')),
+              ),
+            ],
+          },
+        },
+      };
+      serveWorld(member);
+      const out = await makeDriver().discover(ctxFor(orgConfig));
+      const byName = new Map((out.integrations ?? []).map((i) => [i.id.split(':').pop(), i]));
+      const role = `arn:aws:iam::${A2}:role/latchkey-discovery`;
+      expect(byName.get('a2-iam')?.config).toMatchObject({
+        authType: 'iam-auth',
+        assumeRoleArn: role,
+        externalId: 'org-ext-1',
+      });
+      expect(byName.get('a2-iam')?.secret).toBeUndefined();
+      expect(byName.get('a2-pw')?.secret).toEqual({
+        store: 'aws-secrets-manager',
+        secretId: secretArn(A2, US, 'a2'),
+        region: US,
+        assumeRoleArn: role,
+        externalId: 'org-ext-1',
+      });
+      expect(byName.get('a2-pw')?.config.assumeRoleArn).toBeUndefined();
+      expect(byName.get('a2-homesecret')?.secret).toEqual({
+        store: 'aws-secrets-manager',
+        secretId: secretArn(HOME, US, 'shared'),
+        region: US,
+      });
+      // The home account's databases use the connector's identity.
+      expect(byName.get('home-pw')?.secret).not.toHaveProperty('assumeRoleArn');
+      assertSqlDriversAccept(out.integrations ?? []);
+    });
+
     it('uses the flat ListAccounts when no OU is excluded', async () => {
       orgs
         .on(ListAccountsCommand)
