@@ -3,7 +3,13 @@
  * dialect, with svv_* discovery and GetClusterCredentials as an auth type.
  */
 import { RedshiftClient } from '@aws-sdk/client-redshift';
-import type { CheckOutput, DiscoverOutput, Integration } from '../../protocol/messages.js';
+import { LatchkeyError } from '../../errors.js';
+import type {
+  CheckOutput,
+  CleanupOutput,
+  DiscoverOutput,
+  Integration,
+} from '../../protocol/messages.js';
 import { getRedshiftClusterCredentials } from '../../secrets/iam-auth.js';
 import type { RedshiftClusterCredentials } from '../../secrets/iam-auth.js';
 import type { CallContext, DriverServices } from '../driver.js';
@@ -88,6 +94,13 @@ export class RedshiftDriver extends PostgresDriver {
   protected override coreOptions(cfg: PostgresConfig): SqlCoreOptions {
     // IAM auth is for the service account; grantees always get a password on Redshift.
     return { ...super.coreOptions(cfg), iamAuth: false };
+  }
+
+  /** Not yet on Redshift (docs/drivers/redshift.md, "Access inventory"). */
+  override removeStanding(): Promise<CleanupOutput> {
+    return Promise.reject(
+      new LatchkeyError('E_UNSUPPORTED', 'the redshift driver cannot remove standing access yet'),
+    );
   }
 
   override discover(ctx: CallContext): Promise<DiscoverOutput> {
