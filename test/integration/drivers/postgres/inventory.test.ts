@@ -6,11 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
 import { databaseId, roleId, schemaId, tableId } from '../../../../src/drivers/sql/resources.js';
-import type {
-  CleanupOutput,
-  InventoryEntry,
-  StandingTarget,
-} from '../../../../src/protocol/messages.js';
+import type { InventoryEntry, StandingTarget } from '../../../../src/protocol/messages.js';
 import {
   createPgTestEnv,
   ctxFor,
@@ -244,9 +240,9 @@ describe('postgres standing cleanup', () => {
       t('user:postgres', databaseId(db), 'admin', 'attribute'),
       t(`user:${n('alice')}`, items, 'read', 'direct'),
     ];
-    const out = (await driver.removeStanding(ctxFor(env.integration), {
+    const out = await driver.removeStanding(ctxFor(env.integration), {
       standing: targets,
-    }));
+    });
     expect(out.dryRun).toBe(true);
     const svc = q(env.serviceAccount);
     expect(out.standing?.map((o) => [o.status, o.actions, o.code])).toEqual([
