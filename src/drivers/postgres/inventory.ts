@@ -79,7 +79,7 @@ export interface RichEntry {
   ownership: boolean;
 }
 
-interface RoleRow {
+export interface RoleRow {
   oid: number;
   name: string;
   canLogin: boolean;
@@ -87,7 +87,7 @@ interface RoleRow {
   superuser: boolean;
 }
 
-interface Direct {
+export interface Direct {
   resourceId: string;
   privileges: string[];
   target: EntryTarget;
@@ -96,7 +96,7 @@ interface Direct {
   defaults: boolean;
 }
 
-const PUBLIC_ID = 'public:PUBLIC';
+export const PUBLIC_ID = 'public:PUBLIC';
 
 const LEVEL_ORDER = ['connect', 'read', 'write', 'admin'] as const;
 type Level = (typeof LEVEL_ORDER)[number];
@@ -104,6 +104,9 @@ type Level = (typeof LEVEL_ORDER)[number];
 const LEVEL_OF: Record<string, Level> = {
   CONNECT: 'connect',
   TEMPORARY: 'connect',
+  TEMP: 'connect', // Redshift's name
+  ALTER: 'admin', // Redshift
+  DROP: 'admin', // Redshift
   USAGE: 'read',
   SELECT: 'read',
   EXECUTE: 'read',
@@ -127,7 +130,7 @@ function levelOf(privileges: readonly string[]): Level {
   return LEVEL_ORDER[best] ?? 'read';
 }
 
-function principalIdOf(r: RoleRow): string {
+export function principalIdOf(r: RoleRow): string {
   return `${r.canLogin ? 'user' : 'role'}:${r.name}`;
 }
 
@@ -139,7 +142,7 @@ const DEFACL_OBJTYPE: Record<string, 'TABLES' | 'SEQUENCES' | 'FUNCTIONS' | 'TYP
   n: 'SCHEMAS',
 };
 
-function splitPrivs(v: unknown): string[] {
+export function splitPrivs(v: unknown): string[] {
   const s = str(v);
   return s ? s.split(',').sort() : [];
 }
@@ -258,7 +261,42 @@ export async function inventoryPostgres(
     );
   }
 
-  // Entries per principal: own, then through each role of its closure.
+  return expandInventory({
+    principals,
+    roles,
+    memberOf,
+    direct,
+    managed: managedRoles,
+    databases,
+    publicKey: 0,
+    skip: (r) => r.name.startsWith('pg_'),
+  });
+}
+
+/** What a driver read, keyed by its own role keys (PostgreSQL oids, Redshift `u:`/`r:` ids). */
+export interface InventoryGraph<K> {
+  principals: InventoryPrincipal[];
+  roles: ReadonlyMap<K, RoleRow>;
+  /** member → the roles it is directly a member of. */
+  memberOf: ReadonlyMap<K, { role: K; admin: boolean }[]>;
+  /** holder (or `publicKey`) → its direct entries. */
+  direct: ReadonlyMap<K, Direct[]>;
+  managed: ReadonlyMap<K, { grantId?: string }>;
+  /** Databases a superuser gets `admin` on. */
+  databases: readonly string[];
+  publicKey: K;
+  /** Roles that are not principals (their entries reach members only). */
+  skip: (r: RoleRow) => boolean;
+}
+
+/**
+ * The entries of every principal: its own, then through each role of its closure
+ * (breadth first, so each role comes with its shortest chain), superusers' attribute.
+ */
+export function expandInventory<K>(g: InventoryGraph<K>): {
+  inventory: Inventory;
+  rich: RichEntry[];
+} {
   const rich: RichEntry[] = [];
   const emit = (
     principalId: string,
@@ -285,18 +323,18 @@ export async function inventoryPostgres(
       ...(chain?.[0] === undefined ? {} : { firstRole: chain[0] }),
     });
   };
-  for (const d of direct.get(0) ?? []) {
+  for (const d of g.direct.get(g.publicKey) ?? []) {
     emit(PUBLIC_ID, d, d.defaults ? 'default-privileges' : 'public', undefined);
   }
-  for (const role of roles.values()) {
-    if (role.name.startsWith('pg_')) continue;
+  for (const [key, role] of g.roles) {
+    if (g.skip(role)) continue;
     const pid = principalIdOf(role);
-    const own = managedRoles.get(role.oid);
-    for (const d of direct.get(role.oid) ?? []) {
+    const own = g.managed.get(key);
+    for (const d of g.direct.get(key) ?? []) {
       emit(pid, d, d.defaults ? 'default-privileges' : 'direct', own);
     }
     if (role.superuser) {
-      for (const db of databases) {
+      for (const db of g.databases) {
         emit(
           pid,
           {
@@ -312,45 +350,44 @@ export async function inventoryPostgres(
         );
       }
     }
-    // Breadth first: the shortest chain to each role of the closure.
-    const seen = new Set<number>([role.oid]);
-    let frontier: { oid: number; chain: string[] }[] = [{ oid: role.oid, chain: [] }];
+    const seen = new Set<K>([key]);
+    let frontier: { key: K; chain: string[] }[] = [{ key, chain: [] }];
     while (frontier.length > 0) {
-      const next: { oid: number; chain: string[] }[] = [];
+      const next: { key: K; chain: string[] }[] = [];
       for (const f of frontier) {
-        for (const m of memberOf.get(f.oid) ?? []) {
+        for (const m of g.memberOf.get(f.key) ?? []) {
           if (seen.has(m.role)) continue;
           seen.add(m.role);
-          const target = roles.get(m.role);
+          const target = g.roles.get(m.role);
           if (target === undefined) continue;
           const chain = [...f.chain, target.name];
-          const managed = managedRoles.get(m.role);
-          const privileges = f.chain.length === 0 && m.admin ? ['MEMBER', 'ADMIN'] : ['MEMBER'];
+          const managed = g.managed.get(m.role);
+          const first = f.chain.length === 0;
           rich.push({
             entry: {
               principalId: pid,
               resourceId: roleId(target.name),
               permission: `role:${target.name}`,
-              privileges,
-              via: f.chain.length === 0 ? 'direct' : 'role',
-              ...(f.chain.length === 0 ? {} : { chain }),
+              privileges: first && m.admin ? ['MEMBER', 'ADMIN'] : ['MEMBER'],
+              via: first ? 'direct' : 'role',
+              ...(first ? {} : { chain }),
               managedByAgent: managed !== undefined,
               ...(managed?.grantId === undefined ? {} : { grantId: managed.grantId }),
             },
             target: { kind: 'membership', role: target.name },
             ownership: false,
-            ...(f.chain.length === 0 ? {} : { firstRole: chain[0] }),
+            ...(first ? {} : { firstRole: chain[0] }),
           });
-          for (const d of direct.get(m.role) ?? []) {
+          for (const d of g.direct.get(m.role) ?? []) {
             emit(pid, d, d.defaults ? 'default-privileges' : 'role', managed, chain);
           }
-          next.push({ oid: m.role, chain });
+          next.push({ key: m.role, chain });
         }
       }
       frontier = next;
     }
   }
-  return { inventory: { principals, entries: rich.map((r) => r.entry) }, rich };
+  return { inventory: { principals: g.principals, entries: rich.map((r) => r.entry) }, rich };
 }
 
 async function readDatabase(

@@ -8,6 +8,7 @@ import type {
   CheckOutput,
   CleanupOutput,
   DiscoverOutput,
+  DiscoverParams,
   Integration,
 } from '../../protocol/messages.js';
 import { getRedshiftClusterCredentials } from '../../secrets/iam-auth.js';
@@ -23,6 +24,7 @@ import { parseRedshiftConfig } from './config.js';
 import type { RedshiftConfig } from './config.js';
 import { RedshiftDialect, redshiftPasswordHash } from './dialect.js';
 import { discoverRedshift } from './discover.js';
+import { inventoryRedshift } from './inventory.js';
 
 /** Renew temporary credentials this long before they expire. */
 const RENEW_MARGIN_MS = 60_000;
@@ -103,10 +105,18 @@ export class RedshiftDriver extends PostgresDriver {
     );
   }
 
-  override discover(ctx: CallContext): Promise<DiscoverOutput> {
-    return this.withScope(ctx, (scope, cfg) =>
-      discoverRedshift(scope, { databases: cfg.databases }),
-    );
+  override discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
+    return this.withScope(ctx, async (scope, cfg) => {
+      const out = await discoverRedshift(scope, { databases: cfg.databases });
+      if (params?.include?.includes('privileges') === true) {
+        const grantRoles = new Map<string, string>();
+        for (const r of await this.dialect.listGrantRoles(scope, {})) {
+          grantRoles.set(r.role, r.grantId);
+        }
+        out.inventory = await inventoryRedshift(scope, { databases: cfg.databases, grantRoles });
+      }
+      return out;
+    });
   }
 
   protected override selfPasswordStatement(password: string, username: string): Promise<string> {
