@@ -215,25 +215,36 @@ async function setup(run: string): Promise<void> {
   });
   await admin(`${prefix}inv`, async (c) => {
     await c.query(`CREATE SCHEMA app AUTHORIZATION ${q(svc)}`);
-    await c.query(
-      `DO $$ BEGIN FOR i IN 1..${TABLES} LOOP EXECUTE format('CREATE TABLE app.t%s (id int)', i); END LOOP; END $$`,
-    );
-    const roles = Array.from({ length: PRINCIPALS }, (_, i) => q(`${prefix}p${i}`));
-    for (let i = 0; i < roles.length; i += 50) {
-      await c.query(
-        `GRANT SELECT ON ALL TABLES IN SCHEMA app TO ${roles.slice(i, i + 50).join(', ')}`,
+    await createTables(c, 'app', TABLES);
+    const roles = Array.from({ length: PRINCIPALS }, (_, i) => q(`${prefix}p${i}`)).join(', ');
+    // A few hundred tables per statement: one transaction must not lock them all.
+    for (let i = 1; i <= TABLES; i += BATCH) {
+      const names = Array.from(
+        { length: Math.min(BATCH, TABLES - i + 1) },
+        (_, k) => `app.t${i + k}`,
       );
+      await c.query(`GRANT SELECT ON ${names.join(', ')} TO ${roles}`);
     }
   });
   await admin(`${prefix}big`, async (c) => {
     const per = Math.ceil(DISCOVER_TABLES / 3);
-    for (const s of ['s1', 's2', 's3']) {
-      await c.query(`CREATE SCHEMA ${s}`);
-      await c.query(
-        `DO $$ BEGIN FOR i IN 1..${per} LOOP EXECUTE format('CREATE TABLE ${s}.t%s (id int)', i); END LOOP; END $$`,
-      );
+    for (const schema of ['s1', 's2', 's3']) {
+      await c.query(`CREATE SCHEMA ${schema}`);
+      await createTables(c, schema, per);
     }
   });
+}
+
+const BATCH = 500;
+
+/** `count` tables `<schema>.t1…`, in batches (each DO block is one transaction). */
+async function createTables(c: pg.Client, schema: string, count: number): Promise<void> {
+  for (let i = 1; i <= count; i += BATCH) {
+    const last = Math.min(count, i + BATCH - 1);
+    await c.query(
+      `DO $$ BEGIN FOR i IN ${i}..${last} LOOP EXECUTE format('CREATE TABLE ${schema}.t%s (id int)', i); END LOOP; END $$`,
+    );
+  }
 }
 
 async function cleanup(run: string): Promise<void> {
