@@ -52,6 +52,8 @@ export interface InventoryOptions {
   /** Grant roles of the agent: role name → grant id. */
   grantRoles: ReadonlyMap<string, string>;
   pageSize?: number;
+  /** Also return what removing each entry needs (`rich`). */
+  withTargets?: boolean;
 }
 
 /** What a direct entry is on, to build the statement that removes it. */
@@ -270,6 +272,7 @@ export async function inventoryPostgres(
     databases,
     publicKey: 0,
     skip: (r) => r.name.startsWith('pg_'),
+    withTargets: opts.withTargets === true,
   });
 }
 
@@ -287,6 +290,8 @@ export interface InventoryGraph<K> {
   publicKey: K;
   /** Roles that are not principals (their entries reach members only). */
   skip: (r: RoleRow) => boolean;
+  /** Keep what the removal needs beside each entry (`rich`); off for a plain discover. */
+  withTargets?: boolean;
 }
 
 /**
@@ -298,6 +303,8 @@ export function expandInventory<K>(g: InventoryGraph<K>): {
   rich: RichEntry[];
 } {
   const rich: RichEntry[] = [];
+  const entries: InventoryEntry[] = [];
+  const keep = g.withTargets === true;
   const emit = (
     principalId: string,
     d: Direct,
@@ -316,12 +323,15 @@ export function expandInventory<K>(g: InventoryGraph<K>): {
       managedByAgent: managed !== undefined,
       ...(managed?.grantId === undefined ? {} : { grantId: managed.grantId }),
     };
-    rich.push({
-      entry,
-      target: d.target,
-      ownership: d.ownership,
-      ...(chain?.[0] === undefined ? {} : { firstRole: chain[0] }),
-    });
+    entries.push(entry);
+    if (keep) {
+      rich.push({
+        entry,
+        target: d.target,
+        ownership: d.ownership,
+        ...(chain?.[0] === undefined ? {} : { firstRole: chain[0] }),
+      });
+    }
   };
   for (const d of g.direct.get(g.publicKey) ?? []) {
     emit(PUBLIC_ID, d, d.defaults ? 'default-privileges' : 'public', undefined);
@@ -363,21 +373,25 @@ export function expandInventory<K>(g: InventoryGraph<K>): {
           const chain = [...f.chain, target.name];
           const managed = g.managed.get(m.role);
           const first = f.chain.length === 0;
-          rich.push({
-            entry: {
-              principalId: pid,
-              resourceId: roleId(target.name),
-              permission: `role:${target.name}`,
-              privileges: first && m.admin ? ['MEMBER', 'ADMIN'] : ['MEMBER'],
-              via: first ? 'direct' : 'role',
-              ...(first ? {} : { chain }),
-              managedByAgent: managed !== undefined,
-              ...(managed?.grantId === undefined ? {} : { grantId: managed.grantId }),
-            },
-            target: { kind: 'membership', role: target.name },
-            ownership: false,
-            ...(first ? {} : { firstRole: chain[0] }),
-          });
+          const entry: InventoryEntry = {
+            principalId: pid,
+            resourceId: roleId(target.name),
+            permission: `role:${target.name}`,
+            privileges: first && m.admin ? ['MEMBER', 'ADMIN'] : ['MEMBER'],
+            via: first ? 'direct' : 'role',
+            ...(first ? {} : { chain }),
+            managedByAgent: managed !== undefined,
+            ...(managed?.grantId === undefined ? {} : { grantId: managed.grantId }),
+          };
+          entries.push(entry);
+          if (keep) {
+            rich.push({
+              entry,
+              target: { kind: 'membership', role: target.name },
+              ownership: false,
+              ...(first ? {} : { firstRole: chain[0] }),
+            });
+          }
           for (const d of g.direct.get(m.role) ?? []) {
             emit(pid, d, d.defaults ? 'default-privileges' : 'role', managed, chain);
           }
@@ -387,7 +401,7 @@ export function expandInventory<K>(g: InventoryGraph<K>): {
       frontier = next;
     }
   }
-  return { inventory: { principals: g.principals, entries: rich.map((r) => r.entry) }, rich };
+  return { inventory: { principals: g.principals, entries }, rich };
 }
 
 async function readDatabase(
@@ -568,6 +582,7 @@ export async function removeStandingPostgres(
   const database = [...dbs][0];
   const { inventory, rich } = await inventoryPostgres(scope, {
     ...opts,
+    withTargets: true,
     databases: database === undefined ? [] : [database],
   });
   const principals = new Map(inventory.principals.map((p) => [p.id, p]));
