@@ -88,6 +88,8 @@ function namedSchemas(): [string, z.ZodType][] {
     ['Signature', m.SignatureSchema],
     ['ResultAck', m.ResultAckSchema],
     ['Cancel', m.CancelSchema],
+    ['ResultChunk', m.ResultChunkSchema],
+    ['ResultChunkAck', m.ResultChunkAckSchema],
     ['WireError', m.WireErrorSchema],
     // envelope
     ['Envelope', m.EnvelopeSchema],

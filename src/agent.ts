@@ -266,6 +266,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     heartbeatTimeoutMs: config.heartbeat.timeoutMs,
     backoff: { ...config.reconnect },
     maxFrameBytes: config.maxFrameBytes,
+    maxResultFrameBytes: config.maxResultFrameBytes,
     ...(config.caBundle == null ? {} : { caBundle: config.caBundle }),
     ...(config.httpsProxy == null ? {} : { proxyUrl: config.httpsProxy }),
     outbox,

@@ -42,6 +42,10 @@ export interface AgentEventMap {
    * send-buffer bound waits in the socket; reading is held too) or released.
    */
   'link:sending': { held: boolean; bufferedBytes: number };
+  /** One `result-chunk` frame of a result too large for one frame was written. */
+  'link:chunk-sent': { commandId: string };
+  /** A result too large for one frame went as `E_TOO_LARGE` (the control plane takes no chunks). */
+  'link:result-too-large': { commandId: string; bytes: number };
   'outbox:size': { size: number };
   /** Whether the state journal is in use (false: memory only, by choice or by failure). */
   'state:enabled': { enabled: boolean };

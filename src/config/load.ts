@@ -50,6 +50,7 @@ export interface AgentConfig {
     readonly stableAfterMs: number;
   };
   readonly maxFrameBytes: number;
+  readonly maxResultFrameBytes: number;
   readonly concurrency: {
     readonly global: number;
     readonly perIntegration: number;

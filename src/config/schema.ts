@@ -298,6 +298,16 @@ export const SETTINGS: readonly Setting[] = [
     docDefault: '`1MiB`',
     doc: 'Largest WebSocket frame accepted; larger ones are refused (`E_TOO_LARGE`).',
   },
+  {
+    path: 'maxResultFrameBytes',
+    env: 'LATCHKEY_MAX_RESULT_FRAME_BYTES',
+    format: 'size',
+    default: MIB,
+    min: 4 * KIB,
+    max: 64 * MIB,
+    docDefault: '`1MiB`',
+    doc: 'Largest frame the agent sends: a larger result goes as `result-chunk` frames, or fails with `E_TOO_LARGE` when the control plane takes no chunks (docs/protocol.md).',
+  },
   // --- queue ---------------------------------------------------------------------------
   {
     path: 'concurrency.global',

@@ -22,6 +22,13 @@
  *    commands, duplicates or acks produce output) and results stay in the outbox only;
  *    when the socket drains, reading restarts and the held results are sent, in order.
  *    A peer that takes nothing for `heartbeatTimeoutMs` is terminated.
+ * 7. Large results: no frame the agent sends exceeds `maxResultFrameBytes`. `hello`
+ *    announces `capabilities.resultChunks`; when `welcome.resultChunks` is true, a result
+ *    whose frame is larger goes as `result-chunk` frames cut from the outbox's text on
+ *    demand, at most `resultChunkWindow` unacknowledged at a time (so memory stays bounded
+ *    by the window, not by the result), resumed after a reconnect from the control plane's
+ *    last `result-chunk-ack`. Without it such a result is answered by an `E_TOO_LARGE`
+ *    error result under the same command id.
  */
 import type { Duplex } from 'node:stream';
 import { rootCertificates } from 'node:tls';
@@ -45,12 +52,28 @@ import {
 } from '../protocol/messages.js';
 import { Backoff } from './backoff.js';
 import type { Outbox } from './outbox.js';
-import type { ResultFrame } from '../protocol/result-frame.js';
+import { charIndexOfByte, nextChunk, type ResultFrame } from '../protocol/result-frame.js';
 
 export const HEADER_CONNECTOR_ID = 'X-Latchkey-Connector-Id';
 /** Default of `maxSendBufferBytes`. */
 export const DEFAULT_MAX_SEND_BUFFER_BYTES = 4 * 1024 * 1024;
 export const HEADER_PROTOCOL = 'X-Latchkey-Protocol';
+/** Default of `maxResultFrameBytes`. */
+export const DEFAULT_MAX_RESULT_FRAME_BYTES = 1024 * 1024;
+/** Default of `resultChunkWindow`. */
+export const DEFAULT_RESULT_CHUNK_WINDOW = 4;
+
+/** A chunked result being delivered (kept across reconnects until its `result-ack`). */
+interface ChunkTransfer {
+  frame: ResultFrame;
+  /** Bytes the control plane acknowledged (its last `next`). */
+  acked: number;
+  /** Where the next chunk starts on this connection (byte offset, UTF-16 index). */
+  sendByte: number;
+  sendChar: number;
+  /** End offsets (byte → UTF-16 index) of chunks sent and not yet acknowledged, in order. */
+  inFlight: Map<number, number>;
+}
 
 export interface ControlPlaneClientOptions {
   /** `wss://…` (or `ws://…` for local development). */
@@ -68,6 +91,13 @@ export interface ControlPlaneClientOptions {
   backoff: { initialMs: number; maxMs: number; stableAfterMs: number };
   /** Inbound frames above this are refused with `E_TOO_LARGE`. */
   maxFrameBytes: number;
+  /**
+   * Largest frame the agent sends; a larger result goes in chunks (or fails with
+   * `E_TOO_LARGE` when the control plane does not take chunks). Default 1 MiB.
+   */
+  maxResultFrameBytes?: number;
+  /** Unacknowledged `result-chunk` frames per result. Default 4. */
+  resultChunkWindow?: number;
   /**
    * Bytes written and not yet taken by the control plane (`bufferedAmount`) above which
    * the link stops reading and holds results in the outbox. Default
@@ -182,6 +212,12 @@ export class ControlPlaneClient {
    * socket takes them.
    */
   private readonly unsent = new Map<string, ResultFrame>();
+  private readonly maxResultFrame: number;
+  private readonly chunkWindow: number;
+  /** The control plane of this connection takes `result-chunk` frames. */
+  private chunksAccepted = false;
+  /** Chunked results not yet acknowledged, by command id (outlive a connection). */
+  private readonly transfers = new Map<string, ChunkTransfer>();
   private isConnected = false;
   private started = false;
   private stopped = false;
@@ -203,6 +239,14 @@ export class ControlPlaneClient {
     this.maxSendBuffer = opts.maxSendBufferBytes ?? DEFAULT_MAX_SEND_BUFFER_BYTES;
     if (!Number.isFinite(this.maxSendBuffer) || this.maxSendBuffer < 1) {
       throw new RangeError('maxSendBufferBytes must be a positive number');
+    }
+    this.maxResultFrame = opts.maxResultFrameBytes ?? DEFAULT_MAX_RESULT_FRAME_BYTES;
+    this.chunkWindow = opts.resultChunkWindow ?? DEFAULT_RESULT_CHUNK_WINDOW;
+    if (!Number.isInteger(this.maxResultFrame) || this.maxResultFrame < 1024) {
+      throw new RangeError('maxResultFrameBytes must be an integer of at least 1024');
+    }
+    if (!Number.isInteger(this.chunkWindow) || this.chunkWindow < 1) {
+      throw new RangeError('resultChunkWindow must be a positive integer');
     }
     this.ca = opts.caBundle ? [...rootCertificates, opts.caBundle] : undefined;
     this.agent = this.makeProxyAgent();
@@ -277,6 +321,11 @@ export class ControlPlaneClient {
   /** Results waiting to be written on this connection (they are in the outbox). */
   get unsentResults(): number {
     return this.unsent.size;
+  }
+
+  /** Chunked results under way: command id → bytes acknowledged by the control plane. */
+  chunkProgress(): Map<string, number> {
+    return new Map([...this.transfers].map(([id, t]) => [id, t.acked]));
   }
 
   /** Reading is paused while the agent holds it or sending is held. */
@@ -419,7 +468,10 @@ export class ControlPlaneClient {
         connectorId: opts.connectorId,
         instanceId: opts.instanceId,
         version: opts.version,
-        capabilities: opts.capabilities,
+        capabilities: {
+          ...opts.capabilities,
+          resultChunks: { maxFrameBytes: this.maxResultFrame },
+        },
       };
       this.helloNonce = opts.trustedKeys !== undefined ? newKeyProofNonce() : undefined;
       if (this.helloNonce !== undefined) hello.keyProof = { nonce: this.helloNonce };
@@ -487,6 +539,7 @@ export class ControlPlaneClient {
         this.backoff.disconnected();
         // Everything unsent is in the outbox: re-sent after the next welcome.
         this.unsent.clear();
+        this.chunksAccepted = false;
         this.setSendHeld(false);
       }
       if (wasConnected) {
@@ -531,7 +584,11 @@ export class ControlPlaneClient {
       case 'cancel':
         this.safeCall(() => this.cancelHandler(msg.commandId));
         return;
+      case 'result-chunk-ack':
+        this.onChunkAck(msg.commandId, msg.next);
+        return;
       case 'result-ack':
+        this.transfers.delete(msg.commandId);
         this.opts.outbox.ack(msg.commandId).catch((err: unknown) => {
           this.logger.error({ err, commandId: msg.commandId }, 'outbox ack failed');
         });
@@ -540,8 +597,10 @@ export class ControlPlaneClient {
   }
 
   private onWelcome(ws: WebSocket, welcome: Welcome): void {
+    const chunks = welcome.resultChunks === true;
     this.clearDeadTimer();
     if (this.isConnected) return;
+    this.chunksAccepted = chunks;
     const now = Date.now();
     const server = Date.parse(welcome.serverTime);
     if (Number.isFinite(server)) {
@@ -573,6 +632,11 @@ export class ControlPlaneClient {
     }
     this.opts.events.emit('link:connected', { url: this.logUrl });
     this.unsent.clear();
+    for (const t of this.transfers.values()) {
+      // Resume from what the control plane acknowledged; the rest was lost with the link.
+      t.inFlight.clear();
+      this.rewind(t, t.acked);
+    }
     for (const frame of this.opts.outbox.frames()) this.unsent.set(frame.commandId, frame);
     this.pump();
   }
@@ -586,8 +650,100 @@ export class ControlPlaneClient {
       this.unsent.delete(commandId);
       // Acknowledged meanwhile (e.g. it was also sent on an earlier connection).
       if (!this.opts.outbox.has(commandId)) continue;
+      if (frame.bytes > this.maxResultFrame) {
+        if (this.chunksAccepted) {
+          this.startTransfer(frame);
+          continue;
+        }
+        this.logger.warn(
+          { commandId, bytes: frame.bytes, maxResultFrameBytes: this.maxResultFrame },
+          'result too large for one frame and the control plane takes no chunks: sending E_TOO_LARGE',
+        );
+        this.opts.events.emit('link:result-too-large', { commandId, bytes: frame.bytes });
+        if (!this.sendText(frame.tooLarge(this.maxResultFrame).text)) return;
+        continue;
+      }
       if (!this.sendText(frame.text)) return;
     }
+    for (const t of this.transfers.values()) {
+      if (this.sendHeld || this.ws !== ws) return;
+      this.sendChunks(t);
+    }
+  }
+
+  /** Starts (or, for a result already under way, resumes) delivering `frame` in chunks. */
+  private startTransfer(frame: ResultFrame): void {
+    let t = this.transfers.get(frame.commandId);
+    if (t === undefined || t.frame !== frame) {
+      // New, or the outbox holds a new result for the command id: start over.
+      t = { frame, acked: 0, sendByte: 0, sendChar: 0, inFlight: new Map() };
+      this.transfers.set(frame.commandId, t);
+    }
+    this.sendChunks(t);
+  }
+
+  /** Sends chunks of `t` while fewer than the window are unacknowledged. */
+  private sendChunks(t: ChunkTransfer): void {
+    if (!this.isConnected || !this.chunksAccepted) return;
+    if (!this.opts.outbox.has(t.frame.commandId)) {
+      this.transfers.delete(t.frame.commandId);
+      return;
+    }
+    while (t.sendByte < t.frame.bytes && t.inFlight.size < this.chunkWindow && !this.sendHeld) {
+      const piece = nextChunk(t.frame, t.sendChar, t.sendByte, this.maxResultFrame);
+      if (!this.sendText(piece.text)) return;
+      t.inFlight.set(piece.endByte, piece.endChar);
+      t.sendByte = piece.endByte;
+      t.sendChar = piece.endChar;
+      this.opts.events.emit('link:chunk-sent', { commandId: t.frame.commandId });
+    }
+  }
+
+  /** Moves the next chunk of `t` to byte `offset`; false when it is not a character boundary. */
+  private rewind(t: ChunkTransfer, offset: number): boolean {
+    const char =
+      offset === 0 ? 0 : (t.inFlight.get(offset) ?? charIndexOfByte(t.frame.text, offset));
+    if (char === undefined) return false;
+    t.sendByte = offset;
+    t.sendChar = char;
+    return true;
+  }
+
+  private onChunkAck(commandId: string, next: number): void {
+    const t = this.transfers.get(commandId);
+    if (t === undefined) return; // acknowledged, replaced, or never chunked: nothing to do
+    if (next > t.frame.bytes) {
+      this.logger.warn(
+        { commandId, next },
+        'result-chunk-ack beyond the end of the result; ignored',
+      );
+      return;
+    }
+    if (next === t.acked) {
+      // A repeated ack (a chunk it already held arrived again): nothing new.
+    } else if (next < t.acked || next > t.sendByte || !t.inFlight.has(next)) {
+      // The control plane holds less than it said before (it lost chunks), or more than
+      // was sent on this connection (kept from an earlier connection or process): go on
+      // from where it stands.
+      t.inFlight.clear();
+      if (!this.rewind(t, next)) {
+        this.logger.warn(
+          { commandId, next },
+          'result-chunk-ack inside a character; sending the result again from the start',
+        );
+        this.rewind(t, 0);
+        t.acked = 0;
+      } else {
+        t.acked = next;
+      }
+    } else {
+      t.acked = next;
+      for (const end of [...t.inFlight.keys()]) {
+        if (end > next) break;
+        t.inFlight.delete(end);
+      }
+    }
+    this.sendChunks(t);
   }
 
   /**

@@ -11,7 +11,11 @@
  * - a command stays *pending* until a `result` (or `rejected`) arrives for it, and is
  *   redelivered when an agent of the connector (re)connects, or handed to another
  *   connected replica when the socket it went to closes;
- * - every `result` is acknowledged with `result-ack`, unless acks are withheld (tests).
+ * - every `result` is acknowledged with `result-ack`, unless acks are withheld (tests);
+ * - `welcome` accepts chunked results (unless `acceptResultChunks: false`); chunks are
+ *   reassembled by offset, each acknowledged with `result-chunk-ack` (unless chunk acks
+ *   are withheld), checked against `size` and `sha256`, and the result is then handled
+ *   like one sent in one frame.
  *
  * Not for production: state is in memory and the HTTP API has no authentication, which is
  * why it listens on 127.0.0.1 by default.
@@ -63,6 +67,10 @@ export interface DevControlPlaneOptions {
   signingKey: { keyId: string; privateKeyPem: string };
   /** Do not send `result-ack` (tests of the agent's outbox). Default false. */
   withholdAcks?: boolean;
+  /** Answer `welcome.resultChunks: true` (take chunked results). Default true. */
+  acceptResultChunks?: boolean;
+  /** Do not send `result-chunk-ack` (tests of the agent's chunk window). Default false. */
+  withholdChunkAcks?: boolean;
   /** Lifetime of a command (`expiresAt - issuedAt`); default 5 minutes. */
   defaultTtlMs?: number;
   /** Serve TLS (`wss://`, `https://`) with this certificate chain and key (PEM). */
@@ -128,6 +136,11 @@ export interface DevControlPlane {
   /** Terminates every agent socket (no close handshake): a network cut as seen by agents. */
   dropConnections(): void;
   setWithholdAcks(on: boolean): void;
+  setWithholdChunkAcks(on: boolean): void;
+  /** Chunked results being reassembled: command id → bytes held. */
+  partialResults(): Map<string, number>;
+  /** Forgets the chunks held of unfinished results (a control plane that lost them). */
+  forgetPartialResults(): void;
   close(): Promise<void>;
 }
 
@@ -146,6 +159,14 @@ interface Pending {
   connectorId: string;
   frame: string;
   deliveredTo: Conn | null;
+}
+
+/** A chunked result being reassembled. */
+interface Partial {
+  size: number;
+  sha256: string;
+  parts: Buffer[];
+  have: number;
 }
 
 interface Waiter {
@@ -186,6 +207,9 @@ export async function startDevControlPlane(opts: DevControlPlaneOptions): Promis
   const ttlDefault = opts.defaultTtlMs ?? DEFAULT_TTL_MS;
   const tokens = opts.agents.map((a) => ({ connectorId: a.connectorId, token: digest(a.token) }));
   let withholdAcks = opts.withholdAcks ?? false;
+  let withholdChunkAcks = opts.withholdChunkAcks ?? false;
+  const acceptChunks = opts.acceptResultChunks ?? true;
+  const partials = new Map<string, Partial>();
 
   const conns = new Set<Conn>();
   const pending = new Map<string, Pending>();
@@ -327,6 +351,7 @@ export async function startDevControlPlane(opts: DevControlPlaneOptions): Promis
             ...(msg.keyProof !== undefined
               ? { keyProof: signKeyProof(conn.connectorId, msg.keyProof.nonce, signingKey, keyId) }
               : {}),
+            ...(acceptChunks ? { resultChunks: true } : {}),
           }),
         );
         for (const [, p] of pending) {
@@ -336,7 +361,14 @@ export async function startDevControlPlane(opts: DevControlPlaneOptions): Promis
         }
         break;
       }
+      case 'result-chunk': {
+        received.push(msg);
+        const whole = onChunk(conn, msg);
+        if (whole !== undefined) onMessage(conn, whole);
+        return;
+      }
       case 'result': {
+        partials.delete(msg.commandId);
         const copies = results.get(msg.commandId) ?? [];
         copies.push(msg);
         results.set(msg.commandId, copies);
@@ -358,6 +390,45 @@ export async function startDevControlPlane(opts: DevControlPlaneOptions): Promis
     received.push(msg);
     for (const w of [...waiters]) {
       if (w.match(msg)) w.resolve(msg);
+    }
+  }
+
+  /**
+   * Adds a chunk to its result; returns the result's text once complete and verified.
+   * Chunks are taken by offset: the part beyond what is held is appended, a chunk that
+   * starts after it is ignored; each is answered with the bytes held.
+   */
+  function onChunk(conn: Conn, msg: AgentMessageOf<'result-chunk'>): string | undefined {
+    if (!acceptChunks) return undefined;
+    let p = partials.get(msg.commandId);
+    if (p !== undefined && (p.size !== msg.size || p.sha256 !== msg.sha256)) p = undefined;
+    if (p === undefined) {
+      p = { size: msg.size, sha256: msg.sha256, parts: [], have: 0 };
+      partials.set(msg.commandId, p);
+    }
+    const data = Buffer.from(msg.data, 'utf8');
+    const end = msg.offset + data.length;
+    if (msg.offset <= p.have && end > p.have && end <= p.size) {
+      p.parts.push(data.subarray(p.have - msg.offset));
+      p.have = end;
+    }
+    if (p.have === p.size) {
+      partials.delete(msg.commandId);
+      const whole = Buffer.concat(p.parts);
+      if (createHash('sha256').update(whole).digest('hex') !== p.sha256) {
+        logger.warn({ commandId: msg.commandId }, 'chunked result does not match its sha256');
+        ack(conn, msg.commandId, 0);
+        return undefined;
+      }
+      return whole.toString('utf8');
+    }
+    if (!withholdChunkAcks) ack(conn, msg.commandId, p.have);
+    return undefined;
+  }
+
+  function ack(conn: Conn, commandId: string, next: number): void {
+    if (conn.ws.readyState === WebSocket.OPEN) {
+      conn.ws.send(JSON.stringify({ type: 'result-chunk-ack', commandId, next }));
     }
   }
 
@@ -584,6 +655,11 @@ export async function startDevControlPlane(opts: DevControlPlaneOptions): Promis
     dropConnections: () => {
       for (const c of conns) c.ws.terminate();
     },
+    setWithholdChunkAcks: (on) => {
+      withholdChunkAcks = on;
+    },
+    partialResults: () => new Map([...partials].map(([id, p]) => [id, p.have])),
+    forgetPartialResults: () => partials.clear(),
     setWithholdAcks: (on) => {
       withholdAcks = on;
     },

@@ -756,8 +756,30 @@ function decrement<K>(map: Map<K, number>, key: K): void {
 
 async function callDriver(driver: Driver, ctx: CallContext, envelope: Envelope): Promise<unknown> {
   switch (envelope.kind) {
-    case 'discover':
-      return driver.discover(ctx, envelope.params);
+    case 'discover': {
+      const output = await driver.discover(ctx, envelope.params);
+      // Asked for the access inventory from a driver that has none: say so, rather
+      // than a silently missing inventory that reads like "nobody holds anything".
+      if (
+        envelope.params.include?.includes('privileges') === true &&
+        typeof output === 'object' &&
+        output !== null &&
+        output.inventory === undefined &&
+        Array.isArray(output.warnings)
+      ) {
+        return {
+          ...output,
+          warnings: [
+            ...output.warnings,
+            {
+              code: 'E_UNSUPPORTED',
+              message: `the ${driver.type} driver does not produce an access inventory (include: privileges)`,
+            },
+          ],
+        };
+      }
+      return output;
+    }
     case 'grant':
       return driver.grant(ctx, envelope.params);
     case 'revoke':

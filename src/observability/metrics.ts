@@ -157,6 +157,16 @@ export function createMetrics(events: AgentEvents): Metrics {
     labelNames: ['service', 'operation', 'outcome'] as const,
     registers,
   });
+  const resultChunks = new prom.Counter({
+    name: 'latchkey_result_chunks_sent_total',
+    help: 'result-chunk frames sent (pieces of results too large for one frame; re-sends included).',
+    registers,
+  });
+  const resultsTooLarge = new prom.Counter({
+    name: 'latchkey_results_too_large_total',
+    help: 'Results too large for one frame answered E_TOO_LARGE because the control plane takes no chunks.',
+    registers,
+  });
   const listenerErrors = new prom.Counter({
     name: 'latchkey_event_listener_errors_total',
     help: 'Event listeners that threw (a bug in logging or metrics code).',
@@ -191,6 +201,8 @@ export function createMetrics(events: AgentEvents): Metrics {
     events.on('refusal:log-suppressed', (e) => refusalLogsSuppressed.inc({ code: e.code })),
     events.on('command:duplicate', () => duplicates.inc()),
     events.on('outbox:size', (e) => outbox.set(e.size)),
+    events.on('link:chunk-sent', () => resultChunks.inc()),
+    events.on('link:result-too-large', () => resultsTooLarge.inc()),
     events.on('state:enabled', (e) => stateEnabled.set(e.enabled ? 1 : 0)),
     events.on('state:size', (e) => {
       stateBytes.set(e.bytes);

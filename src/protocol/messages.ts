@@ -462,6 +462,12 @@ export const HelloSchema = z.object({
   capabilities: z.object({
     kinds: z.array(CommandKindSchema),
     integrationTypes: z.array(z.string()),
+    /**
+     * The agent can deliver a result too large for one frame as `result-chunk` frames
+     * (docs/protocol.md, "Chunked results"); no frame it sends exceeds `maxFrameBytes`.
+     * Used only when the control plane answers `welcome.resultChunks: true`.
+     */
+    resultChunks: z.object({ maxFrameBytes: z.int().positive() }).optional(),
   }),
   /**
    * Optional: asks the control plane to prove its command-signing key in `welcome`
@@ -503,11 +509,31 @@ export const ResultSchema = z.object({
   timings: TimingsSchema,
 });
 
+/**
+ * One piece of a result too large for one frame (only on a link whose `welcome` accepted
+ * result chunks). The result's frame text (the JSON of its `result` message) is cut into
+ * pieces at character boundaries; `data` is one piece, starting at UTF-8 byte `offset` of
+ * that text. Concatenating the `data` of offsets 0…`size` gives the text back.
+ */
+export const ResultChunkSchema = z.object({
+  type: z.literal('result-chunk'),
+  commandId: z.string(),
+  /** UTF-8 byte offset of `data` in the result's frame text. */
+  offset: z.int().nonnegative(),
+  /** UTF-8 bytes of the whole result's frame text. */
+  size: z.int().positive(),
+  /** SHA-256 (lower-case hex) of the whole text's UTF-8 bytes. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** The piece: at least one character, never half of one. */
+  data: z.string().min(1),
+});
+
 export const AgentMessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
   AcceptedSchema,
   RejectedSchema,
   ResultSchema,
+  ResultChunkSchema,
 ]);
 
 // ---------------------------------------------------------------------------------------
@@ -523,6 +549,8 @@ export const WelcomeSchema = z.object({
   keyProof: z
     .object({ keyId: z.string().min(1).max(128), value: z.string().min(1).max(256) })
     .optional(),
+  /** True: this control plane takes `result-chunk` frames (answer to `hello.capabilities.resultChunks`). */
+  resultChunks: z.boolean().optional(),
 });
 
 export const CommandMessageSchema = z.object({
@@ -542,17 +570,31 @@ export const CancelSchema = z.object({
   commandId: z.string(),
 });
 
+/**
+ * The control plane holds the first `next` bytes of a chunked result (cumulative: every
+ * chunk up to there is stored). The agent sends on from `next`; a `next` lower than before
+ * (the control plane lost them) makes it send again from there.
+ */
+export const ResultChunkAckSchema = z.object({
+  type: z.literal('result-chunk-ack'),
+  commandId: z.string(),
+  next: z.int().nonnegative(),
+});
+
 export const ControlPlaneMessageSchema = z.discriminatedUnion('type', [
   WelcomeSchema,
   CommandMessageSchema,
   ResultAckSchema,
   CancelSchema,
+  ResultChunkAckSchema,
 ]);
 
 export type Hello = z.infer<typeof HelloSchema>;
 export type Accepted = z.infer<typeof AcceptedSchema>;
 export type Rejected = z.infer<typeof RejectedSchema>;
 export type Result = z.infer<typeof ResultSchema>;
+export type ResultChunk = z.infer<typeof ResultChunkSchema>;
+export type ResultChunkAck = z.infer<typeof ResultChunkAckSchema>;
 export type AgentMessage = z.infer<typeof AgentMessageSchema>;
 export type Welcome = z.infer<typeof WelcomeSchema>;
 export type CommandMessage = z.infer<typeof CommandMessageSchema>;

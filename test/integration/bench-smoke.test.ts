@@ -31,6 +31,13 @@ describe('benchmarks still run', () => {
     expect(code).toBe(0);
   }, 120_000);
 
+  it('inventory: tables × principals, chunked, and a large discover', async () => {
+    const { code, out } = await runBench('inventory.bench.ts', ['60', '3', '30', '8192']);
+    expect(out).toMatch(/60 tables × 3 principals: \d+ entries, .* in \d+ frames \(≤ 8192 bytes/);
+    expect(out).toMatch(/discover 30 tables × 3 schemas/);
+    expect(code).toBe(0);
+  }, 120_000);
+
   it('mysql: grant+revoke through the driver and direct', async () => {
     const { code, out } = await runBench('mysql.bench.ts', ['4', '2', '1']);
     expect(out).toMatch(/ratio\s+: \d/);

@@ -11,6 +11,7 @@ import type {
   CleanupParams,
   CommandKind,
   DiscoverOutput,
+  DiscoverParams,
   GrantOutput,
   GrantParams,
   Integration,
@@ -19,6 +20,7 @@ import type {
   RotateOutput,
   RotateParams,
   SecretRef,
+  StandingCleanupParams,
 } from '../../protocol/messages.js';
 import { COMMAND_KINDS } from '../../protocol/messages.js';
 import { checkSecretBinding, bindingPolicyOf, resolveBoundSecret } from '../../secrets/binding.js';
@@ -45,6 +47,7 @@ import type { PostgresConfig } from './config.js';
 import { PostgresDialect, quoteIdent, quoteLiteral, str } from './dialect.js';
 import { journalSchemaName } from './guardrails.js';
 import { discoverPostgres } from './discover.js';
+import { inventoryPostgres, removeStandingPostgres, type InventoryOptions } from './inventory.js';
 import { mapPgError } from './errors.js';
 import {
   PgPools,
@@ -272,15 +275,46 @@ export class PostgresDriver implements Driver {
 
   // ----- commands -----------------------------------------------------------------------
 
-  discover(ctx: CallContext): Promise<DiscoverOutput> {
-    return this.withScope(ctx, (scope, cfg) =>
-      discoverPostgres(scope, {
+  discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
+    return this.withScope(ctx, async (scope, cfg) => {
+      const out = await discoverPostgres(scope, {
         databases: cfg.databases,
         ...(this.options.discoverPageSize === undefined
           ? {}
           : { pageSize: this.options.discoverPageSize }),
-      }),
+      });
+      if (params?.include?.includes('privileges') === true) {
+        const { inventory } = await inventoryPostgres(
+          scope,
+          await this.inventoryOptions(scope, cfg),
+        );
+        out.inventory = inventory;
+      }
+      return out;
+    });
+  }
+
+  /**
+   * Removes standing access listed by the inventory (docs/drivers/postgres.md, "Access
+   * inventory"): a dry run unless `params.apply`.
+   */
+  removeStanding(ctx: CallContext, params: StandingCleanupParams): Promise<CleanupOutput> {
+    return this.withScope(ctx, async (scope, cfg) =>
+      removeStandingPostgres(scope, params, await this.inventoryOptions(scope, cfg)),
     );
+  }
+
+  protected async inventoryOptions(
+    scope: SqlScope,
+    cfg: PostgresConfig,
+  ): Promise<InventoryOptions> {
+    const grantRoles = new Map<string, string>();
+    for (const r of await this.dialect.listGrantRoles(scope, {})) grantRoles.set(r.role, r.grantId);
+    return {
+      databases: cfg.databases,
+      protectedMarker: `${this.services.tagPrefix}:protected`,
+      grantRoles,
+    };
   }
 
   grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput> {

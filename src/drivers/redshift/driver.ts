@@ -3,7 +3,14 @@
  * dialect, with svv_* discovery and GetClusterCredentials as an auth type.
  */
 import { RedshiftClient } from '@aws-sdk/client-redshift';
-import type { CheckOutput, DiscoverOutput, Integration } from '../../protocol/messages.js';
+import { LatchkeyError } from '../../errors.js';
+import type {
+  CheckOutput,
+  CleanupOutput,
+  DiscoverOutput,
+  DiscoverParams,
+  Integration,
+} from '../../protocol/messages.js';
 import { getRedshiftClusterCredentials } from '../../secrets/iam-auth.js';
 import type { RedshiftClusterCredentials } from '../../secrets/iam-auth.js';
 import type { CallContext, DriverServices } from '../driver.js';
@@ -17,6 +24,7 @@ import { parseRedshiftConfig } from './config.js';
 import type { RedshiftConfig } from './config.js';
 import { RedshiftDialect, redshiftPasswordHash } from './dialect.js';
 import { discoverRedshift } from './discover.js';
+import { inventoryRedshift } from './inventory.js';
 
 /** Renew temporary credentials this long before they expire. */
 const RENEW_MARGIN_MS = 60_000;
@@ -95,10 +103,25 @@ export class RedshiftDriver extends PostgresDriver {
     return { ...super.coreOptions(cfg), iamAuth: false };
   }
 
-  override discover(ctx: CallContext): Promise<DiscoverOutput> {
-    return this.withScope(ctx, (scope, cfg) =>
-      discoverRedshift(scope, { databases: cfg.databases }),
+  /** Not yet on Redshift (docs/drivers/redshift.md, "Access inventory"). */
+  override removeStanding(): Promise<CleanupOutput> {
+    return Promise.reject(
+      new LatchkeyError('E_UNSUPPORTED', 'the redshift driver cannot remove standing access yet'),
     );
+  }
+
+  override discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
+    return this.withScope(ctx, async (scope, cfg) => {
+      const out = await discoverRedshift(scope, { databases: cfg.databases });
+      if (params?.include?.includes('privileges') === true) {
+        const grantRoles = new Map<string, string>();
+        for (const r of await this.dialect.listGrantRoles(scope, {})) {
+          grantRoles.set(r.role, r.grantId);
+        }
+        out.inventory = await inventoryRedshift(scope, { databases: cfg.databases, grantRoles });
+      }
+      return out;
+    });
   }
 
   protected override selfPasswordStatement(password: string, username: string): Promise<string> {

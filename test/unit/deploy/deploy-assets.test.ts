@@ -31,6 +31,8 @@ const METRICS = [
   'latchkey_refusal_logs_suppressed_total',
   'latchkey_duplicates_total',
   'latchkey_outbox_size',
+  'latchkey_result_chunks_sent_total',
+  'latchkey_results_too_large_total',
   'latchkey_state_enabled',
   'latchkey_state_journal_bytes',
   'latchkey_state_journal_records',

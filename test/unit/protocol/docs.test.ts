@@ -89,7 +89,8 @@ describe('docs/protocol.md', () => {
         msg.type === 'hello' ||
         msg.type === 'accepted' ||
         msg.type === 'rejected' ||
-        msg.type === 'result'
+        msg.type === 'result' ||
+        msg.type === 'result-chunk'
           ? AgentMessageSchema
           : ControlPlaneMessageSchema
       ).safeParse(msg);
@@ -104,6 +105,8 @@ describe('docs/protocol.md', () => {
         'rejected',
         'result',
         'result-ack',
+        'result-chunk',
+        'result-chunk-ack',
         'welcome',
       ].sort(),
     );
