@@ -37,7 +37,12 @@ describe('MySQL 8 service account privileges', () => {
   });
 
   it('names CONNECTION_ADMIN and the one GRANT that fixes it', async () => {
-    fake.showGrants = [FULL[0] ?? '', `GRANT ROLE_ADMIN ON *.* TO ${ACCOUNT}`, FULL[2] ?? '', FULL[3] ?? ''];
+    fake.showGrants = [
+      FULL[0] ?? '',
+      `GRANT ROLE_ADMIN ON *.* TO ${ACCOUNT}`,
+      FULL[2] ?? '',
+      FULL[3] ?? '',
+    ];
     const lines = await privilegeChecks(fake, ops, required);
     expect(lines.filter((l) => !l.ok)).toEqual([
       {
@@ -49,7 +54,12 @@ describe('MySQL 8 service account privileges', () => {
   });
 
   it('SUPER stands in for the dynamic privileges (self-managed MySQL)', async () => {
-    fake.showGrants = [FULL[0] ?? '', `GRANT SUPER ON *.* TO ${ACCOUNT}`, FULL[2] ?? '', FULL[3] ?? ''];
+    fake.showGrants = [
+      FULL[0] ?? '',
+      `GRANT SUPER ON *.* TO ${ACCOUNT}`,
+      FULL[2] ?? '',
+      FULL[3] ?? '',
+    ];
     const lines = await privilegeChecks(fake, ops, required);
     expect(lines.filter((l) => !l.ok)).toEqual([]);
   });
@@ -81,7 +91,12 @@ describe('MySQL 8 service account privileges', () => {
 
   it('on Amazon RDS (no CONNECTION_ADMIN possible) asks for EXECUTE on mysql.rds_kill instead', async () => {
     fake.basedir = '/rdsdbbin/mysql-8.0.40.R2/';
-    fake.showGrants = [FULL[0] ?? '', `GRANT ROLE_ADMIN ON *.* TO ${ACCOUNT}`, FULL[2] ?? '', FULL[3] ?? ''];
+    fake.showGrants = [
+      FULL[0] ?? '',
+      `GRANT ROLE_ADMIN ON *.* TO ${ACCOUNT}`,
+      FULL[2] ?? '',
+      FULL[3] ?? '',
+    ];
     const missing = (await privilegeChecks(fake, ops, required)).filter((l) => !l.ok);
     expect(missing).toHaveLength(1);
     expect(missing[0]?.name).toBe('privilege CONNECTION_ADMIN ON *.*');
