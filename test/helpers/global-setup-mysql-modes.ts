@@ -14,7 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freeLoopbackPort } from '../../src/demo/embedded-postgres.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -29,18 +29,6 @@ declare module 'vitest' {
 
 /** The server's global SQL mode: what used to let a `'` in a name end a literal. */
 export const HOSTILE_SQL_MODE = 'NO_BACKSLASH_ESCAPES,ANSI_QUOTES';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function findBinary(names: string[]): string {
   for (const n of names) {
@@ -102,7 +90,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   ]);
   execFileSync(icmd, iargs, { stdio: 'ignore' });
 
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const [cmd, args] = asMysql(mariadbd, [
     '--no-defaults',
     `--datadir=${datadir}`,

@@ -4,6 +4,7 @@
  * Raw `integration.config` → zod (defaults) → frozen, typed `MysqlConfig`. Every option is
  * documented here once, with its default; docs/drivers/mysql.md repeats the table.
  */
+import { ExternalIdSchema, RoleArnSchema } from '../../aws/config.js';
 import { z } from 'zod';
 import { LatchkeyError } from '../../errors.js';
 import { DEFAULT_USER_PREFIX, USER_PREFIX_PATTERN } from '../sql/username.js';
@@ -55,17 +56,9 @@ export const MysqlConfigSchema = z.strictObject({
    * `iam-auth` signs with this role (a database in an AWS Organization member account: that
    * account's member role, as aws-discovery emits it); must match the allowed role pattern.
    */
-  assumeRoleArn: z
-    .string()
-    .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/, 'an IAM role ARN')
-    .optional(),
+  assumeRoleArn: RoleArnSchema.optional(),
   /** External id sent with `assumeRoleArn`. */
-  externalId: z
-    .string()
-    .min(2)
-    .max(1224)
-    .regex(/^[\w+=,.@:/-]+$/)
-    .optional(),
+  externalId: ExternalIdSchema.optional(),
   /** `mysql`, `mariadb`, or `auto` (detected from `VERSION()`). Default `auto`. */
   flavor: z.enum(FLAVORS).default('auto'),
   /** Host part of the accounts Latchkey creates (`'user'@'<accountHost>'`). Default `%`. */

@@ -13,6 +13,7 @@
  * }
  * ```
  */
+import { ExternalIdSchema, RoleArnSchema } from '../../aws/config.js';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { LatchkeyError } from '../../errors.js';
@@ -65,17 +66,9 @@ export const PostgresConfigSchema = z.strictObject({
    * IAM auth signs with this role (a database in an AWS Organization member account: that
    * account's member role, as aws-discovery emits it); must match the allowed role pattern.
    */
-  assumeRoleArn: z
-    .string()
-    .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/, 'an IAM role ARN')
-    .optional(),
+  assumeRoleArn: RoleArnSchema.optional(),
   /** External id sent with `assumeRoleArn`. */
-  externalId: z
-    .string()
-    .min(2)
-    .max(1224)
-    .regex(/^[\w+=,.@:/-]+$/)
-    .optional(),
+  externalId: ExternalIdSchema.optional(),
   /** Prefix of every user and role Latchkey creates; default `lk_`. */
   userPrefix: z.string().regex(USER_PREFIX_PATTERN).optional(),
   /** Host name given to grantees, when it differs from `host` (e.g. a proxy or DNS alias). */

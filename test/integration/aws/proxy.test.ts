@@ -7,13 +7,8 @@
  * private CA: the calls succeed only through the proxy, and only because the CA bundle
  * (LATCHKEY_CA_BUNDLE_FILE, as a TLS-inspecting proxy needs) is trusted.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { connect, type AddressInfo, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { IAMClient, ListAccountAliasesCommand } from '@aws-sdk/client-iam';
 import { pino } from 'pino';
@@ -21,40 +16,26 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAwsClientFactory } from '../../../src/aws/index.js';
 import { awsRequestHandler } from '../../../src/aws/proxy.js';
 import { AgentEvents } from '../../../src/events.js';
+import {
+  makeTestCertificates,
+  startConnectProxy,
+  type TestCertificates,
+} from '../../helpers/tls.js';
 
-let dir: string;
+let certs: TestCertificates;
 let caPem: string;
 let certPem: string;
 let keyPem: string;
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'latchkey-awsproxy-'));
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl(
-    ...['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1'],
-    ...['-subj', '/CN=Inspecting Proxy Test CA'],
-    ...['-addext', 'basicConstraints=critical,CA:TRUE'],
-    ...['-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
+  certs = makeTestCertificates(
+    'Inspecting Proxy Test CA',
+    'DNS:*.amazonaws.com,DNS:*.eu-west-1.amazonaws.com,DNS:*.us-east-1.amazonaws.com',
   );
-  openssl('req', ...ec, '-keyout', 'aws.key', '-out', 'aws.csr', '-subj', '/CN=amazonaws.com');
-  writeFileSync(
-    join(dir, 'ext.cnf'),
-    'subjectAltName=DNS:*.amazonaws.com,DNS:*.eu-west-1.amazonaws.com,DNS:*.us-east-1.amazonaws.com\n',
-  );
-  openssl(
-    ...['x509', '-req', '-in', 'aws.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key'],
-    ...['-CAcreateserial', '-out', 'aws.pem', '-days', '1', '-extfile', 'ext.cnf'],
-  );
-  caPem = readFileSync(join(dir, 'ca.pem'), 'utf8');
-  certPem = readFileSync(join(dir, 'aws.pem'), 'utf8');
-  keyPem = readFileSync(join(dir, 'aws.key'), 'utf8');
+  ({ caPem, certPem, keyPem } = certs);
 });
 
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => certs.remove());
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -115,27 +96,9 @@ async function startFakeAws(): Promise<{ port: number; actions: string[] }> {
 
 /** A CONNECT proxy that records each target and tunnels it to the fake AWS. */
 async function startProxy(fakePort: number): Promise<{ url: string; targets: string[] }> {
-  const targets: string[] = [];
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((_req, res) => res.writeHead(405).end());
-  server.on('connect', (req, client: Socket) => {
-    targets.push(req.url ?? '');
-    const upstream = connect(fakePort, '127.0.0.1', () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      upstream.pipe(client);
-      client.pipe(upstream);
-    });
-    sockets.add(client).add(upstream);
-    upstream.on('error', () => client.destroy());
-    client.on('error', () => upstream.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(async () => {
-    for (const s of sockets) s.destroy();
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, targets };
+  const proxy = await startConnectProxy(() => ({ host: '127.0.0.1', port: fakePort }));
+  cleanups.push(() => proxy.close());
+  return proxy;
 }
 
 function factory(requestHandler: unknown) {

@@ -2,72 +2,26 @@
  * wss:// with a private CA (refused without the CA bundle, accepted with it) and the
  * HTTPS proxy (CONNECT tunnel), against the reference control plane served over TLS.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DevControlPlane } from '../../../src/devcp/server.js';
+import {
+  makeTestCertificates,
+  startConnectProxy,
+  type TestCertificates,
+} from '../../helpers/tls.js';
 import { makeClient, startCp } from './helpers.js';
 
-let dir: string;
+let certs: TestCertificates;
 let caPem: string;
 let certPem: string;
 let keyPem: string;
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'latchkey-tls-'));
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl(
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=Latchkey Test CA',
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-  );
-  openssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
-  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'ca.pem',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'server.pem',
-    '-days',
-    '1',
-    '-extfile',
-    'ext.cnf',
-  );
-  caPem = readFileSync(join(dir, 'ca.pem'), 'utf8');
-  certPem = readFileSync(join(dir, 'server.pem'), 'utf8');
-  keyPem = readFileSync(join(dir, 'server.key'), 'utf8');
+  certs = makeTestCertificates('Latchkey Test CA', 'IP:127.0.0.1,DNS:localhost');
+  ({ caPem, certPem, keyPem } = certs);
 });
 
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => certs.remove());
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -83,29 +37,9 @@ async function tlsCp(): Promise<DevControlPlane> {
 
 /** A minimal HTTP CONNECT proxy that records the targets it tunnels to. */
 async function startProxy(): Promise<{ url: string; targets: string[] }> {
-  const targets: string[] = [];
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((_req, res) => res.writeHead(405).end());
-  server.on('connect', (req, client: Socket) => {
-    const target = req.url ?? '';
-    targets.push(target);
-    const [host, port] = target.split(':');
-    const upstream = connect(Number(port), host ?? '127.0.0.1', () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      upstream.pipe(client);
-      client.pipe(upstream);
-    });
-    sockets.add(client).add(upstream);
-    upstream.on('error', () => client.destroy());
-    client.on('error', () => upstream.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(async () => {
-    for (const s of sockets) s.destroy();
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, targets };
+  const proxy = await startConnectProxy();
+  cleanups.push(() => proxy.close());
+  return proxy;
 }
 
 describe('wss with a private CA', () => {

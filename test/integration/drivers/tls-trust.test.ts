@@ -4,11 +4,7 @@
  * the PostgreSQL protocol (SSLRequest → 'S') and then TLS with a certificate from a test
  * CA made here; whether the driver's handshake with it succeeds is what is asserted.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { TLSSocket, rootCertificates } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driverFactory as postgresFactory } from '../../../src/drivers/postgres/index.js';
@@ -22,63 +18,19 @@ import { buildDriverServices } from '../../../src/agent.js';
 import { loadConfig } from '../../../src/config/load.js';
 import { AgentEvents } from '../../../src/events.js';
 import { ctxFor, staticSecrets, testServices } from '../../helpers/pg.js';
+import { makeTestCertificates, type TestCertificates } from '../../helpers/tls.js';
 
-let dir: string;
+let certs: TestCertificates;
 let caPem: string;
 let certPem: string;
 let keyPem: string;
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'latchkey-dbtls-'));
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl(
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=Latchkey DB Test CA',
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-  );
-  openssl('req', ...ec, '-keyout', 'db.key', '-out', 'db.csr', '-subj', '/CN=localhost');
-  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    'db.csr',
-    '-CA',
-    'ca.pem',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'db.pem',
-    '-days',
-    '1',
-    '-extfile',
-    'ext.cnf',
-  );
-  caPem = readFileSync(join(dir, 'ca.pem'), 'utf8');
-  certPem = readFileSync(join(dir, 'db.pem'), 'utf8');
-  keyPem = readFileSync(join(dir, 'db.key'), 'utf8');
+  certs = makeTestCertificates('Latchkey DB Test CA', 'IP:127.0.0.1,DNS:localhost');
+  ({ caPem, certPem, keyPem } = certs);
 });
 
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => certs.remove());
 
 /** A PostgreSQL-shaped TLS endpoint: answers SSLRequest with 'S', handshakes, then hangs up. */
 async function pgTlsServer(): Promise<{
@@ -169,7 +121,7 @@ describe('LATCHKEY_CA_BUNDLE_FILE', () => {
       LATCHKEY_TRUSTED_KEYS: `k1=${key}`,
       LATCHKEY_STATE_DIR: 'off',
     };
-    const withFile = loadConfig({ env: { ...env, LATCHKEY_CA_BUNDLE_FILE: join(dir, 'ca.pem') } });
+    const withFile = loadConfig({ env: { ...env, LATCHKEY_CA_BUNDLE_FILE: certs.caFile } });
     const built = buildDriverServices(withFile, pino({ level: 'silent' }), new AgentEvents());
     expect(built.services.caBundle).toBe(caPem);
     built.close();
