@@ -315,6 +315,15 @@ export class PostgresDialect implements SqlDialect {
         )
       )[0];
     let row = await owner();
+    if (row === undefined || row.table_ours !== true) {
+      // Two first grants at once would both create the journal and one would fail (a
+      // duplicate type or table, inside its transaction). Creation is serialised by a
+      // transaction-scoped advisory lock; whoever waited sees the other's schema and table.
+      await scope.session.query('SELECT pg_advisory_xact_lock($1::bigint)', [
+        lockKey(`\u0000journal\u0000${schema}`),
+      ]);
+      row = await owner();
+    }
     if (row === undefined) {
       try {
         await scope.session.query(`CREATE SCHEMA IF NOT EXISTS ${m}`).catch(ignoreCreateRace);
@@ -868,7 +877,7 @@ export class PostgresDialect implements SqlDialect {
  */
 function ignoreCreateRace(err: unknown): Row[] {
   const code = (err as { code?: unknown }).code;
-  if (code === '23505' || code === '42P06' || code === '42P07') return [];
+  if (code === '23505' || code === '42P06' || code === '42P07' || code === '42710') return [];
   throw err;
 }
 
