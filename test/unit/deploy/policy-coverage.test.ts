@@ -7,7 +7,7 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parse as parseYaml, type CollectionTag, type ScalarTag, type Tags } from 'yaml';
+import { parseCloudFormation, resolveCfn } from '../../helpers/cloudformation.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 
@@ -267,87 +267,15 @@ describe('deploy/iam/connector-policy.json', () => {
 // ---------------------------------------------------------------------------------------
 // The ECS task role: CloudFormation and Terraform carry the connector policy
 
-/** CloudFormation short-form intrinsics, parsed into their long form ({ "Fn::Sub": … }). */
-const CFN_FUNCTIONS = [
-  'And',
-  'Base64',
-  'Cidr',
-  'Condition',
-  'Equals',
-  'FindInMap',
-  'GetAZs',
-  'GetAtt',
-  'If',
-  'ImportValue',
-  'Join',
-  'Not',
-  'Or',
-  'Ref',
-  'Select',
-  'Split',
-  'Sub',
-];
-const longName = (fn: string): string => (fn === 'Ref' || fn === 'Condition' ? fn : `Fn::${fn}`);
-const CFN_TAGS: Tags = CFN_FUNCTIONS.flatMap((fn): (ScalarTag | CollectionTag)[] => [
-  {
-    tag: `!${fn}`,
-    resolve: (value: string) => ({ [longName(fn)]: fn === 'GetAtt' ? value.split('.') : value }),
-  },
-  {
-    tag: `!${fn}`,
-    collection: 'seq',
-    resolve: (seq) => ({ [longName(fn)]: seq.toJSON() as unknown }),
-  },
-  {
-    tag: `!${fn}`,
-    collection: 'map',
-    resolve: (map) => ({ [longName(fn)]: map.toJSON() as unknown }),
-  },
-]);
-
-interface CfnTemplate {
-  Parameters: Record<string, { Default?: string | number }>;
-  Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
-}
-
-function cfnTemplate(): CfnTemplate {
-  return parseYaml(readFileSync(join(ROOT, 'deploy/ecs/cloudformation.yaml'), 'utf8'), {
-    customTags: CFN_TAGS,
-  }) as CfnTemplate;
-}
-
-/** Resolves !Sub (string form) and !Ref against `vars`; anything else must not be there. */
-function resolveCfn(node: unknown, vars: Record<string, string>): unknown {
-  if (Array.isArray(node)) return node.map((n) => resolveCfn(n, vars));
-  if (node === null || typeof node !== 'object') return node;
-  const obj = node as Record<string, unknown>;
-  const sub = obj['Fn::Sub'];
-  if (typeof sub === 'string') {
-    return sub.replace(/\$\{(!?)([A-Za-z0-9:]+)\}/g, (_m, bang: string, name: string) => {
-      if (bang) return `\${${name}}`;
-      const value = vars[name];
-      if (value === undefined) throw new Error(`!Sub names an unknown variable ${name}`);
-      return value;
-    });
-  }
-  const ref = obj.Ref;
-  if (typeof ref === 'string') {
-    const value = vars[ref];
-    if (value === undefined) throw new Error(`!Ref names an unknown variable ${ref}`);
-    return value;
-  }
-  const fn = Object.keys(obj).find((k) => k.startsWith('Fn::'));
-  if (fn !== undefined) throw new Error(`${fn} is not resolved by this test`);
-  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, resolveCfn(v, vars)]));
-}
-
 /**
  * The task role's policy as CloudFormation renders it: the parameters' defaults and
  * `overrides`, partition aws, and account `*` (the shipped JSON is not scoped to an
  * account; the template scopes to its own account where it can).
  */
 function cfnTaskRolePolicy(overrides: Record<string, string> = {}): PolicyDoc {
-  const tpl = cfnTemplate();
+  const tpl = parseCloudFormation(
+    readFileSync(join(ROOT, 'deploy/ecs/cloudformation.yaml'), 'utf8'),
+  );
   const vars: Record<string, string> = {
     'AWS::Partition': 'aws',
     'AWS::AccountId': '*',
