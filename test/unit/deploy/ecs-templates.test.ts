@@ -60,6 +60,14 @@ describe('deploy/ecs/cloudformation.yaml', () => {
     return p?.AllowedValues ?? [];
   };
 
+  /** The parameters' defaults, with `overrides`. */
+  const params = (overrides: Record<string, string>): Record<string, string> => ({
+    ...Object.fromEntries(
+      Object.entries(tpl.Parameters).map(([k, p]) => [k, String(p.Default ?? '')]),
+    ),
+    ...overrides,
+  });
+
   it('accepts a stop timeout only when it exceeds the shutdown grace (Rules)', () => {
     const graces = allowed('ShutdownGraceSeconds');
     const timeouts = allowed('StopTimeoutSeconds');
@@ -71,11 +79,11 @@ describe('deploy/ecs/cloudformation.yaml', () => {
         `a stop timeout above ${grace}`,
       ).toBe(true);
       for (const timeout of timeouts) {
-        const params = {
+        const values = params({
           ShutdownGraceSeconds: String(grace),
           StopTimeoutSeconds: String(timeout),
-        };
-        expect(accepted(tpl, params), `grace ${grace}, stop timeout ${timeout}`).toBe(
+        });
+        expect(accepted(tpl, values), `grace ${grace}, stop timeout ${timeout}`).toBe(
           timeout > grace,
         );
         combinations += 1;
@@ -83,11 +91,53 @@ describe('deploy/ecs/cloudformation.yaml', () => {
     }
     expect(combinations).toBeGreaterThan(50);
     // The defaults are accepted.
-    const defaults = {
-      ShutdownGraceSeconds: String(tpl.Parameters.ShutdownGraceSeconds?.Default),
-      StopTimeoutSeconds: String(tpl.Parameters.StopTimeoutSeconds?.Default),
-    };
-    expect(accepted(tpl, defaults)).toBe(true);
+    expect(accepted(tpl, params({}))).toBe(true);
+  });
+
+  it('passes up to four extra environment variables, none the template sets itself', () => {
+    const container = (
+      tpl.Resources.TaskDefinition?.Properties.ContainerDefinitions as {
+        Environment: unknown[];
+        Secrets: { Name: string }[];
+      }[]
+    )[0];
+    const environment = container?.Environment ?? [];
+    const conditions = (tpl as unknown as { Conditions: Record<string, unknown> }).Conditions;
+    const slots = Object.keys(tpl.Parameters)
+      .map((name) => /^ExtraEnvironment(\d+)Name$/.exec(name)?.[1])
+      .filter((n): n is string => n !== undefined);
+    expect(slots).toEqual(['1', '2', '3', '4']);
+    for (const i of slots) {
+      expect(tpl.Parameters[`ExtraEnvironment${i}Value`]?.Default).toBe('');
+      expect(conditions[`HasExtraEnvironment${i}`]).toEqual({
+        'Fn::Not': [{ 'Fn::Equals': [{ Ref: `ExtraEnvironment${i}Name` }, ''] }],
+      });
+      expect(environment).toContainEqual({
+        'Fn::If': [
+          `HasExtraEnvironment${i}`,
+          {
+            Name: { Ref: `ExtraEnvironment${i}Name` },
+            Value: { Ref: `ExtraEnvironment${i}Value` },
+          },
+          { Ref: 'AWS::NoValue' },
+        ],
+      });
+    }
+    // Every variable the template sets, plain or through !If, and its secrets.
+    const setByTemplate = JSON.stringify(environment)
+      .match(/"Name":"[A-Z_]+"/g)
+      ?.map((m) => m.slice(8, -1))
+      .concat((container?.Secrets ?? []).map((x) => x.Name));
+    expect(setByTemplate).toContain('LATCHKEY_TRUSTED_KEYS');
+    expect(setByTemplate).toContain('LATCHKEY_CONNECTOR_TOKEN');
+    for (const i of slots) {
+      expect(accepted(tpl, params({ [`ExtraEnvironment${i}Name`]: 'LATCHKEY_LOG_LEVEL' }))).toBe(
+        true,
+      );
+      for (const name of setByTemplate ?? []) {
+        expect(accepted(tpl, params({ [`ExtraEnvironment${i}Name`]: name })), name).toBe(false);
+      }
+    }
   });
 
   it('lets ECS assume the task role for this account only (aws:SourceAccount)', () => {
