@@ -108,7 +108,10 @@ resource "aws_iam_role" "task" {
 resource "aws_iam_role_policy" "task_connector" {
   name   = "latchkey-connector"
   role   = aws_iam_role.task.id
-  policy = templatefile("${path.module}/connector-policy.json.tftpl", { tag_prefix = var.tag_prefix })
+  policy = templatefile("${path.module}/connector-policy.json.tftpl", {
+    tag_prefix = var.tag_prefix
+    partition  = data.aws_partition.current.partition
+  })
 }
 
 resource "aws_ecs_task_definition" "this" {

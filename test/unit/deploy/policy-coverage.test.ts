@@ -360,24 +360,26 @@ describe('deploy/ecs/cloudformation.yaml (task role)', () => {
 describe('deploy/ecs/terraform (task role)', () => {
   const TEMPLATE = 'deploy/ecs/terraform/connector-policy.json.tftpl';
   const template = readFileSync(join(ROOT, TEMPLATE), 'utf8');
-  const render = (tagPrefix: string): PolicyDoc =>
-    JSON.parse(template.replaceAll('${tag_prefix}', tagPrefix)) as PolicyDoc;
+  const render = (tagPrefix: string, partition = 'aws'): PolicyDoc =>
+    JSON.parse(
+      template.replaceAll('${tag_prefix}', tagPrefix).replaceAll('${partition}', partition),
+    ) as PolicyDoc;
 
   it('is self-contained: its own policy template, through templatefile() with the tag prefix', () => {
     const main = readFileSync(join(ROOT, 'deploy/ecs/terraform/main.tf'), 'utf8');
-    expect(main).toContain(
-      'policy = templatefile("${path.module}/connector-policy.json.tftpl", { tag_prefix = var.tag_prefix })',
+    expect(main).toMatch(
+      /policy = templatefile\("\$\{path\.module\}\/connector-policy\.json\.tftpl", \{\s+tag_prefix = var\.tag_prefix\s+partition\s+= data\.aws_partition\.current\.partition\s+\}\)/,
     );
     expect(main).not.toContain('../');
-    // templatefile() interpolates ${…} and %{…}: only the tag prefix may appear.
-    expect([...template.matchAll(/[$%]\{[^}]*\}/g)].map((m) => m[0])).toEqual(
-      expect.arrayContaining(['${tag_prefix}']),
+    // templatefile() interpolates ${…} and %{…}: only the tag prefix and the partition.
+    expect(new Set([...template.matchAll(/[$%]\{[^}]*\}/g)].map((m) => m[0]))).toEqual(
+      new Set(['${tag_prefix}', '${partition}']),
     );
-    expect(template.match(/[$%]\{(?!tag_prefix\})/g)).toBeNull();
   });
 
-  it('renders to deploy/iam/connector-policy.json with the default prefix', () => {
+  it('renders to deploy/iam/connector-policy.json with the default prefix and partition', () => {
     expect(render('latchkey')).toEqual(readJson<PolicyDoc>('deploy/iam/connector-policy.json'));
+    expect(JSON.stringify(render('latchkey', 'aws-cn'))).not.toContain('arn:aws:');
   });
 
   it('puts tag_prefix into every tag key of its conditions', () => {
