@@ -1,6 +1,8 @@
 # Latchkey connector on ECS Fargate. See docs/deploy.md.
 
 data "aws_region" "current" {}
+data "aws_partition" "current" {}
+data "aws_caller_identity" "current" {}
 
 locals {
   name = "latchkey-${var.connector_id}"
@@ -58,6 +60,11 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
       type        = "Service"
       identifiers = ["ecs-tasks.amazonaws.com"]
     }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
   }
 }
 
@@ -70,7 +77,7 @@ resource "aws_iam_role" "execution" {
 
 resource "aws_iam_role_policy_attachment" "execution" {
   role       = aws_iam_role.execution.name
-  policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
 resource "aws_iam_role_policy" "execution_token" {
@@ -87,7 +94,10 @@ resource "aws_iam_role_policy" "execution_token" {
   })
 }
 
-# The agent: the connector policy, one statement per feature, from deploy/iam.
+# The agent: the connector policy, one statement per feature. connector-policy.json.tftpl is
+# deploy/iam/connector-policy.json with the tag prefix templated into every tag key
+# (aws:ResourceTag/<tag_prefix>-protected, ...); test/unit/deploy/policy-coverage.test.ts
+# keeps the two identical.
 # Named latchkey-* so that the policy's IamGrantsNeverOnConnectorRoles deny protects it.
 resource "aws_iam_role" "task" {
   name               = local.name
@@ -98,7 +108,10 @@ resource "aws_iam_role" "task" {
 resource "aws_iam_role_policy" "task_connector" {
   name   = "latchkey-connector"
   role   = aws_iam_role.task.id
-  policy = file("${path.module}/../../iam/connector-policy.json")
+  policy = templatefile("${path.module}/connector-policy.json.tftpl", {
+    tag_prefix = var.tag_prefix
+    partition  = data.aws_partition.current.partition
+  })
 }
 
 resource "aws_ecs_task_definition" "this" {

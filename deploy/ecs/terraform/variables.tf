@@ -79,8 +79,13 @@ variable "stop_timeout_seconds" {
 }
 
 variable "tag_prefix" {
-  type    = string
-  default = "latchkey"
+  description = "Prefix of the AWS tags the agent reads (LATCHKEY_TAG_PREFIX), also in every tag key of the task role's policy conditions (<prefix>-protected, <prefix>-connector-read, <prefix>-connector-access)."
+  type        = string
+  default     = "latchkey"
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.:/=+@-]{1,64}$", var.tag_prefix))
+    error_message = "tag_prefix must be 1-64 characters allowed in AWS tag keys."
+  }
 }
 
 variable "log_retention_days" {

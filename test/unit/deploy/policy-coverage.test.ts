@@ -7,6 +7,7 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseCloudFormation, resolveCfn } from '../../helpers/cloudformation.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 
@@ -32,15 +33,143 @@ const PREFIX: Record<string, string> = {
   sts: 'sts',
 };
 
-/** Where the IAM action is not the command's name. */
-const RENAMED: Record<string, string> = {
+/**
+ * The IAM action of every SDK command the code imports, by `<prefix>:<Command>` (the
+ * command's name without `Command`). Most are the command's name; where they differ the
+ * table says so explicitly, checked against the Service Authorization Reference (the
+ * "Minimum permissions" of each API page): no guessing from the name. `null` = a call IAM
+ * does not authorize. A command not listed fails the test: look it up and add it.
+ */
+const SAME_NAME: Record<string, string[]> = {
+  dynamodb: ['ListTables', 'ListTagsOfResource'],
+  ec2: ['DescribeInstances', 'DescribeRegions'],
+  eks: [
+    'AssociateAccessPolicy',
+    'CreateAccessEntry',
+    'DeleteAccessEntry',
+    'DescribeAccessEntry',
+    'DescribeCluster',
+    'DisassociateAccessPolicy',
+    'ListAccessEntries',
+    'ListAssociatedAccessPolicies',
+    'ListClusters',
+    'TagResource',
+    'UntagResource',
+  ],
+  iam: [
+    'DeleteRolePermissionsBoundary',
+    'DeleteRolePolicy',
+    'DeleteUserPermissionsBoundary',
+    'DeleteUserPolicy',
+    'DetachRolePolicy',
+    'DetachUserPolicy',
+    'GetAccountAuthorizationDetails',
+    'GetPolicy',
+    'GetPolicyVersion',
+    'GetRole',
+    'GetRolePolicy',
+    'GetUser',
+    'GetUserPolicy',
+    'ListRolePolicies',
+    'ListRoleTags',
+    'ListRoles',
+    'ListUserPolicies',
+    'ListUsers',
+    'PutRolePermissionsBoundary',
+    'PutRolePolicy',
+    'PutUserPermissionsBoundary',
+    'PutUserPolicy',
+    'RemoveUserFromGroup',
+    'SimulatePrincipalPolicy',
+    'TagRole',
+    'TagUser',
+    'UntagRole',
+    'UntagUser',
+  ],
+  identitystore: [
+    'CreateGroup',
+    'CreateGroupMembership',
+    'DeleteGroup',
+    'DeleteGroupMembership',
+    'DescribeGroup',
+    'DescribeUser',
+    'GetGroupId',
+    'GetGroupMembershipId',
+    'GetUserId',
+    'ListGroupMemberships',
+    'ListGroups',
+    'ListUsers',
+  ],
+  kms: ['DescribeKey', 'ListAliases'],
+  lambda: ['ListFunctions', 'ListTags'],
+  organizations: [
+    'DescribeOrganization',
+    'ListAccounts',
+    'ListAccountsForParent',
+    'ListOrganizationalUnitsForParent',
+    'ListParents',
+    'ListRoots',
+  ],
+  rds: ['DescribeDBClusters', 'DescribeDBInstances', 'ListTagsForResource'],
+  redshift: ['DescribeClusters', 'DescribeTags', 'GetClusterCredentials'],
+  'resource-explorer-2': ['GetDefaultView', 'ListIndexes'],
+  s3: ['GetBucketLocation', 'GetBucketTagging'],
+  secretsmanager: [
+    'DescribeSecret',
+    'GetSecretValue',
+    'ListSecrets',
+    'PutSecretValue',
+    'UpdateSecretVersionStage',
+  ],
+  sns: ['ListTagsForResource', 'ListTopics'],
+  sqs: ['ListQueueTags', 'ListQueues'],
+  ssm: ['DescribeInstanceInformation', 'DescribeSessions', 'TerminateSession'],
+  sso: [
+    'AttachCustomerManagedPolicyReferenceToPermissionSet',
+    'AttachManagedPolicyToPermissionSet',
+    'CreateAccountAssignment',
+    'CreatePermissionSet',
+    'DeleteAccountAssignment',
+    'DeletePermissionSet',
+    'DescribeAccountAssignmentCreationStatus',
+    'DescribeAccountAssignmentDeletionStatus',
+    'DescribePermissionSet',
+    'DescribePermissionSetProvisioningStatus',
+    'GetInlinePolicyForPermissionSet',
+    'GetPermissionsBoundaryForPermissionSet',
+    'ListAccountAssignments',
+    'ListAccountAssignmentsForPrincipal',
+    'ListAccountsForProvisionedPermissionSet',
+    'ListCustomerManagedPolicyReferencesInPermissionSet',
+    'ListInstances',
+    'ListManagedPoliciesInPermissionSet',
+    'ListPermissionSets',
+    'ProvisionPermissionSet',
+    'PutInlinePolicyToPermissionSet',
+    'PutPermissionsBoundaryToPermissionSet',
+  ],
+  sts: ['AssumeRole'],
+};
+
+/** Commands whose IAM action is not their name (null: IAM does not authorize the call). */
+const DIFFERENT: Record<string, string | null> = {
   's3:ListBuckets': 's3:ListAllMyBuckets',
   's3:GetBucketEncryption': 's3:GetEncryptionConfiguration',
   'lambda:Invoke': 'lambda:InvokeFunction',
+  // API reference, ListResources, "Minimum permissions": resource-explorer-2:Search.
+  'resource-explorer-2:ListResources': 'resource-explorer-2:Search',
+  'sts:GetCallerIdentity': null,
 };
 
-/** Calls IAM does not authorize. */
-const NO_PERMISSION_NEEDED = new Set(['sts:GetCallerIdentity']);
+/** The IAM action of an SDK command, from the tables above; throws for a command not listed. */
+function iamActionOf(prefix: string, command: string): string | null {
+  const key = `${prefix}:${command}`;
+  if (key in DIFFERENT) return DIFFERENT[key] ?? null;
+  if (SAME_NAME[prefix]?.includes(command)) return key;
+  throw new Error(
+    `no IAM action known for ${key}Command: look it up in the Service Authorization Reference and add it to SAME_NAME or DIFFERENT`,
+  );
+}
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -66,9 +195,8 @@ function actionsUsed(files: string[] = sourceFiles(join(ROOT, 'src'))): Map<stri
             .split(/\s+as\s+/)[0]
             ?.trim() ?? '';
         if (!name.endsWith('Command')) continue;
-        const action = `${prefix}:${name.slice(0, -'Command'.length)}`;
-        const iamAction = RENAMED[action] ?? action;
-        if (NO_PERMISSION_NEEDED.has(iamAction)) continue;
+        const iamAction = iamActionOf(prefix, name.slice(0, -'Command'.length));
+        if (iamAction === null) continue;
         const files = used.get(iamAction) ?? [];
         files.push(file.slice(ROOT.length));
         used.set(iamAction, files);
@@ -119,12 +247,149 @@ describe('deploy/iam/connector-policy.json', () => {
     expect(allowed).toEqual(used);
   });
 
-  it('the CloudFormation template carries the same actions', () => {
-    const cfn = readFileSync(join(ROOT, 'deploy/ecs/cloudformation.yaml'), 'utf8');
-    const missing = [...new Set(allowedActions())].filter(
-      (a) => !cfn.includes(a) && !cfn.includes(`'${a}'`),
+  it('maps each SDK command to its IAM action through the explicit table', () => {
+    expect(iamActionOf('resource-explorer-2', 'ListResources')).toBe('resource-explorer-2:Search');
+    expect(iamActionOf('s3', 'ListBuckets')).toBe('s3:ListAllMyBuckets');
+    expect(iamActionOf('iam', 'PutRolePolicy')).toBe('iam:PutRolePolicy');
+    expect(iamActionOf('sts', 'GetCallerIdentity')).toBeNull();
+    expect(() => iamActionOf('iam', 'CreateUser')).toThrow(/no IAM action known/);
+  });
+
+  it('names no SDK command whose IAM action has another name (not an IAM action)', () => {
+    const allowed = new Set(allowedActions());
+    const commandNames = Object.entries(DIFFERENT)
+      .filter(([command, action]) => action !== null && action !== command)
+      .map(([command]) => command);
+    expect(commandNames.filter((c) => allowed.has(c))).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// The ECS task role: CloudFormation and Terraform carry the connector policy
+
+/**
+ * The task role's policy as CloudFormation renders it: the parameters' defaults and
+ * `overrides`, partition aws, and account `*` (the shipped JSON is not scoped to an
+ * account; the template scopes to its own account where it can).
+ */
+function cfnTaskRolePolicy(overrides: Record<string, string> = {}): PolicyDoc {
+  const tpl = parseCloudFormation(
+    readFileSync(join(ROOT, 'deploy/ecs/cloudformation.yaml'), 'utf8'),
+  );
+  const vars: Record<string, string> = {
+    'AWS::Partition': 'aws',
+    'AWS::AccountId': '*',
+    'AWS::Region': 'eu-west-1',
+  };
+  for (const [name, p] of Object.entries(tpl.Parameters)) {
+    if (p.Default !== undefined) vars[name] = String(p.Default);
+  }
+  Object.assign(vars, overrides);
+  const role = tpl.Resources.TaskRole;
+  expect(role?.Type).toBe('AWS::IAM::Role');
+  const policies = role?.Properties.Policies as { PolicyDocument: unknown }[];
+  expect(policies).toHaveLength(1);
+  const doc = resolveCfn(policies[0]?.PolicyDocument, vars);
+  return (typeof doc === 'string' ? JSON.parse(doc) : doc) as PolicyDoc;
+}
+
+/** Statement by statement, with Action and Resource as sorted sets. */
+function normalized(policy: PolicyDoc): unknown[] {
+  const set = (v: unknown): string[] =>
+    [...new Set(Array.isArray(v) ? (v as string[]) : [v as string])].sort();
+  return policy.Statement.map((s) => ({
+    Sid: s.Sid,
+    Effect: s.Effect,
+    Action: set(s.Action),
+    Resource: set(s.Resource),
+    Condition: s.Condition,
+  }));
+}
+
+/** The condition keys that name a tag (`…ResourceTag/<key>`), in statement order. */
+function tagConditionKeys(policy: PolicyDoc): string[] {
+  return policy.Statement.flatMap((s) =>
+    Object.values((s.Condition ?? {}) as Record<string, Record<string, unknown>>).flatMap((op) =>
+      Object.keys(op).filter((k) => k.includes('Tag/')),
+    ),
+  );
+}
+
+describe('deploy/ecs/cloudformation.yaml (task role)', () => {
+  const shipped = readJson<PolicyDoc>('deploy/iam/connector-policy.json');
+
+  it('carries deploy/iam/connector-policy.json statement by statement (actions, resources, conditions)', () => {
+    const cfn = cfnTaskRolePolicy();
+    expect(cfn.Version).toBe(shipped.Version);
+    expect(normalized(cfn)).toEqual(normalized(shipped));
+  });
+
+  it('puts TagPrefix into every tag key of its conditions', () => {
+    const apono = cfnTaskRolePolicy({ TagPrefix: 'apono' });
+    const keys = tagConditionKeys(apono);
+    expect(keys.filter((k) => k.includes('latchkey-'))).toEqual([]);
+    expect(JSON.stringify(apono.Statement.map((s) => s.Condition ?? null))).not.toMatch(
+      /Tag\/latchkey-/,
     );
-    expect(missing).toEqual([]);
+    expect(keys).toEqual(
+      tagConditionKeys(shipped).map((k) => k.replace('Tag/latchkey-', 'Tag/apono-')),
+    );
+    expect(keys).toEqual(
+      expect.arrayContaining([
+        'aws:ResourceTag/apono-protected',
+        'aws:ResourceTag/apono-connector-access',
+        'secretsmanager:ResourceTag/apono-connector-read',
+      ]),
+    );
+  });
+
+  it('scopes the task role to its own account and partition', () => {
+    const own = cfnTaskRolePolicy({ 'AWS::Partition': 'aws-cn', 'AWS::AccountId': '123456789012' });
+    const resources = own.Statement.flatMap((s) =>
+      Array.isArray(s.Resource) ? (s.Resource as string[]) : [s.Resource as string],
+    );
+    expect(resources.filter((r) => r.startsWith('arn:aws:'))).toEqual([]);
+    const iamGrants = own.Statement.find((s) => s.Sid === 'IamGrants');
+    expect(iamGrants?.Resource).toEqual([
+      'arn:aws-cn:iam::123456789012:role/*',
+      'arn:aws-cn:iam::123456789012:user/*',
+    ]);
+  });
+});
+
+describe('deploy/ecs/terraform (task role)', () => {
+  const TEMPLATE = 'deploy/ecs/terraform/connector-policy.json.tftpl';
+  const template = readFileSync(join(ROOT, TEMPLATE), 'utf8');
+  const render = (tagPrefix: string, partition = 'aws'): PolicyDoc =>
+    JSON.parse(
+      template.replaceAll('${tag_prefix}', tagPrefix).replaceAll('${partition}', partition),
+    ) as PolicyDoc;
+
+  it('is self-contained: its own policy template, through templatefile() with the tag prefix', () => {
+    const main = readFileSync(join(ROOT, 'deploy/ecs/terraform/main.tf'), 'utf8');
+    expect(main).toMatch(
+      /policy = templatefile\("\$\{path\.module\}\/connector-policy\.json\.tftpl", \{\s+tag_prefix = var\.tag_prefix\s+partition\s+= data\.aws_partition\.current\.partition\s+\}\)/,
+    );
+    expect(main).not.toContain('../');
+    // templatefile() interpolates ${…} and %{…}: only the tag prefix and the partition.
+    expect(new Set([...template.matchAll(/[$%]\{[^}]*\}/g)].map((m) => m[0]))).toEqual(
+      new Set(['${tag_prefix}', '${partition}']),
+    );
+  });
+
+  it('renders to deploy/iam/connector-policy.json with the default prefix and partition', () => {
+    expect(render('latchkey')).toEqual(readJson<PolicyDoc>('deploy/iam/connector-policy.json'));
+    expect(JSON.stringify(render('latchkey', 'aws-cn'))).not.toContain('arn:aws:');
+  });
+
+  it('puts tag_prefix into every tag key of its conditions', () => {
+    const apono = render('apono');
+    expect(tagConditionKeys(apono).filter((k) => k.includes('latchkey-'))).toEqual([]);
+    expect(tagConditionKeys(apono)).toEqual(
+      tagConditionKeys(readJson<PolicyDoc>('deploy/iam/connector-policy.json')).map((k) =>
+        k.replace('Tag/latchkey-', 'Tag/apono-'),
+      ),
+    );
   });
 });
 
