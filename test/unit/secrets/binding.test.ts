@@ -212,8 +212,9 @@ describe('binding through a pairing found by this agent’s aws-discovery', () =
       checkSecretBinding(secret(), AWS_REF, { host: 'attacker.example', port: 5432 }, policy),
     );
     refusal(() => checkSecretBinding(secret(), AWS_REF, { ...target, port: 5433 }, policy));
-    // Only Secrets Manager references: a Kubernetes secret of the same name is not it.
-    refusal(() => checkSecretBinding(secret(), K8S_REF, target, policy));
+    // Only Secrets Manager references: another store's secret spelled like the ARN is not it.
+    const vaultRef: SecretRef = { store: 'vault', path: arn };
+    refusal(() => checkSecretBinding(secret(), vaultRef, target, policy));
     clock.advance(60_001);
     const e = refusal(() => checkSecretBinding(secret(), AWS_REF, target, policy));
     expect(e.message).toContain('was discovered by this agent within 1 min');
