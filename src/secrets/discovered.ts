@@ -13,10 +13,30 @@
  *
  * One pairing per database: a later discovery of the same database replaces it (the tag
  * may name another secret now) or drops it (the tag is gone, or the database is no longer
- * this connector's). Held in memory: a restarted agent accepts such a secret again once its
- * next discovery has run.
+ * this connector's). Held in memory and, once `attach`ed to the agent's state journal
+ * (keys `sp:<database ARN>`), kept across restarts with the time it was recorded, so the
+ * TTL runs from the discovery, not from the restart.
  */
+import { z } from 'zod';
+import type { StateJournal } from '../state/journal.js';
 import { normalizeHost } from './host.js';
+
+/** Journal key prefix of discovered pairings. */
+export const PAIRING_KEY_PREFIX = 'sp:';
+
+/** A pairing as the journal holds it (parsed again on load: the file is outside the process). */
+const StoredPairingSchema = z
+  .object({
+    databaseArn: z.string().min(1).max(2048),
+    secretArn: z.string().min(1).max(2048),
+    host: z.string().min(1).max(253),
+    port: z.number().int().min(1).max(65535),
+    recordedAt: z.iso.datetime(),
+  })
+  .strict();
+
+/** What a pairing store needs of the state journal. */
+export type PairingJournal = Pick<StateJournal, 'entries' | 'put' | 'delete'>;
 
 /** Default lifetime of a recorded pairing: 24 hours. */
 export const DEFAULT_DISCOVERED_PAIRING_TTL_MS = 24 * 60 * 60 * 1000;
@@ -52,10 +72,49 @@ export class DiscoveredPairings {
   private readonly byDatabase = new Map<string, DiscoveredPairing>();
   readonly ttlMs: number;
   private readonly now: () => Date;
+  private journal: PairingJournal | undefined;
 
   constructor(opts: DiscoveredPairingsOptions = {}) {
     this.ttlMs = opts.ttlMs ?? DEFAULT_DISCOVERED_PAIRING_TTL_MS;
     this.now = opts.now ?? (() => new Date());
+  }
+
+  /**
+   * Reads the pairings kept in `journal` (live ones only; expired or malformed records are
+   * deleted) and keeps every later change there. A pairing recorded meanwhile wins.
+   * @returns how many pairings were loaded
+   */
+  async attach(journal: PairingJournal): Promise<number> {
+    const drop: string[] = [];
+    let loaded = 0;
+    const at = this.now().getTime();
+    for (const [key, text] of journal.entries(PAIRING_KEY_PREFIX)) {
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      const parsed = StoredPairingSchema.safeParse(json);
+      const recordedAt = parsed.success ? Date.parse(parsed.data.recordedAt) : NaN;
+      if (
+        !parsed.success ||
+        key !== PAIRING_KEY_PREFIX + parsed.data.databaseArn ||
+        !this.live(recordedAt, at)
+      ) {
+        drop.push(key);
+        continue;
+      }
+      if (this.byDatabase.has(parsed.data.databaseArn)) continue;
+      this.byDatabase.set(parsed.data.databaseArn, {
+        ...parsed.data,
+        recordedAt: new Date(recordedAt),
+      });
+      loaded++;
+    }
+    this.journal = journal;
+    await Promise.all(drop.map((k) => journal.delete(k)));
+    return loaded;
   }
 
   /** Records (or replaces) the pairing of one database, seen now by this agent's discovery. */
@@ -63,20 +122,31 @@ export class DiscoveredPairings {
     this.byDatabase.delete(p.databaseArn);
     if (this.byDatabase.size >= MAX_PAIRINGS) {
       const oldest = this.byDatabase.keys().next();
-      if (oldest.done !== true) this.byDatabase.delete(oldest.value);
+      if (oldest.done !== true) this.forget(oldest.value);
     }
-    this.byDatabase.set(p.databaseArn, {
+    const pairing: DiscoveredPairing = {
       databaseArn: p.databaseArn,
       secretArn: p.secretArn,
       host: p.host,
       port: p.port,
       recordedAt: this.now(),
+    };
+    this.byDatabase.set(p.databaseArn, pairing);
+    // The journal logs and counts its own write failures; memory stays authoritative.
+    void this.journal?.put(PAIRING_KEY_PREFIX + p.databaseArn, {
+      ...pairing,
+      recordedAt: pairing.recordedAt.toISOString(),
     });
   }
 
   /** Drops the pairing of a database discovery saw without a usable secret tag. */
   forget(databaseArn: string): void {
-    this.byDatabase.delete(databaseArn);
+    if (!this.byDatabase.delete(databaseArn)) return;
+    void this.journal?.delete(PAIRING_KEY_PREFIX + databaseArn);
+  }
+
+  private live(recordedAt: number, at: number): boolean {
+    return Number.isFinite(recordedAt) && recordedAt <= at && at - recordedAt <= this.ttlMs;
   }
 
   /**
@@ -87,7 +157,7 @@ export class DiscoveredPairings {
     const at = this.now().getTime();
     const h = normalizeHost(host);
     for (const p of this.byDatabase.values()) {
-      if (at - p.recordedAt.getTime() > this.ttlMs || p.recordedAt.getTime() > at) continue;
+      if (!this.live(p.recordedAt.getTime(), at)) continue;
       if (p.secretArn === secretArn && p.port === port && normalizeHost(p.host) === h) {
         return { ...p };
       }
@@ -99,7 +169,7 @@ export class DiscoveredPairings {
   list(): DiscoveredPairing[] {
     const at = this.now().getTime();
     return [...this.byDatabase.values()]
-      .filter((p) => at - p.recordedAt.getTime() <= this.ttlMs && p.recordedAt.getTime() <= at)
+      .filter((p) => this.live(p.recordedAt.getTime(), at))
       .map((p) => ({ ...p }));
   }
 }

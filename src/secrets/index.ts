@@ -82,8 +82,12 @@ export {
 } from './binding.js';
 export type { SecretBindingPolicy, SecretStore, SecretTarget } from './binding.js';
 export { SecretCache } from './cache.js';
-export { DEFAULT_DISCOVERED_PAIRING_TTL_MS, DiscoveredPairings } from './discovered.js';
-export type { DiscoveredPairing, DiscoveredPairingsOptions } from './discovered.js';
+export {
+  DEFAULT_DISCOVERED_PAIRING_TTL_MS,
+  DiscoveredPairings,
+  PAIRING_KEY_PREFIX,
+} from './discovered.js';
+export type { DiscoveredPairing, DiscoveredPairingsOptions, PairingJournal } from './discovered.js';
 export { VAULT_AUTH_METHODS, createVaultStore, signedGetCallerIdentity } from './vault.js';
 export type { VaultAuthMethod, VaultSecretRef, VaultStore, VaultStoreOptions } from './vault.js';
 export { createRdsAuthTokenProvider, getRedshiftClusterCredentials } from './iam-auth.js';
