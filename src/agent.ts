@@ -56,7 +56,11 @@ import {
 } from './protocol/verify-pool.js';
 import { createAwsClientFactory, type LatchkeyAwsClientFactory } from './aws/index.js';
 import { awsRequestHandler } from './aws/proxy.js';
-import { createSecretResolver, type LatchkeySecretResolver } from './secrets/index.js';
+import {
+  bindingPolicyOf,
+  createSecretResolver,
+  type LatchkeySecretResolver,
+} from './secrets/index.js';
 import { vaultOptionsFromSettings } from './secrets/vault.js';
 
 export type AgentStatus = 'starting' | 'connecting' | 'ready' | 'draining' | 'stopped';
@@ -231,6 +235,8 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     events,
   });
   const journal = state.journal;
+  // Secret pairings found by aws-discovery outlive a restart (src/secrets/discovered.ts).
+  if (journal !== undefined) await bindingPolicyOf(services.secrets).discovered?.attach(journal);
   const outbox = new AgentOutbox({
     ...(journal === undefined ? {} : { journal }),
     logger: logger.child({ component: 'outbox' }),

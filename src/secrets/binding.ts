@@ -17,6 +17,11 @@
  *   `<prefix>-connector-target=<host>` or `<host>:<port>` (or the RDS instance / cluster
  *   identifier, for an integration whose host the connector looked up from that identifier),
  *   it is used only against that host (and port); the tags are set by whoever administers the secret in AWS, never by a command;
+ * - a Secrets Manager secret without a `host` is also bound when **this agent's own
+ *   `aws-discovery`** found a database tagged `<prefix>-secret=<the secret's ARN>` within the
+ *   pairing TTL (`./discovered.ts`): it is used only against that database's endpoint host
+ *   and port, as AWS reported them (a secret bound by its own tags follows its tags); a
+ *   command cannot create such a pairing;
  * - any other secret without a `host` is "unbound": it is used only when its store is in the
  *   operator's `allowUnbound` list (`LATCHKEY_ALLOW_UNBOUND_SECRETS`, default `env,file`).
  * A refusal is `E_GUARDRAIL` naming the integration's value and the field that differs,
@@ -24,6 +29,8 @@
  */
 import { LatchkeyError } from '../errors.js';
 import type { SecretRef } from '../protocol/messages.js';
+import { describeTtl, type DiscoveredPairing } from './discovered.js';
+import { normalizeHost } from './host.js';
 import type { SecretBindingPolicy, SecretResolver, ServiceSecret } from './types.js';
 
 export type { SecretBindingPolicy } from './types.js';
@@ -69,13 +76,7 @@ export interface SecretTarget {
   rdsId?: string;
 }
 
-/** Lower case, without a trailing dot or IPv6 brackets. */
-export function normalizeHost(host: string): string {
-  let h = host.trim().toLowerCase();
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h;
-}
+export { normalizeHost };
 
 /** How an error names a secret reference (its id, which the command carried anyway). */
 export function describeSecretRef(ref: SecretRef): string {
@@ -127,6 +128,19 @@ export function tagBinding(tags: Record<string, string> | undefined, prefix: str
   return { kind: 'bound', key: targetKey, host, port };
 }
 
+/**
+ * The pairing this agent's discovery recorded for the secret `ref` names and `target`'s
+ * host and port, if any (see `./discovered.ts`).
+ */
+export function discoveredPairing(
+  ref: SecretRef,
+  target: SecretTarget,
+  policy: SecretBindingPolicy = DEFAULT_SECRET_BINDING,
+): DiscoveredPairing | undefined {
+  if (ref.store !== 'aws-secrets-manager' || policy.discovered === undefined) return undefined;
+  return policy.discovered.find(ref.secretId, target.host, target.port);
+}
+
 function refuse(message: string, details: Record<string, unknown>): LatchkeyError {
   return new LatchkeyError('E_GUARDRAIL', message, { details });
 }
@@ -163,10 +177,16 @@ export function checkSecretBinding(
       }
       return;
     }
+    // The secret's own tags bind it nowhere: a pairing this agent's discovery found may.
+    if (discoveredPairing(ref, target, policy) !== undefined) return;
+    const prefix = policy.tagPrefix ?? DEFAULT_TAG_PREFIX;
     const tagHow =
       ref.store === 'aws-secrets-manager'
         ? `, or tag the secret ${byTag.readKey}=true and ${byTag.targetKey}=${target.host} ` +
-          `(binding by tag${byTag.problem === undefined ? '' : `; ${byTag.problem}`})`
+          `(binding by tag${byTag.problem === undefined ? '' : `; ${byTag.problem}`}), or tag ` +
+          `the database ${prefix}-secret=<this secret's ARN> and let this agent's aws-discovery ` +
+          `find it (no pairing of this secret with ${target.host}:${target.port} was discovered ` +
+          `by this agent${policy.discovered === undefined ? '' : ` within ${describeTtl(policy.discovered.ttlMs)}`})`
         : '';
     throw refuse(
       `${which} names no host, so it is not bound to a target; refusing to send it to ` +

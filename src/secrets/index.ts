@@ -25,6 +25,7 @@ import { createAwsSecretsManagerStore } from './aws-secrets-manager.js';
 import { SecretCache } from './cache.js';
 import { throwIfAborted } from './errors.js';
 import { DEFAULT_UNBOUND_SECRET_STORES } from './binding.js';
+import { DiscoveredPairings } from './discovered.js';
 import type { SecretStore } from './binding.js';
 import { DEFAULT_SECRET_ENV_PREFIXES, readEnvSecret } from './env.js';
 import { DEFAULT_SECRET_FILE_ROOTS, readSecretDirectory } from './file.js';
@@ -74,12 +75,19 @@ export {
   bindingPolicyOf,
   checkSecretBinding,
   describeSecretRef,
+  discoveredPairing,
   normalizeHost,
   parseUnboundStores,
   resolveBoundSecret,
 } from './binding.js';
 export type { SecretBindingPolicy, SecretStore, SecretTarget } from './binding.js';
 export { SecretCache } from './cache.js';
+export {
+  DEFAULT_DISCOVERED_PAIRING_TTL_MS,
+  DiscoveredPairings,
+  PAIRING_KEY_PREFIX,
+} from './discovered.js';
+export type { DiscoveredPairing, DiscoveredPairingsOptions, PairingJournal } from './discovered.js';
 export { VAULT_AUTH_METHODS, createVaultStore, signedGetCallerIdentity } from './vault.js';
 export type { VaultAuthMethod, VaultSecretRef, VaultStore, VaultStoreOptions } from './vault.js';
 export { createRdsAuthTokenProvider, getRedshiftClusterCredentials } from './iam-auth.js';
@@ -118,6 +126,11 @@ export interface SecretResolverOptions {
   vault?: VaultStoreOptions | VaultStore;
   /** Tag prefix of binding by tag (`<prefix>-connector-read`, …); default `latchkey`. */
   tagPrefix?: string;
+  /**
+   * How long a secret ↔ database pairing found by this agent's `aws-discovery` is trusted
+   * (`./discovered.ts`); default `DEFAULT_DISCOVERED_PAIRING_TTL_MS` (24 h).
+   */
+  discoveredPairingTtlMs?: number;
 }
 
 export interface LatchkeySecretResolver extends SecretResolver {
@@ -162,6 +175,10 @@ export function createSecretResolver(opts: SecretResolverOptions): LatchkeySecre
   const binding: SecretBindingPolicy = Object.freeze({
     allowUnbound: Object.freeze([...(opts.allowUnbound ?? DEFAULT_UNBOUND_SECRET_STORES)]),
     ...(opts.tagPrefix !== undefined ? { tagPrefix: opts.tagPrefix } : {}),
+    discovered: new DiscoveredPairings({
+      ...(opts.discoveredPairingTtlMs !== undefined ? { ttlMs: opts.discoveredPairingTtlMs } : {}),
+      ...(opts.now ? { now: opts.now } : {}),
+    }),
   });
 
   async function cached(key: string, load: () => Promise<ServiceSecret>): Promise<ServiceSecret> {

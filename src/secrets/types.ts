@@ -3,6 +3,7 @@
  * protocol for how an integration names its secret. Values never reach logs or the wire.
  */
 import type { SecretRef } from '../protocol/messages.js';
+import type { DiscoveredPairings } from './discovered.js';
 
 /** A service-account secret. `username`/`password` always; connection hints when the store has them. */
 export interface ServiceSecret {
@@ -63,4 +64,10 @@ export interface SecretBindingPolicy {
    * absent: `latchkey`.
    */
   readonly tagPrefix?: string;
+  /**
+   * Secret ↔ database pairings this agent's own `aws-discovery` found through the
+   * `<prefix>-secret` tag of a database (`./discovered.ts`): such a Secrets Manager secret
+   * is accepted for exactly that database's host and port. Absent: none.
+   */
+  readonly discovered?: DiscoveredPairings;
 }

@@ -6,6 +6,7 @@
  * - `o:<commandId>`: the outbox (results until `result-ack`), `src/controlplane/outbox.ts`;
  * - `c:<commandId>`: the command-id record, `src/dispatch/idempotency.ts`;
  * - `i:<integrationId>`: the integrations seen in commands, `src/dispatch/known-integrations.ts`.
+ * - `sp:<database ARN>`: secret pairings found by aws-discovery, `src/secrets/discovered.ts`.
  *
  * One agent per directory: `state.lock` holds the pid of the agent using it. A lock whose
  * pid is not alive (or is our own pid: a restarted container is pid 1 again) is stale and

@@ -21,6 +21,8 @@ import { targetOf } from '../../aws/config.js';
 import { ServiceLimiters, type LimiterOptions } from '../../aws/limiter.js';
 import { mapBounded } from '../../aws/org-scope.js';
 import { LatchkeyError } from '../../errors.js';
+import { bindingPolicyOf } from '../../secrets/binding.js';
+import { describeTtl, type DiscoveredPairings } from '../../secrets/discovered.js';
 import type { CheckOutput, DiscoverOutput, Integration } from '../../protocol/messages.js';
 import type { CallContext, Driver, DriverServices } from '../driver.js';
 import { parseDiscoveryConfig, type AwsDiscoveryConfig } from './config.js';
@@ -92,6 +94,8 @@ export class AwsDiscoveryDriver implements Driver {
     const warnings: Warning[] = [];
     const integrations: Integration[] = [];
     const seen = new Set<string>();
+    // Secret ↔ database pairings read from AWS here, for the secret binding (docs/secrets.md).
+    const pairings = bindingPolicyOf(this.services.secrets).discovered;
     accounts.forEach((acct, i) => {
       const outcome = outcomes[i];
       if (!outcome) return;
@@ -124,14 +128,19 @@ export class AwsDiscoveryDriver implements Driver {
             ? { roleArn: acct.roleArn, externalId: acct.externalId }
             : undefined,
         );
-        if (v.kind === 'skip') continue;
+        if (v.kind === 'skip') {
+          pairings?.forget(db.arn);
+          continue;
+        }
         if (v.kind === 'warning') {
+          pairings?.forget(db.arn);
           warnings.push(v.warning);
           continue;
         }
         if (seen.has(v.integration.id)) continue;
         seen.add(v.integration.id);
         integrations.push(v.integration);
+        recordPairing(pairings, db.arn, v.integration);
         resources.push({
           ...v.resource,
           metadata: { ...v.resource.metadata, memberRoleArn: acct.roleArn ?? null },
@@ -272,6 +281,10 @@ export class AwsDiscoveryDriver implements Driver {
         return `can list Redshift clusters in ${region}`;
       });
     }
+    const pairings = bindingPolicyOf(this.services.secrets).discovered;
+    if (pairings !== undefined) {
+      checks.push({ name: 'discovered-secrets', ok: true, detail: pairingsDetail(pairings) });
+    }
     return { ok: checks.every((c) => c.ok), checks };
   }
 
@@ -294,6 +307,53 @@ export class AwsDiscoveryDriver implements Driver {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/**
+ * Records, for the secret binding, that the database `databaseArn` names (through its
+ * `<prefix>-secret` tag, as AWS reported it to this agent) the secret of its
+ * sub-integration; drops the database's former pairing when it names none now.
+ */
+function recordPairing(
+  pairings: DiscoveredPairings | undefined,
+  databaseArn: string,
+  integration: Integration,
+): void {
+  if (pairings === undefined) return;
+  const { host, port } = integration.config;
+  if (
+    integration.secret?.store !== 'aws-secrets-manager' ||
+    typeof host !== 'string' ||
+    typeof port !== 'number'
+  ) {
+    pairings.forget(databaseArn);
+    return;
+  }
+  pairings.record({ databaseArn, secretArn: integration.secret.secretId, host, port });
+}
+
+/** Names shown by `check` (ARNs and endpoints only, never a value of a secret). */
+const PAIRINGS_SHOWN = 10;
+
+/** What `check` says about the secrets accepted through pairings this agent discovered. */
+export function pairingsDetail(pairings: DiscoveredPairings): string {
+  const live = pairings.list();
+  const ttl = describeTtl(pairings.ttlMs);
+  if (live.length === 0) {
+    return (
+      'no secret is accepted through a discovered pairing: none was found by this agent ' +
+      `within ${ttl} (a database tagged <prefix>-secret=<secret ARN> makes its secret usable ` +
+      'for that database only, once discover has run)'
+    );
+  }
+  const shown = live
+    .slice(0, PAIRINGS_SHOWN)
+    .map((p) => `${p.secretArn} for ${p.host}:${p.port} (tag on ${p.databaseArn})`);
+  const more = live.length > PAIRINGS_SHOWN ? `; and ${live.length - PAIRINGS_SHOWN} more` : '';
+  return (
+    `${live.length} secret pairing(s) found by this agent's discovery within ${ttl}; each ` +
+    `secret is accepted for its database's endpoint only: ${shown.join('; ')}${more}`
+  );
 }
 
 function unsupported(kind: string): Promise<never> {

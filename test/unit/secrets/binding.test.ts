@@ -9,7 +9,8 @@ import {
 } from '../../../src/secrets/binding.js';
 import { createSecretResolver } from '../../../src/secrets/index.js';
 import type { SecretResolver, ServiceSecret } from '../../../src/secrets/types.js';
-import { testAwsFactory } from './aws-fixtures.js';
+import { DiscoveredPairings } from '../../../src/secrets/discovered.js';
+import { testAwsFactory, testClock } from './aws-fixtures.js';
 
 const PASSWORD = 'Prod-Service-Pa55word!';
 const AWS_REF: SecretRef = {
@@ -190,6 +191,55 @@ describe('binding by tag (Secrets Manager secrets stored as {username, password}
       tags: { 'latchkey-connector-read': 'true', 'latchkey-connector-target': target.host },
     });
     refusal(() => checkSecretBinding(s, AWS_REF, target));
+  });
+});
+
+describe('binding through a pairing found by this agent’s aws-discovery', () => {
+  const target = { host: 'orders.abc123.eu-west-1.rds.amazonaws.com', port: 5432 };
+  const DB = 'arn:aws:rds:eu-west-1:123456789012:db:orders';
+  const arn = AWS_REF.store === 'aws-secrets-manager' ? AWS_REF.secretId : '';
+  function policyWith(clock = testClock()) {
+    const discovered = new DiscoveredPairings({ now: clock.now, ttlMs: 60_000 });
+    return { policy: { allowUnbound: [], discovered }, discovered, clock };
+  }
+
+  it('accepts a plain secret for the recorded host and port only, within the TTL', () => {
+    const { policy, discovered, clock } = policyWith();
+    refusal(() => checkSecretBinding(secret(), AWS_REF, target, policy));
+    discovered.record({ databaseArn: DB, secretArn: arn, host: target.host, port: 5432 });
+    expect(() => checkSecretBinding(secret(), AWS_REF, target, policy)).not.toThrow();
+    refusal(() =>
+      checkSecretBinding(secret(), AWS_REF, { host: 'attacker.example', port: 5432 }, policy),
+    );
+    refusal(() => checkSecretBinding(secret(), AWS_REF, { ...target, port: 5433 }, policy));
+    // Only Secrets Manager references: another store's secret spelled like the ARN is not it.
+    const vaultRef: SecretRef = { store: 'vault', path: arn };
+    refusal(() => checkSecretBinding(secret(), vaultRef, target, policy));
+    clock.advance(60_001);
+    const e = refusal(() => checkSecretBinding(secret(), AWS_REF, target, policy));
+    expect(e.message).toContain('was discovered by this agent within 1 min');
+  });
+
+  it('a newer discovery of the database replaces or drops its pairing', () => {
+    const { policy, discovered } = policyWith();
+    discovered.record({ databaseArn: DB, secretArn: arn, host: target.host, port: 5432 });
+    discovered.record({ databaseArn: DB, secretArn: `${arn}-new`, host: target.host, port: 5432 });
+    refusal(() => checkSecretBinding(secret(), AWS_REF, target, policy));
+    discovered.record({ databaseArn: DB, secretArn: arn, host: target.host, port: 5432 });
+    discovered.forget(DB);
+    refusal(() => checkSecretBinding(secret(), AWS_REF, target, policy));
+    expect(discovered.list()).toEqual([]);
+  });
+
+  it("the secret's own target tag still decides when it names another server", () => {
+    const { policy, discovered } = policyWith();
+    discovered.record({ databaseArn: DB, secretArn: arn, host: target.host, port: 5432 });
+    const s = secret({
+      tags: { 'latchkey-connector-read': 'true', 'latchkey-connector-target': 'other.internal' },
+    });
+    refusal(() => checkSecretBinding(s, AWS_REF, target, policy));
+    // and a host in the secret decides over everything.
+    refusal(() => checkSecretBinding(secret({ host: 'other.internal' }), AWS_REF, target, policy));
   });
 });
 
