@@ -46,6 +46,8 @@ export interface MysqlBenchReport {
   driverRatio: number;
   grant: SqlTally;
   revoke: SqlTally;
+  /** One direct pair (grant and revoke together). */
+  direct: SqlTally;
   load: { start: string; end: string };
 }
 
@@ -256,6 +258,16 @@ export async function runMysqlBench(
       });
       directSeconds = Math.min(directSeconds, xt);
     }
+    const directConn = await direct.getConnection();
+    const directTally = await countSql(async () => {
+      await directPair(directConn, {
+        prefix,
+        db,
+        meta,
+        email: `xc@${run}.io`,
+        grantId: 'xc',
+      });
+    }).finally(() => directConn.release());
     await direct.end();
     await dispatcher.drain(10_000);
     await registry.closeAll();
@@ -273,6 +285,7 @@ export async function runMysqlBench(
       driverRatio: driverPairsPerSecond / directPairsPerSecond,
       grant: grantTally,
       revoke: revokeTally,
+      direct: directTally,
       load: { start: loadStart, end: loadLine() },
     };
   } finally {
@@ -384,6 +397,11 @@ export function formatMysqlBench(r: MysqlBenchReport): string {
     `  ratio Dispatcher / direct: ${r.ratio.toFixed(2)} (target ≥ 0.9: ${r.ratio >= 0.9 ? 'met' : 'NOT met'})`,
     ...describeTally('one grant (first grant of a new grantee, read on one table)', r.grant),
     ...describeTally('its revoke', r.revoke),
+    ...describeTally(
+      'the direct path, grant and revoke together (its hand-written copy of the statements)',
+      r.direct,
+      false,
+    ),
   ].join('\n');
 }
 

@@ -401,6 +401,20 @@ async function countPair(): Promise<{ grant: SqlTally; revoke: SqlTally }> {
   }
 }
 
+/** What the hand-written direct pair sends (to see whether it still matches the driver). */
+async function countDirectPair(): Promise<SqlTally> {
+  const cfg = { host, port, user: svc, database: db, max: 2 };
+  const pool = new pg.Pool(cfg);
+  const lockPool = new pg.Pool(cfg);
+  try {
+    await directPair(pool, lockPool, 'cw@bench.example', 'cw');
+    return await countSql(() => directPair(pool, lockPool, 'cd@bench.example', 'cd'));
+  } finally {
+    await pool.end();
+    await lockPool.end();
+  }
+}
+
 async function discoverBig(): Promise<{ seconds: number; resources: number }> {
   await admin(bigDb, async (c) => {
     await c.query(`SET ROLE ${q(svc)}`);
@@ -479,6 +493,7 @@ async function main(): Promise<void> {
     const p = best(directRates);
     const loadRates = loadLine();
     const counted = await countPair();
+    const countedDirect = await countDirectPair();
     const disc = await discoverBig();
     const report = {
       path: 'agent Dispatcher (src/dispatch) → postgres driver',
@@ -514,6 +529,11 @@ async function main(): Promise<void> {
         counted.grant,
       ),
       ...describeTally('its revoke', counted.revoke),
+      ...describeTally(
+        'the direct path, grant and revoke together (its hand-written copy of the statements)',
+        countedDirect,
+        false,
+      ),
     ]) {
       console.log(`postgres:${line}`);
     }
