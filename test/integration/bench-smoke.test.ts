@@ -9,11 +9,15 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-function runBench(file: string, args: string[]): Promise<{ code: number | null; out: string }> {
+function runBench(
+  file: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', `bench/${file}`, ...args], {
       cwd: ROOT,
-      env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+      env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
     });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
@@ -27,6 +31,8 @@ describe('benchmarks still run', () => {
   it('postgres: grant+revoke through the dispatcher and direct, and discover', async () => {
     const { code, out } = await runBench('postgres.bench.ts', ['4', '2', '50']);
     expect(out).toMatch(/ratio \d/);
+    expect(out).toMatch(/one grant .*: [1-9]\d* round trips, [1-9]\d* statements/);
+    expect(out).toMatch(/its revoke: [1-9]\d* round trips/);
     expect(out).toMatch(/discover 50 tables/);
     expect(code).toBe(0);
   }, 120_000);
@@ -38,9 +44,21 @@ describe('benchmarks still run', () => {
     expect(code).toBe(0);
   }, 120_000);
 
-  it('mysql: grant+revoke through the driver and direct', async () => {
+  it('mysql: grant+revoke through the dispatcher, the driver and direct', async () => {
     const { code, out } = await runBench('mysql.bench.ts', ['4', '2', '1']);
-    expect(out).toMatch(/ratio\s+: \d/);
+    expect(out).toMatch(/ratio Dispatcher \/ direct: \d/);
+    expect(out).toMatch(/one grant .*: [1-9]\d* round trips, [1-9]\d* statements/);
+    expect(out).toMatch(/its revoke: [1-9]\d* round trips/);
+    expect(code).toBe(0);
+  }, 120_000);
+
+  it('fairness: 500 grantees on 50 integrations, revokes while grants saturate', async () => {
+    const { code, out } = await runBench('fairness.bench.ts', [], {
+      BENCH_FAIR_PAIRS: '1',
+      BENCH_FAIR_SECONDS: '1',
+    });
+    expect(out).toMatch(/throughput, 500 × 1 grant\+revoke pairs\s+\d+ commands\/s/);
+    expect(out).toMatch(/: [1-9]\d* revokes, queueing .* p99 \d/);
     expect(code).toBe(0);
   }, 120_000);
 

@@ -293,14 +293,15 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
     account,
     role,
 
-    async createUser(session, user, host, auth, prefix): Promise<void> {
+    async createUser(session, user, host, auth, prefix, known): Promise<void> {
       if (auth.password === null) {
         throw new LatchkeyError(
           'E_UNSUPPORTED',
           'grantee IAM authentication is available on RDS for MySQL only, not on MariaDB',
         );
       }
-      const existing = await getUser(session, user, host, prefix);
+      // The caller (the grant, under the user lock) has usually just read the user.
+      const existing = known !== undefined ? known : await getUser(session, user, host, prefix);
       if (existing?.incomplete === true) {
         // Created and recorded by a run that crashed before the marker: mark it, then give
         // it a fresh password for this result (its first one was never delivered).

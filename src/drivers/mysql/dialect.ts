@@ -62,6 +62,8 @@ export interface FlavorOps {
     host: string,
     auth: { password: string | null; issuedFor: string | null },
     prefix: string,
+    /** What `getUser` just returned under the same lock (null: none); read when absent. */
+    known?: SqlUserInfo | null,
   ): Promise<void>;
   /** New password (as a hash) and the record of the grant it is issued for (null: rotate). */
   setPassword(

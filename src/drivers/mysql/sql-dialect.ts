@@ -236,6 +236,7 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
           issuedFor: spec.iamAuth ? null : spec.issuedFor,
         },
         scope.prefix,
+        spec.known,
       );
     },
 

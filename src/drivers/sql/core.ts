@@ -223,6 +223,7 @@ export async function grantFlow(
           password,
           iamAuth: opts.iamAuth,
           issuedFor: opts.iamAuth ? null : params.grantId,
+          known: user,
         });
         createdUser = true;
       } else if (!user.managed) {

@@ -136,6 +136,11 @@ export interface CreateUserSpec {
   iamAuth: boolean;
   /** The grant whose result will carry `password` (null under IAM auth). */
   issuedFor: string | null;
+  /**
+   * What `getUser` returned for this user under the same user lock, when the caller has
+   * just read it (null: no such user): a dialect that needs it does not read it again.
+   */
+  known?: SqlUserInfo | null;
 }
 
 export interface DropUserOptions {

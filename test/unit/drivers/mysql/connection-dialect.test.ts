@@ -134,6 +134,39 @@ describe('MariaDB statements', () => {
     ]);
   });
 
+  it('does not read the user again when the grant has just read it under the lock', async () => {
+    const log: string[] = [];
+    const session = {
+      query: (sql: string) => {
+        log.push(sql);
+        return Promise.resolve([]);
+      },
+    };
+    const auth = { password: 'Pw-plain-text-9', issuedFor: 'g1' };
+    const userReads = (): number => log.filter((q) => q.includes('FROM mysql.global_priv')).length;
+    // Read by the caller: nothing there.
+    await ops.createUser(session, 'lk_ann_1234abcd', '%', auth, 'lk_', null);
+    expect(userReads()).toBe(0);
+    expect(log.some((q) => q.startsWith('CREATE USER'))).toBe(true);
+    // Read by the caller: a creation a crash interrupted, which is finished, not re-created.
+    log.length = 0;
+    const incomplete = {
+      username: 'lk_ann_1234abcd',
+      managed: true,
+      canLogin: true,
+      passwordIssuedFor: 'g0',
+      incomplete: true,
+    };
+    await ops.createUser(session, 'lk_ann_1234abcd', '%', auth, 'lk_', incomplete);
+    expect(userReads()).toBe(0);
+    expect(log.some((q) => q.startsWith('CREATE USER'))).toBe(false);
+    expect(log.some((q) => q.startsWith('ALTER USER'))).toBe(true);
+    // Not read by the caller: read here.
+    log.length = 0;
+    await ops.createUser(session, 'lk_ann_1234abcd', '%', auth, 'lk_');
+    expect(userReads()).toBe(1);
+  });
+
   it('refuses grantee IAM auth (RDS for MySQL only)', async () => {
     const session = { query: () => Promise.resolve([]) };
     await expect(
