@@ -844,6 +844,16 @@ export class AwsEksDriver implements Driver {
     return report;
   }
 
+  /**
+   * Get the credentials of an account (assume its member role) without another call.
+   * @throws LatchkeyError (operation AssumeRole) when the role cannot be assumed
+   */
+  async reach(account: ScopeAccount): Promise<void> {
+    await this.services.aws
+      .client(STSClient, account.target(this.home(account)))
+      .config.credentials();
+  }
+
   /** The sweep of one scope account; every failure is an error item of `report`. */
   async sweepAccount(
     ctx: CallContext,

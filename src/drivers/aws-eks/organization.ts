@@ -134,8 +134,12 @@ export async function sweepOrganization(
   const out = await org.fanOut(signal, {
     perAccount: async (account, run) => {
       const regions = await org.regionsOf(account.accountId, signal, run);
+      const scoped = orgScopeAccount(org, account.accountId, regions);
+      // A member role that cannot be assumed is one error item for the account (the
+      // fan-out's), not one per region.
+      await driver.reach(scoped);
       const report: SweepReport = { revoked: [], errors: [] };
-      await driver.sweepAccount(ctx, cfg, orgScopeAccount(org, account.accountId, regions), report);
+      await driver.sweepAccount(ctx, cfg, scoped, report);
       return report;
     },
   });
