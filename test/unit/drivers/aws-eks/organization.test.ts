@@ -337,6 +337,36 @@ describe('aws-eks organization mode', () => {
     expect([...new Set(assumed)]).toEqual([memberRoleArnOf(A)]);
   });
 
+  it('a revoke without resources finds the grant in any account, and changes nothing when an account cannot be listed', async () => {
+    serveOrganization(tree);
+    const { calls } = serveEks();
+    const grantee = `arn:aws:iam::${A}:role/data-analyst`;
+    const base = {
+      grantId: 'g2',
+      grantee: { email: 'jane@example.com', awsPrincipalArn: grantee },
+      permission: 'view',
+    };
+    await driver.grant(ctx(), {
+      ...base,
+      resources: [{ type: 'eks-cluster', id: clusterOf(C, 'us-east-1') }],
+    });
+
+    // B's member role now refuses: the organization cannot be listed whole.
+    serveOrganization({ ...tree, denyAssume: [B] });
+    const fresh = new AwsEksDriver(makeServices());
+    const err = await rejection(fresh.revoke(ctx(), { ...base, resources: [] }));
+    expect(err.code).toBe('E_CONNECT');
+    expect(err.message).toMatch(new RegExp(B));
+    expect(calls.filter((c) => /^(Delete|Disassociate)/.test(c.op))).toEqual([]);
+
+    serveOrganization(tree);
+    const res = await new AwsEksDriver(makeServices()).revoke(ctx(), { ...base, resources: [] });
+    expect(res.revoked).toEqual([`${clusterOf(C, 'us-east-1')}#latchkey-g.g2`]);
+    expect(calls.filter((c) => c.op === 'DeleteAccessEntry')).toEqual([
+      { op: 'DeleteAccessEntry', account: C, region: 'us-east-1' },
+    ]);
+  });
+
   it('sweeps expired grants in every account; an unreachable account is one error item', async () => {
     serveOrganization({ ...tree, denyAssume: [B] });
     const { calls } = serveEks();
