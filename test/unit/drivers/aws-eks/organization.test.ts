@@ -367,6 +367,19 @@ describe('aws-eks organization mode', () => {
     ]);
   });
 
+  it('check: the home account, the organization listing and one member role', async () => {
+    serveOrganization({ ...tree, denyAssume: [A] });
+    serveEks();
+    const out = await driver.check(ctx());
+    const byName = new Map(out.checks.map((c) => [c.name, c.ok]));
+    expect(byName.get(`identity ${HOME}`)).toBe(true);
+    expect(byName.get(`eks:ListClusters ${HOME} eu-west-1`)).toBe(true);
+    expect(byName.get('organization')).toBe(true);
+    // A, the first member account listed, refuses its member role.
+    expect(byName.get('member-role')).toBe(false);
+    expect(out.ok).toBe(false);
+  });
+
   it('sweeps expired grants in every account; an unreachable account is one error item', async () => {
     serveOrganization({ ...tree, denyAssume: [B] });
     const { calls } = serveEks();
