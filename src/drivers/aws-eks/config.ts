@@ -12,6 +12,7 @@
  * | `clusters` | cluster names | all | only these clusters are discovered and granted |
  * | `listNamespaces` | boolean | `true` | discover namespaces through the Kubernetes API (the connector's identity needs `list namespaces` on the cluster) |
  * | `namespaces` | cluster name → namespace names | none | namespaces reported for a cluster when they are not listed through the API (off, or failed) |
+ * | `organization` | object | none | organization mode (`OrgScopeConfigSchema`, src/aws/org-scope.ts): every member account through `memberRoleName`; `accountId` is then the home (management or delegated-administrator) account |
  */
 import { z } from 'zod';
 import {
@@ -22,6 +23,7 @@ import {
   RoleArnSchema,
   parseConfig,
 } from '../../aws/config.js';
+import { OrgScopeConfigSchema } from '../../aws/org-scope.js';
 
 /** EKS cluster names: 1..100 characters, a letter or digit first. */
 export const ClusterNameSchema = z
@@ -43,6 +45,7 @@ export const AwsEksConfigSchema = z.strictObject({
   clusters: z.array(ClusterNameSchema).min(1).max(1000).optional(),
   listNamespaces: z.boolean().default(true),
   namespaces: z.record(ClusterNameSchema, z.array(NamespaceSchema).max(1000)).optional(),
+  organization: OrgScopeConfigSchema.optional(),
 });
 export type AwsEksConfig = z.infer<typeof AwsEksConfigSchema>;
 

@@ -12,8 +12,8 @@
  *   (entry, policy), so overlapping grants of the same level share it too.
  * - **records**: the agent's tags on the entry (`records.ts`): which grants hold which level
  *   with which scope, whether the agent created the entry, what existed before it.
- * - **scope account**: where calls go (`scope.ts`); one account today, many with an
- *   organization integration later.
+ * - **scope account**: where calls go (`scope.ts`); the config's account, or in organization
+ *   mode each member account with its member role (`organization.ts`).
  *
  * Grant order (each step reads first, so a re-run after a crash continues where the last
  * run stopped): validate everything (config, resources, permission, principal, guardrails,
@@ -48,6 +48,7 @@ import {
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { awsSend } from '../../aws/call.js';
 import { ServiceLimiters } from '../../aws/limiter.js';
+import { OrgScopeCache, orgScopeOf, type OrgScope } from '../../aws/org-scope.js';
 import { paginate } from '../../aws/organization.js';
 import { MAX_NAMED_RESOURCES } from '../../aws/policy.js';
 import { LatchkeyError, toWireError } from '../../errors.js';
@@ -64,6 +65,14 @@ import { probe } from '../probe.js';
 import type { CallContext, Driver, DriverServices, SweepReport } from '../driver.js';
 import { parseEksConfig, type AwsEksConfig } from './config.js';
 import { eksSend } from './errors.js';
+import {
+  accountsOfResources,
+  discoverOrganization,
+  organizationAccountScope,
+  organizationClusters,
+  orgScopeAccount,
+  sweepOrganization,
+} from './organization.js';
 import { eksToken, kubernetesNamespaceLister, type NamespaceLister } from './kubernetes.js';
 import {
   MAX_TAGS,
@@ -138,6 +147,7 @@ export class AwsEksDriver implements Driver {
   private readonly limiters = new ServiceLimiters();
   private readonly lister: NamespaceLister;
   private readonly scopeOf: (cfg: AwsEksConfig) => AccountScope;
+  private readonly orgCache = new OrgScopeCache();
 
   constructor(
     private readonly services: DriverServices,
@@ -145,6 +155,26 @@ export class AwsEksDriver implements Driver {
   ) {
     this.lister = opts.namespaces ?? kubernetesNamespaceLister();
     this.scopeOf = opts.scope ?? singleAccountScope;
+  }
+
+  /** The organization scope in organization mode, else null (src/aws/org-scope.ts). */
+  orgScope(cfg: AwsEksConfig): OrgScope | null {
+    return orgScopeOf(this.services, cfg, this.orgCache);
+  }
+
+  /**
+   * The scope of a grant or revoke: the config's account, or in organization mode the
+   * accounts named (clusters and grantee), each with its member role.
+   */
+  private async commandScope(
+    cfg: AwsEksConfig,
+    org: OrgScope | null,
+    accountIds: readonly string[],
+    signal: AbortSignal,
+    grant: boolean,
+  ): Promise<AccountScope> {
+    if (org === null) return this.scopeOf(cfg);
+    return organizationAccountScope(org, accountIds, signal, { grant });
   }
 
   private get prefix(): string {
@@ -357,7 +387,6 @@ export class AwsEksDriver implements Driver {
 
   async grant(ctx: CallContext, params: GrantParams): Promise<GrantOutput> {
     const cfg = parseEksConfig(ctx.integration.config);
-    const scope = this.scopeOf(cfg);
     const signal = ctx.signal;
     if (params.resources.length > MAX_NAMED_RESOURCES) {
       throw new LatchkeyError(
@@ -386,6 +415,13 @@ export class AwsEksDriver implements Driver {
         throw new LatchkeyError('E_INVALID', `expiresAt ${params.expiresAt} is in the past`);
       }
     }
+    const scope = await this.commandScope(
+      cfg,
+      this.orgScope(cfg),
+      [...accountsOfResources(params.resources), principal.accountId],
+      signal,
+      true,
+    );
     const requests = parseResources(params.resources, scope, cfg);
     const gid = grantTagId(params.grantId, this.prefix);
 
@@ -587,15 +623,33 @@ export class AwsEksDriver implements Driver {
 
   async revoke(ctx: CallContext, params: RevokeParams): Promise<RevokeOutput> {
     const cfg = parseEksConfig(ctx.integration.config);
-    const scope = this.scopeOf(cfg);
     const principal = parseEntryPrincipal(params.grantee.awsPrincipalArn);
     const gid = grantTagId(params.grantId, this.prefix);
     const signal = ctx.signal;
+    const org = this.orgScope(cfg);
+    // In organization mode without resources: every cluster of the organization.
+    const orgClusters =
+      org !== null && params.resources.length === 0
+        ? await organizationClusters(this, cfg, org, signal)
+        : [];
+    const scope = await this.commandScope(
+      cfg,
+      org,
+      [
+        ...accountsOfResources(params.resources),
+        ...orgClusters.map((c) => c.accountId),
+        principal.accountId,
+      ],
+      signal,
+      false,
+    );
     // The clusters: those named, or (a revoke without resources) every cluster of the scope.
     const targets: { account: ScopeAccount; cluster: ClusterRef }[] =
       params.resources.length > 0
         ? parseResources(params.resources, scope, { clusters: undefined })
-        : await this.allClusters(scope, cfg, signal);
+        : org !== null
+          ? orgClusters.map((cluster) => ({ cluster, account: scope.account(cluster.accountId) }))
+          : await this.allClusters(scope, cfg, signal);
     await this.assertGrantable(scope, principal, signal, { missingOk: true });
 
     const phases: Phase[] = [];
@@ -781,87 +835,106 @@ export class AwsEksDriver implements Driver {
    */
   async sweep(ctx: CallContext): Promise<SweepReport> {
     const cfg = parseEksConfig(ctx.integration.config);
-    const scope = this.scopeOf(cfg);
+    const org = this.orgScope(cfg);
+    if (org) return sweepOrganization(this, ctx, cfg, org);
+    const report: SweepReport = { revoked: [], errors: [] };
+    for (const account of this.scopeOf(cfg).accounts()) {
+      await this.sweepAccount(ctx, cfg, account, report);
+    }
+    return report;
+  }
+
+  /**
+   * Get the credentials of an account (assume its member role) without another call.
+   * @throws LatchkeyError (operation AssumeRole) when the role cannot be assumed
+   */
+  async reach(account: ScopeAccount): Promise<void> {
+    await this.services.aws
+      .client(STSClient, account.target(this.home(account)))
+      .config.credentials();
+  }
+
+  /** The sweep of one scope account; every failure is an error item of `report`. */
+  async sweepAccount(
+    ctx: CallContext,
+    cfg: AwsEksConfig,
+    account: ScopeAccount,
+    report: SweepReport,
+  ): Promise<void> {
     const signal = ctx.signal;
     const now = this.services.now().getTime();
-    const report: SweepReport = { revoked: [], errors: [] };
     const fail = (item: string, err: unknown): void => {
       if ((err instanceof LatchkeyError && err.code === 'E_CANCELLED') || signal.aborted) throw err;
       const w = toWireError(err);
       report.errors.push({ item, code: w.code, message: w.message });
     };
-    for (const account of scope.accounts()) {
-      for (const region of account.regions) {
-        let names: string[];
+    for (const region of account.regions) {
+      let names: string[];
+      try {
+        names = await this.listClusters(account, region, signal);
+      } catch (err) {
+        fail(`eks ${account.accountId} ${region}`, err);
+        continue;
+      }
+      for (const name of names) {
+        if (cfg.clusters !== undefined && !cfg.clusters.includes(name)) continue;
+        const ref = parseClusterArn(clusterArn(account.partition, region, account.accountId, name));
         try {
-          names = await this.listClusters(account, region, signal);
-        } catch (err) {
-          fail(`eks ${account.accountId} ${region}`, err);
-          continue;
-        }
-        for (const name of names) {
-          if (cfg.clusters !== undefined && !cfg.clusters.includes(name)) continue;
-          const ref = parseClusterArn(
-            clusterArn(account.partition, region, account.accountId, name),
+          const info = await this.limiters.run(
+            'eks',
+            () => this.describeCluster(account, ref, signal),
+            signal,
           );
-          try {
-            const info = await this.limiters.run(
-              'eks',
-              () => this.describeCluster(account, ref, signal),
-              signal,
-            );
-            if (!AUTH_MODES_WITH_ENTRIES.has(info.authenticationMode ?? 'CONFIG_MAP')) continue;
-            for (const principalArn of await this.listEntries(account, ref, signal)) {
-              try {
-                const entry = await this.limiters.run(
-                  'eks',
-                  () => this.describeEntry(account, ref, principalArn, signal),
-                  signal,
-                );
-                if (!entry) continue;
-                const records = readRecords(entry.tags, this.prefix);
-                if (records.protected) continue;
-                for (const [gid, g] of records.grants) {
-                  if (g.expiresAt === undefined || g.expiresAt > now) continue;
-                  const item = `${ref.arn}#${principalArn}#${this.prefix}-g.${gid}`;
-                  try {
-                    const res = await this.limiters.run(
-                      'eks',
-                      () => this.removeGrant(account, ref, principalArn, gid, signal),
-                      signal,
-                    );
-                    if (res.removed) report.revoked.push(item);
-                  } catch (err) {
-                    fail(item, err);
-                  }
-                }
-                const live = [...records.grants.values()].some(
-                  (g) => g.expiresAt === undefined || g.expiresAt > now,
-                );
-                if (live) {
-                  const repaired = await this.limiters.run(
+          if (!AUTH_MODES_WITH_ENTRIES.has(info.authenticationMode ?? 'CONFIG_MAP')) continue;
+          for (const principalArn of await this.listEntries(account, ref, signal)) {
+            try {
+              const entry = await this.limiters.run(
+                'eks',
+                () => this.describeEntry(account, ref, principalArn, signal),
+                signal,
+              );
+              if (!entry) continue;
+              const records = readRecords(entry.tags, this.prefix);
+              if (records.protected) continue;
+              for (const [gid, g] of records.grants) {
+                if (g.expiresAt === undefined || g.expiresAt > now) continue;
+                const item = `${ref.arn}#${principalArn}#${this.prefix}-g.${gid}`;
+                try {
+                  const res = await this.limiters.run(
                     'eks',
-                    () => this.reconcile(account, ref, principalArn, signal),
+                    () => this.removeGrant(account, ref, principalArn, gid, signal),
                     signal,
                   );
-                  for (const policyArn of repaired) {
-                    ctx.logger.warn(
-                      { clusterArn: ref.arn, principalArn, policyArn },
-                      'aws-eks sweep: association repaired to the union of the grants recorded on the entry',
-                    );
-                  }
+                  if (res.removed) report.revoked.push(item);
+                } catch (err) {
+                  fail(item, err);
                 }
-              } catch (err) {
-                fail(`${ref.arn}#${principalArn}`, err);
               }
+              const live = [...records.grants.values()].some(
+                (g) => g.expiresAt === undefined || g.expiresAt > now,
+              );
+              if (live) {
+                const repaired = await this.limiters.run(
+                  'eks',
+                  () => this.reconcile(account, ref, principalArn, signal),
+                  signal,
+                );
+                for (const policyArn of repaired) {
+                  ctx.logger.warn(
+                    { clusterArn: ref.arn, principalArn, policyArn },
+                    'aws-eks sweep: association repaired to the union of the grants recorded on the entry',
+                  );
+                }
+              }
+            } catch (err) {
+              fail(`${ref.arn}#${principalArn}`, err);
             }
-          } catch (err) {
-            fail(ref.arn, err);
           }
+        } catch (err) {
+          fail(ref.arn, err);
         }
       }
     }
-    return report;
   }
 
   /**
@@ -902,7 +975,7 @@ export class AwsEksDriver implements Driver {
     return repaired;
   }
 
-  private async listClusters(
+  async listClusters(
     account: ScopeAccount,
     region: string,
     signal: AbortSignal,
@@ -964,91 +1037,107 @@ export class AwsEksDriver implements Driver {
 
   async discover(ctx: CallContext): Promise<DiscoverOutput> {
     const cfg = parseEksConfig(ctx.integration.config);
+    const org = this.orgScope(cfg);
+    if (org) return discoverOrganization(this, cfg, org, ctx.signal);
     const scope = this.scopeOf(cfg);
     const signal = ctx.signal;
     const resources: Resource[] = [];
     const warnings: Warning[] = [];
-    const rethrow = (err: unknown): void => {
-      if ((err instanceof LatchkeyError && err.code === 'E_CANCELLED') || signal.aborted) throw err;
-    };
     for (const account of scope.accounts()) {
       for (const region of account.regions) {
-        let names: string[];
         try {
-          names = await this.listClusters(account, region, signal);
+          resources.push(...(await this.discoverRegion(cfg, account, region, signal, warnings)));
         } catch (err) {
-          rethrow(err);
+          if ((err instanceof LatchkeyError && err.code === 'E_CANCELLED') || signal.aborted) {
+            throw err;
+          }
           const w = toWireError(err);
           warnings.push({
             code: w.code,
             message: `eks ListClusters in ${account.accountId} ${region}: ${w.message}`,
           });
-          continue;
-        }
-        for (const name of names) {
-          if (cfg.clusters !== undefined && !cfg.clusters.includes(name)) continue;
-          const ref = parseClusterArn(
-            clusterArn(account.partition, region, account.accountId, name),
-          );
-          let info: ClusterInfo;
-          try {
-            info = await this.limiters.run(
-              'eks',
-              () => this.describeCluster(account, ref, signal),
-              signal,
-            );
-          } catch (err) {
-            rethrow(err);
-            const w = toWireError(err);
-            warnings.push({ resourceId: ref.arn, code: w.code, message: w.message });
-            continue;
-          }
-          const mode = info.authenticationMode ?? 'CONFIG_MAP';
-          const entries = AUTH_MODES_WITH_ENTRIES.has(mode);
-          resources.push({
-            id: ref.arn,
-            name,
-            type: 'eks-cluster',
-            metadata: {
-              arn: ref.arn,
-              accountId: account.accountId,
-              region,
-              authenticationMode: mode,
-              accessEntries: entries,
-              tags: info.tags,
-              ...(info.version ? { version: info.version } : {}),
-              ...(info.status ? { status: info.status } : {}),
-            },
-          });
-          if (!entries) {
-            warnings.push({
-              resourceId: ref.arn,
-              code: 'E_UNSUPPORTED',
-              message: `cluster ${name} uses authentication mode ${mode}: no access entries, it cannot be granted until switched to API_AND_CONFIG_MAP or API`,
-            });
-          }
-          for (const ns of await this.namespacesOf(cfg, account, info, signal, warnings)) {
-            resources.push({
-              id: namespaceId(ref.arn, ns.name),
-              name: ns.name,
-              type: 'eks-namespace',
-              parentId: ref.arn,
-              metadata: { cluster: name, source: ns.source },
-            });
-          }
         }
       }
     }
-    return {
-      resources,
-      permissions: EKS_LEVELS.filter((l) => l !== 'cluster-admin' || cfg.allowClusterAdmin).map(
-        (l) => ({
-          id: l,
-          name: `EKS ${l} (${accessPolicyArn(cfg.partition, l).split('/')[1] ?? l})`,
-        }),
-      ),
-      warnings,
+    return { resources, permissions: this.permissions(cfg), warnings };
+  }
+
+  /** The permissions a discover offers. */
+  permissions(cfg: AwsEksConfig): DiscoverOutput['permissions'] {
+    return EKS_LEVELS.filter((l) => l !== 'cluster-admin' || cfg.allowClusterAdmin).map((l) => ({
+      id: l,
+      name: `EKS ${l} (${accessPolicyArn(cfg.partition, l).split('/')[1] ?? l})`,
+    }));
+  }
+
+  /**
+   * The clusters (and their namespaces) of one account in one region. A cluster that cannot
+   * be described is a warning.
+   * @throws LatchkeyError when the region's clusters cannot be listed
+   */
+  async discoverRegion(
+    cfg: AwsEksConfig,
+    account: ScopeAccount,
+    region: string,
+    signal: AbortSignal,
+    warnings: Warning[],
+  ): Promise<Resource[]> {
+    const resources: Resource[] = [];
+    const rethrow = (err: unknown): void => {
+      if ((err instanceof LatchkeyError && err.code === 'E_CANCELLED') || signal.aborted) throw err;
     };
+    const names = await this.listClusters(account, region, signal);
+    for (const name of names) {
+      if (cfg.clusters !== undefined && !cfg.clusters.includes(name)) continue;
+      const ref = parseClusterArn(clusterArn(account.partition, region, account.accountId, name));
+      let info: ClusterInfo;
+      try {
+        info = await this.limiters.run(
+          'eks',
+          () => this.describeCluster(account, ref, signal),
+          signal,
+        );
+      } catch (err) {
+        rethrow(err);
+        const w = toWireError(err);
+        warnings.push({ resourceId: ref.arn, code: w.code, message: w.message });
+        continue;
+      }
+      const mode = info.authenticationMode ?? 'CONFIG_MAP';
+      const entries = AUTH_MODES_WITH_ENTRIES.has(mode);
+      resources.push({
+        id: ref.arn,
+        name,
+        type: 'eks-cluster',
+        metadata: {
+          arn: ref.arn,
+          accountId: account.accountId,
+          region,
+          authenticationMode: mode,
+          accessEntries: entries,
+          tags: info.tags,
+          ...(info.version ? { version: info.version } : {}),
+          ...(info.status ? { status: info.status } : {}),
+        },
+      });
+      if (!entries) {
+        warnings.push({
+          resourceId: ref.arn,
+          code: 'E_UNSUPPORTED',
+          message: `cluster ${name} uses authentication mode ${mode}: no access entries, it cannot be granted until switched to API_AND_CONFIG_MAP or API`,
+        });
+      }
+      for (const ns of await this.namespacesOf(cfg, account, info, signal, warnings)) {
+        resources.push({
+          id: namespaceId(ref.arn, ns.name),
+          name: ns.name,
+          type: 'eks-namespace',
+          parentId: ref.arn,
+          metadata: { cluster: name, source: ns.source },
+        });
+      }
+    }
+    return resources;
   }
 
   /** Namespaces through the Kubernetes API, or from the config when that is off or fails. */
@@ -1104,75 +1193,94 @@ export class AwsEksDriver implements Driver {
 
   async check(ctx: CallContext): Promise<CheckOutput> {
     const cfg = parseEksConfig(ctx.integration.config);
-    const scope = this.scopeOf(cfg);
     const signal = ctx.signal;
     const checks: CheckOutput['checks'] = [];
-    for (const account of scope.accounts()) {
-      let own: string | undefined;
-      await probe(
+    const org = this.orgScope(cfg);
+    if (org) {
+      // The home account as a single account, then the organization and one member role.
+      await this.checkAccount(
+        cfg,
+        orgScopeAccount(org, org.homeAccountId, cfg.regions),
         checks,
-        `identity ${account.accountId}`,
+        signal,
+      );
+      await org.check(checks, signal);
+      return { ok: checks.every((c) => c.ok), checks };
+    }
+    for (const account of this.scopeOf(cfg).accounts()) {
+      await this.checkAccount(cfg, account, checks, signal);
+    }
+    return { ok: checks.every((c) => c.ok), checks };
+  }
+
+  /** The checks of one scope account: identity, clusters, access entries, permissions. */
+  private async checkAccount(
+    cfg: AwsEksConfig,
+    account: ScopeAccount,
+    checks: CheckOutput['checks'],
+    signal: AbortSignal,
+  ): Promise<void> {
+    let own: string | undefined;
+    await probe(
+      checks,
+      `identity ${account.accountId}`,
+      async () => {
+        own = await this.connectorPrincipal(account, signal);
+        const acct = /::(\d{12}):/.exec(own)?.[1];
+        if (acct !== account.accountId) {
+          throw new LatchkeyError(
+            'E_INVALID',
+            `credentials belong to account ${acct ?? 'unknown'}, not ${account.accountId}`,
+          );
+        }
+        return `connected as ${own}`;
+      },
+      { signal },
+    );
+    for (const region of account.regions) {
+      let names: string[] = [];
+      const listed = await probe(
+        checks,
+        `eks:ListClusters ${account.accountId} ${region}`,
         async () => {
-          own = await this.connectorPrincipal(account, signal);
-          const acct = /::(\d{12}):/.exec(own)?.[1];
-          if (acct !== account.accountId) {
-            throw new LatchkeyError(
-              'E_INVALID',
-              `credentials belong to account ${acct ?? 'unknown'}, not ${account.accountId}`,
-            );
-          }
-          return `connected as ${own}`;
+          names = (await this.listClusters(account, region, signal)).filter(
+            (n) => cfg.clusters === undefined || cfg.clusters.includes(n),
+          );
+          return `${names.length} cluster(s)`;
         },
         { signal },
       );
-      for (const region of account.regions) {
-        let names: string[] = [];
-        const listed = await probe(
+      if (!listed) continue;
+      for (const name of names) {
+        const ref = parseClusterArn(clusterArn(account.partition, region, account.accountId, name));
+        const ok = await probe(
           checks,
-          `eks:ListClusters ${account.accountId} ${region}`,
+          `access entries ${name}`,
           async () => {
-            names = (await this.listClusters(account, region, signal)).filter(
-              (n) => cfg.clusters === undefined || cfg.clusters.includes(n),
-            );
-            return `${names.length} cluster(s)`;
+            const info = await this.describeCluster(account, ref, signal);
+            this.assertAccessEntries(info);
+            return `authentication mode ${info.authenticationMode ?? 'unknown'}`;
           },
           { signal },
         );
-        if (!listed) continue;
-        for (const name of names) {
-          const ref = parseClusterArn(
-            clusterArn(account.partition, region, account.accountId, name),
-          );
-          const ok = await probe(
-            checks,
-            `access entries ${name}`,
-            async () => {
-              const info = await this.describeCluster(account, ref, signal);
-              this.assertAccessEntries(info);
-              return `authentication mode ${info.authenticationMode ?? 'unknown'}`;
-            },
-            { signal },
-          );
-          if (!ok) continue;
+        if (!ok) continue;
+        await probe(
+          checks,
+          `eks:ListAccessEntries ${name}`,
+          async () => `${(await this.listEntries(account, ref, signal)).length} access entries`,
+          { signal },
+        );
+        if (own !== undefined) {
+          const principal = own;
           await probe(
             checks,
-            `eks:ListAccessEntries ${name}`,
-            async () => `${(await this.listEntries(account, ref, signal)).length} access entries`,
+            `may manage access entries ${name}`,
+            () => this.simulateManage(account, ref, principal, signal),
             { signal },
           );
-          if (own !== undefined) {
-            const principal = own;
-            await probe(
-              checks,
-              `may manage access entries ${name}`,
-              () => this.simulateManage(account, ref, principal, signal),
-              { signal },
-            );
-          }
         }
       }
     }
-    return { ok: checks.every((c) => c.ok), checks };
   }
 
   /**

@@ -3,10 +3,10 @@
  *
  * Glossary
  * - **scope account**: one AWS account the driver works in, with its regions and the
- *   factory target (assumed role, external id) of each region. Today an integration has
- *   exactly one (`accountScope` below); an organization integration will hand the driver
- *   one per member account (see docs/drivers/aws-eks.md, "Organization"). Every AWS call
- *   of the driver goes through the scope account of the resource's own account.
+ *   factory target (assumed role, external id) of each region. A single-account
+ *   integration has exactly one (`accountScope` below); an organization integration has one
+ *   per member account, with its member role (`organization.ts`). Every AWS call of the
+ *   driver goes through the scope account of the resource's own account.
  * - **cluster ref**: a cluster named by its ARN (`arn:aws:eks:<region>:<account>:cluster/<name>`).
  * - **namespace resource**: `<cluster ARN>/namespace/<name>`, parent the cluster.
  * - **level**: the permission of a grant (`view`, `edit`, `admin`, `cluster-admin`), one

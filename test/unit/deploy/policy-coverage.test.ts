@@ -406,7 +406,7 @@ const MEMBER_SCOPE = [
   'src/drivers/aws-iam',
   'src/drivers/aws-ssm',
   'src/drivers/aws-lambda',
-  // aws-eks is single-account until it is fed by the organization scope (docs/drivers/aws-eks.md)
+  'src/drivers/aws-eks',
   'src/drivers/aws-discovery/discover.ts',
   'src/drivers/redshift',
   'src/aws/policy.ts',
