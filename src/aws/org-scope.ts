@@ -577,3 +577,47 @@ export async function accountConfigFor<C extends OrgCapableConfig>(
   const regions = await scope.regionsOf(accountId, signal);
   return scope.accountConfig(cfg, accountId, regions);
 }
+
+type DiscoveredResource = DiscoverOutput['resources'][number];
+
+/**
+ * One `aws-account:<id>` resource per account walked, `reachable: false` for those whose
+ * member role (or region list) could not be used: the parents of each driver's resources
+ * in organization mode.
+ */
+export function accountResources<R>(out: FanOutResult<R>): DiscoveredResource[] {
+  const unreachable = new Set(out.unreachable);
+  return out.accounts.map((a) => ({
+    id: `aws-account:${a.accountId}`,
+    name: a.name ?? a.accountId,
+    type: 'aws-account',
+    metadata: {
+      accountId: a.accountId,
+      roleArn: a.roleArn ?? null,
+      reachable: !unreachable.has(a.accountId),
+    },
+  }));
+}
+
+/**
+ * A fan-out of per-region discoveries merged into one output: the account resources, then
+ * each unit's resources under its account (a resource's own parent kept when
+ * `keepParents`), and each unit's warnings prefixed with its account.
+ */
+export function mergeOrgDiscovery(
+  out: FanOutResult<{ resources: DiscoveredResource[]; warnings: Warning[] }>,
+  opts: { keepParents?: boolean } = {},
+): { resources: DiscoveredResource[]; warnings: Warning[] } {
+  const resources = accountResources(out);
+  const warnings = [...out.warnings];
+  for (const r of out.results) {
+    const parentId = `aws-account:${r.account.accountId}`;
+    for (const res of r.value.resources) {
+      resources.push(opts.keepParents && res.parentId !== undefined ? res : { ...res, parentId });
+    }
+    for (const w of r.value.warnings) {
+      warnings.push({ ...w, message: `account ${r.account.accountId}: ${w.message}` });
+    }
+  }
+  return { resources, warnings };
+}

@@ -10,7 +10,7 @@
  * always runs.
  */
 import { LatchkeyError } from '../../errors.js';
-import { accountOfArn, type OrgScope } from '../../aws/org-scope.js';
+import { accountOfArn, mergeOrgDiscovery, type OrgScope } from '../../aws/org-scope.js';
 import type { DiscoverOutput, ResourceRef } from '../../protocol/messages.js';
 import type { CallContext, SweepReport } from '../driver.js';
 import type { AwsEksConfig } from './config.js';
@@ -23,7 +23,6 @@ import {
   type ScopeAccount,
 } from './scope.js';
 
-type Resource = DiscoverOutput['resources'][number];
 type Warning = DiscoverOutput['warnings'][number];
 
 /** One account of the organization as a scope account of the driver. */
@@ -99,27 +98,7 @@ export async function discoverOrganization(
       return { resources, warnings };
     },
   });
-  const unreachable = new Set(out.unreachable);
-  const resources: Resource[] = out.accounts.map((a) => ({
-    id: `aws-account:${a.accountId}`,
-    name: a.name ?? a.accountId,
-    type: 'aws-account',
-    metadata: {
-      accountId: a.accountId,
-      roleArn: a.roleArn ?? null,
-      reachable: !unreachable.has(a.accountId),
-    },
-  }));
-  const warnings = [...out.warnings];
-  for (const r of out.results) {
-    const parentId = `aws-account:${r.account.accountId}`;
-    for (const res of r.value.resources) {
-      resources.push(res.parentId === undefined ? { ...res, parentId } : res);
-    }
-    for (const w of r.value.warnings) {
-      warnings.push({ ...w, message: `account ${r.account.accountId}: ${w.message}` });
-    }
-  }
+  const { resources, warnings } = mergeOrgDiscovery(out, { keepParents: true });
   return { resources, permissions: driver.permissions(cfg), warnings };
 }
 

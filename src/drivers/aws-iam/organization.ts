@@ -6,7 +6,7 @@
 import { IAMClient } from '@aws-sdk/client-iam';
 import { targetOf } from '../../aws/config.js';
 import { createServiceLimiter } from '../../aws/limiter.js';
-import type { OrgScope } from '../../aws/org-scope.js';
+import { mergeOrgDiscovery, type OrgScope } from '../../aws/org-scope.js';
 import { sweepExpiredPolicies } from '../../aws/policy.js';
 import type { DiscoverOutput } from '../../protocol/messages.js';
 import type { SweepReport } from '../driver.js';
@@ -14,7 +14,6 @@ import type { AwsIamConfig } from './config.js';
 import type { AwsIamDriver } from './driver.js';
 import { iamPermissions } from './policy.js';
 
-type Resource = DiscoverOutput['resources'][number];
 
 /**
  * Every account in scope: its global resources (S3 buckets, IAM roles) once, its regional
@@ -43,25 +42,7 @@ export async function discoverOrganization(
         { global: false, regions: [unit.region], strict: true },
       ),
   });
-  const unreachable = new Set(out.unreachable);
-  const resources: Resource[] = out.accounts.map((a) => ({
-    id: `aws-account:${a.accountId}`,
-    name: a.name ?? a.accountId,
-    type: 'aws-account',
-    metadata: {
-      accountId: a.accountId,
-      roleArn: a.roleArn ?? null,
-      reachable: !unreachable.has(a.accountId),
-    },
-  }));
-  const warnings = [...out.warnings];
-  for (const r of out.results) {
-    const parentId = `aws-account:${r.account.accountId}`;
-    for (const res of r.value.resources) resources.push({ ...res, parentId });
-    for (const w of r.value.warnings) {
-      warnings.push({ ...w, message: `account ${r.account.accountId}: ${w.message}` });
-    }
-  }
+  const { resources, warnings } = mergeOrgDiscovery(out);
   return { resources, permissions: iamPermissions(cfg), warnings };
 }
 

@@ -11,7 +11,7 @@
  * tagged `<prefix>-connector-access=true`, or fails, is a warning.
  */
 import { LatchkeyError } from '../../errors.js';
-import { OrgScope } from '../../aws/org-scope.js';
+import { OrgScope, accountResources } from '../../aws/org-scope.js';
 import type {
   CheckOutput,
   DiscoverOutput,
@@ -101,17 +101,7 @@ export async function discoverOrganization(
       }
     },
   });
-  const unreachable = new Set(out.unreachable);
-  const resources: DiscoverOutput['resources'] = out.accounts.map((a) => ({
-    id: `aws-account:${a.accountId}`,
-    name: a.name ?? a.accountId,
-    type: 'aws-account',
-    metadata: {
-      accountId: a.accountId,
-      roleArn: a.roleArn ?? null,
-      reachable: !unreachable.has(a.accountId),
-    },
-  }));
+  const resources = accountResources(out);
   const permissions = new Map<string, { id: string; name: string }>();
   for (const r of out.results) {
     if (r.value === null) continue;

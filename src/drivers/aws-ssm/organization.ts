@@ -5,14 +5,13 @@
  * instance ARNs carry their account and region.
  */
 import { createServiceLimiter } from '../../aws/limiter.js';
-import type { OrgScope } from '../../aws/org-scope.js';
+import { mergeOrgDiscovery, type OrgScope } from '../../aws/org-scope.js';
 import type { DiscoverOutput } from '../../protocol/messages.js';
 import type { SweepReport } from '../driver.js';
 import type { AwsSsmConfig } from './config.js';
 import type { AwsSsmDriver } from './driver.js';
 import { SSM_PERMISSIONS } from './policy.js';
 
-type Resource = DiscoverOutput['resources'][number];
 type Warning = DiscoverOutput['warnings'][number];
 
 /** Managed instances of every (account, region) in scope, one `aws-account` parent each. */
@@ -30,25 +29,7 @@ export async function discoverOrganization(
       return { resources, warnings };
     },
   });
-  const unreachable = new Set(out.unreachable);
-  const resources: Resource[] = out.accounts.map((a) => ({
-    id: `aws-account:${a.accountId}`,
-    name: a.name ?? a.accountId,
-    type: 'aws-account',
-    metadata: {
-      accountId: a.accountId,
-      roleArn: a.roleArn ?? null,
-      reachable: !unreachable.has(a.accountId),
-    },
-  }));
-  const warnings = [...out.warnings];
-  for (const r of out.results) {
-    const parentId = `aws-account:${r.account.accountId}`;
-    for (const res of r.value.resources) resources.push({ ...res, parentId });
-    for (const w of r.value.warnings) {
-      warnings.push({ ...w, message: `account ${r.account.accountId}: ${w.message}` });
-    }
-  }
+  const { resources, warnings } = mergeOrgDiscovery(out);
   return {
     resources,
     permissions: SSM_PERMISSIONS.map((p) => ({ id: p, name: `Session Manager: ${p}` })),
