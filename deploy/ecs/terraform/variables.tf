@@ -37,8 +37,12 @@ variable "connector_id" {
 }
 
 variable "connector_token_secret_arn" {
-  description = "ARN of the Secrets Manager secret holding the connector token (plain string)."
+  description = "ARN of the Secrets Manager secret holding the connector token (plain string), named outside the latchkey/ prefix (the task role may write secrets there; the agent must never change its own token)."
   type        = string
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:", var.connector_token_secret_arn)) && !can(regex(":secret:latchkey/", var.connector_token_secret_arn))
+    error_message = "connector_token_secret_arn: a Secrets Manager secret ARN whose name does not start with latchkey/ (e.g. latchkey-connector/<id>/token)."
+  }
 }
 
 variable "trusted_keys" {

@@ -68,6 +68,18 @@ describe('deploy/ecs/cloudformation.yaml', () => {
     ...overrides,
   });
 
+  it('refuses a connector token secret under latchkey/, which the task role may write', () => {
+    const p = tpl.Parameters.ConnectorTokenSecretArn as { AllowedPattern?: string } | undefined;
+    const re = new RegExp(p?.AllowedPattern ?? '^$');
+    const arn = (name: string): string =>
+      `arn:aws:secretsmanager:eu-west-1:123456789012:secret:${name}-AbCdEf`;
+    expect(re.test(arn('latchkey-connector/acme-prod/token'))).toBe(true);
+    expect(re.test(arn('latchkey/connector-token'))).toBe(false);
+    expect(re.test('latchkey-connector/acme-prod/token')).toBe(false);
+    const tf = read('deploy/ecs/terraform/variables.tf');
+    expect(tf).toContain('!can(regex(":secret:latchkey/", var.connector_token_secret_arn))');
+  });
+
   it('accepts a stop timeout only when it exceeds the shutdown grace (Rules)', () => {
     const graces = allowed('ShutdownGraceSeconds');
     const timeouts = allowed('StopTimeoutSeconds');
