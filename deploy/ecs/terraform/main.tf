@@ -109,8 +109,9 @@ resource "aws_iam_role_policy" "task_connector" {
   name   = "latchkey-connector"
   role   = aws_iam_role.task.id
   policy = templatefile("${path.module}/connector-policy.json.tftpl", {
-    tag_prefix = var.tag_prefix
-    partition  = data.aws_partition.current.partition
+    tag_prefix         = var.tag_prefix
+    partition          = data.aws_partition.current.partition
+    secret_name_prefix = var.secret_name_prefix
   })
 }
 

@@ -122,6 +122,16 @@ variable "no_proxy" {
   default     = null
 }
 
+variable "secret_name_prefix" {
+  description = "Name prefix of the service-account secrets the connector may rotate (SecretsRotate); CloudFormation's SecretNamePrefix."
+  type        = string
+  default     = "latchkey/"
+  validation {
+    condition     = can(regex("^[A-Za-z0-9/_+=.@-]{1,256}$", var.secret_name_prefix))
+    error_message = "secret_name_prefix: letters, digits and /_+=.@- (no wildcard)."
+  }
+}
+
 variable "extra_environment" {
   description = "Other LATCHKEY_* settings, name => value."
   type        = map(string)

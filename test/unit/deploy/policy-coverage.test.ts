@@ -360,26 +360,37 @@ describe('deploy/ecs/cloudformation.yaml (task role)', () => {
 describe('deploy/ecs/terraform (task role)', () => {
   const TEMPLATE = 'deploy/ecs/terraform/connector-policy.json.tftpl';
   const template = readFileSync(join(ROOT, TEMPLATE), 'utf8');
-  const render = (tagPrefix: string, partition = 'aws'): PolicyDoc =>
+  const render = (tagPrefix: string, partition = 'aws', secretPrefix = 'latchkey/'): PolicyDoc =>
     JSON.parse(
-      template.replaceAll('${tag_prefix}', tagPrefix).replaceAll('${partition}', partition),
+      template
+        .replaceAll('${tag_prefix}', tagPrefix)
+        .replaceAll('${partition}', partition)
+        .replaceAll('${secret_name_prefix}', secretPrefix),
     ) as PolicyDoc;
 
   it('is self-contained: its own policy template, through templatefile() with the tag prefix', () => {
     const main = readFileSync(join(ROOT, 'deploy/ecs/terraform/main.tf'), 'utf8');
     expect(main).toMatch(
-      /policy = templatefile\("\$\{path\.module\}\/connector-policy\.json\.tftpl", \{\s+tag_prefix = var\.tag_prefix\s+partition\s+= data\.aws_partition\.current\.partition\s+\}\)/,
+      /policy = templatefile\("\$\{path\.module\}\/connector-policy\.json\.tftpl", \{\s+tag_prefix\s+= var\.tag_prefix\s+partition\s+= data\.aws_partition\.current\.partition\s+secret_name_prefix = var\.secret_name_prefix\s+\}\)/,
     );
     expect(main).not.toContain('../');
-    // templatefile() interpolates ${…} and %{…}: only the tag prefix and the partition.
+    // templatefile() interpolates ${…} and %{…}: only the tag prefix, the partition and
+    // the secret name prefix.
     expect(new Set([...template.matchAll(/[$%]\{[^}]*\}/g)].map((m) => m[0]))).toEqual(
-      new Set(['${tag_prefix}', '${partition}']),
+      new Set(['${tag_prefix}', '${partition}', '${secret_name_prefix}']),
     );
   });
 
   it('renders to deploy/iam/connector-policy.json with the default prefix and partition', () => {
     expect(render('latchkey')).toEqual(readJson<PolicyDoc>('deploy/iam/connector-policy.json'));
     expect(JSON.stringify(render('latchkey', 'aws-cn'))).not.toContain('arn:aws:');
+  });
+
+  it('scopes secret rotation to secret_name_prefix', () => {
+    const rotate = render('latchkey', 'aws', 'prod/db/').Statement.find(
+      (st) => st.Sid === 'SecretsRotate',
+    );
+    expect(rotate?.Resource).toBe('arn:aws:secretsmanager:*:*:secret:prod/db/*');
   });
 
   it('puts tag_prefix into every tag key of its conditions', () => {
