@@ -106,8 +106,8 @@ resource "aws_iam_role" "task" {
 }
 
 resource "aws_iam_role_policy" "task_connector" {
-  name   = "latchkey-connector"
-  role   = aws_iam_role.task.id
+  name = "latchkey-connector"
+  role = aws_iam_role.task.id
   policy = templatefile("${path.module}/connector-policy.json.tftpl", {
     tag_prefix         = var.tag_prefix
     partition          = data.aws_partition.current.partition
