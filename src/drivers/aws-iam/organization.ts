@@ -14,7 +14,6 @@ import type { AwsIamConfig } from './config.js';
 import type { AwsIamDriver } from './driver.js';
 import { iamPermissions } from './policy.js';
 
-
 /**
  * Every account in scope: its global resources (S3 buckets, IAM roles) once, its regional
  * ones per region. Resource ids are ARNs (which carry the account; S3 bucket names are
