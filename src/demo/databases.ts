@@ -25,11 +25,14 @@ export function redactUrl(url: string): string {
 }
 
 /** The server version when a PostgreSQL answers at `url`, else why not. Bounded. */
-export async function probePostgres(url: string): Promise<{ version: string } | { error: string }> {
+export async function probePostgres(
+  url: string,
+  timeoutMs = PROBE_TIMEOUT_MS,
+): Promise<{ version: string } | { error: string }> {
   const client = new pg.Client({
     connectionString: url,
-    connectionTimeoutMillis: PROBE_TIMEOUT_MS,
-    query_timeout: PROBE_TIMEOUT_MS,
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
   });
   client.on('error', () => undefined);
   try {
@@ -41,20 +44,23 @@ export async function probePostgres(url: string): Promise<{ version: string } | 
   } finally {
     await Promise.race([
       client.end().catch(() => undefined),
-      new Promise((r) => setTimeout(r, PROBE_TIMEOUT_MS).unref()),
+      new Promise((r) => setTimeout(r, timeoutMs).unref()),
     ]);
   }
 }
 
 /** The server version when a MariaDB/MySQL answers at `url`, else why not. Bounded. */
-export async function probeMysql(url: string): Promise<{ version: string } | { error: string }> {
+export async function probeMysql(
+  url: string,
+  timeoutMs = PROBE_TIMEOUT_MS,
+): Promise<{ version: string } | { error: string }> {
   let conn: mysql.Connection | undefined;
   try {
-    conn = await mysql.createConnection({ uri: url, connectTimeout: PROBE_TIMEOUT_MS });
+    conn = await mysql.createConnection({ uri: url, connectTimeout: timeoutMs });
     conn.on('error', () => undefined);
     const [rows] = await conn.query<mysql.RowDataPacket[]>({
       sql: 'SELECT VERSION() AS v',
-      timeout: PROBE_TIMEOUT_MS,
+      timeout: timeoutMs,
     });
     const v: unknown = rows[0]?.v;
     return { version: typeof v === 'string' ? v : '?' };

@@ -13,55 +13,28 @@
  * connection is closed whatever happens, so a server that accepts but never answers
  * fails the run at once instead of holding the main vitest process (issue 18).
  */
-import pg from 'pg';
-import mysql from 'mysql2/promise';
 import type { TestProject } from 'vitest/node';
+import { probeMysql, probePostgres, redactUrl } from '../../src/demo/databases.js';
 import { startEmbeddedPostgres } from '../../src/demo/embedded-postgres.js';
 import { mysqlTestUrl, pgTestUrl } from './endpoints.js';
 import { acquireShared } from './shared-server.js';
 
 const CHECK_TIMEOUT_MS = 5_000;
 
+/** `null` when a PostgreSQL answers at LATCHKEY_TEST_PG_URL, else why not (bounded). */
 async function checkPg(): Promise<string | null> {
-  const client = new pg.Client({
-    connectionString: pgTestUrl(),
-    connectionTimeoutMillis: CHECK_TIMEOUT_MS,
-    query_timeout: CHECK_TIMEOUT_MS,
-  });
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return null;
-  } catch (err) {
-    return `PostgreSQL at ${redactUrl(pgTestUrl())} is not reachable (${(err as Error).message})`;
-  } finally {
-    // Bounded: end() waits for a server that may be the one not answering.
-    await Promise.race([
-      client.end().catch(() => undefined),
-      new Promise((r) => setTimeout(r, CHECK_TIMEOUT_MS).unref()),
-    ]);
-  }
+  const probe = await probePostgres(pgTestUrl(), CHECK_TIMEOUT_MS);
+  return 'error' in probe
+    ? `PostgreSQL at ${redactUrl(pgTestUrl())} is not reachable (${probe.error})`
+    : null;
 }
 
+/** `null` when a MariaDB/MySQL answers at LATCHKEY_TEST_MYSQL_URL, else why not (bounded). */
 async function checkMysql(): Promise<string | null> {
-  let conn: mysql.Connection | undefined;
-  try {
-    conn = await mysql.createConnection({
-      uri: mysqlTestUrl(),
-      connectTimeout: CHECK_TIMEOUT_MS,
-    });
-    await conn.query({ sql: 'SELECT 1', timeout: CHECK_TIMEOUT_MS });
-    await conn.end();
-    return null;
-  } catch (err) {
-    // A server that does not answer would not answer a polite end() either.
-    conn?.destroy();
-    return `MariaDB/MySQL at ${redactUrl(mysqlTestUrl())} is not reachable (${(err as Error).message})`;
-  }
-}
-
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+  const probe = await probeMysql(mysqlTestUrl(), CHECK_TIMEOUT_MS);
+  return 'error' in probe
+    ? `MariaDB/MySQL at ${redactUrl(mysqlTestUrl())} is not reachable (${probe.error})`
+    : null;
 }
 
 export default async function setup(
