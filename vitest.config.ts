@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 import type { InlineConfig } from 'vitest/node';
+import { mysqlTestUrl } from './test/helpers/endpoints.js';
 import { PROGRESS_DIR_ENV, ProgressReporter } from './test/helpers/progress-reporter.js';
 
 // Set by scripts/test-watchdog.ts (what .ci/run uses): progress events for the watchdog
@@ -62,7 +63,7 @@ async function tcpAnswers(url: string): Promise<boolean> {
     socket.once('error', () => done(false));
   });
 }
-const mysqlUrl = process.env.LATCHKEY_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
+const mysqlUrl = mysqlTestUrl();
 const mysqlAbsent = !process.env.CI && !(await tcpAnswers(mysqlUrl));
 // For the global setup in this process; `test.env` below carries it to the workers.
 if (mysqlAbsent) process.env.LATCHKEY_TEST_MYSQL_ABSENT = '1';
