@@ -24,3 +24,23 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "tag_prefix" {
+  description = "The connector's tag prefix (LATCHKEY_TAG_PREFIX), in every tag key of the role's conditions and its own protection tag (<prefix>-protected, <prefix>-connector-read, <prefix>-connector-access)."
+  type        = string
+  default     = "latchkey"
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.:/=+@-]{1,64}$", var.tag_prefix))
+    error_message = "tag_prefix must be 1-64 characters allowed in AWS tag keys."
+  }
+}
+
+variable "secret_name_prefix" {
+  description = "Name prefix of the service-account secrets the connector may rotate in this account; it reads any secret tagged <tag_prefix>-connector-read=true."
+  type        = string
+  default     = "latchkey/"
+  validation {
+    condition     = can(regex("^[A-Za-z0-9/_+=.@-]{1,256}$", var.secret_name_prefix))
+    error_message = "secret_name_prefix: letters, digits and /_+=.@- (no wildcard)."
+  }
+}

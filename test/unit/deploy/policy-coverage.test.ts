@@ -483,24 +483,42 @@ describe('deploy/member-role (the role assumed in member accounts)', () => {
     ]);
   });
 
-  it('the StackSet template carries exactly that policy and trusts only the connector role', () => {
-    const tpl = readJson<{
-      Parameters: Record<string, { Default?: string }>;
-      Resources: Record<
-        string,
-        {
-          Type: string;
-          Properties: {
-            AssumeRolePolicyDocument: PolicyDoc;
-            Policies: { PolicyDocument: PolicyDoc }[];
-          };
-        }
-      >;
-    }>('deploy/member-role/stackset.json');
-    const roles = Object.values(tpl.Resources).filter((r) => r.Type === 'AWS::IAM::Role');
+  interface StackSet {
+    Parameters: Record<string, { Default?: string; AllowedPattern?: string }>;
+    Resources: Record<
+      string,
+      {
+        Type: string;
+        Properties: {
+          Tags: { Key: unknown; Value: string }[];
+          AssumeRolePolicyDocument: PolicyDoc;
+          Policies: { PolicyDocument: unknown }[];
+        };
+      }
+    >;
+  }
+  const stackSet = readJson<StackSet>('deploy/member-role/stackset.json');
+  const memberRole = (): StackSet['Resources'][string] => {
+    const roles = Object.values(stackSet.Resources).filter((r) => r.Type === 'AWS::IAM::Role');
     expect(roles).toHaveLength(1);
-    const role = roles[0]!;
-    expect(role.Properties.Policies.map((p) => p.PolicyDocument)).toEqual([policy]);
+    return roles[0]!;
+  };
+  /** The StackSet's policy as CloudFormation renders it with these parameters. */
+  const stackSetPolicy = (overrides: Record<string, string> = {}): PolicyDoc => {
+    const vars: Record<string, string> = { 'AWS::Partition': 'aws' };
+    for (const [name, p] of Object.entries(stackSet.Parameters)) {
+      if (p.Default !== undefined) vars[name] = p.Default;
+    }
+    Object.assign(vars, overrides);
+    const policies = memberRole().Properties.Policies;
+    expect(policies).toHaveLength(1);
+    const doc = resolveCfn(policies[0]?.PolicyDocument, vars);
+    return (typeof doc === 'string' ? JSON.parse(doc) : doc) as PolicyDoc;
+  };
+
+  it('the StackSet template carries exactly that policy and trusts only the connector role', () => {
+    expect(stackSetPolicy()).toEqual(policy);
+    const role = memberRole();
     const trust = role.Properties.AssumeRolePolicyDocument.Statement;
     expect(trust).toHaveLength(1);
     expect(trust[0]).toMatchObject({
@@ -512,14 +530,87 @@ describe('deploy/member-role (the role assumed in member accounts)', () => {
     const cond = JSON.stringify(trust[0]?.Condition);
     expect(cond.match(/"aws:PrincipalArn":\{"Ref":"ConnectorRoleArn"\}/g)).toHaveLength(2);
     // The default name is one the connector's default allowed role pattern accepts.
-    expect(tpl.Parameters.MemberRoleName?.Default).toMatch(/^latchkey-/);
+    expect(stackSet.Parameters.MemberRoleName?.Default).toMatch(/^latchkey-/);
+    // The same prefix patterns as the ECS template and the Terraform modules.
+    expect(stackSet.Parameters.TagPrefix?.AllowedPattern).toBe('^[A-Za-z0-9_.:/=+@-]{1,64}$');
   });
 
-  it('the Terraform module uses the same policy file and trusts only the connector role', () => {
-    const tf = readFileSync(join(ROOT, 'deploy/member-role/terraform/main.tf'), 'utf8');
-    expect(tf).toContain('policy = file("${path.module}/../member-policy.json")');
-    expect(tf).toContain('Principal = { AWS = var.connector_role_arn }');
-    expect(tf).toContain('"aws:PrincipalArn" = var.connector_role_arn');
+  it('reads database secrets by tag, as the connector role does, and rotates only under the name prefix', () => {
+    const read = policy.Statement.find((s) => s.Sid === 'DatabaseSecretsRead');
+    const connectorRead = readJson<PolicyDoc>('deploy/iam/connector-policy.json').Statement.find(
+      (s) => s.Sid === 'SecretsRead',
+    );
+    expect(read?.Condition).toEqual(connectorRead?.Condition);
+    expect(read?.Resource).toBe('arn:aws:secretsmanager:*:*:secret:*');
+    const rotate = stackSetPolicy({ SecretNamePrefix: 'prod/db/' }).Statement.find(
+      (s) => s.Sid === 'DatabaseSecretsRotate',
+    );
+    expect(rotate?.Resource).toBe('arn:aws:secretsmanager:*:*:secret:prod/db/*');
+  });
+
+  it('the StackSet puts TagPrefix into every tag key, its own protection tag included, and follows the partition', () => {
+    const apono = stackSetPolicy({ TagPrefix: 'apono' });
+    expect(JSON.stringify(apono)).not.toMatch(/Tag\/latchkey-/);
+    expect(tagConditionKeys(apono)).toEqual(
+      tagConditionKeys(policy).map((k) => k.replace('Tag/latchkey-', 'Tag/apono-')),
+    );
+    expect(tagConditionKeys(apono)).toEqual(
+      expect.arrayContaining([
+        'aws:ResourceTag/apono-protected',
+        'aws:ResourceTag/apono-connector-access',
+        'secretsmanager:ResourceTag/apono-connector-read',
+      ]),
+    );
+    expect(resolveCfn(memberRole().Properties.Tags, { TagPrefix: 'apono' })).toEqual([
+      { Key: 'apono-protected', Value: 'true' },
+    ]);
+    expect(JSON.stringify(stackSetPolicy({ 'AWS::Partition': 'aws-cn' }))).not.toContain(
+      'arn:aws:',
+    );
+  });
+
+  describe('the Terraform module', () => {
+    const main = readFileSync(join(ROOT, 'deploy/member-role/terraform/main.tf'), 'utf8');
+    const template = readFileSync(
+      join(ROOT, 'deploy/member-role/terraform/member-policy.json.tftpl'),
+      'utf8',
+    );
+    const render = (tagPrefix: string, partition = 'aws', secretPrefix = 'latchkey/'): PolicyDoc =>
+      JSON.parse(
+        template
+          .replaceAll('${tag_prefix}', tagPrefix)
+          .replaceAll('${partition}', partition)
+          .replaceAll('${secret_name_prefix}', secretPrefix),
+      ) as PolicyDoc;
+
+    it('is self-contained: its own policy template through templatefile(), no file outside it', () => {
+      expect(main).toMatch(
+        /policy = templatefile\("\$\{path\.module\}\/member-policy\.json\.tftpl", \{\s+tag_prefix\s+= var\.tag_prefix\s+partition\s+= data\.aws_partition\.current\.partition\s+secret_name_prefix = var\.secret_name_prefix\s+\}\)/,
+      );
+      expect(main).not.toContain('../');
+      expect(new Set([...template.matchAll(/[$%]\{[^}]*\}/g)].map((m) => m[0]))).toEqual(
+        new Set(['${tag_prefix}', '${partition}', '${secret_name_prefix}']),
+      );
+    });
+
+    it('renders to member-policy.json with the defaults, and follows prefix and partition', () => {
+      expect(render('latchkey')).toEqual(policy);
+      expect(JSON.stringify(render('latchkey', 'aws-cn'))).not.toContain('arn:aws:');
+      expect(tagConditionKeys(render('apono'))).toEqual(
+        tagConditionKeys(policy).map((k) => k.replace('Tag/latchkey-', 'Tag/apono-')),
+      );
+      expect(
+        render('latchkey', 'aws', 'prod/db/').Statement.find(
+          (s) => s.Sid === 'DatabaseSecretsRotate',
+        )?.Resource,
+      ).toBe('arn:aws:secretsmanager:*:*:secret:prod/db/*');
+    });
+
+    it('trusts only the connector role and tags the role protected under the prefix', () => {
+      expect(main).toContain('Principal = { AWS = var.connector_role_arn }');
+      expect(main).toContain('"aws:PrincipalArn" = var.connector_role_arn');
+      expect(main).toContain('merge(var.tags, { "${var.tag_prefix}-protected" = "true" })');
+    });
   });
 
   it('the connector may assume the member role and list the organization (ListParents for grants)', () => {
