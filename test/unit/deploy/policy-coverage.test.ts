@@ -357,16 +357,26 @@ describe('deploy/ecs/cloudformation.yaml (task role)', () => {
   });
 });
 
+/** A policy `.json.tftpl` as Terraform's templatefile() renders it with these variables. */
+function renderPolicyTemplate(
+  template: string,
+  tagPrefix: string,
+  partition = 'aws',
+  secretPrefix = 'latchkey/',
+): PolicyDoc {
+  return JSON.parse(
+    template
+      .replaceAll('${tag_prefix}', tagPrefix)
+      .replaceAll('${partition}', partition)
+      .replaceAll('${secret_name_prefix}', secretPrefix),
+  ) as PolicyDoc;
+}
+
 describe('deploy/ecs/terraform (task role)', () => {
   const TEMPLATE = 'deploy/ecs/terraform/connector-policy.json.tftpl';
   const template = readFileSync(join(ROOT, TEMPLATE), 'utf8');
-  const render = (tagPrefix: string, partition = 'aws', secretPrefix = 'latchkey/'): PolicyDoc =>
-    JSON.parse(
-      template
-        .replaceAll('${tag_prefix}', tagPrefix)
-        .replaceAll('${partition}', partition)
-        .replaceAll('${secret_name_prefix}', secretPrefix),
-    ) as PolicyDoc;
+  const render = (tagPrefix: string, partition?: string, secretPrefix?: string): PolicyDoc =>
+    renderPolicyTemplate(template, tagPrefix, partition, secretPrefix);
 
   it('is self-contained: its own policy template, through templatefile() with the tag prefix', () => {
     const main = readFileSync(join(ROOT, 'deploy/ecs/terraform/main.tf'), 'utf8');
@@ -575,13 +585,8 @@ describe('deploy/member-role (the role assumed in member accounts)', () => {
       join(ROOT, 'deploy/member-role/terraform/member-policy.json.tftpl'),
       'utf8',
     );
-    const render = (tagPrefix: string, partition = 'aws', secretPrefix = 'latchkey/'): PolicyDoc =>
-      JSON.parse(
-        template
-          .replaceAll('${tag_prefix}', tagPrefix)
-          .replaceAll('${partition}', partition)
-          .replaceAll('${secret_name_prefix}', secretPrefix),
-      ) as PolicyDoc;
+    const render = (tagPrefix: string, partition?: string, secretPrefix?: string): PolicyDoc =>
+      renderPolicyTemplate(template, tagPrefix, partition, secretPrefix);
 
     it('is self-contained: its own policy template through templatefile(), no file outside it', () => {
       expect(main).toMatch(
