@@ -18,8 +18,14 @@ import {
 } from '../../../src/aws/org-scope.js';
 import { makeServices, rejection } from './helpers.js';
 import {
+  A,
+  B,
+  C,
+  D,
   HOME,
   MEMBER_ROLE,
+  OU_PROD,
+  OU_SANDBOX,
   ROOT,
   ec2,
   memberRoleArnOf,
@@ -28,13 +34,6 @@ import {
   sts,
   whereOf,
 } from './org-world.js';
-
-const A = '222222222222';
-const B = '333333333333';
-const C = '444444444444';
-const D = '555555555555';
-const OU_PROD = 'ou-ab12-prod0001';
-const OU_SANDBOX = 'ou-ab12-sandbox1';
 
 const tree = {
   ous: { [ROOT]: [OU_PROD, OU_SANDBOX] },

@@ -28,6 +28,14 @@ export const HOME = '111111111111';
 export const HOME_ARN = `arn:aws:sts::${HOME}:assumed-role/latchkey-connector/task`;
 export const ROOT = 'r-ab12';
 export const MEMBER_ROLE = 'latchkey-member';
+/** Member accounts, OUs and regions the organization tests share. */
+export const A = '222222222222';
+export const B = '333333333333';
+export const C = '444444444444';
+export const D = '555555555555';
+export const OU_PROD = 'ou-ab12-prod0001';
+export const OU_SANDBOX = 'ou-ab12-sandbox1';
+export const REGIONS = ['eu-west-1', 'us-east-1'];
 
 export const orgs = mockClient(OrganizationsClient);
 export const sts = mockClient(STSClient);

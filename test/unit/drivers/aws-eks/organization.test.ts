@@ -21,8 +21,13 @@ import { GetRoleCommand, IAMClient } from '@aws-sdk/client-iam';
 import { AwsEksDriver } from '../../../../src/drivers/aws-eks/index.js';
 import { NOW, makeCtx, makeServices, rejection } from '../../aws/helpers.js';
 import {
+  A,
+  B,
+  C,
   HOME,
   MEMBER_ROLE,
+  OU_SANDBOX,
+  REGIONS,
   ROOT,
   ec2,
   memberRoleArnOf,
@@ -32,11 +37,6 @@ import {
   whereOf,
 } from '../../aws/org-world.js';
 
-const A = '222222222222';
-const B = '333333333333';
-const C = '444444444444';
-const OU_SANDBOX = 'ou-ab12-sandbox1';
-const REGIONS = ['eu-west-1', 'us-east-1'];
 const VIEW = 'arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy';
 
 const eks = mockClient(EKSClient);

@@ -18,6 +18,8 @@ import { ListQueuesCommand, ListQueueTagsCommand, SQSClient } from '@aws-sdk/cli
 import { driverFactory } from '../../../../src/drivers/aws-iam/index.js';
 import { makeCtx, makeServices, rejection } from '../../aws/helpers.js';
 import {
+  A,
+  B,
   HOME,
   MEMBER_ROLE,
   ROOT,
@@ -29,8 +31,6 @@ import {
   whereOf,
 } from '../../aws/org-world.js';
 
-const A = '222222222222';
-const B = '333333333333';
 const iam = mockClient(IAMClient);
 const sqs = mockClient(SQSClient);
 const all = [iam, sqs, ec2, sts, orgs];

@@ -12,6 +12,9 @@ import { AssumeRoleCommand } from '@aws-sdk/client-sts';
 import { driverFactory } from '../../../../src/drivers/aws-lambda/index.js';
 import { makeCtx, makeServices, rejection } from '../../aws/helpers.js';
 import {
+  A,
+  B,
+  C,
   HOME,
   MEMBER_ROLE,
   ROOT,
@@ -23,9 +26,6 @@ import {
   whereOf,
 } from '../../aws/org-world.js';
 
-const A = '222222222222';
-const B = '333333333333';
-const C = '444444444444';
 const lambda = mockClient(LambdaClient);
 const config = {
   functionArn: `arn:aws:lambda:eu-west-1:${HOME}:function:acme-access`,

@@ -20,8 +20,13 @@ import { AssumeRoleCommand } from '@aws-sdk/client-sts';
 import { driverFactory } from '../../../../src/drivers/aws-ssm/index.js';
 import { makeCtx, makeServices, rejection } from '../../aws/helpers.js';
 import {
+  A,
+  B,
+  C,
   HOME,
   MEMBER_ROLE,
+  OU_SANDBOX,
+  REGIONS,
   ROOT,
   ec2,
   memberRoleArnOf,
@@ -30,12 +35,6 @@ import {
   sts,
   whereOf,
 } from '../../aws/org-world.js';
-
-const A = '222222222222';
-const B = '333333333333';
-const C = '444444444444';
-const OU_SANDBOX = 'ou-ab12-sandbox1';
-const REGIONS = ['eu-west-1', 'us-east-1'];
 
 const iam = mockClient(IAMClient);
 const ssm = mockClient(SSMClient);
