@@ -52,6 +52,9 @@ app.kubernetes.io/component: connector
 {{- if not .Values.trustedKeys -}}
 {{- fail "trustedKeys is required: the control plane's Ed25519 public keys ({\"kid\": \"key\"}); without one the agent refuses to start" -}}
 {{- end -}}
+{{- if and .Values.serviceAccount.roleArn (not .Values.serviceAccount.create) -}}
+{{- fail "serviceAccount.roleArn needs serviceAccount.create: the chart annotates only a ServiceAccount it creates (annotate your own ServiceAccount with eks.amazonaws.com/role-arn instead)" -}}
+{{- end -}}
 {{- if and .Values.serviceMonitor.enabled .Values.networkPolicy.enabled (not .Values.networkPolicy.metricsFrom) -}}
 {{- fail "serviceMonitor.enabled with networkPolicy.enabled needs networkPolicy.metricsFrom (your Prometheus's namespace or pods): the policy denies every other ingress, so scrapes would be blocked" -}}
 {{- end -}}
