@@ -120,6 +120,43 @@ function unknownFields(value: unknown, type: string, at: string, out: string[]):
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Label keys and values as the API server checks them (63-character names and values). */
+function badLabels(labels: unknown, at: string): string[] {
+  if (!isRecord(labels)) return [];
+  const bad: string[] = [];
+  for (const [key, value] of Object.entries(labels)) {
+    const slash = key.lastIndexOf('/');
+    const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
+    const name = key.slice(slash + 1);
+    const keyOk =
+      name.length <= 63 &&
+      LABEL_NAME.test(name) &&
+      (prefix === undefined || (prefix.length <= 253 && DNS_SUBDOMAIN.test(prefix)));
+    const valueOk =
+      typeof value === 'string' && value.length <= 63 && (value === '' || LABEL_NAME.test(value));
+    if (!keyOk || !valueOk) bad.push(`${at}/${key}=${String(value)}`);
+  }
+  return bad;
+}
+
+/** Every label map of an object: its own, its pod template's, its selectors'. */
+function labelMaps(value: unknown, at: string, out: [unknown, string][]): [unknown, string][] {
+  if (Array.isArray(value)) value.forEach((v, i) => labelMaps(v, `${at}/${i}`, out));
+  else if (isRecord(value)) {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === 'labels' || k === 'matchLabels') out.push([v, `${at}/${k}`]);
+      // A Service's selector is a plain label map.
+      else if (k === 'selector' && at === '/spec' && isRecord(v) && !('matchLabels' in v)) {
+        out.push([v, `${at}/${k}`]);
+      } else labelMaps(v, `${at}/${k}`, out);
+    }
+  }
+  return out;
+}
 
 /** Throws, naming the object, if Kubernetes would refuse it. */
 function validateObject(o: K8sObject): void {
@@ -135,10 +172,31 @@ function validateObject(o: K8sObject): void {
     const unknown = unknownFields(o, kind.fields, '', []);
     if (unknown.length > 0) throw new Error(`${id}: unknown fields ${unknown.join(', ')}`);
   }
-  const name = isRecord(o.metadata) ? o.metadata.name : undefined;
-  if (typeof name !== 'string' || name.length > 63 || !DNS_LABEL.test(name)) {
-    throw new Error(`${id}: metadata.name is not a DNS label`);
+  // Volume and container names are DNS labels (the OpenAPI schemas do not say so).
+  const podSpec =
+    o.kind === 'Pod'
+      ? o.spec
+      : (o as { spec?: { template?: { spec?: unknown } } }).spec?.template?.spec;
+  if (isRecord(podSpec)) {
+    for (const list of ['volumes', 'containers'] as const) {
+      for (const item of Array.isArray(podSpec[list]) ? (podSpec[list] as unknown[]) : []) {
+        const n = isRecord(item) ? item.name : undefined;
+        if (typeof n !== 'string' || n.length > 63 || !DNS_LABEL.test(n)) {
+          throw new Error(`${id}: ${list} name ${String(n)} is not a DNS label`);
+        }
+      }
+    }
   }
+  const labels = labelMaps(o, '', []).flatMap(([m, at]) => badLabels(m, at));
+  if (labels.length > 0) throw new Error(`${id}: invalid labels ${labels.join(', ')}`);
+  const name = isRecord(o.metadata) ? o.metadata.name : undefined;
+  // A Service's name is a DNS-1035 label (it becomes a DNS name), other names DNS subdomains.
+  const nameOk =
+    typeof name === 'string' &&
+    (o.kind === 'Service'
+      ? name.length <= 63 && DNS_1035_LABEL.test(name)
+      : name.length <= 253 && DNS_SUBDOMAIN.test(name));
+  if (!nameOk) throw new Error(`${id}: metadata.name is not a valid ${o.kind} name`);
 }
 
 function parseDocs(text: string): K8sObject[] {
@@ -331,6 +389,14 @@ const PERSISTENT = {
   fullnameOverride: 'connector',
 };
 
+/** The longest names the values allow: every derived name and label still fits. */
+const LONG_NAMES = {
+  ...REQUIRED,
+  nameOverride: `latchkey-${'n'.repeat(54)}`, // 63 characters
+  fileSecrets: [{ name: 's'.repeat(56), secretName: 'orders-db-latchkey' }],
+  rbac: { secretNames: ['orders-db'] },
+};
+
 const envOf = (d: IDeployment): { name: string; value?: string; valueFrom?: unknown }[] =>
   d.spec?.template.spec?.containers[0]?.env ?? [];
 
@@ -510,7 +576,7 @@ describe.skipIf(!lookup.ok && !process.env.CI)('the Helm chart, rendered by a re
     expect(tooOld.err).toContain('kubeVersion');
   });
 
-  it('minimal and persistent-state value sets render valid objects', () => {
+  it('minimal, long-name and persistent-state value sets render valid objects', () => {
     const min = render(helm, MINIMAL);
     expect(kinds(min)).toEqual(['Deployment', 'Pod', 'Service']);
     const d = one<IDeployment>(min, 'Deployment');
@@ -519,6 +585,9 @@ describe.skipIf(!lookup.ok && !process.env.CI)('the Helm chart, rendered by a re
     expect(d.spec?.template.spec?.volumes ?? []).toEqual([]);
     expect(min.notes).toContain('did not create the ServiceAccount "existing-sa"');
     expect(min.notes).toContain(`system:serviceaccount:${NAMESPACE}:existing-sa`);
+
+    const long = render(helm, LONG_NAMES);
+    expect(kinds(long)).toContain('Pod');
 
     const p = render(helm, PERSISTENT);
     const pd = one<IDeployment>(p, 'Deployment', 'connector');
@@ -578,6 +647,17 @@ describe.skipIf(!lookup.ok && !process.env.CI)('the Helm chart, rendered by a re
     expect(
       refuse({ ...REQUIRED, serviceAccount: { create: false, name: 'sa', roleArn: ROLE_ARN } }),
     ).toContain('serviceAccount.roleArn needs serviceAccount.create');
+    // Names that would make invalid Kubernetes names, and durations Prometheus cannot read.
+    expect(
+      refuse({ ...REQUIRED, fileSecrets: [{ name: 's'.repeat(57), secretName: 'x' }] }),
+    ).toMatch(/at '\/fileSecrets\/0\/name'/);
+    expect(
+      refuse({
+        ...REQUIRED,
+        serviceMonitor: { enabled: true, interval: '30 seconds' },
+        networkPolicy: { enabled: false },
+      }),
+    ).toMatch(/at '\/serviceMonitor\/interval'/);
     // And lint says so too.
     const lint = helmRun(helm, ['lint', CHART, '-f', valuesFile({ ...REQUIRED, trustedKeys: {} })]);
     expect(lint.status).not.toBe(0);

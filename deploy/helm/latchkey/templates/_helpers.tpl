@@ -17,6 +17,11 @@
 {{- end -}}
 {{- end -}}
 
+{{/* app.kubernetes.io/name of the `helm test` pod: a label value, so at most 63 characters. */}}
+{{- define "latchkey.testName" -}}
+{{- printf "%s-test" (include "latchkey.name" . | trunc 58 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "latchkey.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "latchkey.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
