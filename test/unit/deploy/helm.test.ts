@@ -5,7 +5,8 @@
  * OpenAPI schemas (kubernetes-models; the prometheus-operator models for the ServiceMonitor)
  * and, for the built-in kinds, checked for fields Kubernetes does not know (what the API
  * server's strict field validation refuses; the field lists of @kubernetes/client-node's
- * models). Helm comes from the npm registry (test/helpers/helm.ts). Without it (another
+ * models), for names and labels Kubernetes refuses, and for pods the "restricted" Pod
+ * Security Standard refuses. Helm comes from the npm registry (test/helpers/helm.ts). Without it (another
  * platform, no `helm` on PATH) the file is skipped with a NOT RUN line, except in CI, where
  * it fails.
  */
@@ -21,6 +22,7 @@ import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import type { IPod } from 'kubernetes-models/v1/Pod';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { Service } from 'kubernetes-models/v1/Service';
 import type { IService } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
@@ -158,6 +160,48 @@ function labelMaps(value: unknown, at: string, out: [unknown, string][]): [unkno
   return out;
 }
 
+const RESTRICTED_VOLUMES = [
+  'configMap',
+  'csi',
+  'downwardAPI',
+  'emptyDir',
+  'ephemeral',
+  'persistentVolumeClaim',
+  'projected',
+  'secret',
+];
+
+/**
+ * What the Pod Security Standard "restricted" (Kubernetes' pod security admission, enforced
+ * by many clusters and by OpenShift's restricted-v2 SCC in spirit) refuses in a pod.
+ */
+function restrictedViolations(spec: IPodSpec): string[] {
+  const v: string[] = [];
+  if (spec.hostNetwork || spec.hostPID || spec.hostIPC) v.push('host namespaces');
+  for (const vol of spec.volumes ?? []) {
+    const types = Object.keys(vol).filter((k) => k !== 'name');
+    if (!types.every((t) => RESTRICTED_VOLUMES.includes(t)))
+      v.push(`volume ${vol.name}: ${types.join()}`);
+  }
+  const pod = spec.securityContext ?? {};
+  if (pod.runAsUser === 0) v.push('pod runAsUser 0');
+  for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+    const sc = c.securityContext ?? {};
+    if (sc.privileged) v.push(`${c.name}: privileged`);
+    if (sc.allowPrivilegeEscalation !== false) v.push(`${c.name}: allowPrivilegeEscalation`);
+    if ((sc.runAsNonRoot ?? pod.runAsNonRoot) !== true) v.push(`${c.name}: runAsNonRoot`);
+    if (sc.runAsUser === 0) v.push(`${c.name}: runAsUser 0`);
+    const seccomp = (sc.seccompProfile ?? pod.seccompProfile)?.type;
+    if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost')
+      v.push(`${c.name}: seccompProfile`);
+    if (!sc.capabilities?.drop?.includes('ALL')) v.push(`${c.name}: capabilities not dropped`);
+    const added = (sc.capabilities?.add ?? []).filter((a) => a !== 'NET_BIND_SERVICE');
+    if (added.length > 0) v.push(`${c.name}: capabilities added ${added.join()}`);
+    if ((c.ports ?? []).some((p) => p.hostPort)) v.push(`${c.name}: hostPort`);
+  }
+  return v;
+}
+
 /** Throws, naming the object, if Kubernetes would refuse it. */
 function validateObject(o: K8sObject): void {
   const id = `${o.kind} ${String(isRecord(o.metadata) ? o.metadata.name : '?')}`;
@@ -185,6 +229,14 @@ function validateObject(o: K8sObject): void {
           throw new Error(`${id}: ${list} name ${String(n)} is not a DNS label`);
         }
       }
+    }
+  }
+  if (isRecord(podSpec)) {
+    const violations = restrictedViolations(podSpec as unknown as IPodSpec);
+    if (violations.length > 0) {
+      throw new Error(
+        `${id}: not allowed by the restricted pod security standard: ${violations.join('; ')}`,
+      );
     }
   }
   const labels = labelMaps(o, '', []).flatMap(([m, at]) => badLabels(m, at));
@@ -369,7 +421,7 @@ const EVERYTHING = {
   ],
   podAnnotations: { 'example.com/team': 'platform' },
   podLabels: { team: 'platform' },
-  priorityClassName: 'system-cluster-critical',
+  priorityClassName: 'latchkey-critical',
 };
 
 /** The opposite: one replica, no NetworkPolicy, no state dir, an existing ServiceAccount. */
