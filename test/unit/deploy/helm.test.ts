@@ -7,8 +7,8 @@
  * server's strict field validation refuses; the field lists of @kubernetes/client-node's
  * models), for names and labels Kubernetes refuses, and for pods the "restricted" Pod
  * Security Standard refuses. Helm comes from the npm registry (test/helpers/helm.ts). Without it (another
- * platform, no `helm` on PATH) the file is skipped with a NOT RUN line, except in CI, where
- * it fails.
+ * platform, no `helm` on PATH) the file is skipped with a NOT RUN line, except in CI on
+ * linux/x64, where the npm package's Helm must run: there it fails.
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,6 +48,7 @@ const NAMESPACE = 'access';
 const RELEASE = 'latchkey';
 
 const lookup = await findHelm();
+const mustRun = Boolean(process.env.CI) && process.platform === 'linux' && process.arch === 'x64';
 if (!lookup.ok) {
   process.stderr.write(
     `\nNOT RUN: the Helm chart tests (test/unit/deploy/helm.test.ts): ${lookup.why}.\n\n`,
@@ -452,9 +453,9 @@ const LONG_NAMES = {
 const envOf = (d: IDeployment): { name: string; value?: string; valueFrom?: unknown }[] =>
   d.spec?.template.spec?.containers[0]?.env ?? [];
 
-describe.skipIf(!lookup.ok && !process.env.CI)('the Helm chart, rendered by a real Helm', () => {
+describe.skipIf(!lookup.ok && !mustRun)('the Helm chart, rendered by a real Helm', () => {
   if (!lookup.ok) {
-    it('has Helm in CI', () => {
+    it('has Helm in CI on linux/x64 (from the npm package)', () => {
       throw new Error(`no Helm: ${lookup.why}`);
     });
     return;
