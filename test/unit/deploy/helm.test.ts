@@ -629,6 +629,14 @@ describe.skipIf(!lookup.ok && !mustRun)('the Helm chart, rendered by a real Helm
     expect(tooOld.err).toContain('kubeVersion');
   });
 
+  it('packages (as the release does) into a chart that renders the same objects', () => {
+    const out = path.join(tmp, 'package');
+    const pkg = helmRun(helm, ['package', CHART, '-d', out]);
+    expect(pkg.status, pkg.err).toBe(0);
+    const tgz = path.join(out, 'latchkey-0.1.0.tgz');
+    expect(render(helm, EVERYTHING, tgz).objects).toEqual(render(helm, EVERYTHING).objects);
+  });
+
   it('minimal, long-name and persistent-state value sets render valid objects', () => {
     const min = render(helm, MINIMAL);
     expect(kinds(min)).toEqual(['Deployment', 'Pod', 'Service']);
@@ -711,6 +719,9 @@ describe.skipIf(!lookup.ok && !mustRun)('the Helm chart, rendered by a real Helm
         networkPolicy: { enabled: false },
       }),
     ).toMatch(/at '\/serviceMonitor\/interval'/);
+    expect(refuse({ ...REQUIRED, probes: { liveness: { periodSecond: 5 } } })).toMatch(
+      /at '\/probes\/liveness': additional properties 'periodSecond'/,
+    );
     // And lint says so too.
     const lint = helmRun(helm, ['lint', CHART, '-f', valuesFile({ ...REQUIRED, trustedKeys: {} })]);
     expect(lint.status).not.toBe(0);
