@@ -6,9 +6,9 @@
  * and, for the built-in kinds, checked for fields Kubernetes does not know (what the API
  * server's strict field validation refuses; the field lists of @kubernetes/client-node's
  * models), for names and labels Kubernetes refuses, and for pods the "restricted" Pod
- * Security Standard refuses. Helm comes from the npm registry (test/helpers/helm.ts). Without it (another
- * platform, no `helm` on PATH) the file is skipped with a NOT RUN line, except in CI on
- * linux/x64, where the npm package's Helm must run: there it fails.
+ * Security Standard refuses. Helm comes from the npm registry (test/helpers/helm.ts).
+ * Without it (another platform, no `helm` on PATH) the file is skipped with a NOT RUN line,
+ * except in CI on linux/x64, where the npm package's Helm must run: there it fails.
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
