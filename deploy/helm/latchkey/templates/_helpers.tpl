@@ -17,6 +17,11 @@
 {{- end -}}
 {{- end -}}
 
+{{/* app.kubernetes.io/name of the `helm test` pod: a label value, so at most 63 characters. */}}
+{{- define "latchkey.testName" -}}
+{{- printf "%s-test" (include "latchkey.name" . | trunc 58 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "latchkey.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "latchkey.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -51,6 +56,9 @@ app.kubernetes.io/component: connector
 {{- end -}}
 {{- if not .Values.trustedKeys -}}
 {{- fail "trustedKeys is required: the control plane's Ed25519 public keys ({\"kid\": \"key\"}); without one the agent refuses to start" -}}
+{{- end -}}
+{{- if and .Values.serviceAccount.roleArn (not .Values.serviceAccount.create) -}}
+{{- fail "serviceAccount.roleArn needs serviceAccount.create: the chart annotates only a ServiceAccount it creates (annotate your own ServiceAccount with eks.amazonaws.com/role-arn instead)" -}}
 {{- end -}}
 {{- if and .Values.serviceMonitor.enabled .Values.networkPolicy.enabled (not .Values.networkPolicy.metricsFrom) -}}
 {{- fail "serviceMonitor.enabled with networkPolicy.enabled needs networkPolicy.metricsFrom (your Prometheus's namespace or pods): the policy denies every other ingress, so scrapes would be blocked" -}}
