@@ -11,9 +11,11 @@
  *   the reporter on when it is set.
  * - After `--idle-seconds` (default 300) without progress, or `--total-seconds` (default
  *   1200) in all, the watchdog prints which files were running and which never finished,
- *   asks every registered test process for its diagnostics (SIGUSR2: the file it holds
- *   and what keeps its event loop alive), then ends the command's whole process group
- *   (SIGTERM, SIGKILL 5 s later) and exits 124.
+ *   what every thread of every process of the run is blocked in (read from /proc by the
+ *   watchdog itself, test/helpers/proc-threads.ts: it needs nothing from a stuck
+ *   process), asks every registered test process for its diagnostics (SIGUSR2: the file
+ *   it holds and what keeps its event loop alive), then ends the command's whole process
+ *   group (SIGTERM, SIGKILL 5 s later) and exits 124.
  * - Otherwise it exits with the command's own exit code.
  */
 import { spawn } from 'node:child_process';
@@ -28,6 +30,12 @@ import {
   type Diagnostics,
   type ProgressEvent,
 } from '../test/helpers/progress-reporter.js';
+import {
+  inspectProcess,
+  processGroupMembers,
+  summariseThreads,
+  type ProcessThreads,
+} from '../test/helpers/proc-threads.js';
 
 export const HANG_EXIT_CODE = 124;
 const POLL_MS = 500;
@@ -164,10 +172,21 @@ function summarise(resources: readonly string[]): string {
   return [...counts].map(([r, n]) => (n > 1 ? `${r} x${n}` : r)).join(', ');
 }
 
+/** `node …/vitest/vitest.mjs run`, shortened for one line. */
+function shortCommand(command: string, cwd: string): string {
+  const short = command
+    .split(' ')
+    .map((a) => (a.startsWith('/') ? relative(cwd, a) || '.' : a))
+    .map((a) => (a.includes('node_modules/') ? `…/${a.split('node_modules/').pop()}` : a))
+    .join(' ');
+  return short.length > 100 ? `${short.slice(0, 99)}…` : short;
+}
+
 function report(
   reason: string,
   states: FileStates,
   diags: readonly Diagnostics[],
+  threads: readonly ProcessThreads[],
   cwd: string,
 ): string {
   const lines = [`test-watchdog: ${reason}; stopping the test run.`];
@@ -181,6 +200,11 @@ function report(
   );
   const waiting = notFinished.filter((f) => !states.running.has(f));
   lines.push(`test-watchdog: not started: ${waiting.length ? waiting.join(', ') : 'none'}`);
+  const roles = new Map(diags.map((d) => [d.pid, d.role]));
+  for (const p of threads) {
+    const who = roles.get(p.pid) ?? shortCommand(p.command, cwd);
+    lines.push(`test-watchdog: threads of pid ${p.pid} (${who}): ${summariseThreads(p)}`);
+  }
   if (diags.length === 0) lines.push('test-watchdog: no test process answered for diagnostics.');
   for (const d of diags) {
     const files = d.files.map((f) => (f.startsWith('/') ? relative(cwd, f) : f));
@@ -262,9 +286,13 @@ export async function runWatchdog(opts: WatchdogOptions): Promise<number> {
 
   let code: number;
   if (reason && childPid) {
+    // Threads first: the SIGUSR2 handlers below briefly wake the processes.
+    const threads = processGroupMembers(childPid)
+      .map((pid) => inspectProcess(pid))
+      .filter((p): p is ProcessThreads => p !== undefined);
     const diags = await collectDiagnostics(dir);
     process.stderr.write(
-      `\n${report(reason, fileStates(readEvents(dir)), diags, process.cwd())}\n`,
+      `\n${report(reason, fileStates(readEvents(dir)), diags, threads, process.cwd())}\n`,
     );
     killGroup(childPid, 'SIGTERM');
     const grace = setTimeout(() => killGroup(childPid, 'SIGKILL'), KILL_GRACE_MS);
