@@ -34,6 +34,7 @@ import {
   inspectProcess,
   processGroupMembers,
   summariseThreads,
+  unchangedSince,
   type ProcessThreads,
 } from '../test/helpers/proc-threads.js';
 
@@ -41,6 +42,7 @@ export const HANG_EXIT_CODE = 124;
 const POLL_MS = 500;
 const DIAG_WAIT_MS = 3_000;
 const KILL_GRACE_MS = 5_000;
+const THREAD_LOOK_GAP_MS = 1_000;
 
 export interface WatchdogOptions {
   idleSeconds: number;
@@ -286,10 +288,19 @@ export async function runWatchdog(opts: WatchdogOptions): Promise<number> {
 
   let code: number;
   if (reason && childPid) {
-    // Threads first: the SIGUSR2 handlers below briefly wake the processes.
-    const threads = processGroupMembers(childPid)
-      .map((pid) => inspectProcess(pid))
-      .filter((p): p is ProcessThreads => p !== undefined);
+    // Threads first (the SIGUSR2 handlers below briefly wake the processes), looked at
+    // twice a second apart: a thread only passing through a call is not "blocked" in it.
+    const first = new Map<number, ProcessThreads>();
+    for (const pid of processGroupMembers(childPid)) {
+      const p = inspectProcess(pid);
+      if (p) first.set(pid, p);
+    }
+    await sleep(THREAD_LOOK_GAP_MS);
+    const threads: ProcessThreads[] = [];
+    for (const [pid, earlier] of first) {
+      const later = inspectProcess(pid);
+      if (later) threads.push(unchangedSince(earlier, later));
+    }
     const diags = await collectDiagnostics(dir);
     process.stderr.write(
       `\n${report(reason, fileStates(readEvents(dir)), diags, threads, process.cwd())}\n`,

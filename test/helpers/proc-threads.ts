@@ -193,7 +193,10 @@ export interface ThreadState {
   tid: number;
   /** `R` running, `S` sleeping, `D` uninterruptible (disk), `Z`, ... */
   state: string;
-  /** The system call it is in, `running` when on a CPU, or `?` when unreadable. */
+  /**
+   * The system call it is in, `running` when on a CPU, `busy` when it moved between two
+   * looks (see `unchangedSince`), or `?` when unreadable.
+   */
   call: string;
   /** What the call is about: the descriptor's target or the path argument. */
   target?: string;
@@ -317,6 +320,23 @@ export function inspectProcess(pid: number): ProcessThreads | undefined {
   return { pid, command, poolSize, threads };
 }
 
+/**
+ * `later` with every thread that was not in the same call on the same target in `earlier`
+ * marked `busy`: of two looks a moment apart, only what did not move is "blocked".
+ */
+export function unchangedSince(earlier: ProcessThreads, later: ProcessThreads): ProcessThreads {
+  const before = new Map(earlier.threads.map((t) => [t.tid, t]));
+  return {
+    ...later,
+    threads: later.threads.map((t) => {
+      const b = before.get(t.tid);
+      if (t.waiting || t.call === 'running' || (b && b.call === t.call && b.target === t.target))
+        return t;
+      return { tid: t.tid, state: t.state, call: 'busy', waiting: false };
+    }),
+  };
+}
+
 /** Members of process group `pgid` (the test command and everything it started). */
 export function processGroupMembers(pgid: number): number[] {
   let entries: string[];
@@ -362,8 +382,8 @@ export function summariseThreads(p: ProcessThreads): string {
       continue;
     }
     const what =
-      t.call === 'running'
-        ? 'running'
+      t.call === 'running' || t.call === 'busy'
+        ? t.call
         : `blocked in ${t.call}` +
           (t.target ? ` ${t.target}` : '') +
           (t.state === 'D' ? ' (uninterruptible)' : '');

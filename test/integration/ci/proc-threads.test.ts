@@ -12,7 +12,9 @@ import {
   inspectProcess,
   processGroupMembers,
   summariseThreads,
+  unchangedSince,
   type ProcessThreads,
+  type ThreadState,
 } from '../../helpers/proc-threads.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'latchkey-proc-threads-'));
@@ -138,5 +140,41 @@ describe.runIf(process.platform === 'linux')('proc-threads', () => {
 
   it('answers nothing for a process that does not exist', () => {
     expect(inspectProcess(2 ** 22 + 12345)).toBeUndefined();
+  });
+});
+
+describe('unchangedSince', () => {
+  const look = (threads: ThreadState[]): ProcessThreads => ({
+    pid: 10,
+    command: 'node x',
+    poolSize: 4,
+    threads,
+  });
+  const t = (tid: number, call: string, target?: string): ThreadState => ({
+    tid,
+    state: 'S',
+    call,
+    waiting: call === 'futex' || call === 'epoll_pwait',
+    ...(target === undefined ? {} : { target }),
+  });
+
+  it('keeps a thread "blocked" only when it is in the same call on the same target both times', () => {
+    const earlier = look([
+      t(10, 'epoll_pwait'),
+      t(11, 'openat', '/f (FIFO)'),
+      t(12, 'read', '/a'),
+      t(13, 'futex'),
+    ]);
+    const later = look([
+      t(10, 'epoll_pwait'),
+      t(11, 'openat', '/f (FIFO)'),
+      t(12, 'read', '/b'),
+      t(13, 'futex'),
+      t(14, 'write', 'pipe:[1]'),
+    ]);
+    const line = summariseThreads(unchangedSince(earlier, later));
+    expect(line).toBe(
+      'main thread in epoll_pwait; 1 thread blocked in openat /f (FIFO); 2 threads busy; 1 waiting',
+    );
   });
 });
