@@ -118,6 +118,19 @@ function progressSize(dir: string): number {
   }
 }
 
+/** Registered test processes and their role (`main`, `worker`). */
+function registeredRoles(dir: string): Map<number, string> {
+  const roles = new Map<number, string>();
+  for (const pid of registeredPids(dir)) {
+    try {
+      roles.set(pid, readFileSync(join(dir, PIDS_DIR, String(pid)), 'utf8').trim());
+    } catch {
+      // gone
+    }
+  }
+  return roles;
+}
+
 function registeredPids(dir: string): number[] {
   try {
     return readdirSync(join(dir, PIDS_DIR))
@@ -189,6 +202,7 @@ function report(
   states: FileStates,
   diags: readonly Diagnostics[],
   threads: readonly ProcessThreads[],
+  roles: ReadonlyMap<number, string>,
   cwd: string,
 ): string {
   const lines = [`test-watchdog: ${reason}; stopping the test run.`];
@@ -202,10 +216,22 @@ function report(
   );
   const waiting = notFinished.filter((f) => !states.running.has(f));
   lines.push(`test-watchdog: not started: ${waiting.length ? waiting.join(', ') : 'none'}`);
-  const roles = new Map(diags.map((d) => [d.pid, d.role]));
+  // Test processes, and any process with a thread not simply waiting, get a line each;
+  // the rest (npm, sh, an idle PostgreSQL's processes) one line together.
+  const idle = new Map<string, number>();
   for (const p of threads) {
-    const who = roles.get(p.pid) ?? shortCommand(p.command, cwd);
+    const role = roles.get(p.pid);
+    if (role === undefined && p.threads.every((t) => t.waiting)) {
+      const name = p.command.split(' ')[0]?.split('/').pop() || '?';
+      idle.set(name, (idle.get(name) ?? 0) + 1);
+      continue;
+    }
+    const who = role ?? shortCommand(p.command, cwd);
     lines.push(`test-watchdog: threads of pid ${p.pid} (${who}): ${summariseThreads(p)}`);
+  }
+  if (idle.size > 0) {
+    const names = [...idle].map(([n, c]) => (c > 1 ? `${n} x${c}` : n)).join(', ');
+    lines.push(`test-watchdog: other processes of the run, every thread waiting: ${names}`);
   }
   if (diags.length === 0) lines.push('test-watchdog: no test process answered for diagnostics.');
   for (const d of diags) {
@@ -303,7 +329,7 @@ export async function runWatchdog(opts: WatchdogOptions): Promise<number> {
     }
     const diags = await collectDiagnostics(dir);
     process.stderr.write(
-      `\n${report(reason, fileStates(readEvents(dir)), diags, threads, process.cwd())}\n`,
+      `\n${report(reason, fileStates(readEvents(dir)), diags, threads, registeredRoles(dir), process.cwd())}\n`,
     );
     killGroup(childPid, 'SIGTERM');
     const grace = setTimeout(() => killGroup(childPid, 'SIGKILL'), KILL_GRACE_MS);

@@ -182,5 +182,10 @@ describe('test watchdog', () => {
     expect(r.code).toBe(124);
     expect(r.out).toContain('no progress for 1 s');
     expect(r.out).toContain('no test process answered for diagnostics');
+    // Not a test process, nothing blocked: summed up in one line, not one per process.
+    expect(r.out).toContain(
+      'test-watchdog: other processes of the run, every thread waiting: node',
+    );
+    expect(r.out).not.toContain('threads of pid');
   }, 30_000);
 });
