@@ -11,9 +11,11 @@
  *   the reporter on when it is set.
  * - After `--idle-seconds` (default 300) without progress, or `--total-seconds` (default
  *   1200) in all, the watchdog prints which files were running and which never finished,
- *   asks every registered test process for its diagnostics (SIGUSR2: the file it holds
- *   and what keeps its event loop alive), then ends the command's whole process group
- *   (SIGTERM, SIGKILL 5 s later) and exits 124.
+ *   what every thread of every process of the run is blocked in (read from /proc by the
+ *   watchdog itself, test/helpers/proc-threads.ts: it needs nothing from a stuck
+ *   process), asks every registered test process for its diagnostics (SIGUSR2: the file
+ *   it holds and what keeps its event loop alive), then ends the command's whole process
+ *   group (SIGTERM, SIGKILL 5 s later) and exits 124.
  * - Otherwise it exits with the command's own exit code.
  */
 import { spawn } from 'node:child_process';
@@ -28,11 +30,19 @@ import {
   type Diagnostics,
   type ProgressEvent,
 } from '../test/helpers/progress-reporter.js';
+import {
+  inspectProcess,
+  processGroupMembers,
+  summariseThreads,
+  unchangedSince,
+  type ProcessThreads,
+} from '../test/helpers/proc-threads.js';
 
 export const HANG_EXIT_CODE = 124;
 const POLL_MS = 500;
 const DIAG_WAIT_MS = 3_000;
 const KILL_GRACE_MS = 5_000;
+const THREAD_LOOK_GAP_MS = 1_000;
 
 export interface WatchdogOptions {
   idleSeconds: number;
@@ -108,6 +118,19 @@ function progressSize(dir: string): number {
   }
 }
 
+/** Registered test processes and their role (`main`, `worker`). */
+function registeredRoles(dir: string): Map<number, string> {
+  const roles = new Map<number, string>();
+  for (const pid of registeredPids(dir)) {
+    try {
+      roles.set(pid, readFileSync(join(dir, PIDS_DIR, String(pid)), 'utf8').trim());
+    } catch {
+      // gone
+    }
+  }
+  return roles;
+}
+
 function registeredPids(dir: string): number[] {
   try {
     return readdirSync(join(dir, PIDS_DIR))
@@ -164,10 +187,22 @@ function summarise(resources: readonly string[]): string {
   return [...counts].map(([r, n]) => (n > 1 ? `${r} x${n}` : r)).join(', ');
 }
 
+/** `node …/vitest/vitest.mjs run`, shortened for one line. */
+function shortCommand(command: string, cwd: string): string {
+  const short = command
+    .split(' ')
+    .map((a) => (a.startsWith('/') ? relative(cwd, a) || '.' : a))
+    .map((a) => (a.includes('node_modules/') ? `…/${a.split('node_modules/').pop()}` : a))
+    .join(' ');
+  return short.length > 100 ? `${short.slice(0, 99)}…` : short;
+}
+
 function report(
   reason: string,
   states: FileStates,
   diags: readonly Diagnostics[],
+  threads: readonly ProcessThreads[],
+  roles: ReadonlyMap<number, string>,
   cwd: string,
 ): string {
   const lines = [`test-watchdog: ${reason}; stopping the test run.`];
@@ -181,6 +216,23 @@ function report(
   );
   const waiting = notFinished.filter((f) => !states.running.has(f));
   lines.push(`test-watchdog: not started: ${waiting.length ? waiting.join(', ') : 'none'}`);
+  // Test processes, and any process with a thread not simply waiting, get a line each;
+  // the rest (npm, sh, an idle PostgreSQL's processes) one line together.
+  const idle = new Map<string, number>();
+  for (const p of threads) {
+    const role = roles.get(p.pid);
+    if (role === undefined && p.threads.every((t) => t.waiting)) {
+      const name = p.command.split(' ')[0]?.split('/').pop() || '?';
+      idle.set(name, (idle.get(name) ?? 0) + 1);
+      continue;
+    }
+    const who = role ?? shortCommand(p.command, cwd);
+    lines.push(`test-watchdog: threads of pid ${p.pid} (${who}): ${summariseThreads(p)}`);
+  }
+  if (idle.size > 0) {
+    const names = [...idle].map(([n, c]) => (c > 1 ? `${n} x${c}` : n)).join(', ');
+    lines.push(`test-watchdog: other processes of the run, every thread waiting: ${names}`);
+  }
   if (diags.length === 0) lines.push('test-watchdog: no test process answered for diagnostics.');
   for (const d of diags) {
     const files = d.files.map((f) => (f.startsWith('/') ? relative(cwd, f) : f));
@@ -262,9 +314,22 @@ export async function runWatchdog(opts: WatchdogOptions): Promise<number> {
 
   let code: number;
   if (reason && childPid) {
+    // Threads first (the SIGUSR2 handlers below briefly wake the processes), looked at
+    // twice a second apart: a thread only passing through a call is not "blocked" in it.
+    const first = new Map<number, ProcessThreads>();
+    for (const pid of processGroupMembers(childPid)) {
+      const p = inspectProcess(pid);
+      if (p) first.set(pid, p);
+    }
+    await sleep(THREAD_LOOK_GAP_MS);
+    const threads: ProcessThreads[] = [];
+    for (const [pid, earlier] of first) {
+      const later = inspectProcess(pid);
+      if (later) threads.push(unchangedSince(earlier, later));
+    }
     const diags = await collectDiagnostics(dir);
     process.stderr.write(
-      `\n${report(reason, fileStates(readEvents(dir)), diags, process.cwd())}\n`,
+      `\n${report(reason, fileStates(readEvents(dir)), diags, threads, registeredRoles(dir), process.cwd())}\n`,
     );
     killGroup(childPid, 'SIGTERM');
     const grace = setTimeout(() => killGroup(childPid, 'SIGKILL'), KILL_GRACE_MS);

@@ -88,6 +88,12 @@ describe('test watchdog', () => {
     expect(worker?.[2]).toContain('PipeWrap');
     expect(worker?.[2]).toContain('FSReqPromise');
     expect(r.out).toMatch(/main pid \d+ holding stuck-import\.fixture\.ts/);
+    // Read from /proc by the watchdog: what that request waits for, by name.
+    expect(r.out).toMatch(
+      new RegExp(
+        `threads of pid ${worker?.[1]} \\(worker\\): main thread in epoll_p?wait; 1 thread blocked in openat ${fifo} \\(FIFO\\)`,
+      ),
+    );
     // Nothing of the run is left behind.
     expect(await gone(Number(worker?.[1]))).toBe(true);
   }, 90_000);
@@ -117,6 +123,13 @@ describe('test watchdog', () => {
     expect(r.out).toMatch(/^0 passed, 0 failed \(the test run was stopped by the watchdog\)$/m);
     const main = /main pid \d+ holding passes\.fixture\.ts; alive because of: (.*)/.exec(r.out);
     expect(main?.[1], r.out).toContain('FSReqPromise');
+    // Read from /proc by the watchdog: the main process's four pool threads, each in an
+    // open of the FIFO, named as the exhausted pool they are.
+    expect(r.out).toMatch(
+      new RegExp(
+        `threads of pid \\d+ \\(main\\): main thread in epoll_p?wait; 4 threads blocked in openat ${fifo} \\(FIFO\\);.*as many blocked threads as the libuv pool has \\(4\\)`,
+      ),
+    );
     // The worker, preloaded with its diagnostics, answers although it never got its file.
     const worker = /worker pid (\d+) holding .*; alive because of: (.*)/.exec(r.out);
     expect(worker?.[2], r.out).toContain('PipeWrap');
@@ -169,5 +182,10 @@ describe('test watchdog', () => {
     expect(r.code).toBe(124);
     expect(r.out).toContain('no progress for 1 s');
     expect(r.out).toContain('no test process answered for diagnostics');
+    // Not a test process, nothing blocked: summed up in one line, not one per process.
+    expect(r.out).toContain(
+      'test-watchdog: other processes of the run, every thread waiting: node',
+    );
+    expect(r.out).not.toContain('threads of pid');
   }, 30_000);
 });
