@@ -107,12 +107,14 @@ describe('deploy/ecs/cloudformation.yaml', () => {
   });
 
   it('passes up to four extra environment variables, none the template sets itself', () => {
+    // The agent's container (the init and metrics containers are behind !If).
     const container = (
       tpl.Resources.TaskDefinition?.Properties.ContainerDefinitions as {
+        Name?: string;
         Environment: unknown[];
         Secrets: { Name: string }[];
       }[]
-    )[0];
+    ).find((c) => c.Name === 'latchkey');
     const environment = container?.Environment ?? [];
     const conditions = (tpl as unknown as { Conditions: Record<string, unknown> }).Conditions;
     const slots = Object.keys(tpl.Parameters)
@@ -152,15 +154,17 @@ describe('deploy/ecs/cloudformation.yaml', () => {
     }
   });
 
-  it('lets ECS assume the task role for this account only (aws:SourceAccount)', () => {
-    const role = tpl.Resources.TaskRole?.Properties.AssumeRolePolicyDocument as {
-      Statement: { Principal: unknown; Condition?: unknown }[];
-    };
-    expect(role.Statement).toHaveLength(1);
-    expect(role.Statement[0]).toMatchObject({
-      Principal: { Service: 'ecs-tasks.amazonaws.com' },
-      Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
-    });
+  it('lets ECS assume the task and execution roles for this account only (aws:SourceAccount)', () => {
+    for (const name of ['TaskRole', 'ExecutionRole']) {
+      const role = tpl.Resources[name]?.Properties.AssumeRolePolicyDocument as {
+        Statement: { Principal: unknown; Condition?: unknown }[];
+      };
+      expect(role.Statement, name).toHaveLength(1);
+      expect(role.Statement[0], name).toMatchObject({
+        Principal: { Service: 'ecs-tasks.amazonaws.com' },
+        Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+      });
+    }
   });
 
   it('writes no ARN with a fixed partition', () => {
