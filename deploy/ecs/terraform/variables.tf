@@ -66,6 +66,16 @@ variable "memory" {
   default = 512
 }
 
+variable "cpu_architecture" {
+  description = "CPU of the Fargate task, X86_64 or ARM64; the image must hold that platform (the released image is multi-arch; for your own build: docker buildx build --platform linux/amd64 or linux/arm64)."
+  type        = string
+  default     = "X86_64"
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
+    error_message = "cpu_architecture: X86_64 or ARM64."
+  }
+}
+
 variable "shutdown_grace_seconds" {
   description = "Graceful stop window of the agent (LATCHKEY_SHUTDOWN_GRACE)."
   type        = number
