@@ -240,6 +240,14 @@ describe('deploy/iam/connector-policy.json', () => {
     expect(missing).toEqual([]);
   });
 
+  it('allows nothing the code does not call (least privilege)', () => {
+    const used = new Set(actionsUsed().keys());
+    const unused = [...new Set(allowedActions())].filter(
+      (a) => !used.has(a) && !NOT_SDK_COMMANDS.has(a),
+    );
+    expect(unused).toEqual([]);
+  });
+
   it('allows exactly the eks: actions the code calls, no more', () => {
     const used = [...actionsUsed().keys()].filter((a) => a.startsWith('eks:')).sort();
     const allowed = [...new Set(allowedActions().filter((a) => a.startsWith('eks:')))].sort();
