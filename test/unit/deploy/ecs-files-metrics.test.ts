@@ -593,6 +593,12 @@ describe('deploy/ecs/terraform: same files and metrics as the CloudFormation tem
  * module without resources (data sources replaced by fixed values), applied to a local state.
  */
 const hasTerraform = spawnSync('terraform', ['version'], { encoding: 'utf8' }).status === 0;
+if (!hasTerraform) {
+  process.stderr.write(
+    '\nNOT RUN: the Terraform module evaluated by terraform (not installed here; ' +
+      'https://developer.hashicorp.com/terraform/install).\n\n',
+  );
+}
 describe.runIf(hasTerraform)('deploy/ecs/terraform evaluated by terraform', () => {
   const scratch = mkdtempSync(join(tmp, 'tf-'));
   const fixed = (text: string): string =>
