@@ -11,11 +11,12 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Gauge, Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../../../src/config/load.js';
+import { AgentEvents } from '../../../src/events.js';
 import { startHttpServer } from '../../../src/observability/http.js';
+import { createMetrics } from '../../../src/observability/metrics.js';
 import { parseCloudFormation, type CfnTemplate } from '../../helpers/cloudformation.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
@@ -476,21 +477,29 @@ describe('deploy/ecs/cloudformation.yaml: metrics to Amazon Managed Service for 
     const agentPort = loadConfig({ env: { ...AGENT_ENV, ...env(agent) } }).httpPort;
     expect(Number(port)).toBe(agentPort);
     expect(agent?.PortMappings?.[0]?.ContainerPort).toBe(agentPort);
-    // The path the agent's own HTTP server serves its metrics on.
-    const registry = new Registry();
-    new Gauge({ name: 'latchkey_connected', help: 'connected', registers: [registry] }).set(1);
+    // The path the agent's own HTTP server serves its own metrics on.
+    const metrics = createMetrics(new AgentEvents());
     const server = await startHttpServer({
       host: '127.0.0.1',
       port: 0,
-      registry,
+      registry: metrics.registry,
       readiness: () => ({ ready: true, reasons: [] }),
     });
     try {
       const res = await fetch(`http://127.0.0.1:${server.port}${job?.metrics_path ?? ''}`);
       expect(res.status).toBe(200);
-      expect(await res.text()).toContain('latchkey_connected 1');
+      // Prometheus text format, no units declared, every counter already ending in _total:
+      // the remote-write exporter's name suffixes leave the names the dashboard uses.
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+      const body = await res.text();
+      expect(body).toMatch(/^latchkey_connected 0$/m);
+      expect(body).not.toMatch(/^# UNIT/m);
+      const counters = [...body.matchAll(/^# TYPE (latchkey_\w+) counter$/gm)].map((m) => m[1]);
+      expect(counters).toContain('latchkey_commands_total');
+      expect(counters.filter((c) => !c?.endsWith('_total'))).toEqual([]);
     } finally {
       await server.close();
+      metrics.stop();
     }
   });
 
