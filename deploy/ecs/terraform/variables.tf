@@ -66,6 +66,16 @@ variable "memory" {
   default = 512
 }
 
+variable "cpu_architecture" {
+  description = "CPU of the Fargate task, X86_64 or ARM64; the image must hold that platform (the released image is multi-arch; for your own build: docker buildx build --platform linux/amd64 or linux/arm64)."
+  type        = string
+  default     = "X86_64"
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
+    error_message = "cpu_architecture: X86_64 or ARM64."
+  }
+}
+
 variable "shutdown_grace_seconds" {
   description = "Graceful stop window of the agent (LATCHKEY_SHUTDOWN_GRACE)."
   type        = number
@@ -133,7 +143,7 @@ variable "secret_name_prefix" {
 }
 
 variable "extra_environment" {
-  description = "Other LATCHKEY_* settings, name => value."
+  description = "Other LATCHKEY_* settings, name => value; none the module sets itself (a precondition refuses them)."
   type        = map(string)
   default     = {}
 }
@@ -141,4 +151,82 @@ variable "extra_environment" {
 variable "tags" {
   type    = map(string)
   default = {}
+}
+
+variable "config_parameter_arn" {
+  description = "Optional SSM parameter (String or SecureString, up to 8 KB as an advanced parameter) holding the agent's JSON config file, integrations included: written to /etc/latchkey/config.json by an init container and named by LATCHKEY_CONFIG_FILE."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.config_parameter_arn == null || can(regex("^arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter/.+$", var.config_parameter_arn))
+    error_message = "config_parameter_arn: an SSM parameter ARN (arn:<partition>:ssm:<region>:<account>:parameter/<name>)."
+  }
+}
+
+variable "ca_bundle_parameter_arn" {
+  description = "Optional SSM parameter holding PEM CA certificates: written to /etc/latchkey/ca-bundle.pem and named by LATCHKEY_CA_BUNDLE_FILE."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.ca_bundle_parameter_arn == null || can(regex("^arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter/.+$", var.ca_bundle_parameter_arn))
+    error_message = "ca_bundle_parameter_arn: an SSM parameter ARN (arn:<partition>:ssm:<region>:<account>:parameter/<name>)."
+  }
+}
+
+variable "config_parameter_kms_key_arn" {
+  description = "The customer managed KMS key of SecureString parameters above (kms:Decrypt through SSM only). null = String parameters or the AWS managed key aws/ssm."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.config_parameter_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.config_parameter_kms_key_arn))
+    error_message = "config_parameter_kms_key_arn: a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>)."
+  }
+}
+
+variable "config_efs_file_system_id" {
+  description = "Optional EFS file system mounted read-only at /etc/latchkey, for files too large for a parameter (instead of the parameters above); name the files with config_efs_config_path and config_efs_ca_bundle_path."
+  type        = string
+  default     = null
+}
+
+variable "config_efs_access_point_id" {
+  description = "Optional EFS access point of config_efs_file_system_id (its root becomes /etc/latchkey)."
+  type        = string
+  default     = null
+}
+
+variable "config_efs_config_path" {
+  description = "The JSON config file's path inside the EFS volume (e.g. config.json); sets LATCHKEY_CONFIG_FILE."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.config_efs_config_path == null || can(regex("^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$", var.config_efs_config_path))
+    error_message = "config_efs_config_path: a relative path (no leading '/', no '.' or '..' segment)."
+  }
+}
+
+variable "config_efs_ca_bundle_path" {
+  description = "The PEM CA bundle's path inside the EFS volume (e.g. ca-bundle.pem); sets LATCHKEY_CA_BUNDLE_FILE."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.config_efs_ca_bundle_path == null || can(regex("^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$", var.config_efs_ca_bundle_path))
+    error_message = "config_efs_ca_bundle_path: a relative path (no leading '/', no '.' or '..' segment)."
+  }
+}
+
+variable "amp_workspace_arn" {
+  description = "Optional Amazon Managed Service for Prometheus workspace: adds an ADOT collector sidecar that scrapes 127.0.0.1:8080/metrics and remote-writes there (SigV4), and aps:RemoteWrite on this workspace to the task role. null = no sidecar."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.amp_workspace_arn == null || can(regex("^arn:aws[a-z-]*:aps:[a-z0-9-]+:[0-9]{12}:workspace/ws-[A-Za-z0-9-]+$", var.amp_workspace_arn))
+    error_message = "amp_workspace_arn: an AMP workspace ARN (arn:<partition>:aps:<region>:<account>:workspace/ws-...)."
+  }
+}
+
+variable "metrics_collector_image" {
+  description = "Image of the ADOT collector sidecar (pin it by digest, or use your mirror)."
+  type        = string
+  default     = "public.ecr.aws/aws-observability/aws-otel-collector:v0.48.0"
 }

@@ -240,7 +240,7 @@ describe('image and orchestrator templates', () => {
     const tf = read('deploy/ecs/terraform/main.tf');
     for (const line of [
       'LATCHKEY_STATE_DIR         = "/var/lib/latchkey"',
-      'mountPoints  = [{ sourceVolume = "state", containerPath = "/var/lib/latchkey", readOnly = false }]',
+      '[{ sourceVolume = "state", containerPath = "/var/lib/latchkey", readOnly = false }],',
       'name = "state"',
       'file_system_id     = var.state_efs_file_system_id',
       'transit_encryption = "ENABLED"',

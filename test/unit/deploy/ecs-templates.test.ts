@@ -107,12 +107,14 @@ describe('deploy/ecs/cloudformation.yaml', () => {
   });
 
   it('passes up to four extra environment variables, none the template sets itself', () => {
+    // The agent's container (the init and metrics containers are behind !If).
     const container = (
       tpl.Resources.TaskDefinition?.Properties.ContainerDefinitions as {
+        Name?: string;
         Environment: unknown[];
         Secrets: { Name: string }[];
       }[]
-    )[0];
+    ).find((c) => c.Name === 'latchkey');
     const environment = container?.Environment ?? [];
     const conditions = (tpl as unknown as { Conditions: Record<string, unknown> }).Conditions;
     const slots = Object.keys(tpl.Parameters)
@@ -152,15 +154,17 @@ describe('deploy/ecs/cloudformation.yaml', () => {
     }
   });
 
-  it('lets ECS assume the task role for this account only (aws:SourceAccount)', () => {
-    const role = tpl.Resources.TaskRole?.Properties.AssumeRolePolicyDocument as {
-      Statement: { Principal: unknown; Condition?: unknown }[];
-    };
-    expect(role.Statement).toHaveLength(1);
-    expect(role.Statement[0]).toMatchObject({
-      Principal: { Service: 'ecs-tasks.amazonaws.com' },
-      Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
-    });
+  it('lets ECS assume the task and execution roles for this account only (aws:SourceAccount)', () => {
+    for (const name of ['TaskRole', 'ExecutionRole']) {
+      const role = tpl.Resources[name]?.Properties.AssumeRolePolicyDocument as {
+        Statement: { Principal: unknown; Condition?: unknown }[];
+      };
+      expect(role.Statement, name).toHaveLength(1);
+      expect(role.Statement[0], name).toMatchObject({
+        Principal: { Service: 'ecs-tasks.amazonaws.com' },
+        Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+      });
+    }
   });
 
   it('writes no ARN with a fixed partition', () => {
@@ -196,5 +200,42 @@ describe('deploy/ecs/terraform', () => {
       expect(read(`deploy/ecs/terraform/${file}`).match(/arn:aws:/g), file).toBeNull();
     }
     expect(main).toContain('data "aws_partition" "current" {}');
+  });
+});
+
+describe('deploy/ecs: CloudFormation and Terraform at parity', () => {
+  const cfn = parseCloudFormation(read('deploy/ecs/cloudformation.yaml'));
+  const variables = read('deploy/ecs/terraform/variables.tf');
+  const tfVariables = [...variables.matchAll(/^variable "([a-z0-9_]+)"/gm)].map((m) => m[1]);
+
+  it('has a Terraform variable for every CloudFormation parameter, and no other but tags', () => {
+    // Where the names differ: the cluster (an ARN in Terraform) and the extra variables (a map).
+    const renamed = (name: string): string =>
+      name === 'ClusterName'
+        ? 'cluster_arn'
+        : /^ExtraEnvironment\d+(Name|Value)$/.test(name)
+          ? 'extra_environment'
+          : name.replace(/(?<=[a-z0-9])([A-Z])/g, '_$1').toLowerCase();
+    const fromCfn = new Set(Object.keys(cfn.Parameters).map(renamed));
+    expect(fromCfn).toContain('amp_workspace_arn');
+    expect(fromCfn).toContain('config_efs_ca_bundle_path');
+    expect(new Set(tfVariables.filter((v) => v !== 'tags'))).toEqual(fromCfn);
+  });
+
+  it('runs on the CPU architecture chosen, X86_64 by default (the released image is multi-arch)', () => {
+    const p = cfn.Parameters.CpuArchitecture as { Default?: string; AllowedValues?: string[] };
+    expect(p.Default).toBe('X86_64');
+    expect(p.AllowedValues).toEqual(['X86_64', 'ARM64']);
+    expect(
+      (cfn.Resources.TaskDefinition?.Properties.RuntimePlatform as Record<string, unknown>)
+        .CpuArchitecture,
+    ).toEqual({ Ref: 'CpuArchitecture' });
+    expect(read('deploy/ecs/terraform/main.tf')).toContain(
+      'cpu_architecture        = var.cpu_architecture',
+    );
+    expect(variables).toMatch(
+      /variable "cpu_architecture" \{[^}]*default\s+= "X86_64"\s+validation \{\s+condition\s+= contains\(\["X86_64", "ARM64"\], var\.cpu_architecture\)/,
+    );
+    expect(read('.github/workflows/release.yml')).toContain('platforms: linux/amd64,linux/arm64');
   });
 });

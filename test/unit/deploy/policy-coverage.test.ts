@@ -240,6 +240,14 @@ describe('deploy/iam/connector-policy.json', () => {
     expect(missing).toEqual([]);
   });
 
+  it('allows nothing the code does not call (least privilege)', () => {
+    const used = new Set(actionsUsed().keys());
+    const unused = [...new Set(allowedActions())].filter(
+      (a) => !used.has(a) && !NOT_SDK_COMMANDS.has(a),
+    );
+    expect(unused).toEqual([]);
+  });
+
   it('allows exactly the eks: actions the code calls, no more', () => {
     const used = [...actionsUsed().keys()].filter((a) => a.startsWith('eks:')).sort();
     const allowed = [...new Set(allowedActions().filter((a) => a.startsWith('eks:')))].sort();
@@ -622,5 +630,74 @@ describe('deploy/member-role (the role assumed in member accounts)', () => {
     const connector = allowedActions();
     expect(allows(connector, 'sts:AssumeRole')).toBe(true);
     expect(allows(connector, 'organizations:ListParents')).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// The ECS templates' other IAM statements: the execution role (connector token, config
+// parameters) and the metrics sidecar's remote write. Nothing else may appear; their
+// rendered contents are checked in ecs-files-metrics.test.ts.
+
+/** Sid → actions of every statement in `node` (trust policies as `trust`). */
+function statementsIn(node: unknown, out: Record<string, string[]> = {}): Record<string, string[]> {
+  if (Array.isArray(node)) {
+    for (const n of node) statementsIn(n, out);
+  } else if (node !== null && typeof node === 'object') {
+    const obj = node as Record<string, unknown>;
+    if ('Action' in obj && 'Effect' in obj) {
+      const sid = typeof obj.Sid === 'string' ? obj.Sid : 'trust';
+      const actions = Array.isArray(obj.Action) ? (obj.Action as string[]) : [String(obj.Action)];
+      out[sid] = [...(out[sid] ?? []), ...actions].sort();
+    }
+    for (const v of Object.values(obj)) statementsIn(v, out);
+  }
+  return out;
+}
+
+const ECS_OTHER_STATEMENTS = {
+  trust: ['sts:AssumeRole', 'sts:AssumeRole'],
+  ConnectorToken: ['secretsmanager:GetSecretValue'],
+  ConfigParameters: ['ssm:GetParameters'],
+  ConfigParametersKey: ['kms:Decrypt'],
+  MetricsRemoteWrite: ['aps:RemoteWrite'],
+};
+
+describe('deploy/ecs (IAM besides the connector policy)', () => {
+  it('CloudFormation: the execution role reads the token and the config parameters, the sidecar remote-writes', () => {
+    const tpl = parseCloudFormation(
+      readFileSync(join(ROOT, 'deploy/ecs/cloudformation.yaml'), 'utf8'),
+    );
+    const { TaskRole, ...others } = tpl.Resources;
+    const { Policies: connectorPolicy, ...taskRoleRest } = TaskRole?.Properties ?? {};
+    expect((connectorPolicy as { PolicyName: string }[]).map((p) => p.PolicyName)).toEqual([
+      'latchkey-connector',
+    ]);
+    expect(statementsIn([others, taskRoleRest])).toEqual(ECS_OTHER_STATEMENTS);
+    expect(tpl.Resources.MetricsRemoteWritePolicy?.Properties.RoleName).toEqual({
+      Ref: 'TaskRole',
+    });
+  });
+
+  it('Terraform: the same statements', () => {
+    const main = readFileSync(join(ROOT, 'deploy/ecs/terraform/main.tf'), 'utf8');
+    const found: Record<string, string[]> = {};
+    for (const m of main.matchAll(/Sid\s+= "(\w+)"\s+Effect\s+= "Allow"\s+Action\s+= "([^"]+)"/g)) {
+      found[m[1] ?? ''] = [...(found[m[1] ?? ''] ?? []), m[2] ?? ''];
+    }
+    // One trust document (sts:AssumeRole), used by both roles.
+    expect([...main.matchAll(/actions = \["([^"]+)"\]/g)].map((m) => m[1])).toEqual([
+      'sts:AssumeRole',
+    ]);
+    const trust = [
+      ...main.matchAll(
+        /assume_role_policy = data\.aws_iam_policy_document\.ecs_tasks_assume\.json/g,
+      ),
+    ].map(() => 'sts:AssumeRole');
+    expect({ trust, ...found }).toEqual(ECS_OTHER_STATEMENTS);
+    // Every Action in main.tf is one of those (the connector policy is the .tftpl file).
+    expect([...main.matchAll(/\bAction\s+=/g)]).toHaveLength(4);
+    expect(main).toMatch(
+      /role\s+= aws_iam_role\.task\.id\s+policy = jsonencode\(\{[^}]*Sid\s+= "MetricsRemoteWrite"/,
+    );
   });
 });
