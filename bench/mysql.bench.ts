@@ -63,9 +63,14 @@ export interface MysqlBenchReport {
   /** One direct pair (grant and revoke together). */
   direct: SqlTally;
   load: { start: string; end: string };
+  /** This process's CPU time per pair (ms), lowest round of each path. */
+  cpuMsPerPair: { dispatcher: number; driver: number; direct: number };
 }
 
 const qi = (n: string): string => '`' + n.replace(/`/g, '``') + '`';
+
+/** This process's CPU time per item (user + system, ms) of the last `pool` run. */
+let lastCpuMs = NaN;
 
 async function pool<T>(
   items: T[],
@@ -73,6 +78,7 @@ async function pool<T>(
   fn: (item: T) => Promise<void>,
 ): Promise<number> {
   const started = performance.now();
+  const cpu = process.cpuUsage();
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -82,6 +88,8 @@ async function pool<T>(
       }
     }),
   );
+  const used = process.cpuUsage(cpu);
+  lastCpuMs = (used.user + used.system) / 1000 / Math.max(1, items.length);
   return (performance.now() - started) / 1000;
 }
 
@@ -267,6 +275,7 @@ export async function runMysqlBench(
     let driverSeconds = Infinity;
     let directSeconds = Infinity;
     let dispatcherSeconds = Infinity;
+    const cpu = { dispatcher: Infinity, driver: Infinity, direct: Infinity };
     for (let round = 0; round < rounds; round++) {
       const ids = Array.from({ length: perRound }, (_, i) => `${round}_${i}`);
       const pt = await pool(ids, concurrency, async (i) => {
@@ -275,16 +284,19 @@ export async function runMysqlBench(
         await send('revoke', { ...p, permission: 'read' });
       });
       dispatcherSeconds = Math.min(dispatcherSeconds, pt);
+      cpu.dispatcher = Math.min(cpu.dispatcher, lastCpuMs);
       const dt = await pool(ids, concurrency, async (i) => {
         const grantee = { email: `d${i}@${run}.io` };
         await driver.grant(ctx(), { grantId: `d${i}`, grantee, resources, permission: 'read' });
         await driver.revoke(ctx(), { grantId: `d${i}`, grantee, resources, permission: 'read' });
       });
       driverSeconds = Math.min(driverSeconds, dt);
+      cpu.driver = Math.min(cpu.driver, lastCpuMs);
       const xt = await pool(ids, concurrency, async (i) => {
         await replaySql(workload(`x${i}@${run}.io`, `x${i}`), openDirect);
       });
       directSeconds = Math.min(directSeconds, xt);
+      cpu.direct = Math.min(cpu.direct, lastCpuMs);
     }
     const directSteps = workload(`xc@${run}.io`, 'xc');
     const directTally = await countSql(() => replaySql(directSteps, openDirect));
@@ -307,6 +319,7 @@ export async function runMysqlBench(
       revoke: revokeTally,
       direct: directTally,
       load: { start: loadStart, end: loadLine() },
+      cpuMsPerPair: cpu,
     };
   } finally {
     await driver.close();
@@ -376,6 +389,7 @@ export function formatMysqlBench(r: MysqlBenchReport): string {
     `  the driver alone   : ${r.driverPairsPerSecond.toFixed(1)} pairs/s (ratio to direct ${r.driverRatio.toFixed(2)})`,
     `  same SQL, direct   : ${r.directPairsPerSecond.toFixed(1)} pairs/s`,
     `  ratio Dispatcher / direct: ${r.ratio.toFixed(2)} (target ≥ 0.9: ${r.ratio >= 0.9 ? 'met' : 'NOT met'})`,
+    `  this process's CPU per pair: Dispatcher ${r.cpuMsPerPair.dispatcher.toFixed(2)} ms, driver alone ${r.cpuMsPerPair.driver.toFixed(2)} ms, direct ${r.cpuMsPerPair.direct.toFixed(2)} ms`,
     ...describeTally('one grant (first grant of a new grantee, read on one table)', r.grant),
     ...describeTally('its revoke', r.revoke),
     ...describeTally(

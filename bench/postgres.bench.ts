@@ -80,18 +80,26 @@ async function admin<T>(db: string | null, fn: (c: pg.Client) => Promise<T>): Pr
   }
 }
 
+/** This process's CPU time per pair (user + system, ms), lowest round of each path. */
+const cpuPerPair = new Map<string, number>();
+
 async function timed(
+  path: string,
   items: number,
   concurrency: number,
   fn: (i: number) => Promise<void>,
 ): Promise<number> {
   const started = performance.now();
+  const cpu = process.cpuUsage();
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < items) await fn(next++);
     }),
   );
+  const used = process.cpuUsage(cpu);
+  const ms = (used.user + used.system) / 1000 / items;
+  cpuPerPair.set(path, Math.min(cpuPerPair.get(path) ?? Infinity, ms));
   return (performance.now() - started) / 1000;
 }
 
@@ -176,7 +184,7 @@ async function dispatcherRound(round: number): Promise<number> {
       if (outcome.status === 'rejected') reject(outcome.error);
     });
   };
-  const secs = await timed(PAIRS, CONCURRENCY, async (i) => {
+  const secs = await timed('dispatcher', PAIRS, CONCURRENCY, async (i) => {
     const email = `d${round}x${i}@bench.example`;
     const resource = [{ type: 'table', id: tableId(db, 'public', 't') }];
     const g = await send('grant', {
@@ -211,7 +219,7 @@ async function driverRound(round: number): Promise<number> {
     logger: services.logger,
   });
   try {
-    const secs = await timed(PAIRS, CONCURRENCY, async (i) => {
+    const secs = await timed('driver', PAIRS, CONCURRENCY, async (i) => {
       const email = `v${round}x${i}@bench.example`;
       const resources = [{ type: 'table', id: tableId(db, 'public', 't') }];
       await driver.grant(ctx(), {
@@ -350,7 +358,7 @@ async function directRound(
 ): Promise<number> {
   const pools = directPools();
   try {
-    const secs = await timed(PAIRS, CONCURRENCY, async (i) =>
+    const secs = await timed('direct', PAIRS, CONCURRENCY, async (i) =>
       replaySql(await workload(`p${round}x${i}@bench.example`, `p${round}_${i}`), pools.open),
     );
     return PAIRS / secs;
@@ -482,6 +490,10 @@ async function main(): Promise<void> {
       `postgres: ratio ${report.ratio} (target ≥ 0.9) at concurrency ${CONCURRENCY}, ${PAIRS} pairs, best of ${ROUNDS}`,
     );
     console.log(`postgres: machine at the start ${loadStart}; after the rates ${loadRates}`);
+    const cpu = (path: string): string => `${(cpuPerPair.get(path) ?? NaN).toFixed(2)} ms`;
+    console.log(
+      `postgres: this process's CPU per pair: Dispatcher ${cpu('dispatcher')}, driver alone ${cpu('driver')}, direct ${cpu('direct')}`,
+    );
     for (const line of [
       ...describeTally(
         'one grant (first grant of a new grantee, read on one table)',
