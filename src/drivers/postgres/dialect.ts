@@ -788,11 +788,17 @@ export class PostgresDialect implements SqlDialect {
     let found: Row[];
     let journal: Map<string, string> | undefined;
     try {
+      // One user's: only roles whose journal row names that user, or that have none (a
+      // record in the comment, or a lost row), so a grant does not parse every grant's record.
+      const forUser =
+        filter.username === undefined ? '' : ' AND (j.username = $2 OR j.role IS NULL)';
       found = await scope.session.query(
         `SELECT r.rolname, shobj_description(r.oid, 'pg_authid') AS marker, j.record
            FROM pg_roles r LEFT JOIN ${this.journalTable(scope)} j ON j.role = r.rolname
-          WHERE starts_with(r.rolname, $1) ORDER BY r.rolname`,
-        [`${scope.prefix}g_`],
+          WHERE starts_with(r.rolname, $1)${forUser} ORDER BY r.rolname`,
+        filter.username === undefined
+          ? [`${scope.prefix}g_`]
+          : [`${scope.prefix}g_`, filter.username],
       );
       journal = journalOf(found);
     } catch (err) {

@@ -60,6 +60,25 @@ async function publicOnJournal(): Promise<boolean> {
 }
 
 describe('postgres grant journal', () => {
+  it("a user's login expiry counts only that user's grants, not another's", async () => {
+    const soon = new Date(Date.now() + 3_600_000);
+    const later = new Date(Date.now() + 7_200_000);
+    // Another user's later grant first: it must not stretch this user's login.
+    await driver.grant(ctxFor(env.integration), {
+      ...params('jb'),
+      expiresAt: later.toISOString(),
+    });
+    const a = await driver.grant(ctxFor(env.integration), {
+      ...params('ja'),
+      expiresAt: soon.toISOString(),
+    });
+    const rows = await admin<{ until: Date }>(
+      `SELECT rolvaliduntil AS until FROM pg_roles WHERE rolname = '${a.username}'`,
+    );
+    expect(rows[0]?.until.getTime()).toBe(soon.getTime());
+    for (const g of ['ja', 'jb']) await driver.revoke(ctxFor(env.integration), params(g));
+  });
+
   it('a journal opened to PUBLIC after its creation is closed again by the next grant', async () => {
     await driver.grant(ctxFor(env.integration), params('j1'));
     expect(await publicOnJournal()).toBe(false);
