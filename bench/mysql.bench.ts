@@ -7,10 +7,11 @@
  *   npx tsx bench/mysql.bench.ts [pairs=200] [concurrency=4] [rounds=4]
  *
  * Each pair is a first grant (new user, default role, grant role and record) and the
- * revoke of that last grant (lock, session scan, role drop). The direct path sends the
- * statements the driver sends for that pair on MariaDB, reads included, written out by
- * hand (see `directPair`), through a pool of the same size. The ratio Dispatcher/direct
- * says what the agent's own work costs (target ≥ 0.9). Server: LATCHKEY_TEST_MYSQL_URL or
+ * revoke of that last grant (lock, session scan, role drop). The direct path replays the
+ * statements the driver sent for one such pair (recorded with their bound values by
+ * bench/sql-count.ts; each pair with its own names and a fresh password hash) through a
+ * plain mysql2 pool of the same size, so it cannot go stale. The ratio Dispatcher/direct
+ * says what the agent's own work costs (target ≥ 0.9), never different SQL. Server: LATCHKEY_TEST_MYSQL_URL or
  * mysql://root@127.0.0.1:3306. Everything created is dropped at the end.
  */
 import { randomBytes } from 'node:crypto';
@@ -24,15 +25,28 @@ import { driverFactory } from '../src/drivers/mysql/index.js';
 import { createDriverRegistry } from '../src/drivers/registry.js';
 import { AgentEvents } from '../src/events.js';
 import type { Envelope, Integration, Result } from '../src/protocol/messages.js';
-import { mariadbDefaultRole } from '../src/drivers/mysql/dialect-mariadb.js';
+import { prepareSession } from '../src/drivers/mysql/connection.js';
+import { authFingerprint, mariadbDefaultRole } from '../src/drivers/mysql/dialect-mariadb.js';
+import { expiryEventName } from '../src/drivers/mysql/dialect.js';
+import { mysqlNativePasswordHash } from '../src/drivers/mysql/password-hash.js';
 import { userLockName } from '../src/drivers/mysql/sql-dialect.js';
 import { generatePassword } from '../src/drivers/sql/password.js';
-import { grantMarker } from '../src/drivers/sql/marker.js';
 import { tableId } from '../src/drivers/sql/resources.js';
 import { deriveUsername, grantRoleName } from '../src/drivers/sql/username.js';
 import { createSealer } from '../src/protocol/seal.js';
 import { loadLine } from './machine.js';
-import { countSql, describeTally, installSqlCounter, type SqlTally } from './sql-count.js';
+import {
+  assertSubstituted,
+  countSql,
+  describeTally,
+  findInSteps,
+  installSqlCounter,
+  replaySql,
+  substituteSteps,
+  type ReplayConnection,
+  type SqlStep,
+  type SqlTally,
+} from './sql-count.js';
 
 export interface MysqlBenchReport {
   pairs: number;
@@ -49,9 +63,14 @@ export interface MysqlBenchReport {
   /** One direct pair (grant and revoke together). */
   direct: SqlTally;
   load: { start: string; end: string };
+  /** This process's CPU time per pair (ms), lowest round of each path. */
+  cpuMsPerPair: { dispatcher: number; driver: number; direct: number };
 }
 
 const qi = (n: string): string => '`' + n.replace(/`/g, '``') + '`';
+
+/** This process's CPU time per item (user + system, ms) of the last `pool` run. */
+let lastCpuMs = NaN;
 
 async function pool<T>(
   items: T[],
@@ -59,6 +78,7 @@ async function pool<T>(
   fn: (item: T) => Promise<void>,
 ): Promise<number> {
   const started = performance.now();
+  const cpu = process.cpuUsage();
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -68,6 +88,8 @@ async function pool<T>(
       }
     }),
   );
+  const used = process.cpuUsage(cpu);
+  lastCpuMs = (used.user + used.system) / 1000 / Math.max(1, items.length);
   return (performance.now() - started) / 1000;
 }
 
@@ -155,7 +177,13 @@ export async function runMysqlBench(
       permission: 'read',
     });
     // What one grant and its revoke send (a new grantee, after the warm-up).
-    const countParams = { grantId: 'count', grantee: { email: `count@${run}.io` }, resources };
+    // Also the direct path's workload: these statements, replayed with other names.
+    const recorded = { email: `recorded.zq@${run}.io`, grantId: 'recorded_zq' };
+    const countParams = {
+      grantId: recorded.grantId,
+      grantee: { email: recorded.email },
+      resources,
+    };
     const grantTally = await countSql(async () => {
       await driver.grant(ctx(), { ...countParams, permission: 'read' });
     });
@@ -230,10 +258,24 @@ export async function runMysqlBench(
       password: svcPassword,
       connectionLimit: concurrency,
     });
+    const openDirect = async (): Promise<ReplayConnection> => {
+      const conn = await direct.getConnection();
+      await prepareSession(conn); // as the driver's pool does once per connection
+      return {
+        query: (text, values) => conn.query(text, values === undefined ? undefined : [...values]),
+        release: () => conn.release(),
+      };
+    };
+    const workload = pairWorkload(
+      { grant: grantTally, revoke: revokeTally },
+      (email, grantId) => namesOf(prefix, email, grantId),
+      namesOf(prefix, recorded.email, recorded.grantId),
+    );
     const perRound = Math.max(1, Math.ceil(pairs / rounds));
     let driverSeconds = Infinity;
     let directSeconds = Infinity;
     let dispatcherSeconds = Infinity;
+    const cpu = { dispatcher: Infinity, driver: Infinity, direct: Infinity };
     for (let round = 0; round < rounds; round++) {
       const ids = Array.from({ length: perRound }, (_, i) => `${round}_${i}`);
       const pt = await pool(ids, concurrency, async (i) => {
@@ -242,32 +284,22 @@ export async function runMysqlBench(
         await send('revoke', { ...p, permission: 'read' });
       });
       dispatcherSeconds = Math.min(dispatcherSeconds, pt);
+      cpu.dispatcher = Math.min(cpu.dispatcher, lastCpuMs);
       const dt = await pool(ids, concurrency, async (i) => {
         const grantee = { email: `d${i}@${run}.io` };
         await driver.grant(ctx(), { grantId: `d${i}`, grantee, resources, permission: 'read' });
         await driver.revoke(ctx(), { grantId: `d${i}`, grantee, resources, permission: 'read' });
       });
       driverSeconds = Math.min(driverSeconds, dt);
+      cpu.driver = Math.min(cpu.driver, lastCpuMs);
       const xt = await pool(ids, concurrency, async (i) => {
-        const conn = await direct.getConnection();
-        try {
-          await directPair(conn, { prefix, db, meta, email: `x${i}@${run}.io`, grantId: `x${i}` });
-        } finally {
-          conn.release();
-        }
+        await replaySql(workload(`x${i}@${run}.io`, `x${i}`), openDirect);
       });
       directSeconds = Math.min(directSeconds, xt);
+      cpu.direct = Math.min(cpu.direct, lastCpuMs);
     }
-    const directConn = await direct.getConnection();
-    const directTally = await countSql(async () => {
-      await directPair(directConn, {
-        prefix,
-        db,
-        meta,
-        email: `xc@${run}.io`,
-        grantId: 'xc',
-      });
-    }).finally(() => directConn.release());
+    const directSteps = workload(`xc@${run}.io`, 'xc');
+    const directTally = await countSql(() => replaySql(directSteps, openDirect));
     await direct.end();
     await dispatcher.drain(10_000);
     await registry.closeAll();
@@ -287,6 +319,7 @@ export async function runMysqlBench(
       revoke: revokeTally,
       direct: directTally,
       load: { start: loadStart, end: loadLine() },
+      cpuMsPerPair: cpu,
     };
   } finally {
     await driver.close();
@@ -306,85 +339,46 @@ export async function runMysqlBench(
   }
 }
 
-/** The driver's statements for a first grant and the revoke of that last grant, on MariaDB. */
-async function directPair(
-  c: mysql.PoolConnection,
-  p: { prefix: string; db: string; meta: string; email: string; grantId: string },
-): Promise<void> {
-  const user = deriveUsername(p.email, { prefix: p.prefix, maxLength: 80 });
-  const role = grantRoleName(p.grantId, { prefix: p.prefix, maxLength: 80 });
-  const d = mariadbDefaultRole(user, '%', p.prefix);
-  const a = `${qi(user)}@${qi('%')}`;
-  const lock = userLockName(user, '%');
-  const metaT = `${qi(p.meta)}.${qi('grants')}`;
-  const record = grantMarker({
-    grantId: p.grantId,
+/**
+ * What differs between two pairs' statements on MariaDB: the user, its default role and
+ * lock, the grant, its role and its expiry event.
+ */
+function namesOf(prefix: string, email: string, grantId: string): string[] {
+  const user = deriveUsername(email, { prefix, maxLength: 80 });
+  const role = grantRoleName(grantId, { prefix, maxLength: 80 });
+  return [
+    user,
+    mariadbDefaultRole(user, '%', prefix),
+    userLockName(user, '%'),
     role,
-    username: user,
-    permission: { kind: 'read' },
-    resources: [{ kind: 'table', database: p.db, schema: null, table: 't' }],
-  });
-  const q = (sql: string, values?: unknown[]) => c.query(sql, values);
-  const getUser = async () => {
-    await q(
-      "SELECT User AS name, JSON_VALUE(Priv, '$.account_locked') AS locked FROM mysql.global_priv WHERE User = ? AND Host = ?",
-      [user, '%'],
-    );
+    expiryEventName(role, prefix),
+    grantId,
+  ];
+}
+
+/**
+ * The recorded grant and revoke as one pair for another grantee: the recorded names
+ * replaced, and for each password hash the driver set, a fresh one (and the fingerprint of
+ * it the driver records), as the driver computes one per new user.
+ */
+function pairWorkload(
+  recorded: { grant: SqlTally; revoke: SqlTally },
+  names: (email: string, grantId: string) => string[],
+  from: string[],
+): (email: string, grantId: string) => SqlStep[] {
+  const steps = [...recorded.grant.steps, ...recorded.revoke.steps];
+  const hashes = findInSteps(steps, /\*[0-9A-F]{40}/g);
+  return (email, grantId) => {
+    const to = names(email, grantId);
+    const subs: [string, string][] = from.map((f, i) => [f, to[i] ?? f]);
+    for (const h of hashes) {
+      const fresh = mysqlNativePasswordHash(generatePassword());
+      subs.push([h, fresh], [authFingerprint(h), authFingerprint(fresh)]);
+    }
+    const out = substituteSteps(steps, subs);
+    assertSubstituted(out, [...from, ...hashes, ...hashes.map(authFingerprint)]);
+    return out;
   };
-  const getRole = async () => {
-    await q("SELECT User AS name FROM mysql.global_priv WHERE User = ? AND Host = ''", [role]);
-    await q(`SELECT record FROM ${metaT} WHERE role = ?`, [role]);
-  };
-  // grant
-  await q(
-    'SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?',
-    [p.db, 't'],
-  );
-  await q('SELECT GET_LOCK(?, ?) AS got', [lock, 30]);
-  await getUser();
-  await q(`CREATE USER IF NOT EXISTS ${a} IDENTIFIED BY ?`, [generatePassword()]);
-  await q(`CREATE ROLE IF NOT EXISTS ${qi(d)}`);
-  await q(`GRANT ${qi(d)} TO ${a}`);
-  await q(`SET DEFAULT ROLE ${qi(d)} FOR ${a}`);
-  await q("SELECT User AS name FROM mysql.global_priv WHERE User = ? AND Host = ''", [role]);
-  await q(
-    `INSERT INTO ${metaT} (role, username, record) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE username = VALUES(username), record = VALUES(record)`,
-    [role, user, record],
-  );
-  await q(`CREATE ROLE IF NOT EXISTS ${qi(role)}`);
-  await q(`GRANT SELECT, SHOW VIEW ON ${qi(p.db)}.${qi('t')} TO ${qi(role)}`);
-  await q(`GRANT ${qi(role)} TO ${qi(d)}`);
-  await q('SELECT RELEASE_LOCK(?) AS released', [lock]);
-  // revoke
-  await q('SELECT GET_LOCK(?, ?) AS got', [lock, 30]);
-  await getUser();
-  await q('SELECT 1 AS ok FROM mysql.roles_mapping WHERE User = ? AND Host = ? AND Role = ?', [
-    user,
-    '%',
-    d,
-  ]);
-  await getRole();
-  await q(
-    `SELECT r.role AS role, r.record AS record FROM ${metaT} r JOIN mysql.global_priv g ON g.User = r.role AND g.Host = '' WHERE r.role LIKE ? AND r.username = ? ORDER BY r.role`,
-    [`${p.prefix.replace(/_/g, '\\_')}g\\_%`, user],
-  );
-  await q(`ALTER USER ${a} ACCOUNT LOCK`);
-  await q('SELECT RELEASE_LOCK(?) AS released', [lock]);
-  await q(
-    'SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()',
-    [user],
-  );
-  await q('SELECT GET_LOCK(?, ?) AS got', [lock, 30]);
-  await getRole();
-  await q(`DROP ROLE IF EXISTS ${qi(role)}`);
-  await q(`DELETE FROM ${metaT} WHERE role = ?`, [role]);
-  await getUser();
-  await q('SELECT 1 AS ok FROM mysql.roles_mapping WHERE User = ? AND Host = ? AND Role = ?', [
-    user,
-    '%',
-    d,
-  ]);
-  await q('SELECT RELEASE_LOCK(?) AS released', [lock]);
 }
 
 export function formatMysqlBench(r: MysqlBenchReport): string {
@@ -395,10 +389,15 @@ export function formatMysqlBench(r: MysqlBenchReport): string {
     `  the driver alone   : ${r.driverPairsPerSecond.toFixed(1)} pairs/s (ratio to direct ${r.driverRatio.toFixed(2)})`,
     `  same SQL, direct   : ${r.directPairsPerSecond.toFixed(1)} pairs/s`,
     `  ratio Dispatcher / direct: ${r.ratio.toFixed(2)} (target ≥ 0.9: ${r.ratio >= 0.9 ? 'met' : 'NOT met'})`,
+    `  this process's CPU per pair: Dispatcher ${r.cpuMsPerPair.dispatcher.toFixed(2)} ms, driver alone ${r.cpuMsPerPair.driver.toFixed(2)} ms, direct ${r.cpuMsPerPair.direct.toFixed(2)} ms`,
     ...describeTally('one grant (first grant of a new grantee, read on one table)', r.grant),
     ...describeTally('its revoke', r.revoke),
     ...describeTally(
-      'the direct path, grant and revoke together (its hand-written copy of the statements)',
+      `the direct path, grant and revoke together (the recorded statements replayed; ${
+        r.direct.roundTrips === r.grant.roundTrips + r.revoke.roundTrips
+          ? 'same round trips as the driver'
+          : 'NOT the same round trips as the driver'
+      })`,
       r.direct,
       false,
     ),

@@ -5,10 +5,14 @@
  *
  * 1. grant+revoke pairs per second THROUGH THE AGENT'S DISPATCHER (`src/dispatch`, with
  *    the driver registry, priorities, per-key order and deadlines), next to the same SQL
- *    statements the driver sends for a pair, written out by hand in `directPair` and sent
- *    directly with `pg` (two pooled sessions per pair: work and lock, as the driver does)
- *    at the same concurrency. Both sides compute the same SCRAM verifier. The ratio
- *    (dispatcher/direct) is what the agent's own work costs (target ≥ 0.8).
+ *    statements sent directly with `pg` at the same concurrency: the statements the driver
+ *    sent for one grant and its revoke are recorded once (text, bound values, which
+ *    connection: bench/sql-count.ts) and replayed for every pair with that pair's names
+ *    and a fresh SCRAM verifier, over plain pooled connections (a connection per recorded
+ *    one, taken at its first statement and released after its last, as the driver takes
+ *    its main and lock sessions). So the reference cannot go stale: the ratio
+ *    (dispatcher/direct) is what the agent's own work costs (queue, locks, pools, JS),
+ *    never different SQL (target ≥ 0.9). The driver alone is measured too.
  *    Each pair: a first grant of read on one table to a new email (user, marker, grant
  *    role, record, privileges, membership, login expiry) and its revoke (NOLOGIN, session
  *    scan, privileges taken back, role dropped).
@@ -28,7 +32,6 @@ import { lockKey } from '../src/drivers/postgres/dialect.js';
 import { retryConcurrentUpdate } from '../src/drivers/postgres/pool.js';
 import { scramVerifier } from '../src/drivers/postgres/scram.js';
 import { generatePassword } from '../src/drivers/sql/password.js';
-import { grantMarker, userMarker } from '../src/drivers/sql/marker.js';
 import { tableId } from '../src/drivers/sql/resources.js';
 import { deriveUsername, grantRoleName } from '../src/drivers/sql/username.js';
 import { AgentEvents } from '../src/events.js';
@@ -38,7 +41,18 @@ import type { Envelope, Integration, Result } from '../src/protocol/messages.js'
 import type { DriverServices } from '../src/drivers/driver.js';
 import type { SecretResolver } from '../src/secrets/types.js';
 import { loadLine } from './machine.js';
-import { countSql, describeTally, installSqlCounter, type SqlTally } from './sql-count.js';
+import {
+  assertSubstituted,
+  countSql,
+  describeTally,
+  findInSteps,
+  installSqlCounter,
+  replaySql,
+  substituteSteps,
+  type ReplayConnection,
+  type SqlStep,
+  type SqlTally,
+} from './sql-count.js';
 
 const [pairsArg, concArg, tablesArg] = process.argv.slice(2);
 const PAIRS = Number(pairsArg ?? 120);
@@ -47,7 +61,6 @@ const TABLES = Number(tablesArg ?? 10_000);
 const ROUNDS = 3;
 
 const q = (n: string): string => `"${n.replace(/"/g, '""')}"`;
-const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 const baseUrl = new URL(
   process.env.LATCHKEY_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
 );
@@ -67,18 +80,26 @@ async function admin<T>(db: string | null, fn: (c: pg.Client) => Promise<T>): Pr
   }
 }
 
+/** This process's CPU time per pair (user + system, ms), lowest round of each path. */
+const cpuPerPair = new Map<string, number>();
+
 async function timed(
+  path: string,
   items: number,
   concurrency: number,
   fn: (i: number) => Promise<void>,
 ): Promise<number> {
   const started = performance.now();
+  const cpu = process.cpuUsage();
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < items) await fn(next++);
     }),
   );
+  const used = process.cpuUsage(cpu);
+  const ms = (used.user + used.system) / 1000 / items;
+  cpuPerPair.set(path, Math.min(cpuPerPair.get(path) ?? Infinity, ms));
   return (performance.now() - started) / 1000;
 }
 
@@ -163,7 +184,7 @@ async function dispatcherRound(round: number): Promise<number> {
       if (outcome.status === 'rejected') reject(outcome.error);
     });
   };
-  const secs = await timed(PAIRS, CONCURRENCY, async (i) => {
+  const secs = await timed('dispatcher', PAIRS, CONCURRENCY, async (i) => {
     const email = `d${round}x${i}@bench.example`;
     const resource = [{ type: 'table', id: tableId(db, 'public', 't') }];
     const g = await send('grant', {
@@ -198,7 +219,7 @@ async function driverRound(round: number): Promise<number> {
     logger: services.logger,
   });
   try {
-    const secs = await timed(PAIRS, CONCURRENCY, async (i) => {
+    const secs = await timed('driver', PAIRS, CONCURRENCY, async (i) => {
       const email = `v${round}x${i}@bench.example`;
       const resources = [{ type: 'table', id: tableId(db, 'public', 't') }];
       await driver.grant(ctx(), {
@@ -222,154 +243,24 @@ async function driverRound(round: number): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------
-// The same statements, by hand, with pg
+// The same statements, replayed directly with pg
 
-async function directPair(
-  pool: pg.Pool,
-  lockPool: pg.Pool,
-  email: string,
-  grantId: string,
-): Promise<void> {
+/** The grantee and grant whose statements are recorded (then replayed with other names). */
+const RECORDED = { email: 'recorded.zq@bench.example', grantId: 'recorded_zq' };
+
+/** What differs between two pairs' statements: the user, its lock key, the grant and its role. */
+function namesOf(email: string, grantId: string): string[] {
   const user = deriveUsername(email, { prefix, maxLength: 63 });
   const role = grantRoleName(grantId, { prefix, maxLength: 63 });
-  const marker = grantMarker({
-    grantId,
-    role,
-    username: user,
-    permission: { kind: 'read' },
-    resources: [{ kind: 'table', database: db, schema: 'public', table: 't' }],
-  });
-  const raw = await pool.connect();
-  // The same retry on `tuple concurrently updated` as the driver's sessions.
-  const c = {
-    query: <R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, values?: unknown[]) =>
-      retryConcurrentUpdate(sql, () => raw.query<R>(sql, values)),
-  };
-  try {
-    const locked = async (fn: () => Promise<void>): Promise<void> => {
-      const l = await lockPool.connect();
-      try {
-        await l.query('BEGIN');
-        await l.query('SELECT pg_advisory_xact_lock($1::bigint)', [lockKey(user)]);
-        await fn();
-        await l.query('COMMIT');
-      } finally {
-        l.release();
-      }
-    };
-    // grant
-    await c.query('SELECT datallowconn FROM pg_database WHERE datname = $1', [db]);
-    await c.query(
-      `SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r','v','m','f','p')`,
-      ['public', 't'],
-    );
-    await locked(async () => {
-      await c.query(
-        `SELECT r.rolcanlogin, shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE r.rolname = $1`,
-        [user],
-      );
-      const verifier = await scramVerifier(generatePassword());
-      await c.query(
-        `CREATE ROLE ${q(user)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT PASSWORD ${lit(verifier)}`,
-      );
-      await c.query(`COMMENT ON ROLE ${q(user)} IS ${lit(userMarker())}`);
-      await c.query(
-        `SELECT shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE r.rolname = $1`,
-        [role],
-      );
-      await c.query(`CREATE ROLE ${q(role)} WITH NOLOGIN INHERIT`);
-      await c.query(`COMMENT ON ROLE ${q(role)} IS ${lit(marker)}`);
-      await c.query(`GRANT CONNECT ON DATABASE ${q(db)} TO ${q(role)}`);
-      await c.query(`GRANT USAGE ON SCHEMA "public" TO ${q(role)}`);
-      await c.query(`GRANT SELECT ON TABLE "public"."t" TO ${q(role)}`);
-      await c.query(`GRANT ${q(role)} TO ${q(user)}`);
-      await c.query(
-        `SELECT r.rolname, shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE starts_with(r.rolname, $1)`,
-        [`${prefix}g_`],
-      );
-      await c.query(`ALTER ROLE ${q(user)} VALID UNTIL 'infinity'`);
-    });
-    // revoke
-    await locked(async () => {
-      await c.query(
-        `SELECT r.rolcanlogin, shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE r.rolname = $1`,
-        [user],
-      );
-      await c.query(
-        `SELECT shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE r.rolname = $1`,
-        [role],
-      );
-      await c.query(
-        `SELECT r.rolname, shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE starts_with(r.rolname, $1)`,
-        [`${prefix}g_`],
-      );
-      await c.query(`ALTER ROLE ${q(user)} WITH NOLOGIN`);
-    });
-    await c.query(
-      `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()`,
-      [user],
-    );
-    await locked(async () => {
-      await c.query(
-        `SELECT shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE r.rolname = $1`,
-        [role],
-      );
-      await c.query('SELECT 1 FROM pg_database WHERE datname = $1 AND datallowconn', [db]);
-      const oid = (
-        await c.query<{ oid: number }>('SELECT oid FROM pg_roles WHERE rolname = $1', [role])
-      ).rows[0]?.oid;
-      await c.query(`REVOKE ALL PRIVILEGES ON DATABASE ${q(db)} FROM ${q(role)}`);
-      await c.query(
-        `SELECT DISTINCT d.defaclrole FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace, LATERAL aclexplode(d.defaclacl) a WHERE a.grantee = $1`,
-        [oid],
-      );
-      await c.query(
-        `SELECT DISTINCT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, LATERAL aclexplode(c.relacl) a WHERE a.grantee = $1`,
-        [oid],
-      );
-      await c.query(`REVOKE ALL PRIVILEGES ON TABLE "public"."t" FROM ${q(role)}`);
-      await c.query(
-        `SELECT n.nspname FROM pg_namespace n, LATERAL aclexplode(n.nspacl) a WHERE a.grantee = $1`,
-        [oid],
-      );
-      await c.query(`REVOKE ALL ON SCHEMA "public" FROM ${q(role)}`);
-      await c.query(`DROP ROLE IF EXISTS ${q(role)}`);
-      await c.query(
-        `SELECT r.rolcanlogin, shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE r.rolname = $1`,
-        [user],
-      );
-      await c.query(
-        `SELECT r.rolname, shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE starts_with(r.rolname, $1)`,
-        [`${prefix}g_`],
-      );
-    });
-  } finally {
-    raw.release();
-  }
+  return [user, role, lockKey(user), grantId];
 }
-
-async function directRound(round: number): Promise<number> {
-  const cfg = { host, port, user: svc, database: db, max: CONCURRENCY + 1 };
-  const pool = new pg.Pool(cfg);
-  const lockPool = new pg.Pool(cfg);
-  try {
-    const secs = await timed(PAIRS, CONCURRENCY, (i) =>
-      directPair(pool, lockPool, `p${round}x${i}@bench.example`, `p${round}_${i}`),
-    );
-    return PAIRS / secs;
-  } finally {
-    await pool.end();
-    await lockPool.end();
-  }
-}
-
-// ---------------------------------------------------------------------------------------
 
 /**
- * What one grant and one revoke send, through the driver (the dispatcher adds no SQL):
- * one warm pair first, then a counted grant and a counted revoke of a new grantee.
+ * What one grant and its revoke send, through the driver (the dispatcher adds no SQL),
+ * recorded with bound values and connections: one warm pair first, then the grant and the
+ * revoke of `RECORDED`. These are both the figures reported and the direct path's workload.
  */
-async function countPair(): Promise<{ grant: SqlTally; revoke: SqlTally }> {
+async function recordPair(): Promise<{ grant: SqlTally; revoke: SqlTally }> {
   const driver = new PostgresDriver(services);
   const integ = integration(db, `bench-count-${run}`);
   const ctx = () => ({
@@ -379,8 +270,11 @@ async function countPair(): Promise<{ grant: SqlTally; revoke: SqlTally }> {
     logger: services.logger,
   });
   const resources = [{ type: 'table', id: tableId(db, 'public', 't') }];
-  const pair = async (n: string): Promise<{ grant: SqlTally; revoke: SqlTally }> => {
-    const params = { grantId: `c_${n}`, grantee: { email: `c${n}@bench.example` }, resources };
+  const pair = async (
+    email: string,
+    grantId: string,
+  ): Promise<{ grant: SqlTally; revoke: SqlTally }> => {
+    const params = { grantId, grantee: { email }, resources };
     const grant = await countSql(async () => {
       await driver.grant(ctx(), {
         ...params,
@@ -394,24 +288,95 @@ async function countPair(): Promise<{ grant: SqlTally; revoke: SqlTally }> {
     return { grant, revoke };
   };
   try {
-    await pair('warm');
-    return await pair('counted');
+    await pair('warm.zq@bench.example', 'warm_zq');
+    return await pair(RECORDED.email, RECORDED.grantId);
   } finally {
     await driver.close();
   }
 }
 
-/** What the hand-written direct pair sends (to see whether it still matches the driver). */
-async function countDirectPair(): Promise<SqlTally> {
-  const cfg = { host, port, user: svc, database: db, max: 2 };
-  const pool = new pg.Pool(cfg);
-  const lockPool = new pg.Pool(cfg);
+/**
+ * The recorded grant and revoke as one pair for another grantee: the recorded names
+ * replaced, and a fresh SCRAM verifier computed for each password the driver set (the
+ * driver computes one per new user too).
+ */
+function pairWorkload(recorded: {
+  grant: SqlTally;
+  revoke: SqlTally;
+}): (email: string, grantId: string) => Promise<SqlStep[]> {
+  // The revoke's connections are its own (the grant's were released).
+  const offset = Math.max(-1, ...recorded.grant.steps.map((s) => s.connection)) + 1;
+  const steps = [
+    ...recorded.grant.steps,
+    ...recorded.revoke.steps.map((s) => ({ ...s, connection: s.connection + offset })),
+  ];
+  const from = namesOf(RECORDED.email, RECORDED.grantId);
+  const verifiers = findInSteps(steps, /SCRAM-SHA-256\$[^'\s]+/g);
+  return async (email, grantId) => {
+    const to = namesOf(email, grantId);
+    const subs: [string, string][] = from.map((f, i) => [f, to[i] ?? f]);
+    for (const v of verifiers) subs.push([v, await scramVerifier(generatePassword())]);
+    const out = substituteSteps(steps, subs);
+    assertSubstituted(out, [...from, ...verifiers]);
+    return out;
+  };
+}
+
+/** Plain pg pools (one per database), as many connections as the driver's main and lock pools. */
+function directPools(): {
+  open: (n: number, database: string | undefined) => Promise<ReplayConnection>;
+  end: () => Promise<void>;
+} {
+  const pools = new Map<string, pg.Pool>();
+  return {
+    open: async (_n, database) => {
+      const name = database ?? db;
+      let pool = pools.get(name);
+      if (!pool) {
+        pool = new pg.Pool({ host, port, user: svc, database: name, max: 2 * (CONCURRENCY + 1) });
+        pools.set(name, pool);
+      }
+      const client = await pool.connect();
+      return {
+        // The same retry on `tuple concurrently updated` as the driver's sessions.
+        query: (text, values) =>
+          retryConcurrentUpdate(text, () =>
+            client.query({ text, values: values === undefined ? [] : [...values] }),
+          ),
+        release: () => client.release(),
+      };
+    },
+    end: async () => {
+      await Promise.all([...pools.values()].map((p) => p.end()));
+    },
+  };
+}
+
+async function directRound(
+  round: number,
+  workload: (email: string, grantId: string) => Promise<SqlStep[]>,
+): Promise<number> {
+  const pools = directPools();
   try {
-    await directPair(pool, lockPool, 'cw@bench.example', 'cw');
-    return await countSql(() => directPair(pool, lockPool, 'cd@bench.example', 'cd'));
+    const secs = await timed('direct', PAIRS, CONCURRENCY, async (i) =>
+      replaySql(await workload(`p${round}x${i}@bench.example`, `p${round}_${i}`), pools.open),
+    );
+    return PAIRS / secs;
   } finally {
-    await pool.end();
-    await lockPool.end();
+    await pools.end();
+  }
+}
+
+/** What one replayed pair sends (it must be what the driver sent: same round trips). */
+async function countDirectPair(
+  workload: (email: string, grantId: string) => Promise<SqlStep[]>,
+): Promise<SqlTally> {
+  const pools = directPools();
+  try {
+    const steps = await workload('cd@bench.example', 'cd');
+    return await countSql(() => replaySql(steps, pools.open));
+  } finally {
+    await pools.end();
   }
 }
 
@@ -473,15 +438,18 @@ async function main(): Promise<void> {
     c.query(`CREATE TABLE public.t (id int); ALTER TABLE public.t OWNER TO ${q(svc)}`),
   );
   try {
+    // The direct path replays what the driver sends (recorded here, after a warm pair).
+    const counted = await recordPair();
+    const workload = pairWorkload(counted);
     const dispatcherRates: number[] = [];
     const directRates: number[] = [];
     const driverRates: number[] = [];
     // Warm-up, then alternate so that neither side gets a quieter machine.
-    await directRound(0).catch(() => undefined);
+    await directRound(0, workload).catch(() => undefined);
     // Three rounds; the order of the three paths rotates so that none always gets the
     // quieter moment of a shared machine. Best of each is reported.
     const paths = [
-      async (r: number) => directRates.push(await directRound(r)),
+      async (r: number) => directRates.push(await directRound(r, workload)),
       async (r: number) => dispatcherRates.push(await dispatcherRound(r)),
       async (r: number) => driverRates.push(await driverRound(r)),
     ];
@@ -492,8 +460,7 @@ async function main(): Promise<void> {
     const d = best(dispatcherRates);
     const p = best(directRates);
     const loadRates = loadLine();
-    const counted = await countPair();
-    const countedDirect = await countDirectPair();
+    const countedDirect = await countDirectPair(workload);
     const disc = await discoverBig();
     const report = {
       path: 'agent Dispatcher (src/dispatch) → postgres driver',
@@ -517,12 +484,16 @@ async function main(): Promise<void> {
       `postgres: grant+revoke pairs/s through the agent's Dispatcher: ${report.dispatcherPairsPerSecond}`,
     );
     console.log(
-      `postgres: the same SQL sent directly with pg:                 ${report.directPgPairsPerSecond}`,
+      `postgres: the same SQL sent directly with pg (replayed):      ${report.directPgPairsPerSecond}`,
     );
     console.log(
       `postgres: ratio ${report.ratio} (target ≥ 0.9) at concurrency ${CONCURRENCY}, ${PAIRS} pairs, best of ${ROUNDS}`,
     );
     console.log(`postgres: machine at the start ${loadStart}; after the rates ${loadRates}`);
+    const cpu = (path: string): string => `${(cpuPerPair.get(path) ?? NaN).toFixed(2)} ms`;
+    console.log(
+      `postgres: this process's CPU per pair: Dispatcher ${cpu('dispatcher')}, driver alone ${cpu('driver')}, direct ${cpu('direct')}`,
+    );
     for (const line of [
       ...describeTally(
         'one grant (first grant of a new grantee, read on one table)',
@@ -530,7 +501,11 @@ async function main(): Promise<void> {
       ),
       ...describeTally('its revoke', counted.revoke),
       ...describeTally(
-        'the direct path, grant and revoke together (its hand-written copy of the statements)',
+        `the direct path, grant and revoke together (the recorded statements replayed; ${
+          countedDirect.roundTrips === counted.grant.roundTrips + counted.revoke.roundTrips
+            ? 'same round trips as the driver'
+            : 'NOT the same round trips as the driver'
+        })`,
         countedDirect,
         false,
       ),

@@ -16,7 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { LatchkeyError } from '../../errors.js';
-import type { GrantRecord, GrantRoleState, SqlSession, SqlUserInfo } from '../sql/dialect.js';
+import type { GrantRecord, GrantRoleState, Row, SqlSession, SqlUserInfo } from '../sql/dialect.js';
 import { grantMarker, parseGrantMarker } from '../sql/marker.js';
 import { shortHash } from '../sql/username.js';
 import { mysqlErrno } from './errors.js';
@@ -90,6 +90,16 @@ export function expiryEventStatement(
       `CREATE OR REPLACE DEFINER = CURRENT_USER EVENT ${event} ON SCHEDULE AT ${bodyLiteral(eventTime(record.expiresAt))} ` +
       `ON COMPLETION NOT PRESERVE COMMENT ${bodyLiteral(`latchkey: expiry of ${record.role}`)} DO ${body}`,
   };
+}
+
+/** A JSON_OBJECT column: mysql2 hands it over parsed (a JSON column) or as text; NULL → none. */
+function jsonRow(v: unknown): Row | undefined {
+  if (v === null || v === undefined) return undefined;
+  if (typeof v === 'string' || Buffer.isBuffer(v)) {
+    const parsed: unknown = JSON.parse(v.toString());
+    return typeof parsed === 'object' && parsed !== null ? (parsed as Row) : undefined;
+  }
+  return typeof v === 'object' ? (v as Row) : undefined;
 }
 
 /** errnos of a missing EVENT privilege (the grant then relies on the sweep alone). */
@@ -199,33 +209,53 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
     host: string,
     prefix: string,
   ): Promise<SqlUserInfo | null> {
-    const rows = await run(session, {
-      sql:
-        "SELECT User AS name, JSON_VALUE(Priv, '$.account_locked') AS locked, " +
-        "JSON_VALUE(Priv, '$.authentication_string') AS auth FROM mysql.global_priv WHERE User = ? AND Host = ?",
-      values: [user, host],
-    });
-    const row = rows[0];
+    const account =
+      "SELECT User AS name, JSON_VALUE(Priv, '$.account_locked') AS locked, " +
+      "JSON_VALUE(Priv, '$.authentication_string') AS auth";
+    const from = 'FROM mysql.global_priv WHERE User = ? AND Host = ?';
+    const ours = user.startsWith(prefix);
+    const markerSql =
+      'SELECT 1 AS ok FROM mysql.roles_mapping WHERE User = ? AND Host = ? AND Role = ?';
+    const markerValues = [user, host, mariadbDefaultRole(user, host, prefix)];
+    const recordSql = `SELECT issued_for, auth_fp FROM ${users} WHERE username = ? AND host = ?`;
+    let row: Row | undefined;
+    let marked = false;
+    let record: Row | undefined;
+    let combined = false;
+    if (ours) {
+      // The account, its marker and its record in one round trip (once the record table exists).
+      try {
+        row = (
+          await run(session, {
+            sql:
+              `${account}, EXISTS (${markerSql}) AS marked, ` +
+              `(SELECT JSON_OBJECT('issued_for', issued_for, 'auth_fp', auth_fp) FROM ${users} WHERE username = ? AND host = ?) AS record ${from}`,
+            values: [...markerValues, user, host, user, host],
+          })
+        )[0];
+        combined = true;
+        if (row === undefined) return null;
+        marked = str(row, 'marked') === '1';
+        record = jsonRow(row.record);
+      } catch (err) {
+        if (!NO_TABLE.has(mysqlErrno(err) ?? 0)) throw err;
+      }
+    }
+    if (!combined) {
+      row = (await run(session, { sql: `${account} ${from}`, values: [user, host] }))[0];
+    }
     if (row === undefined) return null;
     const locked = str(row, 'locked');
     const canLogin = locked !== '1' && locked !== 'true';
-    if (!user.startsWith(prefix)) {
+    if (!ours) {
       return { username: user, managed: false, canLogin, passwordIssuedFor: null };
     }
-    const marker = await run(session, {
-      sql: 'SELECT 1 AS ok FROM mysql.roles_mapping WHERE User = ? AND Host = ? AND Role = ?',
-      values: [user, host, mariadbDefaultRole(user, host, prefix)],
-    });
-    const records = await readMeta(
-      () =>
-        run(session, {
-          sql: `SELECT issued_for, auth_fp FROM ${users} WHERE username = ? AND host = ?`,
-          values: [user, host],
-        }),
-      [],
-    );
-    const record = records[0];
-    const marked = marker.length > 0;
+    if (!combined) {
+      marked = (await run(session, { sql: markerSql, values: markerValues })).length > 0;
+      record = (
+        await readMeta(() => run(session, { sql: recordSql, values: [user, host] }), [])
+      )[0];
+    }
     // Without the default role, the user is ours only when our record, written before
     // CREATE USER, holds the fingerprint of exactly the hash it has: a crash interrupted
     // its creation. Anyone else's user of that name has another hash.
@@ -288,6 +318,7 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
 
   return {
     engine: 'mariadb',
+    accountTable: 'mysql.global_priv',
     maxNameLength: MARIADB_NAME_LIMIT,
     extraRequiredPrivileges,
     account,
@@ -333,19 +364,23 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
 
     getUser,
 
+    /** The role and its record in one round trip (the role alone before the record table exists). */
     async getGrantRole(session, name): Promise<GrantRoleState> {
-      const exists = await run(session, {
-        sql: "SELECT User AS name FROM mysql.global_priv WHERE User = ? AND Host = ''",
-        values: [name],
-      });
-      if (exists.length === 0) return { exists: false };
-      const rows = await readMeta(
-        () => run(session, { sql: `SELECT record FROM ${meta} WHERE role = ?`, values: [name] }),
-        [],
-      );
+      const roleSql = "FROM mysql.global_priv WHERE User = ? AND Host = ''";
+      let rows: Row[];
+      try {
+        rows = await run(session, {
+          sql: `SELECT User AS name, (SELECT record FROM ${meta} WHERE role = ? LIMIT 1) AS record ${roleSql}`,
+          values: [name, name],
+        });
+      } catch (err) {
+        if (!NO_TABLE.has(mysqlErrno(err) ?? 0)) throw err;
+        rows = await run(session, { sql: `SELECT User AS name ${roleSql}`, values: [name] });
+      }
       const first = rows[0];
-      const record =
-        first === undefined ? null : parseGrantMarker(name, str(first, 'record'), false);
+      if (first === undefined) return { exists: false };
+      const text = str(first, 'record');
+      const record = text === '' ? null : parseGrantMarker(name, text, false);
       return record === null
         ? { exists: true, managed: false }
         : { exists: true, managed: true, record };

@@ -163,6 +163,7 @@ export function createMysqlOps(settings: AccountSettings): FlavorOps {
 
   return {
     engine: 'mysql',
+    accountTable: 'mysql.user',
     maxNameLength: MYSQL_NAME_LIMIT,
     extraRequiredPrivileges,
     account,

@@ -46,6 +46,8 @@ export interface FlavorOps {
   readonly maxNameLength: number;
   /** Global privileges the service account needs besides the shared ones (for check). */
   readonly extraRequiredPrivileges: readonly RequiredPrivilege[];
+  /** The system table with one row per account (`User`, `Host` columns). */
+  readonly accountTable: 'mysql.user' | 'mysql.global_priv';
   /** `` `user`@`host` `` */
   account(user: string, host: string): string;
   /** A role as GRANT/REVOKE/DROP name it (`` `r` `` on MariaDB, `` `r`@`%` `` on MySQL). */

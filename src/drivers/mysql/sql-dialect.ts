@@ -165,21 +165,28 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
   /**
    * Views, routines, triggers and events that run as the user (or, on MariaDB, as its
    * default role: `DEFINER = CURRENT_ROLE`, which carries every grant of the user).
+   * `onlyIfNoAccount`: none at all when the account exists (one round trip for both
+   * questions; the server skips the information_schema scans then).
    */
   async function definerObjects(
     session: SqlSession,
     username: string,
     prefix: string,
+    onlyIfNoAccount = false,
   ): Promise<{ kind: string; db: string; name: string }[]> {
     const definers = ops.definersOf(username, host, prefix);
     const list = definers.map(() => '?').join(', ');
+    const noAccount = onlyIfNoAccount
+      ? ` AND NOT EXISTS (SELECT 1 FROM ${ops.accountTable} WHERE User = ? AND Host = ?)`
+      : '';
+    const values = onlyIfNoAccount ? [...definers, username, host] : definers;
     const rows = await run(session, {
       sql:
-        `SELECT 'VIEW' AS kind, TABLE_SCHEMA AS db, TABLE_NAME AS name FROM information_schema.VIEWS WHERE DEFINER IN (${list}) ` +
-        `UNION ALL SELECT ROUTINE_TYPE, ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES WHERE DEFINER IN (${list}) ` +
-        `UNION ALL SELECT 'TRIGGER', TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE DEFINER IN (${list}) ` +
-        `UNION ALL SELECT 'EVENT', EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE DEFINER IN (${list})`,
-      values: [...definers, ...definers, ...definers, ...definers],
+        `SELECT 'VIEW' AS kind, TABLE_SCHEMA AS db, TABLE_NAME AS name FROM information_schema.VIEWS WHERE DEFINER IN (${list})${noAccount} ` +
+        `UNION ALL SELECT ROUTINE_TYPE, ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES WHERE DEFINER IN (${list})${noAccount} ` +
+        `UNION ALL SELECT 'TRIGGER', TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE DEFINER IN (${list})${noAccount} ` +
+        `UNION ALL SELECT 'EVENT', EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE DEFINER IN (${list})${noAccount}`,
+      values: [...values, ...values, ...values, ...values],
     });
     return rows.map((r) => ({ kind: str(r, 'kind'), db: str(r, 'db'), name: str(r, 'name') }));
   }
@@ -264,8 +271,8 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
       }
       // A new account must not bring objects left by an earlier account of the same name
       // (usernames are deterministic) back to life with this grant's rights.
-      if ((await ops.getUser(scope.session, record.username, host, scope.prefix)) === null) {
-        const orphans = await definerObjects(scope.session, record.username, scope.prefix);
+      {
+        const orphans = await definerObjects(scope.session, record.username, scope.prefix, true);
         if (orphans.length > 0) {
           const list = orphans
             .slice(0, 5)

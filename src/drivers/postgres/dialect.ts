@@ -77,6 +77,33 @@ export function lockKey(username: string): string {
     .toString();
 }
 
+/**
+ * The postgres driver's scope also names the database its `session` is connected to (the
+ * maintenance database), so work in that database can share a round trip with the rest.
+ */
+export interface PgScope extends SqlScope {
+  readonly maintenanceDatabase?: string;
+}
+
+function maintenanceOf(scope: SqlScope): string | undefined {
+  return (scope as PgScope).maintenanceDatabase;
+}
+
+/** A lock key as a SQL literal (it is our own decimal number; checked all the same). */
+function lockKeyLiteral(key: string): string {
+  if (!/^-?\d{1,19}$/.test(key)) throw new LatchkeyError('E_INTERNAL', 'bad lock key');
+  return `${key}::bigint`;
+}
+
+/**
+ * Sends statements that bind no values as one simple-protocol query: one round trip, run
+ * by the server as one implicit transaction (all or nothing). Every name and literal in
+ * them has gone through `quoteIdent`/`quoteLiteral`.
+ */
+async function batch(s: SqlSession, statements: readonly string[]): Promise<void> {
+  if (statements.length > 0) await s.query(statements.join('; '));
+}
+
 type Priv = 'read' | 'write' | 'admin';
 
 /** Relations per REVOKE statement. */
@@ -125,10 +152,11 @@ export class PostgresDialect implements SqlDialect {
   }
 
   async withUserLock<T>(scope: SqlScope, username: string, fn: () => Promise<T>): Promise<T> {
+    const key = lockKey(username);
     return scope.withLockSession(async (lock) => {
-      await lock.query('BEGIN');
       try {
-        await lock.query('SELECT pg_advisory_xact_lock($1::bigint)', [lockKey(username)]);
+        // One round trip: BEGIN opens the transaction block, which outlives the query.
+        await lock.query(`BEGIN; SELECT pg_advisory_xact_lock(${lockKeyLiteral(key)})`);
         const result = await fn();
         await lock.query('COMMIT');
         return result;
@@ -175,21 +203,23 @@ export class PostgresDialect implements SqlDialect {
     return `PASSWORD ${quoteLiteral(await scramVerifier(password))}`;
   }
 
-  /** CREATE ROLE, its marker (with the grant the password is issued for) and `rds_iam`: one transaction. */
+  /**
+   * CREATE ROLE, its marker (with the grant the password is issued for) and `rds_iam`: one
+   * simple query, so one implicit transaction (a crash leaves all of it or nothing) and one
+   * round trip.
+   */
   async createUser(scope: SqlScope, spec: CreateUserSpec): Promise<void> {
     const u = quoteIdent(spec.username);
     const pw = spec.password === null ? 'PASSWORD NULL' : await this.passwordClause(spec.password);
     const marker = quoteLiteral(userMarker(spec.password === null ? null : spec.issuedFor));
-    await this.inTransaction(scope, async () => {
-      await scope.session.query(
-        `CREATE ROLE ${u} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT ${pw}`,
-      );
-      await scope.session.query(`COMMENT ON ROLE ${u} IS ${marker}`);
-      if (spec.iamAuth) await scope.session.query(`GRANT rds_iam TO ${u}`);
-    });
+    await batch(scope.session, [
+      `CREATE ROLE ${u} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT ${pw}`,
+      `COMMENT ON ROLE ${u} IS ${marker}`,
+      ...(spec.iamAuth ? [`GRANT rds_iam TO ${u}`] : []),
+    ]);
   }
 
-  /** The new verifier and the marker naming the grant it is issued for: one transaction. */
+  /** The new verifier and the marker naming the grant it is issued for: one implicit transaction. */
   async setPassword(
     scope: SqlScope,
     username: string,
@@ -198,10 +228,10 @@ export class PostgresDialect implements SqlDialect {
   ): Promise<void> {
     const u = quoteIdent(username);
     const clause = await this.passwordClause(password);
-    await this.inTransaction(scope, async () => {
-      await scope.session.query(`ALTER ROLE ${u} WITH ${clause}`);
-      await scope.session.query(`COMMENT ON ROLE ${u} IS ${quoteLiteral(userMarker(issuedFor))}`);
-    });
+    await batch(scope.session, [
+      `ALTER ROLE ${u} WITH ${clause}`,
+      `COMMENT ON ROLE ${u} IS ${quoteLiteral(userMarker(issuedFor))}`,
+    ]);
   }
 
   async setLogin(scope: SqlScope, username: string, enabled: boolean): Promise<void> {
@@ -222,43 +252,58 @@ export class PostgresDialect implements SqlDialect {
       for (const name of namesOf(r)) quoteIdent(name);
       checkResourceNotProtected(r, scope.prefix);
     }
-    const dbs = databasesOf(record.resources);
-    for (const db of dbs) {
-      const rows = await scope.session.query(
-        'SELECT datallowconn FROM pg_database WHERE datname = $1',
-        [db],
-      );
-      if (!rows[0])
+    const allowsConnections = (db: string, row: Row | undefined): void => {
+      if (!row)
         throw new LatchkeyError('E_NOT_FOUND', `database ${JSON.stringify(db)} does not exist`);
-      if (rows[0].datallowconn !== true) {
+      if (row.datallowconn !== true) {
         throw new LatchkeyError(
           'E_GUARDRAIL',
           `database ${JSON.stringify(db)} does not allow connections`,
         );
       }
+    };
+    // The maintenance database's check rides with the first check of an object in it.
+    const maintenance = maintenanceOf(scope);
+    const objectsIn = (db: string): boolean =>
+      record.resources.some(
+        (r) => (r.kind === 'table' || r.kind === 'schema') && r.database === db,
+      );
+    const folded = new Set<string>();
+    for (const db of databasesOf(record.resources)) {
+      if (db === maintenance && objectsIn(db)) {
+        folded.add(db);
+        continue;
+      }
+      const rows = await scope.session.query(
+        'SELECT datallowconn FROM pg_database WHERE datname = $1',
+        [db],
+      );
+      allowsConnections(db, rows[0]);
     }
+    const databaseColumn =
+      ', (SELECT datallowconn FROM pg_database WHERE datname = current_database()) AS datallowconn';
     for (const r of record.resources) {
-      if (r.kind === 'schema') {
+      if (r.kind === 'schema' || r.kind === 'table') {
+        const withDb = folded.delete(r.database);
         const rows = await scope.onDatabase(r.database, (s) =>
-          s.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [r.schema]),
+          r.kind === 'schema'
+            ? s.query(
+                `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS found${withDb ? databaseColumn : ''}`,
+                [r.schema],
+              )
+            : s.query(
+                `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                          WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r','v','m','f','p')) AS found${withDb ? databaseColumn : ''}`,
+                [r.schema ?? 'public', r.table],
+              ),
         );
-        if (!rows[0])
+        if (withDb) allowsConnections(r.database, rows[0]);
+        if (rows[0]?.found !== true) {
           throw new LatchkeyError(
             'E_NOT_FOUND',
-            `schema ${JSON.stringify(r.schema)} does not exist`,
-          );
-      } else if (r.kind === 'table') {
-        const rows = await scope.onDatabase(r.database, (s) =>
-          s.query(
-            `SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r','v','m','f','p')`,
-            [r.schema ?? 'public', r.table],
-          ),
-        );
-        if (!rows[0]) {
-          throw new LatchkeyError(
-            'E_NOT_FOUND',
-            `table ${JSON.stringify(`${r.schema ?? 'public'}.${r.table}`)} does not exist`,
+            r.kind === 'schema'
+              ? `schema ${JSON.stringify(r.schema)} does not exist`
+              : `table ${JSON.stringify(`${r.schema ?? 'public'}.${r.table}`)} does not exist`,
           );
         }
       } else if (r.kind === 'role') {
@@ -380,13 +425,36 @@ export class PostgresDialect implements SqlDialect {
     }
   }
 
+  /**
+   * Writes the record in one round trip once the journal exists: the statement itself
+   * checks that the journal is still ours and private (what `ensureJournal` makes sure of)
+   * and writes nothing otherwise. Only when it wrote nothing, or there is no journal yet,
+   * does `ensureJournal` run (create, repair or refuse), then the write again.
+   * @throws LatchkeyError E_GUARDRAIL, E_PRIVILEGE (from ensureJournal)
+   */
   protected async writeJournal(scope: SqlScope, record: GrantRecord): Promise<void> {
+    const t = this.journalTable(scope);
+    const write = async (): Promise<boolean> =>
+      (
+        await scope.session.query(
+          `WITH ok AS (SELECT 1 WHERE ${journalIsPrivate('$4')}),
+                gone AS (DELETE FROM ${t} WHERE role = $1 AND EXISTS (SELECT 1 FROM ok))
+           INSERT INTO ${t} (role, username, record) SELECT $1, $2, $3 FROM ok RETURNING 1 AS written`,
+          [record.role, record.username, grantMarker(record), journalSchemaName(scope.prefix)],
+        )
+      ).length > 0;
+    try {
+      if (await write()) return;
+    } catch (err) {
+      if (!isNoJournal(err)) throw err;
+    }
     await this.ensureJournal(scope);
-    await scope.session.query(
-      `WITH gone AS (DELETE FROM ${this.journalTable(scope)} WHERE role = $1)
-       INSERT INTO ${this.journalTable(scope)} (role, username, record) VALUES ($1, $2, $3)`,
-      [record.role, record.username, grantMarker(record)],
-    );
+    if (!(await write())) {
+      throw new LatchkeyError(
+        'E_GUARDRAIL',
+        `Latchkey's journal ${JSON.stringify(journalSchemaName(scope.prefix))} is not the service account's alone`,
+      );
+    }
   }
 
   /**
@@ -418,15 +486,32 @@ export class PostgresDialect implements SqlDialect {
     return { grantId: role, role, username, permission: { kind: 'connect' }, resources: [] };
   }
 
+  /**
+   * The role's marker and its journal row in one query; without a journal yet, the marker
+   * alone (and the journal read only for a minimal marker, which then finds nothing).
+   */
   async getGrantRole(scope: SqlScope, role: string): Promise<GrantRoleState> {
-    const rows = await scope.session.query(
-      `SELECT shobj_description(r.oid, 'pg_authid') AS marker FROM pg_roles r WHERE r.rolname = $1`,
-      [role],
-    );
+    let rows: Row[];
+    let journal: Map<string, string> | undefined;
+    try {
+      rows = await scope.session.query(
+        `SELECT shobj_description(r.oid, 'pg_authid') AS marker, j.record
+           FROM pg_roles r LEFT JOIN ${this.journalTable(scope)} j ON j.role = r.rolname
+          WHERE r.rolname = $1`,
+        [role],
+      );
+      journal = journalOf(rows.map((r) => ({ ...r, rolname: role })));
+    } catch (err) {
+      if (!isNoJournal(err)) throw err;
+      rows = await scope.session.query(
+        `SELECT shobj_description(r.oid, 'pg_authid') AS marker FROM pg_roles r WHERE r.rolname = $1`,
+        [role],
+      );
+    }
     const row = rows[0];
     if (!row) return { exists: false };
     const marker = str(row.marker);
-    const journal = parseMinimalGrantMarker(marker)
+    journal ??= parseMinimalGrantMarker(marker)
       ? await this.readJournal(scope, { role })
       : new Map<string, string>();
     const record = await this.recordOf(scope, role, marker, journal);
@@ -455,7 +540,11 @@ export class PostgresDialect implements SqlDialect {
     );
   }
 
-  /** Statements granting `record` in the maintenance session and per database. */
+  /**
+   * Grants `record`: the database privileges on the maintenance session, the rest in each
+   * resource's database, each database's statements in one round trip (one implicit
+   * transaction; the maintenance database's together with the database privileges).
+   */
   async grantPrivileges(scope: SqlScope, record: GrantRecord): Promise<void> {
     const role = quoteIdent(record.role);
     const p = record.permission;
@@ -463,56 +552,73 @@ export class PostgresDialect implements SqlDialect {
       await scope.session.query(`GRANT ${quoteIdent(p.role)} TO ${role}`);
       return;
     }
-    for (const db of databasesOf(record.resources)) {
-      const dbPriv = p.kind === 'admin' ? 'ALL PRIVILEGES' : 'CONNECT';
-      await scope.session.query(`GRANT ${dbPriv} ON DATABASE ${quoteIdent(db)} TO ${role}`);
-    }
+    const dbs = databasesOf(record.resources);
+    const dbPriv = p.kind === 'admin' ? 'ALL PRIVILEGES' : 'CONNECT';
+    const onMain = dbs.map((db) => `GRANT ${dbPriv} ON DATABASE ${quoteIdent(db)} TO ${role}`);
+    const maintenance = maintenanceOf(scope);
+    const inDb = (db: string): SqlResource[] =>
+      p.kind === 'connect'
+        ? []
+        : record.resources.filter((r) => r.kind !== 'role' && r.database === db);
+    // The maintenance database's own statements go with the database privileges.
+    const merged = maintenance !== undefined && inDb(maintenance).length > 0;
+    if (!merged) await batch(scope.session, onMain);
     if (p.kind === 'connect') return;
     const priv: Priv = p.kind;
-    for (const r of record.resources) {
-      if (r.kind === 'database') {
-        await scope.onDatabase(r.database, async (s) => {
-          // Never system schemas, never the agent's journal.
-          const schemas = await s.query(
-            `SELECT n.nspname FROM pg_namespace n WHERE ${grantableSchemaCondition('$1')} ORDER BY 1`,
-            [journalSchemaName(scope.prefix)],
-          );
-          for (const row of schemas)
-            await this.grantOnSchema(s, str(row.nspname) ?? '', role, priv);
-        });
-      } else if (r.kind === 'schema') {
-        await scope.onDatabase(r.database, (s) => this.grantOnSchema(s, r.schema, role, priv));
-      } else if (r.kind === 'table') {
-        await scope.onDatabase(r.database, (s) =>
-          this.grantOnTable(s, r.schema ?? 'public', r.table, role, priv),
-        );
-      }
+    for (const db of dbs) {
+      const resources = inDb(db);
+      if (resources.length === 0) continue;
+      await scope.onDatabase(db, async (s) => {
+        const statements = merged && db === maintenance ? [...onMain] : [];
+        for (const r of resources) {
+          if (r.kind === 'database') {
+            // Never system schemas, never the agent's journal.
+            const schemas = await s.query(
+              `SELECT n.nspname FROM pg_namespace n WHERE ${grantableSchemaCondition('$1')} ORDER BY 1`,
+              [journalSchemaName(scope.prefix)],
+            );
+            for (const row of schemas)
+              statements.push(...(await this.grantOnSchema(s, str(row.nspname) ?? '', role, priv)));
+          } else if (r.kind === 'schema') {
+            statements.push(...(await this.grantOnSchema(s, r.schema, role, priv)));
+          } else if (r.kind === 'table') {
+            statements.push(
+              ...(await this.grantOnTable(s, r.schema ?? 'public', r.table, role, priv)),
+            );
+          }
+        }
+        await batch(s, statements);
+      });
     }
   }
 
+  /** The statements granting `priv` on a schema, its tables and its future tables. */
   protected async grantOnSchema(
     s: SqlSession,
     schema: string,
     role: string,
     priv: Priv,
-  ): Promise<void> {
+  ): Promise<string[]> {
     const sch = quoteIdent(schema);
-    await s.query(`GRANT ${schemaPrivs(priv)} ON SCHEMA ${sch} TO ${role}`);
-    await s.query(`GRANT ${tablePrivs(priv)} ON ALL TABLES IN SCHEMA ${sch} TO ${role}`);
+    const out = [
+      `GRANT ${schemaPrivs(priv)} ON SCHEMA ${sch} TO ${role}`,
+      `GRANT ${tablePrivs(priv)} ON ALL TABLES IN SCHEMA ${sch} TO ${role}`,
+    ];
     const seq = sequencePrivs(priv);
-    if (seq) await s.query(`GRANT ${seq} ON ALL SEQUENCES IN SCHEMA ${sch} TO ${role}`);
+    if (seq) out.push(`GRANT ${seq} ON ALL SEQUENCES IN SCHEMA ${sch} TO ${role}`);
     // Future tables: for objects the service account creates, and for those of the schema
     // owner when the service account may act for it.
     for (const owner of await this.defaultPrivilegeOwners(s, schema)) {
       const forRole = owner === null ? '' : `FOR ROLE ${quoteIdent(owner)} `;
-      await s.query(
+      out.push(
         `ALTER DEFAULT PRIVILEGES ${forRole}IN SCHEMA ${sch} GRANT ${tablePrivs(priv)} ON TABLES TO ${role}`,
       );
       if (seq)
-        await s.query(
+        out.push(
           `ALTER DEFAULT PRIVILEGES ${forRole}IN SCHEMA ${sch} GRANT ${seq} ON SEQUENCES TO ${role}`,
         );
     }
+    return out;
   }
 
   /** null = current user; plus the schema owner when it differs and we are a member of it. */
@@ -532,18 +638,21 @@ export class PostgresDialect implements SqlDialect {
     return row?.usable === true && owner ? [null, owner] : [null];
   }
 
+  /** The statements granting `priv` on one table (and the sequences behind its columns). */
   protected async grantOnTable(
     s: SqlSession,
     schema: string,
     table: string,
     role: string,
     priv: Priv,
-  ): Promise<void> {
+  ): Promise<string[]> {
     const sch = quoteIdent(schema);
-    await s.query(`GRANT USAGE ON SCHEMA ${sch} TO ${role}`);
-    await s.query(`GRANT ${tablePrivs(priv)} ON TABLE ${sch}.${quoteIdent(table)} TO ${role}`);
+    const out = [
+      `GRANT USAGE ON SCHEMA ${sch} TO ${role}`,
+      `GRANT ${tablePrivs(priv)} ON TABLE ${sch}.${quoteIdent(table)} TO ${role}`,
+    ];
     const seq = sequencePrivs(priv);
-    if (!seq) return;
+    if (!seq) return out;
     // Sequences behind serial/identity columns of the table.
     const seqs = await s.query(
       `SELECT sn.nspname AS schema, sc.relname AS name
@@ -555,10 +664,11 @@ export class PostgresDialect implements SqlDialect {
       [schema, table],
     );
     for (const row of seqs) {
-      await s.query(
+      out.push(
         `GRANT ${seq} ON SEQUENCE ${quoteIdent(str(row.schema) ?? '')}.${quoteIdent(str(row.name) ?? '')} TO ${role}`,
       );
     }
+    return out;
   }
 
   async grantRoleToUser(scope: SqlScope, record: GrantRecord): Promise<void> {
@@ -572,95 +682,138 @@ export class PostgresDialect implements SqlDialect {
     }
   }
 
+  /**
+   * Takes back everything the role holds in `database`: one query reads what it holds
+   * there (database, default privileges, relations, schemas), one simple query revokes it
+   * all (one implicit transaction).
+   */
   protected async revokeInDatabase(
     scope: SqlScope,
     database: string,
     roleName: string,
   ): Promise<void> {
     const role = quoteIdent(roleName);
-    const exists = await scope.session.query(
-      'SELECT 1 FROM pg_database WHERE datname = $1 AND datallowconn',
-      [database],
-    );
-    if (!exists[0]) return;
-    await this.inDatabaseIfExists(scope, database, async (s) => {
-      const oidRows = await s.query('SELECT oid FROM pg_roles WHERE rolname = $1', [roleName]);
-      const oid = oidRows[0]?.oid;
-      if (oid === undefined) return;
-      await s.query(`REVOKE ALL PRIVILEGES ON DATABASE ${quoteIdent(database)} FROM ${role}`);
-      const defaults = await s.query(
-        `SELECT DISTINCT pg_get_userbyid(d.defaclrole) AS owner, n.nspname AS schema, d.defaclobjtype AS objtype
-           FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,
-                LATERAL aclexplode(d.defaclacl) a
-          WHERE a.grantee = $1`,
-        [oid],
+    // The maintenance database is the one the session is connected to.
+    if (database !== maintenanceOf(scope)) {
+      const exists = await scope.session.query(
+        'SELECT 1 FROM pg_database WHERE datname = $1 AND datallowconn',
+        [database],
       );
-      for (const row of defaults) {
+      if (!exists[0]) return;
+    }
+    await this.inDatabaseIfExists(scope, database, async (s) => {
+      const held = await s.query(
+        `WITH g AS (SELECT oid FROM pg_roles WHERE rolname = $1)
+         SELECT 'role' AS kind, NULL::text AS owner, NULL::text AS schema, NULL::text AS name, NULL::text AS objtype
+           FROM g
+         UNION ALL
+         SELECT DISTINCT 'default', pg_get_userbyid(d.defaclrole)::text, n.nspname::text, NULL, d.defaclobjtype::text
+           FROM g, pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,
+                LATERAL aclexplode(d.defaclacl) a
+          WHERE a.grantee = g.oid
+         UNION ALL
+         SELECT DISTINCT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE 'table' END, NULL, n.nspname::text, c.relname::text, NULL
+           FROM g, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, LATERAL aclexplode(c.relacl) a
+          WHERE a.grantee = g.oid
+         UNION ALL
+         SELECT DISTINCT 'schema', NULL, n.nspname::text, NULL, NULL
+           FROM g, pg_namespace n, LATERAL aclexplode(n.nspacl) a
+          WHERE a.grantee = g.oid`,
+        [roleName],
+      );
+      if (!held.some((r) => r.kind === 'role')) return;
+      const statements = [`REVOKE ALL PRIVILEGES ON DATABASE ${quoteIdent(database)} FROM ${role}`];
+      for (const row of held.filter((r) => r.kind === 'default')) {
         const kind = { r: 'TABLES', S: 'SEQUENCES', f: 'FUNCTIONS', T: 'TYPES', n: 'SCHEMAS' }[
           str(row.objtype) ?? ''
         ];
         if (!kind) continue;
         const schema = str(row.schema);
-        await s.query(
+        statements.push(
           `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(str(row.owner) ?? '')}${schema ? ` IN SCHEMA ${quoteIdent(schema)}` : ''} REVOKE ALL ON ${kind} FROM ${role}`,
         );
       }
       // Exactly the relations whose ACL names the role, in batches (a schema-wide REVOKE
       // would fail on tables the service account has no rights on at all).
-      const rels = await s.query(
-        `SELECT DISTINCT n.nspname AS schema, c.relname AS name, c.relkind = 'S' AS is_seq
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, LATERAL aclexplode(c.relacl) a
-          WHERE a.grantee = $1 ORDER BY 1, 2`,
-        [oid],
-      );
-      for (const isSeq of [false, true]) {
-        const names = rels
-          .filter((r) => (r.is_seq === true) === isSeq)
-          .map((r) => `${quoteIdent(str(r.schema) ?? '')}.${quoteIdent(str(r.name) ?? '')}`);
+      for (const kind of ['table', 'sequence'] as const) {
+        const names = held
+          .filter((r) => r.kind === kind)
+          .map((r) => [str(r.schema) ?? '', str(r.name) ?? ''] as const)
+          .sort((a, b) => (a[0] === b[0] ? cmp(a[1], b[1]) : cmp(a[0], b[0])))
+          .map(([sch, name]) => `${quoteIdent(sch)}.${quoteIdent(name)}`);
         for (let i = 0; i < names.length; i += REVOKE_BATCH) {
           const list = names.slice(i, i + REVOKE_BATCH).join(', ');
-          await s.query(
-            `REVOKE ALL PRIVILEGES ON ${isSeq ? 'SEQUENCE' : 'TABLE'} ${list} FROM ${role}`,
+          statements.push(
+            `REVOKE ALL PRIVILEGES ON ${kind === 'sequence' ? 'SEQUENCE' : 'TABLE'} ${list} FROM ${role}`,
           );
         }
       }
-      const schemas = await s.query(
-        `SELECT n.nspname AS schema FROM pg_namespace n, LATERAL aclexplode(n.nspacl) a WHERE a.grantee = $1`,
-        [oid],
-      );
-      for (const row of schemas) {
-        await s.query(`REVOKE ALL ON SCHEMA ${quoteIdent(str(row.schema) ?? '')} FROM ${role}`);
+      for (const row of held.filter((r) => r.kind === 'schema')) {
+        statements.push(`REVOKE ALL ON SCHEMA ${quoteIdent(str(row.schema) ?? '')} FROM ${role}`);
       }
+      await batch(s, statements);
     });
   }
 
+  /**
+   * Drops the grant role and forgets its journal row in one simple query (one implicit
+   * transaction: never a row without its role's drop, nor the reverse).
+   */
   async dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
-    try {
-      await scope.session.query(`DROP ROLE IF EXISTS ${quoteIdent(record.role)}`);
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== '2BP01') throw err;
-      // Privileges left in a database outside the record: revoke everywhere, then retry.
-      for (const db of await this.connectableDatabases(scope))
-        await this.revokeInDatabase(scope, db, record.role);
-      await scope.session.query(`DROP ROLE IF EXISTS ${quoteIdent(record.role)}`);
-    }
-    await scope.session
-      .query(`DELETE FROM ${this.journalTable(scope)} WHERE role = $1`, [record.role])
-      .catch((err: unknown) => {
+    const drop = `DROP ROLE IF EXISTS ${quoteIdent(record.role)}`;
+    const forget = `DELETE FROM ${this.journalTable(scope)} WHERE role = ${quoteLiteral(record.role)}`;
+    let journal = true;
+    let revokedEverywhere = false;
+    for (;;) {
+      try {
+        await batch(scope.session, journal ? [drop, forget] : [drop]);
+        return;
+      } catch (err) {
         const code = (err as { code?: unknown }).code;
-        if (code !== '3F000' && code !== '42P01') throw err;
-      });
+        if (journal && isNoJournal(err)) {
+          journal = false; // no journal (yet): nothing to forget
+          continue;
+        }
+        if (code !== '2BP01' || revokedEverywhere) throw err;
+        // Privileges left in a database outside the record: revoke everywhere, then retry.
+        for (const db of await this.connectableDatabases(scope))
+          await this.revokeInDatabase(scope, db, record.role);
+        revokedEverywhere = true;
+      }
+    }
   }
 
+  /** The grant roles with their journal rows in one query (the roles alone without a journal). */
   async listGrantRoles(scope: SqlScope, filter: { username?: string }): Promise<GrantRecord[]> {
-    const rows = await scope.session.query(
-      `SELECT r.rolname, shobj_description(r.oid, 'pg_authid') AS marker
-         FROM pg_roles r WHERE starts_with(r.rolname, $1) ORDER BY r.rolname`,
-      [`${scope.prefix}g_`],
-    );
-    const journal = rows.some((r) => parseMinimalGrantMarker(str(r.marker)))
+    let found: Row[];
+    let journal: Map<string, string> | undefined;
+    try {
+      // One user's: only roles whose journal row names that user, or that have none (a
+      // record in the comment, or a lost row), so a grant does not parse every grant's record.
+      const forUser =
+        filter.username === undefined ? '' : ' AND (j.username = $2 OR j.role IS NULL)';
+      found = await scope.session.query(
+        `SELECT r.rolname, shobj_description(r.oid, 'pg_authid') AS marker, j.record
+           FROM pg_roles r LEFT JOIN ${this.journalTable(scope)} j ON j.role = r.rolname
+          WHERE starts_with(r.rolname, $1)${forUser} ORDER BY r.rolname`,
+        filter.username === undefined
+          ? [`${scope.prefix}g_`]
+          : [`${scope.prefix}g_`, filter.username],
+      );
+      journal = journalOf(found);
+    } catch (err) {
+      if (!isNoJournal(err)) throw err;
+      found = await scope.session.query(
+        `SELECT r.rolname, shobj_description(r.oid, 'pg_authid') AS marker
+           FROM pg_roles r WHERE starts_with(r.rolname, $1) ORDER BY r.rolname`,
+        [`${scope.prefix}g_`],
+      );
+    }
+    journal ??= found.some((r) => parseMinimalGrantMarker(str(r.marker)))
       ? await this.readJournal(scope, {})
       : new Map<string, string>();
+    // One row per role (a role with several journal rows: the last one, as readJournal).
+    const rows = [...new Map(found.map((r) => [str(r.rolname) ?? '', r])).values()];
     const out: GrantRecord[] = [];
     for (const row of rows) {
       const rec = await this.recordOf(scope, str(row.rolname) ?? '', str(row.marker), journal);
@@ -879,6 +1032,39 @@ function ignoreCreateRace(err: unknown): Row[] {
   const code = (err as { code?: unknown }).code;
   if (code === '23505' || code === '42P06' || code === '42P07' || code === '42710') return [];
   throw err;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The journal (its schema or its table) does not exist (yet). */
+function isNoJournal(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === '3F000' || code === '42P01';
+}
+
+/** Journal rows of a query that joined the journal (`rolname`, `record`), by role. */
+function journalOf(rows: readonly Row[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const r of rows) {
+    const record = str(r.record);
+    if (record !== undefined) out.set(str(r.rolname) ?? '', record);
+  }
+  return out;
+}
+
+/**
+ * SQL condition: the journal schema named by `schemaParam` and its `grants` table belong
+ * to the service account and grant nothing to PUBLIC (what `ensureJournal` leaves).
+ */
+function journalIsPrivate(schemaParam: string): string {
+  return `EXISTS (SELECT 1 FROM pg_namespace n
+                    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'grants' AND c.relkind = 'r'
+                    JOIN pg_roles me ON me.rolname = current_user
+                   WHERE n.nspname = ${schemaParam} AND n.nspowner = me.oid AND c.relowner = me.oid
+                     AND NOT EXISTS (SELECT 1 FROM aclexplode(n.nspacl) a WHERE a.grantee = 0)
+                     AND NOT EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = 0))`;
 }
 
 function namesOf(r: SqlResource): string[] {

@@ -44,7 +44,7 @@ import type { SqlCoreOptions } from '../sql/core.js';
 import type { SqlScope, SqlSession } from '../sql/dialect.js';
 import { parsePostgresConfig } from './config.js';
 import type { PostgresConfig } from './config.js';
-import { PostgresDialect, quoteIdent, quoteLiteral, str } from './dialect.js';
+import { PostgresDialect, quoteIdent, quoteLiteral, str, type PgScope } from './dialect.js';
 import { journalSchemaName } from './guardrails.js';
 import { discoverPostgres } from './discover.js';
 import { inventoryPostgres, removeStandingPostgres, type InventoryOptions } from './inventory.js';
@@ -232,8 +232,9 @@ export class PostgresDriver implements Driver {
                   : Promise.reject(connectionLost(lockLost)),
             });
             const session = guarded(mainSession);
-            const scope: SqlScope = {
+            const scope: PgScope = {
               session,
+              maintenanceDatabase: cfg.database,
               onDatabase: <R>(db: string, f: (s: SqlSession) => Promise<R>): Promise<R> =>
                 db === cfg.database
                   ? f(session)
