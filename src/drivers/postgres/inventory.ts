@@ -66,7 +66,7 @@ export type EntryTarget =
       database: string;
       schema: string | null;
       owner: string;
-      objtype: 'TABLES' | 'SEQUENCES' | 'FUNCTIONS' | 'TYPES' | 'SCHEMAS';
+      objtype: 'TABLES' | 'SEQUENCES' | 'FUNCTIONS' | 'TYPES' | 'SCHEMAS' | 'PROCEDURES';
     }
   | { kind: 'membership'; role: string }
   | { kind: 'attribute' };
@@ -558,16 +558,8 @@ function matches(t: StandingTarget, e: InventoryEntry): boolean {
   );
 }
 
-/**
- * Plans (dry run) or applies the removal of standing access. Every target is checked
- * before anything runs; applied statements run in one transaction, in the one database
- * the targets name (role memberships are cluster-wide and run there too).
- */
-export async function removeStandingPostgres(
-  scope: SqlScope,
-  params: StandingCleanupParams,
-  opts: InventoryOptions,
-): Promise<CleanupOutput> {
+/** The one database the targets of a standing cleanup name (undefined: roles only). */
+export function databaseOfStanding(params: StandingCleanupParams): string | undefined {
   const dbs = new Set<string>();
   for (const t of params.standing) {
     const db = databaseOfResource(t.resourceId);
@@ -579,12 +571,24 @@ export async function removeStandingPostgres(
       'a standing cleanup names resources of one database at a time (it runs in one transaction)',
     );
   }
-  const database = [...dbs][0];
-  const { inventory, rich } = await inventoryPostgres(scope, {
-    ...opts,
-    withTargets: true,
-    databases: database === undefined ? [] : [database],
-  });
+  return [...dbs][0];
+}
+
+/**
+ * Decides each target of a standing cleanup against the inventory read with its targets
+ * (`rich`): `absent`, `refused` (service account, protected, superuser or attribute,
+ * system principal, the agent's own roles and grants, ownership, a membership of such a
+ * role) or `planned`/`removed` with the exact statements (`statementFor`). Shared by
+ * PostgreSQL and Redshift, which differ only in the statements.
+ * @returns the outcomes, the statements to run in order, and whether to run them (never
+ *   when one target is refused: the answer is then a dry run)
+ */
+export function planStanding(
+  params: StandingCleanupParams,
+  inventory: Inventory,
+  rich: readonly RichEntry[],
+  statementFor: (r: RichEntry) => string,
+): { outcomes: StandingOutcome[]; statements: string[]; apply: boolean } {
   const principals = new Map(inventory.principals.map((p) => [p.id, p]));
   const outcomes: StandingOutcome[] = [];
   const statements: string[] = [];
@@ -609,11 +613,11 @@ export async function removeStandingPostgres(
       continue;
     }
     if (flags.has('protected')) {
-      refuse('the principal is marked protected (role comment)');
+      refuse('the principal is marked protected');
       continue;
     }
-    if (flags.has('superuser') || target.via === 'attribute') {
-      refuse('a superuser or an attribute is not a grant that cleanup removes');
+    if (flags.has('superuser') || flags.has('system') || target.via === 'attribute') {
+      refuse('a superuser, a system principal or an attribute is not a grant that cleanup removes');
       continue;
     }
     if (p?.managedByAgent === true || found.some((r) => r.entry.managedByAgent)) {
@@ -648,19 +652,47 @@ export async function removeStandingPostgres(
   if (!apply) {
     for (const o of outcomes) if (o.status === 'removed') o.status = 'planned';
   }
-  if (apply && statements.length > 0) {
-    const run = async (s: SqlSession): Promise<void> => {
-      await s.query('BEGIN');
-      try {
-        for (const sql of statements) await s.query(sql);
-        await s.query('COMMIT');
-      } catch (err) {
-        await s.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-    };
-    if (database === undefined) await run(scope.session);
-    else await scope.onDatabase(database, run);
-  }
+  return { outcomes, statements, apply };
+}
+
+/** Runs `statements` in one transaction on `database` (or the scope's own session). */
+export async function runStanding(
+  scope: SqlScope,
+  database: string | undefined,
+  statements: readonly string[],
+): Promise<void> {
+  if (statements.length === 0) return;
+  const run = async (s: SqlSession): Promise<void> => {
+    await s.query('BEGIN');
+    try {
+      for (const sql of statements) await s.query(sql);
+      await s.query('COMMIT');
+    } catch (err) {
+      await s.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  };
+  if (database === undefined) await run(scope.session);
+  else await scope.onDatabase(database, run);
+}
+
+/**
+ * Plans (dry run) or applies the removal of standing access. Every target is checked
+ * before anything runs; applied statements run in one transaction, in the one database
+ * the targets name (role memberships are cluster-wide and run there too).
+ */
+export async function removeStandingPostgres(
+  scope: SqlScope,
+  params: StandingCleanupParams,
+  opts: InventoryOptions,
+): Promise<CleanupOutput> {
+  const database = databaseOfStanding(params);
+  const { inventory, rich } = await inventoryPostgres(scope, {
+    ...opts,
+    withTargets: true,
+    databases: database === undefined ? [] : [database],
+  });
+  const { outcomes, statements, apply } = planStanding(params, inventory, rich, statementFor);
+  if (apply) await runStanding(scope, database, statements);
   return { dropped: [], kept: [], standing: outcomes, dryRun: !apply };
 }
