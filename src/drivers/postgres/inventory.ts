@@ -298,9 +298,9 @@ async function readHead(
 }
 
 /** Entries per page handed to the sink by `streamInventoryPostgres`. */
-export const INVENTORY_STREAM_PAGE = 5000;
+export const INVENTORY_STREAM_PAGE = 2000;
 /** Tables whose ACLs one query reads when streaming (each row is a table × holder). */
-export const INVENTORY_STREAM_TABLE_PAGE = 200;
+export const INVENTORY_STREAM_TABLE_PAGE = 100;
 
 /** Who gets the direct entries of a holder, and how. */
 interface Reach {
