@@ -158,6 +158,7 @@ async function runCase(which: 'inventory' | 'discover', run: string): Promise<vo
     const t3 = performance.now();
     let frames = 0;
     let largest = 0;
+    let cutMs = 0;
     // What the control plane would reassemble: counted and hashed, not kept.
     const check = createHash('sha256');
     let entries = 0;
@@ -175,9 +176,11 @@ async function runCase(which: 'inventory' | 'discover', run: string): Promise<vo
       let char = 0;
       let byte = 0;
       while (byte < bytes) {
+        const c0 = performance.now();
         const piece = frame.spooled
           ? frame.chunkAt(byte, FRAME)
           : nextChunk(frame, char, byte, FRAME);
+        cutMs += performance.now() - c0;
         frames++;
         largest = Math.max(largest, Buffer.byteLength(piece.text, 'utf8'));
         count((JSON.parse(piece.text) as { data: string }).data);
@@ -187,7 +190,8 @@ async function runCase(which: 'inventory' | 'discover', run: string): Promise<vo
     }
     if (check.digest('hex') !== sha)
       throw new Error('reassembled result does not match its sha256');
-    const t4 = performance.now();
+    // Only the agent's part (cutting chunks from the file), not the control plane's checks.
+    const t4 = t3 + cutMs;
     if (frame.spooled) frame.release();
     await spool.close();
     const report: CaseReport = {
@@ -310,7 +314,7 @@ async function main(): Promise<void> {
     );
     const inv = await child('inventory', run);
     console.log(
-      `inventory: ${TABLES} tables × ${PRINCIPALS} principals: ${inv.entries} entries, ${(inv.resultBytes / MIB).toFixed(1)} MiB result in ${inv.frames} frames (≤ ${FRAME} bytes, largest ${inv.largestFrameBytes}); discover ${inv.discoverSeconds} s + output check ${inv.checkSeconds} s + serialize ${inv.serializeSeconds} s + chunking ${inv.chunkSeconds} s = ${inv.totalSeconds} s; peak RSS ${inv.peakRssMiB} MiB`,
+      `inventory: ${TABLES} tables × ${PRINCIPALS} principals: ${inv.entries} entries, ${(inv.resultBytes / MIB).toFixed(1)} MiB result in ${inv.frames} frames (≤ ${FRAME} bytes, largest ${inv.largestFrameBytes}); discover with its pages checked, serialized and spooled ${inv.discoverSeconds} s + the rest checked and the spool closed ${inv.checkSeconds} s + frame ${inv.serializeSeconds} s + cutting the chunks from the file ${inv.chunkSeconds} s = ${inv.totalSeconds} s; peak RSS ${inv.peakRssMiB} MiB (bounded: compare two sizes)`,
     );
     const disc = await child('discover', run);
     console.log(
