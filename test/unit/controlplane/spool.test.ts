@@ -284,4 +284,28 @@ describe('result spool on the dispatcher path', () => {
     expect(statSync(a.path).size).toBe(a.bytes);
     await j2.close();
   });
+
+  it('a duplicate gets the held spooled result until it is acknowledged, then E_REPLAY (never run twice)', async () => {
+    const spool = await ResultSpool.open({
+      stateDir: dir,
+      memoryBytes: 1024,
+      logger: silentLogger,
+    });
+    const driver = discoverDriver();
+    const h = harness(registryOf(driver), { spool });
+    const frames = new Map<string, HeldFrame>();
+    h.dispatcher.onResult((r, f) => frames.set(r.commandId, f));
+    const env = envelope('discover', { type: 'fake' });
+    expect(submit(h, env).status).toBe('accepted');
+    await h.resultOf(env.id);
+    const frame = frames.get(env.id);
+    expect(frame?.spooled).toBe(true);
+    const again = submit(h, env);
+    expect(again.status === 'done' && again.result).toBe(frame);
+    if (frame?.spooled === true) frame.release(); // what the outbox does on result-ack
+    const late = submit(h, env);
+    expect(late.status).toBe('rejected');
+    expect(late.status === 'rejected' && late.error.code).toBe('E_REPLAY');
+    expect(driver.calls).toHaveLength(1);
+  });
 });
