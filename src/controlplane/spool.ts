@@ -112,6 +112,8 @@ export class SpoolWriter implements DiscoverSink {
   private firstItem = true;
   private readonly streamed = new Set<string>();
   private closed = false;
+  /** `complete` was called: pages written later are refused. */
+  private completing = false;
   /** Writes in order (a page resolves once it is on disk or held). */
   private queue: Promise<void> = Promise.resolve();
 
@@ -168,7 +170,7 @@ export class SpoolWriter implements DiscoverSink {
 
   entries(page: readonly unknown[]): Promise<void> {
     return this.run(() => {
-      if (this.section !== 'entries') throw misuse('inventory entries before the inventory');
+      if (this.section !== 'entries') throw misuse('inventory entries out of order');
       this.items(page, InventoryEntrySchema);
     });
   }
@@ -178,9 +180,10 @@ export class SpoolWriter implements DiscoverSink {
    * streamed keys are left out) and closes it. Resolves once the text is on disk.
    */
   complete(tail: Record<string, unknown>): Promise<void> {
+    // From now on a page (a driver writing after it returned) is refused.
+    this.completing = true;
     return this.run(async () => {
       this.closeArray();
-      this.section = 'done';
       for (const [k, v] of Object.entries(tail)) {
         if (this.streamed.has(k) || v === undefined) continue;
         this.key(k);
@@ -191,7 +194,7 @@ export class SpoolWriter implements DiscoverSink {
         await this.flush();
         await fsyncFd(this.file);
       }
-    });
+    }, false);
   }
 
   /**
@@ -237,7 +240,8 @@ export class SpoolWriter implements DiscoverSink {
     }
   }
 
-  private run(step: () => void | Promise<void>): Promise<void> {
+  private run(step: () => void | Promise<void>, page = true): Promise<void> {
+    if (page && this.completing) return Promise.reject(misuse('a page after it returned'));
     const next = this.queue.then(async () => {
       if (this.closed) throw new LatchkeyError('E_INTERNAL', 'the result was already finished');
       await step();
