@@ -35,6 +35,7 @@ import { packageVersion } from './cli/version.js';
 import type { AgentConfig } from './config/index.js';
 import { ControlPlaneClient } from './controlplane/client.js';
 import { Outbox } from './controlplane/outbox.js';
+import { ResultSpool } from './controlplane/spool.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { KnownIntegrations } from './dispatch/known-integrations.js';
 import { Sweeper } from './dispatch/sweeper.js';
@@ -237,12 +238,21 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
   const journal = state.journal;
   // Secret pairings found by aws-discovery outlive a restart (src/secrets/discovered.ts).
   if (journal !== undefined) await bindingPolicyOf(services.secrets).discovered?.attach(journal);
+  // Large discover results are written to files while produced (bounded memory): in the
+  // state directory when there is one (re-sent after a restart), else a temporary one.
+  const spool = await ResultSpool.open({
+    stateDir: journal === undefined ? undefined : state.dir,
+    memoryBytes: config.maxResultFrameBytes,
+    logger: logger.child({ component: 'spool' }),
+  });
   const outbox = new AgentOutbox({
     ...(journal === undefined ? {} : { journal }),
+    spoolDir: spool.dir,
     logger: logger.child({ component: 'outbox' }),
     events,
   });
   await outbox.load();
+  await spool.sweep(outbox.frames());
 
   // Drivers are built here (once per type) so that hello announces what they really serve.
   // A driver that fails to build is left out of hello (and its commands get E_INTERNAL
@@ -290,6 +300,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     // Command ids are remembered until their expiresAt plus this skew (no re-run while valid).
     maxClockSkewMs: config.maxClockSkewMs,
     ...(journal === undefined ? {} : { journal }),
+    spool,
     events,
     logger: logger.child({ component: 'dispatch' }),
   });
@@ -535,6 +546,7 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
         await step('services', () => built.close());
         refusals.close();
         await step('state', () => state.close());
+        await step('spool', () => spool.close());
         setStatus('stopped');
         logger.info({ durationMs: Date.now() - t0 }, 'shutdown complete');
       })();

@@ -52,7 +52,12 @@ import {
 } from '../protocol/messages.js';
 import { Backoff } from './backoff.js';
 import type { Outbox } from './outbox.js';
-import { charIndexOfByte, nextChunk, type ResultFrame } from '../protocol/result-frame.js';
+import {
+  charIndexOfByte,
+  nextChunk,
+  type HeldFrame,
+  type ResultChunkPiece,
+} from '../protocol/result-frame.js';
 
 export const HEADER_CONNECTOR_ID = 'X-Latchkey-Connector-Id';
 /** Default of `maxSendBufferBytes`. */
@@ -65,7 +70,8 @@ export const DEFAULT_RESULT_CHUNK_WINDOW = 4;
 
 /** A chunked result being delivered (kept across reconnects until its `result-ack`). */
 interface ChunkTransfer {
-  frame: ResultFrame;
+  /** An in-memory text, or a spool file (chunks read from it; `sendChar` = `sendByte`). */
+  frame: HeldFrame;
   /** Bytes the control plane acknowledged (its last `next`). */
   acked: number;
   /** Where the next chunk starts on this connection (byte offset, UTF-16 index). */
@@ -211,7 +217,7 @@ export class ControlPlaneClient {
    * to the outbox's frames): filled at `welcome` and by `sendResult`, emptied as the
    * socket takes them.
    */
-  private readonly unsent = new Map<string, ResultFrame>();
+  private readonly unsent = new Map<string, HeldFrame>();
   private readonly maxResultFrame: number;
   private readonly chunkWindow: number;
   /** The control plane of this connection takes `result-chunk` frames. */
@@ -345,7 +351,7 @@ export class ControlPlaneClient {
    * Stores the result in the outbox (until acked), then sends it if connected, unless
    * sending is held: then it waits (in the outbox) until the socket drains.
    */
-  async sendResult(result: Result | ResultFrame): Promise<void> {
+  async sendResult(result: Result | HeldFrame): Promise<void> {
     const frame = await this.opts.outbox.add(result);
     if (!this.isConnected) return;
     this.unsent.delete(frame.commandId);
@@ -663,7 +669,7 @@ export class ControlPlaneClient {
         if (!this.sendText(frame.tooLarge(this.maxResultFrame).text)) return;
         continue;
       }
-      if (!this.sendText(frame.text)) return;
+      if (!this.sendText(frame.spooled ? frame.readText() : frame.text)) return;
     }
     for (const t of this.transfers.values()) {
       if (this.sendHeld || this.ws !== ws) return;
@@ -672,7 +678,7 @@ export class ControlPlaneClient {
   }
 
   /** Starts (or, for a result already under way, resumes) delivering `frame` in chunks. */
-  private startTransfer(frame: ResultFrame): void {
+  private startTransfer(frame: HeldFrame): void {
     let t = this.transfers.get(frame.commandId);
     if (t === undefined || t.frame !== frame) {
       // New, or the outbox holds a new result for the command id: start over.
@@ -690,7 +696,7 @@ export class ControlPlaneClient {
       return;
     }
     while (t.sendByte < t.frame.bytes && t.inFlight.size < this.chunkWindow && !this.sendHeld) {
-      const piece = nextChunk(t.frame, t.sendChar, t.sendByte, this.maxResultFrame);
+      const piece = cutChunk(t.frame, t.sendChar, t.sendByte, this.maxResultFrame);
       if (!this.sendText(piece.text)) return;
       t.inFlight.set(piece.endByte, piece.endChar);
       t.sendByte = piece.endByte;
@@ -701,8 +707,16 @@ export class ControlPlaneClient {
 
   /** Moves the next chunk of `t` to byte `offset`; false when it is not a character boundary. */
   private rewind(t: ChunkTransfer, offset: number): boolean {
+    const f = t.frame;
     const char =
-      offset === 0 ? 0 : (t.inFlight.get(offset) ?? charIndexOfByte(t.frame.text, offset));
+      offset === 0
+        ? 0
+        : (t.inFlight.get(offset) ??
+          (f.spooled
+            ? f.isBoundary(offset)
+              ? offset
+              : undefined
+            : charIndexOfByte(f.text, offset)));
     if (char === undefined) return false;
     t.sendByte = offset;
     t.sendChar = char;
@@ -925,4 +939,16 @@ export class ControlPlaneClient {
       this.reconnectTimer = null;
     }
   }
+}
+
+/** The next chunk of a held result: cut from its text, or read from its spool file. */
+function cutChunk(
+  frame: HeldFrame,
+  startChar: number,
+  startByte: number,
+  maxFrameBytes: number,
+): ResultChunkPiece {
+  return frame.spooled
+    ? frame.chunkAt(startByte, maxFrameBytes)
+    : nextChunk(frame, startChar, startByte, maxFrameBytes);
 }

@@ -11,6 +11,10 @@
  *   durable, so a result is never sent before it would survive a crash; many results
  *   finished in one event-loop turn share one write and one fsync (group commit).
  *   An ack writes a delete record.
+ * - A result spooled to a file (`SpooledResultFrame`, `src/controlplane/spool.ts`) is
+ *   held as its reference: the journal record is the reference, not the text; the file
+ *   is removed when the result is acknowledged (or replaced). At load, a reference whose
+ *   file is missing or of the wrong size is dropped like a malformed record.
  * - Records that do not parse as a result are dropped at load (logged).
  * - A failed write is logged by the journal and the in-memory outbox stays
  *   authoritative: results are still re-sent for as long as the process lives.
@@ -18,7 +22,7 @@
 import type { Logger } from 'pino';
 import type { AgentEvents } from '../events.js';
 import type { Result } from '../protocol/messages.js';
-import { ResultFrame } from '../protocol/result-frame.js';
+import { ResultFrame, SpooledResultFrame, type HeldFrame } from '../protocol/result-frame.js';
 import type { StateJournal } from '../state/journal.js';
 
 /** Journal key prefix of outbox entries. */
@@ -27,6 +31,8 @@ export const OUTBOX_KEY_PREFIX = 'o:';
 export interface OutboxOptions {
   /** Where entries survive a restart; in memory only when absent. */
   journal?: StateJournal;
+  /** The spool directory, where the files of spooled results are (for `load`). */
+  spoolDir?: string;
   logger: Logger;
   events: AgentEvents;
 }
@@ -35,13 +41,15 @@ export class Outbox {
   private readonly journal: StateJournal | undefined;
   private readonly logger: Logger;
   private readonly events: AgentEvents;
-  private readonly items = new Map<string, ResultFrame>();
+  private readonly items = new Map<string, HeldFrame>();
+  private readonly spoolDir: string | undefined;
   private readonly emptyWaiters = new Set<() => void>();
 
   constructor(opts: OutboxOptions) {
     this.journal = opts.journal;
     this.logger = opts.logger;
     this.events = opts.events;
+    this.spoolDir = opts.spoolDir;
   }
 
   get size(): number {
@@ -54,7 +62,7 @@ export class Outbox {
   }
 
   /** The frames of the results not yet acknowledged, oldest first: what is (re-)sent. */
-  frames(): ResultFrame[] {
+  frames(): HeldFrame[] {
     return [...this.items.values()];
   }
 
@@ -64,7 +72,7 @@ export class Outbox {
   }
 
   /** The held frame of `commandId`, if unacknowledged. */
-  get(commandId: string): ResultFrame | undefined {
+  get(commandId: string): HeldFrame | undefined {
     return this.items.get(commandId);
   }
 
@@ -75,7 +83,9 @@ export class Outbox {
     const bad: string[] = [];
     for (const [key, text] of journal.entries(OUTBOX_KEY_PREFIX)) {
       const commandId = key.slice(OUTBOX_KEY_PREFIX.length);
-      const frame = ResultFrame.parse(text);
+      const frame =
+        ResultFrame.parse(text) ??
+        (this.spoolDir === undefined ? undefined : SpooledResultFrame.fromRef(text, this.spoolDir));
       if (frame === undefined || frame.commandId !== commandId) {
         bad.push(key);
         continue;
@@ -94,12 +104,23 @@ export class Outbox {
    * Adds (or replaces) the result of a command; resolves once it is durable.
    * @returns the frame held (the result serialized, unless it already was)
    */
-  async add(result: Result | ResultFrame): Promise<ResultFrame> {
-    const frame = result instanceof ResultFrame ? result : ResultFrame.of(result);
+  async add(result: Result | ResultFrame): Promise<ResultFrame>;
+  async add(result: SpooledResultFrame): Promise<SpooledResultFrame>;
+  async add(result: Result | HeldFrame): Promise<HeldFrame>;
+  async add(result: Result | HeldFrame): Promise<HeldFrame> {
+    const frame =
+      result instanceof ResultFrame || result instanceof SpooledResultFrame
+        ? result
+        : ResultFrame.of(result);
+    const before = this.items.get(frame.commandId);
     this.items.delete(frame.commandId);
     this.items.set(frame.commandId, frame);
+    if (before !== undefined && before !== frame && before.spooled) before.release();
     this.emitSize();
-    await this.journal?.putRaw(OUTBOX_KEY_PREFIX + frame.commandId, frame.text);
+    await this.journal?.putRaw(
+      OUTBOX_KEY_PREFIX + frame.commandId,
+      frame.spooled ? frame.ref() : frame.text,
+    );
     return frame;
   }
 
@@ -110,10 +131,15 @@ export class Outbox {
 
   /** Removes an acknowledged result. Returns false when the command id was not in the outbox. */
   async ack(commandId: string): Promise<boolean> {
-    if (!this.items.delete(commandId)) return false;
+    const frame = this.items.get(commandId);
+    if (frame === undefined) return false;
+    this.items.delete(commandId);
     this.emitSize();
     this.notifyIfEmpty();
     await this.journal?.delete(OUTBOX_KEY_PREFIX + commandId);
+    // The file goes once its reference is gone from the journal (a crash in between
+    // leaves a file that the next start sweeps, never a reference without its file).
+    if (frame.spooled) frame.release();
     return true;
   }
 

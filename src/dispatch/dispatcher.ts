@@ -37,7 +37,8 @@ import {
   type Envelope,
   type Result,
 } from '../protocol/messages.js';
-import { ResultFrame } from '../protocol/result-frame.js';
+import { ResultFrame, type HeldFrame } from '../protocol/result-frame.js';
+import type { SpoolWriter } from '../controlplane/spool.js';
 import { scrubText } from '../observability/logger.js';
 import type { StateJournal } from '../state/journal.js';
 import { IdempotencyStore } from './idempotency.js';
@@ -72,14 +73,24 @@ export interface DispatcherOptions {
   maxClockSkewMs?: number;
   /** Keeps the command-id record across restarts (`src/state/`); memory only when absent. */
   journal?: StateJournal;
+  /**
+   * Where a `discover` writes its large output page by page (`ctx.sink`), keeping memory
+   * bounded (`src/controlplane/spool.ts`); outputs are built in memory when absent.
+   */
+  spool?: { begin(commandId: string, kind: CommandKind): SpoolWriter };
 }
 
-export type ResultHandler = (result: Result, frame: ResultFrame) => void;
+/**
+ * Receives each result: the object and its held frame. For a result spooled to a file
+ * the object carries `output: {}` (the output is only in the file; the frame is what is
+ * sent).
+ */
+export type ResultHandler = (result: Result, frame: HeldFrame) => void;
 
 export type SubmitOutcome =
   | { status: 'accepted' }
   | { status: 'running' }
-  | { status: 'done'; result: ResultFrame }
+  | { status: 'done'; result: HeldFrame }
   | { status: 'rejected'; error: LatchkeyError };
 
 /** Higher runs first. */
@@ -539,6 +550,8 @@ export class Dispatcher {
         once: true,
       });
     });
+    const sink =
+      envelope.kind === 'discover' ? this.opts.spool?.begin(envelope.id, 'discover') : undefined;
     const ctx: CallContext = {
       commandId: envelope.id,
       integration: envelope.integration,
@@ -546,6 +559,7 @@ export class Dispatcher {
       get logger() {
         return job.logger;
       },
+      ...(sink === undefined ? {} : { sink }),
     };
     const call = callDriver(job.driver, ctx, envelope);
     let callEnded = false;
@@ -568,7 +582,11 @@ export class Dispatcher {
     try {
       const output = await Promise.race([call, aborted]);
       const parsed = OUTPUT_SCHEMAS[envelope.kind].safeParse(output);
-      if (!parsed.success) {
+      if (parsed.success && sink?.used === true) {
+        // Pages were written as they came: the rest of the output closes the spool.
+        await Promise.race([sink.complete(parsed.data), aborted]);
+        this.finish(job, { spooled: sink });
+      } else if (!parsed.success) {
         job.logger.error(
           {
             issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), code: i.code })),
@@ -605,6 +623,8 @@ export class Dispatcher {
       }
     } finally {
       clearTimeout(job.timer);
+      // Unused, failed or abandoned: its file goes (a no-op once the result is finished).
+      if (sink !== undefined) void sink.discard();
     }
     this.pump();
   }
@@ -659,7 +679,7 @@ export class Dispatcher {
    */
   private finish(
     job: Job,
-    outcome: { output: Record<string, unknown> } | { error: unknown },
+    outcome: { output: Record<string, unknown> } | { spooled: SpoolWriter } | { error: unknown },
     holdSlot = false,
   ): void {
     if (job.state === 'done') return;
@@ -687,7 +707,33 @@ export class Dispatcher {
 
     let result: Result;
     let code: WireError['code'] | undefined;
-    if ('output' in outcome) {
+    let frame: HeldFrame | undefined;
+    if ('spooled' in outcome) {
+      try {
+        frame = outcome.spooled.finish(timings);
+        result = {
+          type: 'result',
+          commandId,
+          kind: envelope.kind,
+          status: 'ok',
+          output: {},
+          timings,
+        };
+      } catch (err) {
+        void outcome.spooled.discard();
+        job.logger.error({ err }, 'could not complete the spooled result');
+        const error = wireErrorOf(new LatchkeyError('E_INTERNAL', 'could not write the result'));
+        code = error.code;
+        result = {
+          type: 'result',
+          commandId,
+          kind: envelope.kind,
+          status: 'error',
+          error,
+          timings,
+        };
+      }
+    } else if ('output' in outcome) {
       result = {
         type: 'result',
         commandId,
@@ -702,7 +748,7 @@ export class Dispatcher {
       result = { type: 'result', commandId, kind: envelope.kind, status: 'error', error, timings };
     }
 
-    const frame = ResultFrame.of(result);
+    frame ??= ResultFrame.of(result);
     this.store.markDone(commandId, job.digest, frame);
     this.opts.events.emit('command:finished', {
       commandId,

@@ -23,7 +23,7 @@
  * the same event-loop turn, shares their fsync, and the result is sent only after it.
  */
 import { z } from 'zod';
-import { ResultFrame } from '../protocol/result-frame.js';
+import { ResultFrame, type HeldFrame } from '../protocol/result-frame.js';
 import type { StateJournal } from '../state/journal.js';
 
 /** Journal key prefix of command-id records. */
@@ -40,7 +40,7 @@ const RecordSchema = z.object({
 
 export type IdempotencyEntry =
   | { digest: string; state: 'running' }
-  | { digest: string; state: 'done'; result: ResultFrame }
+  | { digest: string; state: 'done'; result: HeldFrame }
   | { digest: string; state: 'forgotten' };
 
 type Stored = IdempotencyEntry & { retainUntil: number };
@@ -109,7 +109,16 @@ export class IdempotencyStore {
     }
     const u = Number.isFinite(e.retainUntil) ? e.retainUntil : null;
     const head = `{"d":${JSON.stringify(e.digest)},"s":"${e.state}","u":${JSON.stringify(u)}`;
-    void journal.putRaw(key, e.state === 'done' ? `${head},"r":${e.result.text}}` : `${head}}`);
+    if (e.state !== 'done') {
+      void journal.putRaw(key, `${head}}`);
+    } else if (e.result.spooled) {
+      // A spooled result is kept once, by the outbox: after a restart its id is
+      // remembered as run (E_REPLAY for a duplicate), never run again.
+      const d = JSON.stringify(e.digest);
+      void journal.putRaw(key, `{"d":${d},"s":"forgotten","u":${JSON.stringify(u)}}`);
+    } else {
+      void journal.putRaw(key, `${head},"r":${e.result.text}}`);
+    }
   }
 
   get(commandId: string): IdempotencyEntry | undefined {
@@ -119,6 +128,8 @@ export class IdempotencyStore {
       case 'running':
         return { digest: e.digest, state: 'running' };
       case 'done':
+        // A spooled result whose file is gone (acknowledged) is no longer held.
+        if (!e.result.held) return { digest: e.digest, state: 'forgotten' };
         return { digest: e.digest, state: 'done', result: e.result };
       case 'forgotten':
         return { digest: e.digest, state: 'forgotten' };
@@ -145,7 +156,7 @@ export class IdempotencyStore {
     this.evict();
   }
 
-  markDone(commandId: string, digest: string, result: ResultFrame): void {
+  markDone(commandId: string, digest: string, result: HeldFrame): void {
     const retainUntil = this.entries.get(commandId)?.retainUntil ?? Number.POSITIVE_INFINITY;
     // Re-insert so that the most recently finished are kept longest.
     this.entries.delete(commandId);

@@ -35,9 +35,12 @@ import type {
   Credentials,
   DiscoverOutput,
   DiscoverParams,
+  DiscoveredResource,
   GrantOutput,
   GrantParams,
   Integration,
+  InventoryEntry,
+  InventoryPrincipal,
   RevokeOutput,
   RevokeParams,
   RotateOutput,
@@ -80,6 +83,24 @@ export interface CallContext {
   /** Aborted on deadline, cancel or forced shutdown. */
   signal: AbortSignal;
   logger: Logger;
+  /**
+   * Where a `discover` may write its large arrays page by page instead of returning them
+   * (set by the agent when it spools results, `src/controlplane/spool.ts`). A driver that
+   * uses it leaves those arrays out of (or empty in) what it returns; one that ignores it
+   * returns everything as usual.
+   */
+  sink?: DiscoverSink;
+}
+
+/**
+ * Pages of a `discover` output, written as they are produced (bounded memory). The calls
+ * come in this order: `resources` pages, then `inventory` once, then its `entries`
+ * pages; each resolves once the page is checked and written (await it: backpressure).
+ */
+export interface DiscoverSink {
+  resources(page: readonly DiscoveredResource[]): Promise<void>;
+  inventory(principals: readonly InventoryPrincipal[]): Promise<void>;
+  entries(page: readonly InventoryEntry[]): Promise<void>;
 }
 
 export interface SweepReport {

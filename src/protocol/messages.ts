@@ -356,6 +356,8 @@ export const DiscoveredResourceSchema = z.object({
   metadata: z.record(z.string(), z.unknown()),
 });
 
+export type DiscoveredResource = z.infer<typeof DiscoveredResourceSchema>;
+
 export const DiscoverOutputSchema = z.object({
   resources: z.array(DiscoveredResourceSchema),
   permissions: z.array(z.object({ id: z.string(), name: z.string() })),

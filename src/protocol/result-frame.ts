@@ -10,6 +10,9 @@
  * this text on demand (`nextChunk`): no copy of the whole result is made for it.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { z } from 'zod';
 import { ResultSchema, type CommandKind, type Result } from './messages.js';
 
 export class ResultFrame {
@@ -25,8 +28,23 @@ export class ResultFrame {
     readonly timings: Result['timings'],
   ) {}
 
+  /** Always false: the text is in memory (see `SpooledResultFrame`). */
+  readonly spooled = false;
+  /** Always true: an in-memory frame is held until dropped. */
+  readonly held = true;
+
   static of(result: Result): ResultFrame {
     return new ResultFrame(result.commandId, JSON.stringify(result), result.kind, result.timings);
+  }
+
+  /** A frame of a text serialized elsewhere (a result spool that never left memory). */
+  static fromText(
+    commandId: string,
+    text: string,
+    kind: CommandKind,
+    timings: Result['timings'],
+  ): ResultFrame {
+    return new ResultFrame(commandId, text, kind, timings);
   }
 
   /** A stored frame, kept byte for byte; undefined when the text is not a valid result. */
@@ -65,19 +83,212 @@ export class ResultFrame {
    * control plane does not take chunks: `E_TOO_LARGE`, same command id, kind and timings.
    */
   tooLarge(maxFrameBytes: number): ResultFrame {
-    return ResultFrame.of({
-      type: 'result',
-      commandId: this.commandId,
-      kind: this.kind,
-      status: 'error',
-      error: {
-        code: 'E_TOO_LARGE',
-        message: `result of ${this.bytes} bytes exceeds the frame limit of ${maxFrameBytes} bytes and the control plane did not accept result chunks (welcome.resultChunks)`,
-        retryable: false,
+    return tooLargeFrame(this, maxFrameBytes);
+  }
+}
+
+function tooLargeFrame(
+  frame: { commandId: string; kind: CommandKind; timings: Result['timings']; bytes: number },
+  maxFrameBytes: number,
+): ResultFrame {
+  return ResultFrame.of({
+    type: 'result',
+    commandId: frame.commandId,
+    kind: frame.kind,
+    status: 'error',
+    error: {
+      code: 'E_TOO_LARGE',
+      message: `result of ${frame.bytes} bytes exceeds the frame limit of ${maxFrameBytes} bytes and the control plane did not accept result chunks (welcome.resultChunks)`,
+      retryable: false,
+    },
+    timings: frame.timings,
+  });
+}
+
+const SpoolRefSchema = z.object({
+  spool: z.object({
+    file: z.string().regex(/^[A-Za-z0-9._-]{1,200}$/),
+    commandId: z.string(),
+    kind: z.string(),
+    timings: ResultSchema.shape.timings,
+    bytes: z.number().int().nonnegative(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  }),
+});
+
+/**
+ * A result serialized to a file (a spool, `src/controlplane/spool.ts`) while it was
+ * produced: a discover output too large to hold in memory. Its size and SHA-256 are known
+ * once the file is complete; `result-chunk` frames are read from the file on demand
+ * (`chunkAt`). The outbox and the state journal keep its reference (`ref`), never its
+ * text; `release` removes the file (after the control plane's `result-ack`).
+ */
+export class SpooledResultFrame {
+  readonly spooled = true;
+  private released = false;
+
+  constructor(
+    readonly commandId: string,
+    readonly kind: CommandKind,
+    readonly timings: Result['timings'],
+    /** The spool file. */
+    readonly path: string,
+    readonly bytes: number,
+    readonly sha256: string,
+  ) {}
+
+  /** The record kept for it in the outbox journal (JSON, small). */
+  ref(): string {
+    return JSON.stringify({
+      spool: {
+        file: basename(this.path),
+        commandId: this.commandId,
+        kind: this.kind,
+        timings: this.timings,
+        bytes: this.bytes,
+        sha256: this.sha256,
       },
-      timings: this.timings,
     });
   }
+
+  /**
+   * The frame a reference (`ref`) names, its file in `dir`; undefined when the text is
+   * not a reference, or the file is missing or not of the size recorded.
+   */
+  static fromRef(text: string, dir: string): SpooledResultFrame | undefined {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+    const parsed = SpoolRefSchema.safeParse(json);
+    if (!parsed.success) return undefined;
+    const r = parsed.data.spool;
+    const kind = ResultSchema.shape.kind.safeParse(r.kind);
+    if (!kind.success) return undefined;
+    const path = join(dir, r.file);
+    try {
+      if (statSync(path).size !== r.bytes) return undefined;
+    } catch {
+      return undefined;
+    }
+    return new SpooledResultFrame(r.commandId, kind.data, r.timings, path, r.bytes, r.sha256);
+  }
+
+  /** True until `release`: the file is there. */
+  get held(): boolean {
+    return !this.released;
+  }
+
+  /** Removes the file (the result was acknowledged). Never throws. */
+  release(): void {
+    this.released = true;
+    try {
+      rmSync(this.path, { force: true });
+    } catch {
+      // swept at the next start
+    }
+  }
+
+  /** The whole text (for a result that fits one frame after all, and for tests). */
+  readText(): string {
+    return readFileSync(this.path, 'utf8');
+  }
+
+  /** The result as an object (reads the file; for inspection and tests). */
+  result(): Result {
+    return ResultSchema.parse(JSON.parse(this.readText()));
+  }
+
+  tooLarge(maxFrameBytes: number): ResultFrame {
+    return tooLargeFrame(this, maxFrameBytes);
+  }
+
+  /** True when byte `offset` starts a character (or is the end). */
+  isBoundary(offset: number): boolean {
+    if (offset === 0 || offset === this.bytes) return true;
+    if (offset < 0 || offset > this.bytes) return false;
+    const b = Buffer.alloc(1);
+    const fd = openSync(this.path, 'r');
+    try {
+      readSync(fd, b, 0, 1, offset);
+    } finally {
+      closeSync(fd);
+    }
+    return ((b[0] ?? 0) & 0xc0) !== 0x80;
+  }
+
+  /** The next `result-chunk` from byte `startByte` (a character boundary), read from the file. */
+  chunkAt(startByte: number, maxFrameBytes: number): ResultChunkPiece {
+    const overhead = chunkOverhead(this, startByte);
+    const budget = maxFrameBytes - overhead;
+    // A character takes at least as many bytes escaped as raw: `budget` raw bytes suffice.
+    const want = Math.max(0, Math.min(budget, this.bytes - startByte));
+    const buf = Buffer.alloc(want);
+    const fd = openSync(this.path, 'r');
+    let got = 0;
+    try {
+      while (got < want) {
+        const n = readSync(fd, buf, got, want - got, startByte + got);
+        if (n === 0) break;
+        got += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const text = buf.subarray(0, completeUtf8(buf, got)).toString('utf8');
+    const { endChar, raw } = fit(text, 0, budget);
+    if (endChar === 0) {
+      throw new RangeError(`a result chunk does not fit in ${maxFrameBytes} bytes`);
+    }
+    const endByte = startByte + raw;
+    return {
+      text: chunkText(this, startByte, text.slice(0, endChar)),
+      endByte,
+      endChar: endByte,
+    };
+  }
+}
+
+/** A result held until acknowledged: its text in memory, or in a spool file. */
+export type HeldFrame = ResultFrame | SpooledResultFrame;
+
+/** Bytes of `buf[0, len)` that end on a complete UTF-8 character. */
+function completeUtf8(buf: Buffer, len: number): number {
+  let i = len;
+  let back = 0;
+  while (i > 0 && back < 4) {
+    const b = buf[i - 1] ?? 0;
+    if ((b & 0xc0) !== 0x80) {
+      const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+      return back + 1 >= need ? len : i - 1;
+    }
+    i--;
+    back++;
+  }
+  return i;
+}
+
+interface ChunkHead {
+  commandId: string;
+  bytes: number;
+  sha256: string;
+}
+
+function chunkOverhead(frame: ChunkHead, startByte: number): number {
+  return Buffer.byteLength(chunkText(frame, startByte, ''), 'utf8');
+}
+
+function chunkText(frame: ChunkHead, offset: number, data: string): string {
+  return JSON.stringify({
+    type: 'result-chunk',
+    commandId: frame.commandId,
+    offset,
+    size: frame.bytes,
+    sha256: frame.sha256,
+    data,
+  });
 }
 
 /** One `result-chunk` cut from a frame's text. */
@@ -115,17 +326,23 @@ export function nextChunk(
   startByte: number,
   maxFrameBytes: number,
 ): ResultChunkPiece {
-  const head = {
-    type: 'result-chunk',
-    commandId: frame.commandId,
-    offset: startByte,
-    size: frame.bytes,
-    sha256: frame.sha256,
-    data: '',
+  const budget = maxFrameBytes - chunkOverhead(frame, startByte);
+  const { endChar, raw } = fit(frame.text, startChar, budget);
+  if (endChar === startChar) {
+    throw new RangeError(`a result chunk does not fit in ${maxFrameBytes} bytes`);
+  }
+  return {
+    text: chunkText(frame, startByte, frame.text.slice(startChar, endChar)),
+    endByte: startByte + raw,
+    endChar,
   };
-  const overhead = Buffer.byteLength(JSON.stringify(head), 'utf8');
-  const budget = maxFrameBytes - overhead;
-  const text = frame.text;
+}
+
+/**
+ * How much of `text` from `startChar` fits in `budget` bytes once written as a JSON
+ * string: the UTF-16 index after it and its raw UTF-8 bytes. Never cuts a surrogate pair.
+ */
+function fit(text: string, startChar: number, budget: number): { endChar: number; raw: number } {
   let i = startChar;
   let used = 0;
   let raw = 0;
@@ -156,15 +373,7 @@ export function nextChunk(
     raw += r;
     i += units;
   }
-  if (i === startChar) {
-    throw new RangeError(`a result chunk does not fit in ${maxFrameBytes} bytes`);
-  }
-  const data = text.slice(startChar, i);
-  return {
-    text: JSON.stringify({ ...head, data }),
-    endByte: startByte + raw,
-    endChar: i,
-  };
+  return { endChar: i, raw };
 }
 
 /**

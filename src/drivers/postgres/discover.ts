@@ -6,6 +6,7 @@
  * result or string in memory at once, and a deadline can stop it between pages.
  */
 import type { DiscoverOutput } from '../../protocol/messages.js';
+import type { DiscoverSink } from '../driver.js';
 import { throwIfAborted } from '../sql/core.js';
 import type { SqlScope } from '../sql/dialect.js';
 import { BASE_PERMISSIONS, databaseId, roleId, schemaId, tableId } from '../sql/resources.js';
@@ -27,6 +28,11 @@ export interface DiscoverOptions {
   /** Only these databases; default every database the service account can connect to. */
   databases?: readonly string[] | undefined;
   pageSize?: number;
+  /**
+   * Write the resources here page by page (bounded memory) instead of returning them:
+   * the output's `resources` is then empty.
+   */
+  sink?: DiscoverSink | undefined;
 }
 
 export async function discoverPostgres(
@@ -35,6 +41,12 @@ export async function discoverPostgres(
 ): Promise<DiscoverOutput> {
   const out: DiscoverOutput = { resources: [], permissions: [...BASE_PERMISSIONS], warnings: [] };
   const pageSize = opts.pageSize ?? DISCOVER_PAGE_SIZE;
+  const sink = opts.sink;
+  /** Hands what was found so far to the sink (with one): at most a page is held. */
+  const emit = async (): Promise<void> => {
+    if (sink === undefined || out.resources.length === 0) return;
+    await sink.resources(out.resources.splice(0));
+  };
   const dbRows = await scope.session.query(
     `SELECT datname, pg_get_userbyid(datdba) AS owner,
             has_database_privilege(datname, 'CONNECT') AS can_connect
@@ -104,6 +116,7 @@ export async function discoverPostgres(
             });
             after = [schema, table];
           }
+          await emit();
           if (page.length < pageSize) break;
         }
       });
@@ -141,5 +154,6 @@ export async function discoverPostgres(
     if (danger === null)
       out.permissions.push({ id: `role:${role}`, name: `Member of role ${role}` });
   }
+  await emit();
   return out;
 }

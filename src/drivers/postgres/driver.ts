@@ -47,7 +47,12 @@ import type { PostgresConfig } from './config.js';
 import { PostgresDialect, quoteIdent, quoteLiteral, str, type PgScope } from './dialect.js';
 import { journalSchemaName } from './guardrails.js';
 import { discoverPostgres } from './discover.js';
-import { inventoryPostgres, removeStandingPostgres, type InventoryOptions } from './inventory.js';
+import {
+  inventoryPostgres,
+  removeStandingPostgres,
+  streamInventoryPostgres,
+  type InventoryOptions,
+} from './inventory.js';
 import { mapPgError } from './errors.js';
 import {
   PgPools,
@@ -278,18 +283,20 @@ export class PostgresDriver implements Driver {
 
   discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
     return this.withScope(ctx, async (scope, cfg) => {
+      // With a sink (the agent's spool) resources and inventory entries are written page
+      // by page as they are read, never all held (docs/drivers/postgres.md).
+      const sink = ctx.sink;
       const out = await discoverPostgres(scope, {
         databases: cfg.databases,
+        sink,
         ...(this.options.discoverPageSize === undefined
           ? {}
           : { pageSize: this.options.discoverPageSize }),
       });
       if (params?.include?.includes('privileges') === true) {
-        const { inventory } = await inventoryPostgres(
-          scope,
-          await this.inventoryOptions(scope, cfg),
-        );
-        out.inventory = inventory;
+        const opts = await this.inventoryOptions(scope, cfg);
+        if (sink === undefined) out.inventory = (await inventoryPostgres(scope, opts)).inventory;
+        else await streamInventoryPostgres(scope, opts, sink);
       }
       return out;
     });

@@ -36,6 +36,7 @@ import type {
 } from '../../protocol/messages.js';
 import { throwIfAborted } from '../sql/core.js';
 import type { SqlScope, SqlSession } from '../sql/dialect.js';
+import type { DiscoverSink } from '../driver.js';
 import { isHoldingMarker, isUserMarker, parseMinimalGrantMarker } from '../sql/marker.js';
 import { databaseId, roleId, schemaId, tableId } from '../sql/resources.js';
 import { quoteIdent, str } from './dialect.js';
@@ -66,7 +67,7 @@ export type EntryTarget =
       database: string;
       schema: string | null;
       owner: string;
-      objtype: 'TABLES' | 'SEQUENCES' | 'FUNCTIONS' | 'TYPES' | 'SCHEMAS';
+      objtype: 'TABLES' | 'SEQUENCES' | 'FUNCTIONS' | 'TYPES' | 'SCHEMAS' | 'PROCEDURES';
     }
   | { kind: 'membership'; role: string }
   | { kind: 'attribute' };
@@ -156,6 +157,44 @@ export async function inventoryPostgres(
   scope: SqlScope,
   opts: InventoryOptions,
 ): Promise<{ inventory: Inventory; rich: RichEntry[] }> {
+  const { principals, roles, memberOf, managedRoles, databases, add, direct } = await readHead(
+    scope,
+    opts,
+  );
+  const pageSize = opts.pageSize ?? INVENTORY_TABLE_PAGE;
+  for (const db of databases) {
+    throwIfAborted(scope.signal);
+    await scope.onDatabase(db, (s) =>
+      readDatabase(s, db, journalSchemaName(scope.prefix), pageSize, scope.signal, add),
+    );
+  }
+
+  return expandInventory({
+    principals,
+    roles,
+    memberOf,
+    direct,
+    managed: managedRoles,
+    databases,
+    publicKey: 0,
+    skip: (r) => r.name.startsWith('pg_'),
+    withTargets: opts.withTargets === true,
+  });
+}
+
+/** Roles, memberships and database ACLs: what every inventory starts from (small). */
+async function readHead(
+  scope: SqlScope,
+  opts: InventoryOptions,
+): Promise<{
+  principals: InventoryPrincipal[];
+  roles: Map<number, RoleRow>;
+  memberOf: Map<number, { role: number; admin: boolean }[]>;
+  managedRoles: Map<number, { grantId?: string }>;
+  databases: string[];
+  direct: Map<number, Direct[]>;
+  add: (holder: number, d: Direct) => void;
+}> {
   const session = scope.session;
   const roleRows = await session.query(
     `SELECT oid::int8::text AS oid, rolname, rolcanlogin, rolsuper, rolcreaterole,
@@ -255,25 +294,145 @@ export async function inventoryPostgres(
     });
   }
 
-  const pageSize = opts.pageSize ?? INVENTORY_TABLE_PAGE;
-  for (const db of databases) {
-    throwIfAborted(scope.signal);
-    await scope.onDatabase(db, (s) =>
-      readDatabase(s, db, journalSchemaName(scope.prefix), pageSize, scope.signal, add),
-    );
-  }
+  return { principals, roles, memberOf, managedRoles, databases, direct, add };
+}
 
-  return expandInventory({
+/** Entries per page handed to the sink by `streamInventoryPostgres`. */
+export const INVENTORY_STREAM_PAGE = 2000;
+/** Tables whose ACLs one query reads when streaming (each row is a table × holder). */
+export const INVENTORY_STREAM_TABLE_PAGE = 100;
+
+/** Who gets the direct entries of a holder, and how. */
+interface Reach {
+  principalId: string;
+  /** The holder is the principal itself (not reached through a role). */
+  own: boolean;
+  chain?: string[];
+  managed: { grantId?: string } | undefined;
+}
+
+/**
+ * The inventory written to `sink` in pages (`discover` with a sink: the agent's bounded
+ * memory path, docs/drivers/postgres.md): the same principals and entries as
+ * `inventoryPostgres`, in another order (memberships and attributes first, then each
+ * ACL item as it is read, for the holder and every principal reaching it through roles).
+ * Only the roles and memberships are held; ACLs are read in keyset pages of
+ * `tablePageSize` tables and never all held at once.
+ */
+export async function streamInventoryPostgres(
+  scope: SqlScope,
+  opts: InventoryOptions,
+  sink: DiscoverSink,
+  sizes: { entries?: number; tables?: number } = {},
+): Promise<void> {
+  const pageEntries = sizes.entries ?? INVENTORY_STREAM_PAGE;
+  const tablePage = sizes.tables ?? INVENTORY_STREAM_TABLE_PAGE;
+  let page: InventoryEntry[] = [];
+  const held: [number, Direct][] = [];
+  const head = await readHead(scope, opts);
+  const { principals, roles, memberOf, managedRoles, databases } = head;
+  await sink.inventory(principals);
+
+  // Who reaches each holder: itself, and every principal with it in its closure.
+  const reach = new Map<number, Reach[]>();
+  const reached = (holder: number, r: Reach): void => {
+    const list = reach.get(holder);
+    if (list === undefined) reach.set(holder, [r]);
+    else list.push(r);
+  };
+  reached(0, { principalId: PUBLIC_ID, own: true, managed: undefined });
+  const flush = async (force: boolean): Promise<void> => {
+    if (page.length === 0 || (!force && page.length < pageEntries)) return;
+    const out = page;
+    page = [];
+    await sink.entries(out);
+  };
+  // Memberships and attributes (the closure walk of `expandInventory`), per principal.
+  // The graph is in memory: a fresh graph with no direct entries yields exactly these.
+  const noDirect = new Map<number, Direct[]>();
+  const { inventory: base } = expandInventory({
     principals,
     roles,
     memberOf,
-    direct,
+    direct: noDirect,
     managed: managedRoles,
     databases,
     publicKey: 0,
     skip: (r) => r.name.startsWith('pg_'),
-    withTargets: opts.withTargets === true,
   });
+  for (const e of base.entries) {
+    page.push(e);
+    await flush(false);
+  }
+  for (const [key, role] of roles) {
+    if (role.name.startsWith('pg_')) continue;
+    const pid = principalIdOf(role);
+    reached(key, { principalId: pid, own: true, managed: managedRoles.get(key) });
+    const seen = new Set<number>([key]);
+    let frontier: { key: number; chain: string[] }[] = [{ key, chain: [] }];
+    while (frontier.length > 0) {
+      const next: { key: number; chain: string[] }[] = [];
+      for (const f of frontier) {
+        for (const m of memberOf.get(f.key) ?? []) {
+          if (seen.has(m.role)) continue;
+          seen.add(m.role);
+          const target = roles.get(m.role);
+          if (target === undefined) continue;
+          const chain = [...f.chain, target.name];
+          reached(m.role, {
+            principalId: pid,
+            own: false,
+            chain,
+            managed: managedRoles.get(m.role),
+          });
+          next.push({ key: m.role, chain });
+        }
+      }
+      frontier = next;
+    }
+  }
+
+  const entriesOf = (holder: number, d: Direct): void => {
+    for (const r of reach.get(holder) ?? []) {
+      const via: InventoryEntry['via'] = d.defaults
+        ? 'default-privileges'
+        : holder === 0
+          ? 'public'
+          : r.own
+            ? 'direct'
+            : 'role';
+      page.push({
+        principalId: r.principalId,
+        resourceId: d.resourceId,
+        permission: levelOf(d.privileges),
+        privileges: d.privileges,
+        via,
+        ...(r.chain === undefined ? {} : { chain: r.chain }),
+        ...(d.source === undefined ? {} : { source: d.source }),
+        managedByAgent: r.managed !== undefined,
+        ...(r.managed?.grantId === undefined ? {} : { grantId: r.managed.grantId }),
+      });
+    }
+  };
+  const drain = async (): Promise<void> => {
+    for (const [holder, d] of held.splice(0)) {
+      entriesOf(holder, d);
+      await flush(false);
+    }
+  };
+  for (const [holder, list] of head.direct) for (const d of list) held.push([holder, d]);
+  await drain();
+  const add = (holder: number, d: Direct): void => {
+    held.push([holder, d]);
+  };
+  for (const db of databases) {
+    throwIfAborted(scope.signal);
+    await scope.onDatabase(db, (s) =>
+      readDatabase(s, db, journalSchemaName(scope.prefix), tablePage, scope.signal, add, drain),
+    );
+  }
+  await drain();
+  await flush(true);
 }
 
 /** What a driver read, keyed by its own role keys (PostgreSQL oids, Redshift `u:`/`r:` ids). */
@@ -411,6 +570,7 @@ async function readDatabase(
   pageSize: number,
   signal: AbortSignal,
   add: (holder: number, d: Direct) => void,
+  afterPage: () => Promise<void> = () => Promise.resolve(),
 ): Promise<void> {
   for (const row of await s.query(
     `SELECT n.nspname, n.nspowner::int8::text AS owner, a.grantee::int8::text AS grantee,
@@ -473,6 +633,7 @@ async function readDatabase(
         ...(ownership ? { source: 'owner' } : {}),
       });
     }
+    await afterPage();
     if (tables < pageSize) break;
   }
   for (const row of await s.query(
@@ -558,16 +719,8 @@ function matches(t: StandingTarget, e: InventoryEntry): boolean {
   );
 }
 
-/**
- * Plans (dry run) or applies the removal of standing access. Every target is checked
- * before anything runs; applied statements run in one transaction, in the one database
- * the targets name (role memberships are cluster-wide and run there too).
- */
-export async function removeStandingPostgres(
-  scope: SqlScope,
-  params: StandingCleanupParams,
-  opts: InventoryOptions,
-): Promise<CleanupOutput> {
+/** The one database the targets of a standing cleanup name (undefined: roles only). */
+export function databaseOfStanding(params: StandingCleanupParams): string | undefined {
   const dbs = new Set<string>();
   for (const t of params.standing) {
     const db = databaseOfResource(t.resourceId);
@@ -579,12 +732,24 @@ export async function removeStandingPostgres(
       'a standing cleanup names resources of one database at a time (it runs in one transaction)',
     );
   }
-  const database = [...dbs][0];
-  const { inventory, rich } = await inventoryPostgres(scope, {
-    ...opts,
-    withTargets: true,
-    databases: database === undefined ? [] : [database],
-  });
+  return [...dbs][0];
+}
+
+/**
+ * Decides each target of a standing cleanup against the inventory read with its targets
+ * (`rich`): `absent`, `refused` (service account, protected, superuser or attribute,
+ * system principal, the agent's own roles and grants, ownership, a membership of such a
+ * role) or `planned`/`removed` with the exact statements (`statementFor`). Shared by
+ * PostgreSQL and Redshift, which differ only in the statements.
+ * @returns the outcomes, the statements to run in order, and whether to run them (never
+ *   when one target is refused: the answer is then a dry run)
+ */
+export function planStanding(
+  params: StandingCleanupParams,
+  inventory: Inventory,
+  rich: readonly RichEntry[],
+  statementFor: (r: RichEntry) => string,
+): { outcomes: StandingOutcome[]; statements: string[]; apply: boolean } {
   const principals = new Map(inventory.principals.map((p) => [p.id, p]));
   const outcomes: StandingOutcome[] = [];
   const statements: string[] = [];
@@ -609,11 +774,11 @@ export async function removeStandingPostgres(
       continue;
     }
     if (flags.has('protected')) {
-      refuse('the principal is marked protected (role comment)');
+      refuse('the principal is marked protected');
       continue;
     }
-    if (flags.has('superuser') || target.via === 'attribute') {
-      refuse('a superuser or an attribute is not a grant that cleanup removes');
+    if (flags.has('superuser') || flags.has('system') || target.via === 'attribute') {
+      refuse('a superuser, a system principal or an attribute is not a grant that cleanup removes');
       continue;
     }
     if (p?.managedByAgent === true || found.some((r) => r.entry.managedByAgent)) {
@@ -648,19 +813,47 @@ export async function removeStandingPostgres(
   if (!apply) {
     for (const o of outcomes) if (o.status === 'removed') o.status = 'planned';
   }
-  if (apply && statements.length > 0) {
-    const run = async (s: SqlSession): Promise<void> => {
-      await s.query('BEGIN');
-      try {
-        for (const sql of statements) await s.query(sql);
-        await s.query('COMMIT');
-      } catch (err) {
-        await s.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-    };
-    if (database === undefined) await run(scope.session);
-    else await scope.onDatabase(database, run);
-  }
+  return { outcomes, statements, apply };
+}
+
+/** Runs `statements` in one transaction on `database` (or the scope's own session). */
+export async function runStanding(
+  scope: SqlScope,
+  database: string | undefined,
+  statements: readonly string[],
+): Promise<void> {
+  if (statements.length === 0) return;
+  const run = async (s: SqlSession): Promise<void> => {
+    await s.query('BEGIN');
+    try {
+      for (const sql of statements) await s.query(sql);
+      await s.query('COMMIT');
+    } catch (err) {
+      await s.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  };
+  if (database === undefined) await run(scope.session);
+  else await scope.onDatabase(database, run);
+}
+
+/**
+ * Plans (dry run) or applies the removal of standing access. Every target is checked
+ * before anything runs; applied statements run in one transaction, in the one database
+ * the targets name (role memberships are cluster-wide and run there too).
+ */
+export async function removeStandingPostgres(
+  scope: SqlScope,
+  params: StandingCleanupParams,
+  opts: InventoryOptions,
+): Promise<CleanupOutput> {
+  const database = databaseOfStanding(params);
+  const { inventory, rich } = await inventoryPostgres(scope, {
+    ...opts,
+    withTargets: true,
+    databases: database === undefined ? [] : [database],
+  });
+  const { outcomes, statements, apply } = planStanding(params, inventory, rich, statementFor);
+  if (apply) await runStanding(scope, database, statements);
   return { dropped: [], kept: [], standing: outcomes, dryRun: !apply };
 }

@@ -5,7 +5,9 @@
  * - `clusterIdentifier`: the provisioned cluster, for `authType: "iam-auth"`, where the
  *   service account's temporary credentials come from `redshift:GetClusterCredentials`
  *   (`DbUser` = `username`);
- * - `credentialsDurationSeconds`: 900..3600, default 900.
+ * - `credentialsDurationSeconds`: 900..3600, default 900;
+ * - `protectedPrincipals`: user and role names a standing cleanup never changes
+ *   (Redshift has no role comments to mark them, as PostgreSQL does).
  */
 import { z } from 'zod';
 import { LatchkeyError } from '../../errors.js';
@@ -24,16 +26,23 @@ const RedshiftOnlySchema = z.object({
     .regex(/^[a-z][a-z0-9-]*$/)
     .optional(),
   credentialsDurationSeconds: z.number().int().min(900).max(3600).optional(),
+  protectedPrincipals: z.array(z.string().min(1).max(128)).max(1000).optional(),
 });
 
 export interface RedshiftConfig extends PostgresConfig {
   readonly clusterIdentifier: string | undefined;
   readonly credentialsDurationSeconds: number;
+  readonly protectedPrincipals: readonly string[];
 }
 
 export function parseRedshiftConfig(integration: Integration): RedshiftConfig {
-  const { clusterIdentifier, credentialsDurationSeconds, ...rest } = integration.config;
-  const own = RedshiftOnlySchema.safeParse({ clusterIdentifier, credentialsDurationSeconds });
+  const { clusterIdentifier, credentialsDurationSeconds, protectedPrincipals, ...rest } =
+    integration.config;
+  const own = RedshiftOnlySchema.safeParse({
+    clusterIdentifier,
+    credentialsDurationSeconds,
+    protectedPrincipals,
+  });
   if (!own.success)
     throw new LatchkeyError('E_INVALID', `invalid redshift config: ${describeIssues(own.error)}`);
   const base = parsePostgresConfig(
@@ -50,5 +59,6 @@ export function parseRedshiftConfig(integration: Integration): RedshiftConfig {
     ...base,
     clusterIdentifier: own.data.clusterIdentifier,
     credentialsDurationSeconds: own.data.credentialsDurationSeconds ?? 900,
+    protectedPrincipals: Object.freeze([...(own.data.protectedPrincipals ?? [])]),
   });
 }

@@ -3,13 +3,13 @@
  * dialect, with svv_* discovery and GetClusterCredentials as an auth type.
  */
 import { RedshiftClient } from '@aws-sdk/client-redshift';
-import { LatchkeyError } from '../../errors.js';
 import type {
   CheckOutput,
   CleanupOutput,
   DiscoverOutput,
   DiscoverParams,
   Integration,
+  StandingCleanupParams,
 } from '../../protocol/messages.js';
 import { getRedshiftClusterCredentials } from '../../secrets/iam-auth.js';
 import type { RedshiftClusterCredentials } from '../../secrets/iam-auth.js';
@@ -24,7 +24,7 @@ import { parseRedshiftConfig } from './config.js';
 import type { RedshiftConfig } from './config.js';
 import { RedshiftDialect, redshiftPasswordHash } from './dialect.js';
 import { discoverRedshift } from './discover.js';
-import { inventoryRedshift } from './inventory.js';
+import { inventoryRedshift, removeStandingRedshift } from './inventory.js';
 
 /** Renew temporary credentials this long before they expire. */
 const RENEW_MARGIN_MS = 60_000;
@@ -103,22 +103,37 @@ export class RedshiftDriver extends PostgresDriver {
     return { ...super.coreOptions(cfg), iamAuth: false };
   }
 
-  /** Not yet on Redshift (docs/drivers/redshift.md, "Access inventory"). */
-  override removeStanding(): Promise<CleanupOutput> {
-    return Promise.reject(
-      new LatchkeyError('E_UNSUPPORTED', 'the redshift driver cannot remove standing access yet'),
+  /**
+   * Removes standing access listed by the inventory (docs/drivers/redshift.md, "Access
+   * inventory"): a dry run unless `params.apply`.
+   */
+  override removeStanding(ctx: CallContext, params: StandingCleanupParams): Promise<CleanupOutput> {
+    return this.withScope(ctx, async (scope, cfg) =>
+      removeStandingRedshift(scope, params, {
+        databases: cfg.databases,
+        grantRoles: await this.grantRoles(scope),
+        protectedPrincipals: (cfg as RedshiftConfig).protectedPrincipals,
+      }),
     );
+  }
+
+  private async grantRoles(scope: SqlScope): Promise<Map<string, string>> {
+    const grantRoles = new Map<string, string>();
+    for (const r of await this.dialect.listGrantRoles(scope, {})) {
+      grantRoles.set(r.role, r.grantId);
+    }
+    return grantRoles;
   }
 
   override discover(ctx: CallContext, params?: DiscoverParams): Promise<DiscoverOutput> {
     return this.withScope(ctx, async (scope, cfg) => {
       const out = await discoverRedshift(scope, { databases: cfg.databases });
       if (params?.include?.includes('privileges') === true) {
-        const grantRoles = new Map<string, string>();
-        for (const r of await this.dialect.listGrantRoles(scope, {})) {
-          grantRoles.set(r.role, r.grantId);
-        }
-        out.inventory = await inventoryRedshift(scope, { databases: cfg.databases, grantRoles });
+        out.inventory = await inventoryRedshift(scope, {
+          databases: cfg.databases,
+          grantRoles: await this.grantRoles(scope),
+          protectedPrincipals: (cfg as RedshiftConfig).protectedPrincipals,
+        });
       }
       return out;
     });

@@ -15,7 +15,7 @@
  *
  * Object owners are not listed (the views list granted privileges only), nor datashares.
  */
-import type { Inventory } from '../../protocol/messages.js';
+import type { CleanupOutput, Inventory, StandingCleanupParams } from '../../protocol/messages.js';
 import { throwIfAborted } from '../sql/core.js';
 import type { SqlScope, SqlSession } from '../sql/dialect.js';
 import { databaseId, schemaId, tableId } from '../sql/resources.js';
@@ -23,26 +23,37 @@ import { quoteIdent, str } from '../postgres/dialect.js';
 import { journalSchemaName } from '../postgres/guardrails.js';
 import {
   PUBLIC_ID,
+  databaseOfStanding,
   expandInventory,
+  planStanding,
   principalIdOf,
+  runStanding,
   type Direct,
+  type RichEntry,
   type RoleRow,
 } from '../postgres/inventory.js';
 
 const SYSTEM_SCHEMA = (col: string): string =>
   `${col} NOT IN ('pg_catalog','information_schema','catalog_history') AND ${col} NOT LIKE 'pg\\_%'`;
 
-const OBJTYPE: Record<string, 'TABLES' | 'FUNCTIONS' | 'SEQUENCES'> = {
+const OBJTYPE: Record<string, 'TABLES' | 'FUNCTIONS' | 'PROCEDURES'> = {
   RELATION: 'TABLES',
   TABLE: 'TABLES',
   FUNCTION: 'FUNCTIONS',
-  PROCEDURE: 'FUNCTIONS',
+  PROCEDURE: 'PROCEDURES',
 };
+
+/** Redshift's own users (`rdsdb`): flagged `system`, never changed by a standing cleanup. */
+const SYSTEM_USERS = new Set(['rdsdb']);
 
 export interface RedshiftInventoryOptions {
   databases?: readonly string[] | undefined;
   /** Grant roles of the agent: role name → grant id. */
   grantRoles: ReadonlyMap<string, string>;
+  /** Users and roles (names) flagged `protected` (config `protectedPrincipals`). */
+  protectedPrincipals?: readonly string[] | undefined;
+  /** Also return what removing each entry needs (`rich`). */
+  withTargets?: boolean;
 }
 
 function holderKey(type: unknown, id: unknown): string | null {
@@ -56,6 +67,15 @@ export async function inventoryRedshift(
   scope: SqlScope,
   opts: RedshiftInventoryOptions,
 ): Promise<Inventory> {
+  return (await inventoryRedshiftRich(scope, opts)).inventory;
+}
+
+/** The inventory and, with `withTargets`, what removing each entry needs. */
+export async function inventoryRedshiftRich(
+  scope: SqlScope,
+  opts: RedshiftInventoryOptions,
+): Promise<{ inventory: Inventory; rich: RichEntry[] }> {
+  const protectedNames = new Set(opts.protectedPrincipals ?? []);
   const s = scope.session;
   const journal = journalSchemaName(scope.prefix);
   const managedUsers = new Set<string>();
@@ -79,6 +99,8 @@ export async function inventoryRedshift(
     if (u.superuser === true) flags.push('superuser');
     if (u.createdb === true) flags.push('createdb');
     if (name === scope.serviceAccount) flags.push('service-account');
+    if (SYSTEM_USERS.has(name)) flags.push('system');
+    if (protectedNames.has(name)) flags.push('protected');
     const row: RoleRow = {
       oid: Number(u.user_id),
       name,
@@ -107,7 +129,7 @@ export async function inventoryRedshift(
       oid: Number(r.role_id),
       name,
       canLogin: false,
-      flags: [],
+      flags: protectedNames.has(name) ? ['protected'] : [],
       superuser: false,
     };
     const key = `role:${String(r.role_id)}`;
@@ -121,7 +143,7 @@ export async function inventoryRedshift(
       canLogin: false,
       managedByAgent: grantId !== undefined,
       ...(grantId === undefined ? {} : { grantId }),
-      flags: [],
+      flags: [...row.flags],
     });
   }
   principals.push({
@@ -216,7 +238,8 @@ export async function inventoryRedshift(
     databases,
     publicKey: 'public',
     skip: () => false,
-  }).inventory;
+    withTargets: opts.withTargets === true,
+  });
 }
 
 async function readDatabase(
@@ -286,4 +309,66 @@ async function readDatabase(
       };
     },
   );
+}
+
+// ---------------------------------------------------------------------------------------
+// Standing cleanup
+
+/** The grantee as Redshift's REVOKE names it: a user, `ROLE <name>` or `PUBLIC`. */
+function granteeSql(principalId: string): string {
+  if (principalId === PUBLIC_ID) return 'PUBLIC';
+  const colon = principalId.indexOf(':');
+  const name = quoteIdent(principalId.slice(colon + 1));
+  return principalId.slice(0, colon) === 'role' ? `ROLE ${name}` : name;
+}
+
+/** The Redshift statement that removes `r` (its whole entry). */
+export function redshiftStatementFor(r: RichEntry): string {
+  const e = r.entry;
+  const who = granteeSql(e.principalId);
+  if (e.via === 'role') return `REVOKE ROLE ${quoteIdent(r.firstRole ?? '')} FROM ${who}`;
+  const privs = e.privileges.join(', ');
+  const t = r.target;
+  switch (t.kind) {
+    case 'database':
+      return `REVOKE ${privs} ON DATABASE ${quoteIdent(t.database)} FROM ${who}`;
+    case 'schema':
+      return `REVOKE ${privs} ON SCHEMA ${quoteIdent(t.schema)} FROM ${who}`;
+    case 'table':
+      return `REVOKE ${privs} ON TABLE ${quoteIdent(t.schema)}.${quoteIdent(t.table)} FROM ${who}`;
+    case 'default':
+      return `ALTER DEFAULT PRIVILEGES FOR USER ${quoteIdent(t.owner)}${
+        t.schema === null ? '' : ` IN SCHEMA ${quoteIdent(t.schema)}`
+      } REVOKE ${privs} ON ${t.objtype} FROM ${who}`;
+    case 'membership':
+      return `REVOKE ROLE ${quoteIdent(t.role)} FROM ${who}`;
+    case 'attribute':
+      return '';
+  }
+}
+
+/**
+ * Plans (dry run) or applies the removal of standing access on Redshift, with the same
+ * refusals as PostgreSQL (`planStanding`): the statements run in one transaction in the
+ * one database the targets name.
+ */
+export async function removeStandingRedshift(
+  scope: SqlScope,
+  params: StandingCleanupParams,
+  opts: RedshiftInventoryOptions,
+): Promise<CleanupOutput> {
+  const database = databaseOfStanding(params);
+  const { inventory, rich } = await inventoryRedshiftRich(scope, {
+    ...opts,
+    withTargets: true,
+    databases: database === undefined ? [] : [database],
+  });
+  const { outcomes, statements, apply } = planStanding(
+    params,
+    inventory,
+    rich,
+    redshiftStatementFor,
+  );
+  if (apply) await runStanding(scope, database, statements);
+  return { dropped: [], kept: [], standing: outcomes, dryRun: !apply };
 }

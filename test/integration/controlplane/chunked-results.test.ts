@@ -7,14 +7,23 @@
  * connection in the middle of a result and forgets what it held, as a real one may.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { WebSocketServer } from 'ws';
 import { z } from 'zod';
-import { makeClient, result, type TestClient } from './helpers.js';
+import { capturingLogger, makeClient, result, type TestClient } from './helpers.js';
 import type { Result } from '../../../src/protocol/messages.js';
+// The agent side only (the control plane above imports none of it).
+import { Outbox } from '../../../src/controlplane/outbox.js';
+import { ResultSpool } from '../../../src/controlplane/spool.js';
+import { AgentEvents } from '../../../src/events.js';
+import { ResultFrame } from '../../../src/protocol/result-frame.js';
+import { StateJournal } from '../../../src/state/journal.js';
 
 // ---- the control plane's view: the published schema only ------------------------------
 
@@ -287,5 +296,99 @@ describe('chunked results, reassembled by a control plane written from the docs'
     expect(second).toMatchObject({ commandId: 'cmd-small2', status: 'ok' });
     for (const f of cp.frames) expect(Buffer.byteLength(f, 'utf8')).toBeLessThanOrEqual(FRAME);
     await cp.waitFor(() => tc!.outbox.size === 0, 'the outbox to empty');
+  });
+
+  it('a spooled result (written page by page to a file) is read back in chunks, re-sent after an agent restart from its journal reference, and its file goes after the result-ack', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lk-chunk-spool-'));
+    try {
+      const { logger } = capturingLogger();
+      // The agent's spool: resources with quotes, backslashes, accents, emoji and control
+      // characters, written in 60 pages.
+      const spool = await ResultSpool.open({ stateDir: dir, memoryBytes: 2048, logger });
+      const writer = spool.begin('cmd-spooled', 'discover');
+      const all: { id: string; name: string; type: string; metadata: Record<string, unknown> }[] =
+        [];
+      for (let p = 0; p < 60; p++) {
+        const page = Array.from({ length: 20 }, (_, i) => ({
+          id: `table:db/s/t${p}-${i}`,
+          name: `row "${p}" \\ é 日本 🙂 \u0001\t${i}`,
+          type: 'table',
+          metadata: { p, i },
+        }));
+        all.push(...page);
+        await writer.resources(page);
+      }
+      const tail = { resources: [], permissions: [], warnings: [] };
+      await writer.complete(tail);
+      const timings = result('x').timings;
+      const frame = writer.finish(timings);
+      expect(frame.spooled).toBe(true);
+      if (!frame.spooled) return;
+      // Built in memory instead, the same result has the same bytes.
+      const whole: Result = {
+        type: 'result',
+        commandId: 'cmd-spooled',
+        kind: 'discover',
+        status: 'ok',
+        output: { ...tail, resources: all },
+        timings,
+      };
+      expect(frame.sha256).toBe(ResultFrame.of(whole).sha256);
+      expect(frame.bytes).toBeGreaterThan(FRAME * 10);
+
+      // Agent 1 sends a few chunks; the control plane holds them but acks only two; the
+      // agent process ends (no flush).
+      cp = await startIndependentCp(true);
+      cp.autoAck = false;
+      const j1 = await StateJournal.open({ dir, logger });
+      const events1 = new AgentEvents();
+      const o1 = new Outbox({ journal: j1, spoolDir: spool.dir, logger, events: events1 });
+      tc = makeClient(cp.url, { maxResultFrameBytes: FRAME, resultChunkWindow: 4, outbox: o1 });
+      tc.client.start();
+      await cp.waitFor(() => tc!.client.connected, 'welcome');
+      await tc.client.sendResult(frame);
+      await cp.waitFor(() => cp!.chunks.length >= 4, 'the first window');
+      const end2 = cp.chunks[1]!.offset + Buffer.byteLength(cp.chunks[1]!.data, 'utf8');
+      cp.ackChunk('cmd-spooled', end2);
+      await cp.waitFor(() => cp!.chunks.length >= 6, 'two more chunks');
+      await tc.client.stop({ flushTimeoutMs: 0 });
+      tc = undefined;
+      await j1.close();
+      const held = cp.held.get('cmd-spooled')!.have;
+      expect(held).toBeGreaterThan(end2);
+
+      // Agent 2: a new process on the same state directory; a stray file is swept.
+      const stray = join(spool.dir, 'stray.json');
+      writeFileSync(stray, '{');
+      const j2 = await StateJournal.open({ dir, logger });
+      const spool2 = await ResultSpool.open({ stateDir: dir, logger });
+      const o2 = new Outbox({
+        journal: j2,
+        spoolDir: spool2.dir,
+        logger,
+        events: new AgentEvents(),
+      });
+      await o2.load();
+      await spool2.sweep(o2.frames());
+      expect(existsSync(stray)).toBe(false);
+      expect(o2.frames().map((f) => [f.commandId, f.spooled, f.sha256])).toEqual([
+        ['cmd-spooled', true, frame.sha256],
+      ]);
+      const before = cp.chunks.length;
+      cp.autoAck = true;
+      tc = makeClient(cp.url, { maxResultFrameBytes: FRAME, outbox: o2 });
+      tc.client.start();
+      await cp.waitFor(() => cp!.results.length === 1, 'the whole result', 20_000);
+      // It started from offset 0 and went on from where the control plane stood.
+      expect(cp.chunks[before]!.offset).toBe(0);
+      expect(cp.chunks.slice(before).some((c) => c.offset === held)).toBe(true);
+      expect(cp.results[0]).toEqual(whole);
+      for (const f of cp.frames) expect(Buffer.byteLength(f, 'utf8')).toBeLessThanOrEqual(FRAME);
+      await cp.waitFor(() => tc!.outbox.size === 0, 'the outbox to empty');
+      await cp.waitFor(() => !existsSync(frame.path), 'the spool file to go');
+      await j2.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

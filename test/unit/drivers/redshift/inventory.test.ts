@@ -4,10 +4,13 @@
  * test asserts the exact inventory, chains included, and the queries it sent.
  */
 import { describe, expect, it } from 'vitest';
-import { inventoryRedshift } from '../../../../src/drivers/redshift/inventory.js';
+import {
+  inventoryRedshift,
+  removeStandingRedshift,
+} from '../../../../src/drivers/redshift/inventory.js';
 import type { Row, SqlScope } from '../../../../src/drivers/sql/dialect.js';
 import { databaseId, roleId, schemaId, tableId } from '../../../../src/drivers/sql/resources.js';
-import type { InventoryEntry } from '../../../../src/protocol/messages.js';
+import type { InventoryEntry, StandingTarget } from '../../../../src/protocol/messages.js';
 
 const VIEWS: Record<string, Row[]> = {
   '"lk_meta".users': [{ username: 'lk_carol_1234' }],
@@ -82,18 +85,22 @@ const VIEWS: Record<string, Row[]> = {
   ],
 };
 
-function fakeScope(): { scope: SqlScope; sql: string[]; dbs: string[] } {
+function fakeScope(views: Record<string, Row[]> = VIEWS): {
+  scope: SqlScope;
+  sql: string[];
+  dbs: string[];
+} {
   const sql: string[] = [];
   const dbs: string[] = [];
   const session = {
     query(text: string): Promise<Row[]> {
       sql.push(text);
-      const view = Object.keys(VIEWS).find((v) => {
+      const view = Object.keys(views).find((v) => {
         const at = text.indexOf(`FROM ${v}`);
         const after = text.charAt(at + 5 + v.length);
         return at >= 0 && (after === '' || /\s/.test(after));
       });
-      return Promise.resolve(view === undefined ? [] : (VIEWS[view] ?? []));
+      return Promise.resolve(view === undefined ? [] : (views[view] ?? []));
     },
   };
   const scope: SqlScope = {
@@ -169,7 +176,7 @@ describe('inventoryRedshift', () => {
     expect(inv.principals.map((p) => [p.id, p.managedByAgent, p.flags])).toEqual([
       ['user:alice', false, []],
       ['user:svc', false, ['createdb', 'service-account']],
-      ['user:rdsdb', false, ['superuser', 'createdb']],
+      ['user:rdsdb', false, ['superuser', 'createdb', 'system']],
       ['user:lk_carol_1234', true, []],
       ['role:r1', false, []],
       ['role:r2', false, []],
@@ -188,5 +195,110 @@ describe('inventoryRedshift', () => {
       expect(s).toContain("NOT IN ('pg_catalog','information_schema','catalog_history')");
       expect(s).toContain('namespace_name <> $1');
     }
+  });
+});
+
+describe('removeStandingRedshift', () => {
+  const orders = tableId('dev', 'sales', 'orders');
+  const sales = schemaId('dev', 'sales');
+  /** The views above, plus a grant to the service account. */
+  const views: Record<string, Row[]> = {
+    ...VIEWS,
+    svv_database_privileges: [
+      ...(VIEWS.svv_database_privileges ?? []),
+      { database_name: 'dev', privilege_type: 'CREATE', identity_id: 101, identity_type: 'user' },
+    ],
+  };
+  const t = (
+    principalId: string,
+    resourceId: string,
+    permission: string,
+    via: StandingTarget['via'],
+    source?: string,
+  ): StandingTarget => ({
+    principalId,
+    resourceId,
+    permission,
+    via,
+    ...(source === undefined ? {} : { source }),
+  });
+  const removable = [
+    t('user:alice', orders, 'write', 'direct'),
+    t('user:alice', orders, 'read', 'role'),
+    t('role:r3', sales, 'read', 'direct'),
+    t('public:PUBLIC', databaseId('dev'), 'connect', 'public'),
+    t('user:alice', sales, 'read', 'default-privileges', 'default privileges of svc on tables'),
+    t('role:r1', roleId('r2'), 'role:r2', 'direct'),
+  ];
+  const statements = [
+    'REVOKE INSERT ON TABLE "sales"."orders" FROM "alice"',
+    'REVOKE ROLE "r1" FROM "alice"',
+    'REVOKE USAGE ON SCHEMA "sales" FROM ROLE "r3"',
+    'REVOKE TEMP ON DATABASE "dev" FROM PUBLIC',
+    'ALTER DEFAULT PRIVILEGES FOR USER "svc" IN SCHEMA "sales" REVOKE SELECT ON TABLES FROM "alice"',
+    'REVOKE ROLE "r2" FROM ROLE "r1"',
+  ];
+  const opts = { grantRoles: new Map([['lk_g_g-1', 'g-1']]) };
+  const changes = (sql: string[]): string[] => sql.filter((s) => !/^\s*SELECT\b/.test(s));
+
+  it('a dry run lists the exact Redshift statements and runs none', async () => {
+    const { scope, sql, dbs } = fakeScope(views);
+    const out = await removeStandingRedshift(scope, { standing: removable }, opts);
+    expect(out.dryRun).toBe(true);
+    expect(out.standing?.map((o) => [o.status, o.actions])).toEqual(
+      statements.map((s) => ['planned', [s]]),
+    );
+    expect(dbs).toEqual(['dev']);
+    expect(changes(sql)).toEqual([]);
+  });
+
+  it('applied: the same statements in one transaction; a gone entry is absent', async () => {
+    const { scope, sql } = fakeScope(views);
+    const gone = t('user:alice', orders, 'admin', 'direct');
+    const out = await removeStandingRedshift(
+      scope,
+      { standing: [...removable, gone], apply: true },
+      opts,
+    );
+    expect(out.dryRun).toBe(false);
+    expect(out.standing?.map((o) => o.status)).toEqual([
+      ...removable.map(() => 'removed'),
+      'absent',
+    ]);
+    expect(changes(sql)).toEqual(['BEGIN', ...statements, 'COMMIT']);
+  });
+
+  it('refuses the service account, protected and system principals, superusers and the agent objects; nothing runs', async () => {
+    const { scope, sql } = fakeScope(views);
+    const refused = [
+      t('user:svc', databaseId('dev'), 'admin', 'direct'),
+      t('role:r3', orders, 'read', 'direct'),
+      t('user:rdsdb', databaseId('dev'), 'admin', 'attribute', 'SUPERUSER'),
+      t('user:lk_carol_1234', orders, 'read', 'role'),
+      t('role:lk_g_g-1', orders, 'read', 'direct'),
+    ];
+    const out = await removeStandingRedshift(
+      scope,
+      { standing: [removable[0] as StandingTarget, ...refused], apply: true },
+      { ...opts, protectedPrincipals: ['r3'] },
+    );
+    expect(out.dryRun).toBe(true);
+    expect(out.standing?.map((o) => [o.status, o.code])).toEqual([
+      ['planned', undefined],
+      ...refused.map(() => ['refused', 'E_GUARDRAIL']),
+    ]);
+    expect(out.standing?.[1]?.reason).toBe('the service account is never changed');
+    expect(out.standing?.[2]?.reason).toBe('the principal is marked protected');
+    expect(changes(sql)).toEqual([]);
+  });
+
+  it('a membership through a protected role is refused', async () => {
+    const { scope } = fakeScope(views);
+    const out = await removeStandingRedshift(
+      scope,
+      { standing: [t('user:alice', orders, 'read', 'role')] },
+      { ...opts, protectedPrincipals: ['r1'] },
+    );
+    expect(out.standing?.[0]?.status).toBe('refused');
   });
 });
