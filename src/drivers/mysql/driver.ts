@@ -80,6 +80,8 @@ import {
 } from './sql-dialect.js';
 
 export const MYSQL_DRIVER_TYPE = 'mysql';
+/** Inventory entries per page written to a discover's sink (the agent's result spool). */
+export const INVENTORY_SINK_PAGE = 2000;
 
 export interface MysqlDriverOptions {
   /** Signs RDS IAM tokens (`authType: iam-auth`); default: `createRdsAuthTokenProvider({})`. */
@@ -388,7 +390,17 @@ export function createMysqlDriver(
         }
         if (params?.include?.includes('privileges') === true) {
           const snapshot = await snapshotOf(session, ops, inventorySettings(config));
-          output.inventory = buildInventory(snapshot).inventory;
+          const { inventory } = buildInventory(snapshot);
+          if (ctx.sink === undefined) output.inventory = inventory;
+          else {
+            // The agent's spool: resources first, then the inventory page by page, so the
+            // result is never one string in memory (src/controlplane/spool.ts).
+            await ctx.sink.resources(output.resources.splice(0));
+            await ctx.sink.inventory(inventory.principals);
+            for (let i = 0; i < inventory.entries.length; i += INVENTORY_SINK_PAGE) {
+              await ctx.sink.entries(inventory.entries.slice(i, i + INVENTORY_SINK_PAGE));
+            }
+          }
         }
         return output;
       } catch (err) {

@@ -16,6 +16,7 @@ import type {
   StandingTarget,
 } from '../../../../src/protocol/messages.js';
 import { databaseId, tableId } from '../../../../src/drivers/sql/resources.js';
+import { collectingSink, inSinkOrder } from '../../../helpers/discover-sink.js';
 import {
   createMysqlFixture,
   mysqlEndpoint,
@@ -308,6 +309,26 @@ describe('access inventory', () => {
     expect(inv.principals.find((p) => p.id === 'user:root@localhost')?.flags).toEqual(
       expect.arrayContaining(['protected', 'superuser']),
     );
+  });
+
+  it('written to a sink (the agent spool path), resources and inventory are those returned whole', async () => {
+    const { sink, got } = collectingSink();
+    const streamed = await driver.discover(
+      { ...f.ctx(integration()), sink },
+      { include: ['privileges'] },
+    );
+    const whole = await driver.discover(f.ctx(integration()), { include: ['privileges'] });
+    // Streamed arrays are not returned: resources empty, no inventory.
+    expect(streamed.resources).toEqual([]);
+    expect(streamed.inventory).toBeUndefined();
+    expect(streamed.permissions).toEqual(whole.permissions);
+    expect(inSinkOrder(got.order)).toBe(true);
+    const mine = (r: unknown): boolean => JSON.stringify(r).includes(f.database);
+    expect(got.resources.filter(mine).length).toBeGreaterThan(1);
+    expect(got.resources.filter(mine)).toEqual(whole.resources.filter(mine));
+    const streamedInv = ours({ principals: got.principals, entries: got.entries });
+    expect(streamedInv.entries.length).toBeGreaterThan(5);
+    expect(streamedInv).toEqual(ours(whole.inventory ?? { principals: [], entries: [] }));
   });
 });
 
