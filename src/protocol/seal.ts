@@ -32,7 +32,27 @@ export const SEAL_INFO = 'latchkey/seal/v1';
 
 const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
 
+/**
+ * Recipient keys already turned into key objects: building one costs more than the rest
+ * of a seal, and a requester seals to the same key grant after grant. Bounded (the oldest
+ * goes first); public keys only, so nothing secret is kept.
+ */
+const RECIPIENT_CACHE_MAX = 256;
+const recipientCache = new Map<string, { key: KeyObject; raw: Buffer }>();
+
 function recipientPublicKey(recipientKey: string): { key: KeyObject; raw: Buffer } {
+  const cached = recipientCache.get(recipientKey);
+  if (cached !== undefined) return cached;
+  const parsed = parseRecipientPublicKey(recipientKey);
+  if (recipientCache.size >= RECIPIENT_CACHE_MAX) {
+    const oldest = recipientCache.keys().next();
+    if (oldest.done !== true) recipientCache.delete(oldest.value);
+  }
+  recipientCache.set(recipientKey, parsed);
+  return parsed;
+}
+
+function parseRecipientPublicKey(recipientKey: string): { key: KeyObject; raw: Buffer } {
   if (!B64URL_32.test(recipientKey)) {
     throw new LatchkeyError(
       'E_INVALID',

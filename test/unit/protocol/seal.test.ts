@@ -113,6 +113,25 @@ describe('seal / open', () => {
     expect(codeOf(() => open(ed.privateKey, seal(recipient.publicKey, CREDS)))).toBe('E_INVALID');
   });
 
+  it('seals to each of many recipients, again and again (recipient keys are cached, bounded)', () => {
+    const many = Array.from({ length: 300 }, () => generateRecipientKeyPair());
+    for (const round of [0, 1]) {
+      for (const r of many) {
+        const creds = { ...CREDS, username: `lk_${round}` };
+        expect(open(r.privateKeyPem, seal(r.publicKey, creds))).toEqual(creds);
+      }
+    }
+    // The oldest left the cache long ago: sealing to it still works, to it alone.
+    const first = many[0]!;
+    expect(codeOf(() => open(many[1]!.privateKeyPem, seal(first.publicKey, CREDS)))).toBe(
+      'E_INVALID',
+    );
+    // A refused key is refused every time (never remembered as usable).
+    const zero = Buffer.alloc(32).toString('base64url');
+    expect(codeOf(() => seal(zero, CREDS))).toBe('E_INVALID');
+    expect(codeOf(() => seal(zero, CREDS))).toBe('E_INVALID');
+  });
+
   it('reproduces the published sealing test vector (docs/protocol.md)', () => {
     const eph = privateKeyFromRaw('x25519', Buffer.from(EPHEMERAL_PRIVATE_HEX, 'hex'));
     const sealed = sealWith(
