@@ -22,7 +22,8 @@
  *   any check): what the echo shows too is the machine (scheduling), not the agent.
  *
  * Knobs: BENCH_BURST (default 20000), BENCH_SEQUENTIAL (default 2000), and
- * BENCH_CPU_PROF=<dir> to write a V8 CPU profile of the agent process. The agent's own
+ * BENCH_CPU_PROF=<dir> to write a V8 CPU profile of the agent process, BENCH_HEAP_PROF=<dir>
+ * a V8 sampling heap profile (what it allocates, by function). The agent's own
  * settings pass through: LATCHKEY_VERIFY_WORKERS, LATCHKEY_HEAP_GROWING_PERCENT.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -364,9 +365,14 @@ async function parent(): Promise<void> {
   // Before the agent starts, so that it competes with nothing of ours.
   const verifyBefore = rawVerifyRate(signing);
   // BENCH_CPU_PROF=<dir>: write a V8 CPU profile of the agent there (see the file header).
-  const prof = process.env.BENCH_CPU_PROF
-    ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
-    : [];
+  const prof = [
+    ...(process.env.BENCH_CPU_PROF
+      ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
+      : []),
+    ...(process.env.BENCH_HEAP_PROF
+      ? ['--heap-prof', '--heap-prof-dir', process.env.BENCH_HEAP_PROF]
+      : []),
+  ];
   const self = compiledSelf();
 
   // The same-run reference for latency: a bare loopback WebSocket echo (no agent).
