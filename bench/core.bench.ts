@@ -70,6 +70,7 @@ function reportGcOverIpc(): void {
   obs.observe({ entryTypes: ['gc'] });
   process.on('message', (m: unknown) => {
     if (m === 'gc') process.send?.({ gc: pauses.splice(0) });
+    if (m === 'mem') process.send?.({ mem: process.memoryUsage() });
   });
   // The IPC channel must not keep a finished agent alive.
   process.channel?.unref();
@@ -186,6 +187,23 @@ function gcPauses(agent: ChildProcess): Promise<{ at: number; ms: number; kind: 
     };
     agent.on('message', on);
     agent.send('gc');
+  });
+}
+
+/** The agent child's `process.memoryUsage()` (over IPC), as one line of MiB. */
+function memoryLine(agent: ChildProcess): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (m: unknown): void => {
+      const mem = (m as { mem?: NodeJS.MemoryUsage }).mem;
+      if (mem === undefined) return;
+      agent.off('message', on);
+      const f = (n: number): string => (n / 1048576).toFixed(1);
+      resolve(
+        `rss ${f(mem.rss)}, V8 heap ${f(mem.heapUsed)} used of ${f(mem.heapTotal)}, external ${f(mem.external)} (array buffers ${f(mem.arrayBuffers)}) MiB`,
+      );
+    };
+    agent.on('message', on);
+    agent.send('mem');
   });
 }
 
@@ -425,6 +443,7 @@ async function parent(): Promise<void> {
     await cp.hello;
     await sleep(1500);
     const idle = rssKb(pid);
+    const idleMem = await memoryLine(agent);
 
     // warm-up
     const warm = frames(WARMUP, connectorId, signing);
@@ -465,6 +484,7 @@ async function parent(): Promise<void> {
     const after2s = rssKb(pid);
     await sleep(8_000);
     const after10s = rssKb(pid);
+    const after10sMem = await memoryLine(agent);
     const burstLat = burst
       .map((f) => arrivals.time(f.id) - (sentAt.get(f.id) ?? tStart))
       .sort((a, b) => a - b);
@@ -520,6 +540,8 @@ async function parent(): Promise<void> {
     console.log(
       `  agent RSS idle ${mib(idle.rss)} (target < 80 MiB); after the burst: at once ${mib(after.rss)}, +2 s ${mib(after2s.rss)}, +10 s ${mib(after10s.rss)}; peak ${mib(after10s.hwm)} (target < 150 MiB after the burst)`,
     );
+    console.log(`  agent memory idle: ${idleMem}`);
+    console.log(`  agent memory 10 s after the burst: ${after10sMem}`);
     console.log(
       `  V8 heap: LATCHKEY_HEAP_GROWING_PERCENT=${process.env.LATCHKEY_HEAP_GROWING_PERCENT ?? '(default)'} (0 = V8's own growth, up to 4× on this host)`,
     );
