@@ -37,6 +37,8 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { pino } from 'pino';
 import { createAgent } from '../src/agent.js';
 import { applyHeapGrowing } from '../src/cli/heap.js';
@@ -71,6 +73,12 @@ function reportGcOverIpc(): void {
   process.on('message', (m: unknown) => {
     if (m === 'gc') process.send?.({ gc: pauses.splice(0) });
     if (m === 'mem') process.send?.({ mem: process.memoryUsage() });
+    if (m === 'mem-gc') {
+      // A full collection first (diagnostic only, after the measurements): what is live.
+      setFlagsFromString('--expose-gc');
+      (runInNewContext('gc') as () => void)();
+      process.send?.({ mem: process.memoryUsage() });
+    }
   });
   // The IPC channel must not keep a finished agent alive.
   process.channel?.unref();
@@ -191,7 +199,7 @@ function gcPauses(agent: ChildProcess): Promise<{ at: number; ms: number; kind: 
 }
 
 /** The agent child's `process.memoryUsage()` (over IPC), as one line of MiB. */
-function memoryLine(agent: ChildProcess): Promise<string> {
+function memoryLine(agent: ChildProcess, afterGc = false): Promise<string> {
   return new Promise((resolve) => {
     const on = (m: unknown): void => {
       const mem = (m as { mem?: NodeJS.MemoryUsage }).mem;
@@ -203,7 +211,7 @@ function memoryLine(agent: ChildProcess): Promise<string> {
       );
     };
     agent.on('message', on);
-    agent.send('mem');
+    agent.send(afterGc ? 'mem-gc' : 'mem');
   });
 }
 
@@ -485,6 +493,8 @@ async function parent(): Promise<void> {
     await sleep(8_000);
     const after10s = rssKb(pid);
     const after10sMem = await memoryLine(agent);
+    // Last: a forced full GC changes what the agent holds.
+    const liveMem = await memoryLine(agent, true);
     const burstLat = burst
       .map((f) => arrivals.time(f.id) - (sentAt.get(f.id) ?? tStart))
       .sort((a, b) => a - b);
@@ -542,6 +552,7 @@ async function parent(): Promise<void> {
     );
     console.log(`  agent memory idle: ${idleMem}`);
     console.log(`  agent memory 10 s after the burst: ${after10sMem}`);
+    console.log(`  agent memory after a forced full GC (what is live): ${liveMem}`);
     console.log(
       `  V8 heap: LATCHKEY_HEAP_GROWING_PERCENT=${process.env.LATCHKEY_HEAP_GROWING_PERCENT ?? '(default)'} (0 = V8's own growth, up to 4× on this host)`,
     );
