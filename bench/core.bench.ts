@@ -60,8 +60,42 @@ const WARMUP = 1_000;
 // ---------------------------------------------------------------------------------------
 // child: the agent
 
+/**
+ * Time spent inside the agent per command (its socket's 'message' event for a command →
+ * its send of the result), served to the parent over IPC: what the agent's own code and
+ * event loop take, without the loopback hops and the wake-ups of either process.
+ */
+function timeInsideAgent(): () => number[] {
+  const spans: number[] = [];
+  let arrived: number | undefined;
+  const proto = WebSocket.prototype as unknown as {
+    emit: (event: string | symbol, ...args: unknown[]) => boolean;
+    send: (data: unknown, ...rest: unknown[]) => void;
+  };
+  const emit = proto.emit;
+  const send = proto.send;
+  proto.emit = function (this: unknown, event, ...args) {
+    if (event === 'message' && arrived === undefined) {
+      const data = args[0];
+      if (Buffer.isBuffer(data) && data.toString('latin1', 0, 16) === '{"type":"command') {
+        arrived = performance.now();
+      }
+    }
+    return emit.call(this, event, ...args);
+  };
+  proto.send = function (this: unknown, data, ...rest) {
+    if (typeof data === 'string' && data.startsWith('{"type":"result"') && arrived !== undefined) {
+      spans.push(performance.now() - arrived);
+      arrived = undefined;
+    }
+    send.call(this, data, ...rest);
+  };
+  return () => spans.splice(0);
+}
+
 /** GC pauses of this process (epoch ms), served to the parent over IPC. */
 function reportGcOverIpc(): void {
+  const inside = timeInsideAgent();
   const pauses: { at: number; ms: number; kind: number }[] = [];
   const obs = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
@@ -71,7 +105,7 @@ function reportGcOverIpc(): void {
   });
   obs.observe({ entryTypes: ['gc'] });
   process.on('message', (m: unknown) => {
-    if (m === 'gc') process.send?.({ gc: pauses.splice(0) });
+    if (m === 'gc') process.send?.({ gc: pauses.splice(0), inside: inside() });
     if (m === 'mem') process.send?.({ mem: process.memoryUsage() });
     if (m === 'mem-gc') {
       // A full collection first (diagnostic only, after the measurements): what is live.
@@ -185,13 +219,15 @@ function cpuMs(pid: number): { main: number; others: number } {
 }
 
 /** The agent child's GC pauses since the last call (over IPC). */
-function gcPauses(agent: ChildProcess): Promise<{ at: number; ms: number; kind: number }[]> {
+function gcPauses(
+  agent: ChildProcess,
+): Promise<{ gc: { at: number; ms: number; kind: number }[]; inside: number[] }> {
   return new Promise((resolve) => {
     const on = (m: unknown): void => {
-      const gc = (m as { gc?: { at: number; ms: number; kind: number }[] }).gc;
-      if (gc === undefined) return;
+      const r = m as { gc?: { at: number; ms: number; kind: number }[]; inside?: number[] };
+      if (r.gc === undefined) return;
       agent.off('message', on);
-      resolve(gc);
+      resolve({ gc: r.gc, inside: r.inside ?? [] });
     };
     agent.on('message', on);
     agent.send('gc');
@@ -462,7 +498,8 @@ async function parent(): Promise<void> {
     const seq = frames(SEQUENTIAL, connectorId, signing);
     await gcPauses(agent); // forget the warm-up's
     const { lat: seqLat, spans } = await oneAtATime(cp, seq);
-    const gc = await gcPauses(agent);
+    const { gc, inside } = await gcPauses(agent);
+    inside.sort((a, b) => a - b);
     const slow = spans.filter(([a, b]) => b - a >= 1);
     const slowWithGc = slow.filter(([a, b]) => gc.some((g) => g.at < b && g.at + g.ms > a));
     const gcInSeq = gc.filter((g) => g.at >= (spans[0]?.[0] ?? 0));
@@ -522,6 +559,9 @@ async function parent(): Promise<void> {
     const gcMax = gcInSeq.reduce((n, g) => Math.max(n, g.ms), 0);
     console.log(
       `  tail: ${slow.length} commands ≥ 1 ms, ${slowWithGc.length} of them during an agent GC pause (${gcInSeq.length} pauses, ${gcMs.toFixed(1)} ms in all, longest ${gcMax.toFixed(2)} ms)`,
+    );
+    console.log(
+      `  inside the agent (command frame read → result frame written), same commands  p50 ${ms(percentile(inside, 50))}  p99 ${ms(percentile(inside, 99))}  max ${ms(inside[inside.length - 1] ?? NaN)}`,
     );
     console.log(
       `  reference, bare loopback WebSocket echo (${SEQUENTIAL} one at a time, same run)  p50 ${ms(percentile(echoLat, 50))}  p99 ${ms(percentile(echoLat, 99))}  max ${ms(echoLat[echoLat.length - 1] ?? NaN)}`,
