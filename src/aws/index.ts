@@ -19,8 +19,8 @@
  *   evicted, destroyed after a grace period), so walking a large organization's accounts ×
  *   regions keeps memory bounded; assumed-role credentials are cached per role regardless.
  */
-import { AssumeRoleCommand, STSClient, type STSClientConfig } from '@aws-sdk/client-sts';
-import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import type * as StsSdk from '@aws-sdk/client-sts';
+import type { STSClient, STSClientConfig } from '@aws-sdk/client-sts';
 import type {
   AbsoluteLocation,
   AwsCredentialIdentity,
@@ -36,6 +36,14 @@ import { isAwsThrottle, mapAwsError } from './errors.js';
 import type { AwsClientClass, AwsClientFactory, AwsTarget } from './types.js';
 
 export type { AwsClientClass, AwsClientFactory, AwsTarget } from './types.js';
+
+/**
+ * The STS client and the credential chain are loaded on first use, not with the agent:
+ * together with the AWS SDK core they cost about 20 MiB of resident memory, which an
+ * agent that serves no AWS integration (or has not used one yet) does not carry.
+ */
+let stsModule: Promise<typeof StsSdk> | undefined;
+const loadSts = (): Promise<typeof StsSdk> => (stsModule ??= import('@aws-sdk/client-sts'));
 export { mapAwsError, isAwsThrottle, type AwsErrorContext } from './errors.js';
 export { awsSend } from './call.js';
 
@@ -220,15 +228,23 @@ export function createAwsClientFactory(opts: AwsClientFactoryOptions): LatchkeyA
   let base: AwsCredentialIdentityProvider | undefined = opts.baseCredentials;
   const baseProvider = (): AwsCredentialIdentityProvider => {
     // The chain's own STS calls (web identity / IRSA, SSO) use the same transport.
-    base ??= fromNodeProviderChain(
-      opts.requestHandler !== undefined
-        ? {
-            clientConfig: {
-              requestHandler: opts.requestHandler as STSClientConfig['requestHandler'],
-            },
-          }
-        : {},
-    );
+    if (base === undefined) {
+      let chain: Promise<AwsCredentialIdentityProvider> | undefined;
+      const load = (): Promise<AwsCredentialIdentityProvider> =>
+        (chain ??= import('@aws-sdk/credential-providers').then(({ fromNodeProviderChain }) =>
+          fromNodeProviderChain(
+            opts.requestHandler !== undefined
+              ? {
+                  clientConfig: {
+                    requestHandler: opts.requestHandler as STSClientConfig['requestHandler'],
+                  },
+                }
+              : {},
+          ),
+        ));
+      // The chain (memoized by the SDK) is built on the first credentials asked for.
+      base = async (props) => (await load())(props);
+    }
     return base;
   };
 
@@ -257,12 +273,16 @@ export function createAwsClientFactory(opts: AwsClientFactoryOptions): LatchkeyA
     return cfg;
   };
 
-  const stsFor = (region: string): STSClient => {
+  const stsFor = async (region: string): Promise<STSClient> => {
     let sts = stsClients.get(region);
     if (!sts) {
       if (opts.stsClientFactory) {
         sts = opts.stsClientFactory(region, baseProvider());
       } else {
+        const { STSClient } = await loadSts();
+        // Another call may have built it while the module loaded.
+        const built = stsClients.get(region);
+        if (built !== undefined) return built;
         const { requestHandler: _ignored, ...cfg } = clientConfig(region, baseProvider());
         sts = new STSClient(
           opts.requestHandler !== undefined
@@ -303,7 +323,9 @@ export function createAwsClientFactory(opts: AwsClientFactoryOptions): LatchkeyA
     const fetch = async (): Promise<AwsCredentialIdentity> => {
       const tags = Object.entries(opts.sessionTags ?? {}).map(([Key, Value]) => ({ Key, Value }));
       try {
-        const out = await stsFor(region).send(
+        const sts = await stsFor(region);
+        const { AssumeRoleCommand } = await loadSts();
+        const out = await sts.send(
           new AssumeRoleCommand({
             RoleArn: target.assumeRoleArn,
             RoleSessionName: sessionName,

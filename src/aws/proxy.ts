@@ -16,7 +16,9 @@
 import type { ClientRequest } from 'node:http';
 import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
 import { rootCertificates } from 'node:tls';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { createRequire } from 'node:module';
+import type * as NodeHttpHandlerModule from '@smithy/node-http-handler';
+import type { NodeHttpHandler } from '@smithy/node-http-handler';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { bypassesProxy } from '../controlplane/client.js';
 
@@ -91,5 +93,10 @@ export function awsRequestHandler(opts: AwsTransportOptions): NodeHttpHandler | 
         tlsOptions,
       )
     : direct;
-  return new NodeHttpHandler({ httpsAgent });
+  // Required here, not imported with the module: with neither a proxy nor a CA bundle
+  // the agent does not carry the SDK's HTTP stack (and @smithy/core under it) at all.
+  const { NodeHttpHandler: Handler } = createRequire(import.meta.url)(
+    '@smithy/node-http-handler',
+  ) as typeof NodeHttpHandlerModule;
+  return new Handler({ httpsAgent });
 }

@@ -20,12 +20,10 @@
  *
  * Scheduling: a small keyed scheduler picks the next command that may start (head of its
  * order key, under the integration and AWS-service limits, highest priority first) and
- * hands it to a p-queue whose concurrency is the global limit; p-queue has no notion of
- * per-key order or per-group limits, so the choice of *which* command runs is made here,
- * and a command is handed over only when a global slot is free, so priorities hold even
- * when the agent is saturated.
+ * starts it only when a global slot is free, so priorities hold even when the agent is
+ * saturated. The scheduler itself enforces the global limit: no general-purpose queue
+ * sits in between (it would only add its own bookkeeping to every command).
  */
-import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { LatchkeyError, toWireError, type WireError } from '../errors.js';
 import type { AgentEvents } from '../events.js';
@@ -139,7 +137,15 @@ interface Job {
   readonly logger: Logger;
   state: 'queued' | 'running' | 'done';
   startedAt?: Date;
+  /**
+   * Built when the driver first reads `ctx.signal` (a call that never looks at it costs
+   * no AbortController); aborted at once if the job already was.
+   */
   controller?: AbortController;
+  /** Why the job was aborted (deadline, cancel, shutdown); set once. */
+  abortReason?: unknown;
+  /** Ends the driver call's race with the abort (set while the call is awaited). */
+  rejectRun?: (reason: unknown) => void;
   timer?: NodeJS.Timeout;
   readonly done: Promise<void>;
   resolveDone: () => void;
@@ -154,7 +160,9 @@ export class Dispatcher {
   private readonly now: () => Date;
   private readonly store: IdempotencyStore;
   private readonly replaySkewMs: number;
-  private readonly executor: PQueue;
+  /** `run` calls not yet returned (a driver call that outlives its result included). */
+  private runsInFlight = 0;
+  private readonly idleWaiters: (() => void)[] = [];
   /** Accepted and not yet finished, by command id. */
   private readonly active = new Map<string, Job>();
   /**
@@ -201,7 +209,6 @@ export class Dispatcher {
     if (!Number.isFinite(this.replaySkewMs) || this.replaySkewMs < 0) {
       throw new RangeError('maxClockSkewMs must be a finite, non-negative number');
     }
-    this.executor = new PQueue({ concurrency: opts.concurrency.global });
   }
 
   /** Commands accepted and waiting to start. */
@@ -364,7 +371,7 @@ export class Dispatcher {
       this.finish(job, { error: reason });
       this.pump();
     } else {
-      job.controller?.abort(reason);
+      abortJob(job, reason);
     }
     return true;
   }
@@ -392,11 +399,13 @@ export class Dispatcher {
       if (job.state === 'queued') this.finish(job, { error: reason() });
     }
     for (const job of [...this.active.values()]) {
-      if (job.state === 'running') job.controller?.abort(reason());
+      if (job.state === 'running') abortJob(job, reason());
     }
     await all();
     for (const stop of [...this.lingerStops]) stop();
-    await this.executor.onIdle();
+    if (this.runsInFlight > 0) {
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    }
   }
 
   // -------------------------------------------------------------------------------------
@@ -499,8 +508,6 @@ export class Dispatcher {
         (this.runningPerAwsService.get(job.awsService) ?? 0) + 1,
       );
     }
-    // Created now, so that cancel and drain can abort it before the call is under way.
-    job.controller = new AbortController();
     const startedAt = this.now();
     job.startedAt = startedAt;
     const waitMs = Math.max(0, startedAt.getTime() - job.receivedAt.getTime());
@@ -511,7 +518,19 @@ export class Dispatcher {
       waitMs,
     });
     this.emitDepth();
-    void this.executor.add(() => this.run(job));
+    this.runsInFlight++;
+    this.run(job)
+      .catch((err: unknown) => {
+        // Not expected (run settles every outcome itself): never leave the job without a result.
+        this.opts.logger.error({ err, commandId: job.envelope.id }, 'command run failed');
+        this.finish(job, { error: err });
+        this.pump();
+      })
+      .finally(() => {
+        if (--this.runsInFlight === 0) {
+          for (const w of this.idleWaiters.splice(0)) w();
+        }
+      });
   }
 
   private async run(job: Job): Promise<void> {
@@ -521,10 +540,8 @@ export class Dispatcher {
     const expiresAt = Date.parse(envelope.expiresAt);
     const deadline = Math.min(expiresAt, startedAt.getTime() + timeoutMs);
     const remaining = deadline - startedAt.getTime();
-    const controller = job.controller ?? new AbortController();
-    job.controller = controller;
-    if (controller.signal.aborted) {
-      this.finish(job, { error: controller.signal.reason });
+    if (job.abortReason !== undefined) {
+      this.finish(job, { error: job.abortReason });
       this.pump();
       return;
     }
@@ -536,55 +553,75 @@ export class Dispatcher {
       return;
     }
 
-    const timeoutReason = (): LatchkeyError =>
-      new LatchkeyError(
-        'E_TIMEOUT',
-        deadline === expiresAt
-          ? 'command expiry reached before the driver finished'
-          : `${envelope.kind} did not finish within ${timeoutMs} ms`,
-      );
-    job.timer = setTimeout(() => controller.abort(timeoutReason()), remaining);
+    job.timer = setTimeout(
+      () =>
+        abortJob(
+          job,
+          new LatchkeyError(
+            'E_TIMEOUT',
+            deadline === expiresAt
+              ? 'command expiry reached before the driver finished'
+              : `${envelope.kind} did not finish within ${timeoutMs} ms`,
+          ),
+        ),
+      remaining,
+    );
 
-    const aborted = new Promise<never>((_, reject) => {
-      controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), {
-        once: true,
-      });
-    });
     const sink =
       envelope.kind === 'discover' ? this.opts.spool?.begin(envelope.id, 'discover') : undefined;
     const ctx: CallContext = {
       commandId: envelope.id,
       integration: envelope.integration,
-      signal: controller.signal,
+      get signal() {
+        return signalOf(job);
+      },
       get logger() {
         return job.logger;
       },
       ...(sink === undefined ? {} : { sink }),
     };
-    const call = callDriver(job.driver, ctx, envelope);
     let callEnded = false;
-    // The call may lose the race (deadline, cancel); its late outcome is only logged.
-    const ended = call.then(
-      () => {
-        callEnded = true;
-        if (job.state === 'done' && controller.signal.aborted) {
-          job.logger.warn('driver finished after the command was aborted');
-        }
-      },
-      (err: unknown) => {
-        callEnded = true;
-        if (job.state === 'done' && controller.signal.aborted) {
-          job.logger.debug({ err }, 'driver failed after the command was aborted');
-        }
-      },
-    );
+    let onCallEnd: (() => void) | undefined;
+    // One promise for the race of the call with its abort (deadline, cancel, shutdown):
+    // `abortJob` rejects it. The call may lose the race; its late outcome is only logged.
+    const outcome = new Promise<unknown>((resolve, reject) => {
+      job.rejectRun = reject;
+      callDriver(job.driver, ctx, envelope).then(
+        (value) => {
+          callEnded = true;
+          onCallEnd?.();
+          if (job.state === 'done' && job.abortReason !== undefined) {
+            job.logger.warn('driver finished after the command was aborted');
+          }
+          resolve(value);
+        },
+        (err: unknown) => {
+          callEnded = true;
+          onCallEnd?.();
+          if (job.state === 'done' && job.abortReason !== undefined) {
+            job.logger.debug({ err }, 'driver failed after the command was aborted');
+          }
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the driver's own failure, passed on as is (it may be anything)
+          reject(err);
+        },
+      );
+    });
 
     try {
-      const output = await Promise.race([call, aborted]);
+      const output = await outcome;
       const parsed = OUTPUT_SCHEMAS[envelope.kind].safeParse(output);
       if (parsed.success && sink?.used === true) {
         // Pages were written as they came: the rest of the output closes the spool.
-        await Promise.race([sink.complete(parsed.data), aborted]);
+        await new Promise<void>((resolve, reject) => {
+          if (job.abortReason !== undefined) {
+            // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort's own reason (a LatchkeyError), as abortJob passes it
+            reject(job.abortReason);
+            return;
+          }
+          // An abort (deadline, cancel, shutdown) while the spool closes wins, as for the call.
+          job.rejectRun = reject;
+          sink.complete(parsed.data).then(resolve, reject);
+        });
         this.finish(job, { spooled: sink });
       } else if (!parsed.success) {
         job.logger.error(
@@ -603,7 +640,7 @@ export class Dispatcher {
         this.finish(job, { output: parsed.data });
       }
     } catch (err) {
-      const cause: unknown = controller.signal.aborted ? controller.signal.reason : err;
+      const cause: unknown = job.abortReason !== undefined ? job.abortReason : err;
       if (cause instanceof LatchkeyError) {
         const level = cause.code === 'E_INTERNAL' ? 'error' : 'info';
         job.logger[level]({ err: cause }, `command failed: ${cause.code}`);
@@ -618,11 +655,15 @@ export class Dispatcher {
       this.finish(job, { error: cause }, holdSlot);
       if (holdSlot) {
         clearTimeout(job.timer);
+        const ended = new Promise<void>((resolve) => {
+          onCallEnd = resolve;
+        });
         await this.lingerFor(job, ended);
         this.release(job, true);
       }
     } finally {
       clearTimeout(job.timer);
+      job.rejectRun = undefined;
       // Unused, failed or abandoned: its file goes (a no-op once the result is finished).
       if (sink !== undefined) void sink.discard();
     }
@@ -789,6 +830,26 @@ function wireErrorOf(err: unknown): WireError {
   let message = scrubText(wire.message);
   if (message.length > MAX_WIRE_MESSAGE) message = `${message.slice(0, MAX_WIRE_MESSAGE - 1)}…`;
   return message === wire.message ? wire : { ...wire, message };
+}
+
+/**
+ * Aborts a queued or running job (once: the first reason stands): its driver call's signal
+ * fires and its race ends with `reason`.
+ */
+function abortJob(job: Job, reason: unknown): void {
+  if (job.abortReason !== undefined) return;
+  job.abortReason = reason;
+  job.controller?.abort(reason);
+  job.rejectRun?.(reason);
+}
+
+/** The job's abort signal, built on first use (already aborted if the job is). */
+function signalOf(job: Job): AbortSignal {
+  if (job.controller === undefined) {
+    job.controller = new AbortController();
+    if (job.abortReason !== undefined) job.controller.abort(job.abortReason);
+  }
+  return job.controller.signal;
 }
 
 /** Default of `DispatcherOptions.abandonedCallLingerMs`. */

@@ -23,14 +23,11 @@
  * it and finish the promotion.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  DescribeSecretCommand,
-  GetSecretValueCommand,
-  PutSecretValueCommand,
+import type * as SecretsManagerModule from '@aws-sdk/client-secrets-manager';
+import type {
+  GetSecretValueCommandOutput,
   SecretsManagerClient,
-  UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
-import type { GetSecretValueCommandOutput } from '@aws-sdk/client-secrets-manager';
 import { LatchkeyError, isLatchkeyError } from '../errors.js';
 import type { AwsClientFactory } from '../aws/types.js';
 import type { SecretRef } from '../protocol/messages.js';
@@ -51,6 +48,15 @@ import { fromServiceSecret, toServiceSecret } from './fields.js';
 import type { PendingServiceSecret, SecretRotation, ServiceSecret } from './types.js';
 
 export type AwsSecretRef = Extract<SecretRef, { store: 'aws-secrets-manager' }>;
+
+/**
+ * The Secrets Manager client module, loaded on the first call: an agent that reads no
+ * secret from Secrets Manager does not carry it (several MiB of resident memory).
+ */
+type SecretsManagerSdk = typeof SecretsManagerModule;
+let sdk: Promise<SecretsManagerSdk> | undefined;
+const loadSecretsManager = (): Promise<SecretsManagerSdk> =>
+  (sdk ??= import('@aws-sdk/client-secrets-manager'));
 
 export const AWSCURRENT = 'AWSCURRENT';
 export const AWSPENDING = 'AWSPENDING';
@@ -84,8 +90,8 @@ export function createAwsSecretsManagerStore(
   const keyOf = (ref: AwsSecretRef): string =>
     `${regionOf(ref)}\u0000${ref.assumeRoleArn ?? ''}\u0000${ref.secretId}`;
   // A ref with `assumeRoleArn` (a member account's database) is read with that role.
-  const clientFor = (ref: AwsSecretRef): SecretsManagerClient =>
-    opts.aws.client(SecretsManagerClient, {
+  const clientFor = (ref: AwsSecretRef, sm: SecretsManagerSdk): SecretsManagerClient =>
+    opts.aws.client(sm.SecretsManagerClient, {
       region: regionOf(ref),
       ...(ref.assumeRoleArn !== undefined ? { assumeRoleArn: ref.assumeRoleArn } : {}),
       ...(ref.externalId !== undefined ? { externalId: ref.externalId } : {}),
@@ -95,11 +101,16 @@ export function createAwsSecretsManagerStore(
     ref: AwsSecretRef,
     operation: Operation,
     signal: AbortSignal | undefined,
-    run: (client: SecretsManagerClient, options: { abortSignal?: AbortSignal }) => Promise<T>,
+    run: (
+      client: SecretsManagerClient,
+      options: { abortSignal?: AbortSignal },
+      sm: SecretsManagerSdk,
+    ) => Promise<T>,
   ): Promise<T> {
     throwIfAborted(signal);
     try {
-      return await run(clientFor(ref), signal ? { abortSignal: signal } : {});
+      const sm = await loadSecretsManager();
+      return await run(clientFor(ref, sm), signal ? { abortSignal: signal } : {}, sm);
     } catch (err) {
       throw mapSecretsManagerError(err, ref, operation, signal);
     }
@@ -109,8 +120,8 @@ export function createAwsSecretsManagerStore(
     const key = keyOf(ref);
     const hit = cache.get(key);
     if (hit) return hit;
-    const out = await call(ref, 'GetSecretValue', signal, (client, o) =>
-      client.send(new GetSecretValueCommand({ SecretId: ref.secretId }), o),
+    const out = await call(ref, 'GetSecretValue', signal, (client, o, sm) =>
+      client.send(new sm.GetSecretValueCommand({ SecretId: ref.secretId }), o),
     );
     const secret = parseSecretValue(out, ref);
     if (secret.host === undefined) {
@@ -128,8 +139,8 @@ export function createAwsSecretsManagerStore(
     signal: AbortSignal | undefined,
   ): Promise<Record<string, string> | undefined> {
     try {
-      const out = await call(ref, 'DescribeSecret', signal, (client, o) =>
-        client.send(new DescribeSecretCommand({ SecretId: ref.secretId }), o),
+      const out = await call(ref, 'DescribeSecret', signal, (client, o, sm) =>
+        client.send(new sm.DescribeSecretCommand({ SecretId: ref.secretId }), o),
       );
       const tags: Record<string, string> = {};
       for (const t of out.Tags ?? []) if (t.Key !== undefined) tags[t.Key] = t.Value ?? '';
@@ -148,9 +159,9 @@ export function createAwsSecretsManagerStore(
   ): Promise<{ versionId: string }> {
     const awsRef = requireAwsRef(ref);
     const token = randomUUID();
-    const out = await call(awsRef, 'PutSecretValue', signal, (client, o) =>
+    const out = await call(awsRef, 'PutSecretValue', signal, (client, o, sm) =>
       client.send(
-        new PutSecretValueCommand({
+        new sm.PutSecretValueCommand({
           SecretId: awsRef.secretId,
           ClientRequestToken: token,
           SecretString: JSON.stringify(fromServiceSecret(value)),
@@ -169,9 +180,9 @@ export function createAwsSecretsManagerStore(
     const awsRef = requireAwsRef(ref);
     let out: GetSecretValueCommandOutput;
     try {
-      out = await call(awsRef, 'GetSecretValue', signal, (client, o) =>
+      out = await call(awsRef, 'GetSecretValue', signal, (client, o, sm) =>
         client.send(
-          new GetSecretValueCommand({ SecretId: awsRef.secretId, VersionStage: AWSPENDING }),
+          new sm.GetSecretValueCommand({ SecretId: awsRef.secretId, VersionStage: AWSPENDING }),
           o,
         ),
       );
@@ -200,8 +211,8 @@ export function createAwsSecretsManagerStore(
     signal?: AbortSignal,
   ): Promise<void> {
     const awsRef = requireAwsRef(ref);
-    const described = await call(awsRef, 'DescribeSecret', signal, (client, o) =>
-      client.send(new DescribeSecretCommand({ SecretId: awsRef.secretId }), o),
+    const described = await call(awsRef, 'DescribeSecret', signal, (client, o, sm) =>
+      client.send(new sm.DescribeSecretCommand({ SecretId: awsRef.secretId }), o),
     );
     const stages = described.VersionIdsToStages ?? {};
     const stagesOfTarget = stages[versionId];
@@ -213,9 +224,9 @@ export function createAwsSecretsManagerStore(
     }
     const current = Object.entries(stages).find(([, s]) => s.includes(AWSCURRENT))?.[0];
     if (current !== versionId) {
-      await call(awsRef, 'UpdateSecretVersionStage', signal, (client, o) =>
+      await call(awsRef, 'UpdateSecretVersionStage', signal, (client, o, sm) =>
         client.send(
-          new UpdateSecretVersionStageCommand({
+          new sm.UpdateSecretVersionStageCommand({
             SecretId: awsRef.secretId,
             VersionStage: AWSCURRENT,
             MoveToVersionId: versionId,
@@ -227,9 +238,9 @@ export function createAwsSecretsManagerStore(
     }
     cache.delete(keyOf(awsRef));
     if (stagesOfTarget.includes(AWSPENDING)) {
-      await call(awsRef, 'UpdateSecretVersionStage', signal, (client, o) =>
+      await call(awsRef, 'UpdateSecretVersionStage', signal, (client, o, sm) =>
         client.send(
-          new UpdateSecretVersionStageCommand({
+          new sm.UpdateSecretVersionStageCommand({
             SecretId: awsRef.secretId,
             VersionStage: AWSPENDING,
             RemoveFromVersionId: versionId,

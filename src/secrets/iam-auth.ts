@@ -6,9 +6,7 @@
  *   and is as secret as a password: never logged.
  * - Redshift (provisioned): temporary credentials from `redshift:GetClusterCredentials`.
  */
-import { Signer } from '@aws-sdk/rds-signer';
 import type { SignerConfig } from '@aws-sdk/rds-signer';
-import { GetClusterCredentialsCommand } from '@aws-sdk/client-redshift';
 import type { RedshiftClient } from '@aws-sdk/client-redshift';
 import { LatchkeyError, isLatchkeyError } from '../errors.js';
 import type { AwsClientFactory } from '../aws/types.js';
@@ -47,6 +45,8 @@ export function createRdsAuthTokenProvider(opts: {
 }): RdsAuthTokenProvider {
   return async ({ hostname, port, username, region, credentials }) => {
     const use = credentials ?? opts.credentials;
+    // Loaded on first use: an agent without IAM database auth does not carry the SDK.
+    const { Signer } = await import('@aws-sdk/rds-signer');
     const signer = new Signer({
       hostname,
       port,
@@ -124,6 +124,7 @@ export async function getRedshiftClusterCredentials(
   const where = `cluster ${p.clusterIdentifier}`;
   let out;
   try {
+    const { GetClusterCredentialsCommand } = await import('@aws-sdk/client-redshift');
     out = await client.send(
       new GetClusterCredentialsCommand({
         ClusterIdentifier: p.clusterIdentifier,

@@ -513,6 +513,31 @@ describe('Dispatcher: deadlines, cancel, errors', () => {
     expect(h.results).toHaveLength(1);
   });
 
+  it('a driver that reads its signal only after a cancel finds it aborted with the cancel', async () => {
+    let release: () => void = () => undefined;
+    const seen: { aborted: boolean; reason: unknown }[] = [];
+    const driver = new FakeDriver('fake', ALL_KINDS, async (kind, ctx) => {
+      await new Promise<void>((resolve) => (release = resolve));
+      seen.push({ aborted: ctx.signal.aborted, reason: ctx.signal.reason });
+      return OK_OUTPUT[kind];
+    });
+    const h = harness(registryOf(driver), { abandonedCallLingerMs: 5_000 });
+    const env = envelope('grant');
+    submit(h, env);
+    await sleep(5);
+    expect(h.dispatcher.cancel(env.id)).toBe(true);
+    expect(errorCode(await h.resultOf(env.id))).toBe('E_CANCELLED');
+    // The call still holds its slot until it ends; then the slot is freed.
+    expect(h.dispatcher.running).toBe(1);
+    release();
+    await sleep(5);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.aborted).toBe(true);
+    expect((seen[0]?.reason as LatchkeyError).code).toBe('E_CANCELLED');
+    expect(h.dispatcher.running).toBe(0);
+    expect(h.results).toHaveLength(1);
+  });
+
   it('maps driver errors: LatchkeyError keeps its code, anything else is E_INTERNAL', async () => {
     const driver = new FakeDriver('fake', ALL_KINDS, (kind) => {
       if (kind === 'grant') return Promise.reject(new LatchkeyError('E_CONNECT', 'db unreachable'));
