@@ -53,6 +53,15 @@ import { harnessEnv } from '../test/helpers/agent-harness.js';
 import { createTestDriver, TEST_DRIVER_TYPE } from '../test/helpers/test-driver.js';
 import { histogram, loadLine, percentile } from './machine.js';
 
+/** NODE_OPTIONS of the container image (the Dockerfile's ENV), given to the agent here. */
+function imageNodeOptions(): string {
+  const dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8');
+  const m = /NODE_OPTIONS="([^"]*)"/.exec(dockerfile);
+  if (m?.[1] === undefined)
+    throw new Error('Dockerfile: no NODE_OPTIONS="…" to run the agent with');
+  return m[1];
+}
+
 const BURST = Number(process.env.BENCH_BURST ?? 20_000);
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 2_000);
 const WARMUP = 1_000;
@@ -471,6 +480,8 @@ async function parent(): Promise<void> {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: {
       ...process.env,
+      // The agent runs with the node options of the image (Dockerfile), as deployed.
+      NODE_OPTIONS: [process.env.NODE_OPTIONS, imageNodeOptions()].filter(Boolean).join(' '),
       ...harnessEnv({ url: cp.url, connectorId, token, signing }),
       LATCHKEY_BENCH_CHILD: '1',
       // Memory only unless the environment names a state directory (bench/delivery.bench.ts
@@ -588,7 +599,7 @@ async function parent(): Promise<void> {
       `  CPU-bound ceiling of the burst on ${cores} cores (agent + peer): ${ceiling.toFixed(0)} commands/s = ${(ceiling / verifyCpuRate).toFixed(2)} × raw verify per CPU-second (what the ratio reaches when nothing else runs)`,
     );
     console.log(
-      `  agent RSS idle ${mib(idle.rss)} (target < 80 MiB); after the burst: at once ${mib(after.rss)}, +2 s ${mib(after2s.rss)}, +10 s ${mib(after10s.rss)}; peak ${mib(after10s.hwm)} (target < 150 MiB after the burst)`,
+      `  agent RSS idle ${mib(idle.rss)} (target < 80 MiB); after the burst: at once ${mib(after.rss)}, +2 s ${mib(after2s.rss)}, +10 s ${mib(after10s.rss)}; peak ${mib(after10s.hwm)} (target < 150 MiB after the burst; the agent runs with the image's NODE_OPTIONS: ${imageNodeOptions()})`,
     );
     console.log(`  agent memory idle: ${idleMem}`);
     console.log(`  agent memory 10 s after the burst: ${after10sMem}`);
