@@ -4,7 +4,7 @@
  * deploy/iam/connector-policy.json. A new call without its permission fails here, not in
  * a customer's account.
  */
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCloudFormation, resolveCfn } from '../../helpers/cloudformation.js';
@@ -179,28 +179,74 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
+/**
+ * The IAM actions of the SDK commands each file uses, in every form the code imports them:
+ * - named: `import { XCommand } from '@aws-sdk/client-…'`, or destructured from a dynamic
+ *   import, `const { XCommand } = await import('@aws-sdk/client-…')`;
+ * - through a module loaded on first use (the agent's lazy loading of the SDK): a namespace
+ *   (`import type * as Sdk from …`, or `import('@aws-sdk/client-…')` kept whole), used as
+ *   `new sdk.XCommand(…)` or destructured from a loader, `const { XCommand } = await load()`.
+ *   Such a name is looked up among the commands of the clients the file loads that way
+ *   (`dist-types/commands/<Name>.d.ts` of the installed package).
+ */
 function actionsUsed(files: string[] = sourceFiles(join(ROOT, 'src'))): Map<string, string[]> {
   const used = new Map<string, string[]>();
-  const importRe = /import\s*(?:type\s*)?\{([^}]*)\}\s*from\s*'@aws-sdk\/client-([a-z0-9-]+)'/g;
-  for (const file of files) {
-    const text = readFileSync(file, 'utf8');
-    for (const m of text.matchAll(importRe)) {
-      const pkg = m[2] ?? '';
-      const prefix = PREFIX[pkg];
-      if (prefix === undefined) throw new Error(`no IAM prefix known for @aws-sdk/client-${pkg}`);
-      for (const raw of (m[1] ?? '').split(',')) {
-        const name =
+  const add = (pkg: string, command: string, file: string): void => {
+    const prefix = PREFIX[pkg];
+    if (prefix === undefined) throw new Error(`no IAM prefix known for @aws-sdk/client-${pkg}`);
+    const iamAction = iamActionOf(prefix, command);
+    if (iamAction === null) return;
+    const list = used.get(iamAction) ?? [];
+    list.push(file.slice(ROOT.length));
+    used.set(iamAction, list);
+  };
+  const commandsIn = (list: string): string[] =>
+    list
+      .split(',')
+      .map(
+        (raw) =>
           raw
             .replace(/^\s*type\s+/, '')
-            .split(/\s+as\s+/)[0]
-            ?.trim() ?? '';
-        if (!name.endsWith('Command')) continue;
-        const iamAction = iamActionOf(prefix, name.slice(0, -'Command'.length));
-        if (iamAction === null) continue;
-        const files = used.get(iamAction) ?? [];
-        files.push(file.slice(ROOT.length));
-        used.set(iamAction, files);
+            .split(/\s*(?:\bas\b|:)\s*/)[0]
+            ?.trim() ?? '',
+      )
+      .filter((name) => name.endsWith('Command'))
+      .map((name) => name.slice(0, -'Command'.length));
+  const named =
+    /(?:import\s*(?:type\s*)?\{([^{}]*)\}\s*from\s*|\{([^{}]*)\}\s*=\s*await\s+import\(\s*)'@aws-sdk\/client-([a-z0-9-]+)'/g;
+  const whole =
+    /(?:import\s+(?:type\s+)?\*\s+as\s+\w+\s+from\s+|(?<![{}]\s*=\s*await\s+)import\(\s*)'@aws-sdk\/client-([a-z0-9-]+)'/g;
+  const viaModule = /(?:\b\w+\.([A-Z]\w*)Command\b|\{([^{}]*)\}\s*=\s*await\s+\w+\(\))/g;
+  for (const file of files) {
+    const code = readFileSync(file, 'utf8')
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+    for (const m of code.matchAll(named)) {
+      for (const command of commandsIn(m[1] ?? m[2] ?? '')) add(m[3] ?? '', command, file);
+    }
+    const modules = new Set([...code.matchAll(whole)].map((m) => m[1] ?? ''));
+    if (modules.size === 0) continue;
+    const names = new Set(
+      [...code.matchAll(viaModule)].flatMap((m) =>
+        m[1] !== undefined ? [m[1]] : commandsIn(m[2] ?? ''),
+      ),
+    );
+    for (const name of names) {
+      const owners = [...modules].filter((pkg) =>
+        existsSync(
+          join(
+            ROOT,
+            'node_modules/@aws-sdk',
+            `client-${pkg}`,
+            'dist-types/commands',
+            `${name}Command.d.ts`,
+          ),
+        ),
+      );
+      if (owners.length > 1) {
+        throw new Error(`${file}: ${name}Command is in ${owners.join(' and ')}: import it by name`);
       }
+      for (const pkg of owners) add(pkg, name, file);
     }
   }
   return used;
