@@ -27,7 +27,7 @@ import { AgentEvents } from '../src/events.js';
 import type { Envelope, Integration, Result } from '../src/protocol/messages.js';
 import { createSealer } from '../src/protocol/seal.js';
 import { createTestDriver, TEST_DRIVER_TYPE } from '../test/helpers/test-driver.js';
-import { histogram, loadLine, percentile } from './machine.js';
+import { BENCH_TIMEOUTS_MS, histogram, loadLine, percentile } from './machine.js';
 
 const GRANTEES = 500;
 const INTEGRATIONS = 50;
@@ -95,14 +95,7 @@ function makeDispatcher(): {
     registry,
     concurrency: { global: GLOBAL, perIntegration: PER_INTEGRATION, perAwsService: 4 },
     queueSize: 10_000,
-    timeoutsMs: {
-      discover: 60_000,
-      grant: 60_000,
-      revoke: 60_000,
-      rotate: 60_000,
-      cleanup: 60_000,
-      check: 60_000,
-    },
+    timeoutsMs: BENCH_TIMEOUTS_MS,
     events: new AgentEvents(),
     logger,
   });

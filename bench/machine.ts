@@ -32,3 +32,13 @@ export function percentile(sorted: readonly number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i] ?? NaN;
 }
+
+/** The Dispatcher's per-kind timeouts in the benches: one minute for every kind. */
+export const BENCH_TIMEOUTS_MS = {
+  discover: 60_000,
+  grant: 60_000,
+  revoke: 60_000,
+  rotate: 60_000,
+  cleanup: 60_000,
+  check: 60_000,
+} as const;

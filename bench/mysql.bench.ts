@@ -34,7 +34,7 @@ import { generatePassword } from '../src/drivers/sql/password.js';
 import { tableId } from '../src/drivers/sql/resources.js';
 import { deriveUsername, grantRoleName } from '../src/drivers/sql/username.js';
 import { createSealer } from '../src/protocol/seal.js';
-import { loadLine } from './machine.js';
+import { BENCH_TIMEOUTS_MS, loadLine } from './machine.js';
 import {
   assertSubstituted,
   countSql,
@@ -198,14 +198,7 @@ export async function runMysqlBench(
       registry,
       concurrency: { global: concurrency, perIntegration: concurrency, perAwsService: 1 },
       queueSize: 10_000,
-      timeoutsMs: {
-        discover: 60_000,
-        grant: 60_000,
-        revoke: 60_000,
-        rotate: 60_000,
-        cleanup: 60_000,
-        check: 60_000,
-      },
+      timeoutsMs: BENCH_TIMEOUTS_MS,
       events: new AgentEvents(),
       logger: pino({ level: 'silent' }),
     });
