@@ -21,6 +21,7 @@ import type {
   SqlScope,
   SqlSession,
   SqlUserInfo,
+  UserAndGrant,
 } from '../sql/dialect.js';
 import {
   grantMarker,
@@ -173,14 +174,69 @@ export class PostgresDialect implements SqlDialect {
          FROM pg_roles r WHERE r.rolname = $1`,
       [username],
     );
-    const row = rows[0];
-    if (!row) return null;
-    const marker = parseUserMarker(str(row.marker));
+    return userOf(username, rows[0]);
+  }
+
+  /**
+   * The user, the grant role and (with `grants`) the user's grant roles in one query: what
+   * `getUser`, `getGrantRole` and `listGrantRoles({ username })` read, in one snapshot. Each
+   * part is then read exactly as those methods read it. Without a journal yet, or in a
+   * dialect that reads users or grant roles its own way (Redshift), the three reads.
+   */
+  async readUserAndGrant(
+    scope: SqlScope,
+    username: string,
+    role: string,
+    options: { grants: boolean },
+  ): Promise<UserAndGrant> {
+    const separately = async (): Promise<UserAndGrant> => {
+      const user = await this.getUser(scope, username);
+      const state = await this.getGrantRole(scope, role);
+      return options.grants
+        ? { user, role: state, grants: await this.listGrantRoles(scope, { username }) }
+        : { user, role: state };
+    };
+    if (
+      this.getUser !== PostgresDialect.prototype.getUser ||
+      this.getGrantRole !== PostgresDialect.prototype.getGrantRole ||
+      this.listGrantRoles !== PostgresDialect.prototype.listGrantRoles
+    ) {
+      return separately();
+    }
+    const t = this.journalTable(scope);
+    let rows: Row[];
+    try {
+      rows = await scope.session.query(
+        `SELECT 'u' AS part, r.rolname, r.rolcanlogin AS can_login,
+                shobj_description(r.oid, 'pg_authid') AS marker, NULL::varchar AS record
+           FROM pg_roles r WHERE r.rolname = $1
+         UNION ALL
+         SELECT 'r', r.rolname, NULL, shobj_description(r.oid, 'pg_authid'), j.record
+           FROM pg_roles r LEFT JOIN ${t} j ON j.role = r.rolname WHERE r.rolname = $2${
+             options.grants
+               ? `
+         UNION ALL
+         SELECT 'g', r.rolname, NULL, shobj_description(r.oid, 'pg_authid'), j.record
+           FROM pg_roles r LEFT JOIN ${t} j ON j.role = r.rolname
+          WHERE starts_with(r.rolname, $3) AND (j.username = $1 OR j.role IS NULL)`
+               : ''
+           }
+         ORDER BY 1, 2`,
+        options.grants ? [username, role, `${scope.prefix}g_`] : [username, role],
+      );
+    } catch (err) {
+      if (!isNoJournal(err)) throw err;
+      return separately();
+    }
+    const part = (p: string): Row[] => rows.filter((r) => r.part === p);
+    const user = userOf(username, part('u')[0]);
+    const state = await this.grantRoleOf(scope, role, part('r'));
+    if (!options.grants) return { user, role: state };
+    const found = part('g');
     return {
-      username,
-      managed: marker !== null,
-      canLogin: row.can_login === true,
-      passwordIssuedFor: marker?.issuedFor ?? null,
+      user,
+      role: state,
+      grants: await this.grantRolesOf(scope, found, journalOf(found), { username }),
     };
   }
 
@@ -508,6 +564,20 @@ export class PostgresDialect implements SqlDialect {
         [role],
       );
     }
+    return this.grantRoleOf(scope, role, rows, journal);
+  }
+
+  /**
+   * A grant role's state from the rows of its query (its marker, joined with its journal
+   * rows; `journal` undefined when there was no journal to join).
+   */
+  protected async grantRoleOf(
+    scope: SqlScope,
+    role: string,
+    rows: readonly Row[],
+    joined: Map<string, string> | undefined = journalOf(rows.map((r) => ({ ...r, rolname: role }))),
+  ): Promise<GrantRoleState> {
+    let journal = joined;
     const row = rows[0];
     if (!row) return { exists: false };
     const marker = str(row.marker);
@@ -809,9 +879,24 @@ export class PostgresDialect implements SqlDialect {
         [`${scope.prefix}g_`],
       );
     }
-    journal ??= found.some((r) => parseMinimalGrantMarker(str(r.marker)))
-      ? await this.readJournal(scope, {})
-      : new Map<string, string>();
+    return this.grantRolesOf(scope, found, journal, filter);
+  }
+
+  /**
+   * The grant records from the rows of a grant-role query (`rolname`, `marker`, joined with
+   * the journal's `record`; `joined` undefined when there was no journal to join).
+   */
+  protected async grantRolesOf(
+    scope: SqlScope,
+    found: readonly Row[],
+    joined: Map<string, string> | undefined,
+    filter: { username?: string },
+  ): Promise<GrantRecord[]> {
+    const journal =
+      joined ??
+      (found.some((r) => parseMinimalGrantMarker(str(r.marker)))
+        ? await this.readJournal(scope, {})
+        : new Map<string, string>());
     // One row per role (a role with several journal rows: the last one, as readJournal).
     const rows = [...new Map(found.map((r) => [str(r.rolname) ?? '', r])).values()];
     const out: GrantRecord[] = [];
@@ -1039,6 +1124,18 @@ function cmp(a: string, b: string): number {
 }
 
 /** The journal (its schema or its table) does not exist (yet). */
+/** A user from its row (`can_login`, `marker`), null without one. */
+function userOf(username: string, row: Row | undefined): SqlUserInfo | null {
+  if (!row) return null;
+  const marker = parseUserMarker(str(row.marker));
+  return {
+    username,
+    managed: marker !== null,
+    canLogin: row.can_login === true,
+    passwordIssuedFor: marker?.issuedFor ?? null,
+  };
+}
+
 function isNoJournal(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return code === '3F000' || code === '42P01';

@@ -213,7 +213,9 @@ export async function grantFlow(
     const outcome = await dialect.withUserLock(scope, username, async () => {
       let password: string | null = null;
       let createdUser = false;
-      const user = await dialect.getUser(scope, username);
+      // The user and the grant role in one round trip where the dialect can.
+      const read = await dialect.readUserAndGrant?.(scope, username, role, { grants: false });
+      const user = read ? read.user : await dialect.getUser(scope, username);
       if (user === null || user.incomplete === true) {
         // A new user, or one whose creation a crash interrupted (never delivered): create
         // or finish it, recording that this grant's result carries the password.
@@ -234,7 +236,8 @@ export async function grantFlow(
       }
       let createdRole = false;
       try {
-        const state = await dialect.getGrantRole(scope, role);
+        // Read before createUser when combined: creating the user changes no grant role.
+        const state = read ? read.role : await dialect.getGrantRole(scope, role);
         if (state.exists && !state.managed) {
           throw new LatchkeyError(
             'E_NOT_MANAGED',
@@ -274,7 +277,13 @@ export async function grantFlow(
           password = generatePassword();
           await dialect.setPassword(scope, username, password, params.grantId);
         }
-        await applyLoginExpiry(opts, scope, username);
+        if (user === null && createdRole) {
+          // A user this call created holds no grant but this new one (it did not exist, so
+          // no role was granted to it): the login expires with this grant, no list needed.
+          await dialect.setLoginExpiry?.(scope, username, loginExpiry([record]));
+        } else {
+          await applyLoginExpiry(opts, scope, username);
+        }
         const credentials = password === null ? undefined : credentialsFor(password);
         return { credentials, alreadyGranted };
       } catch (err) {
@@ -366,11 +375,13 @@ export async function revokeByUsername(
     const phases: Phase[] = [];
 
     const first = await dialect.withUserLock(scope, username, async () => {
-      const user = await dialect.getUser(scope, username);
+      // The user, the grant role and the user's grants in one round trip where the dialect can.
+      const read = await dialect.readUserAndGrant?.(scope, username, role, { grants: true });
+      const user = read ? read.user : await dialect.getUser(scope, username);
       if (user !== null && !user.managed) {
         throw new LatchkeyError('E_NOT_MANAGED', `user ${username} was not created by Latchkey`);
       }
-      const state = await dialect.getGrantRole(scope, role);
+      const state = read ? read.role : await dialect.getGrantRole(scope, role);
       if (state.exists && !state.managed) {
         throw new LatchkeyError('E_NOT_MANAGED', `role ${role} was not created by Latchkey`);
       }
@@ -380,7 +391,9 @@ export async function revokeByUsername(
       const remaining =
         user === null
           ? []
-          : (await dialect.listGrantRoles(scope, { username })).filter((g) => g.role !== role);
+          : (read?.grants ?? (await dialect.listGrantRoles(scope, { username }))).filter(
+              (g) => g.role !== role,
+            );
       if (user !== null && remaining.length === 0) {
         if (user.canLogin) {
           await dialect.setLogin(scope, username, false);
@@ -444,14 +457,17 @@ export async function revokeByUsername(
     }
     const record = first.record;
     const lateLock = await dialect.withUserLock(scope, username, async () => {
-      const again = await dialect.getGrantRole(scope, role);
+      // Under the user lock nothing else changes the user: where the dialect reads both in
+      // one round trip, the user read here is the one after the drop below.
+      const read = await dialect.readUserAndGrant?.(scope, username, role, { grants: false });
+      const again = read ? read.role : await dialect.getGrantRole(scope, role);
       if (again.exists) {
         await dialect.revokePrivileges(scope, record);
         await dialect.dropGrantRole(scope, record);
       }
       // A concurrent revoke of the user's other grant may have seen this one still live
       // in its first phase: whoever drops the last grant role makes sure the login is locked.
-      const user = await dialect.getUser(scope, username);
+      const user = read ? read.user : await dialect.getUser(scope, username);
       if (user?.managed !== true || !user.canLogin) return false;
       if ((await dialect.listGrantRoles(scope, { username })).length > 0) return false;
       await dialect.setLogin(scope, username, false);

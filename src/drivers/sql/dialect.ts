@@ -129,6 +129,14 @@ export type GrantRoleState =
   | { exists: true; managed: false }
   | { exists: true; managed: true; record: GrantRecord };
 
+/** What `SqlDialect.readUserAndGrant` answers. */
+export interface UserAndGrant {
+  user: SqlUserInfo | null;
+  role: GrantRoleState;
+  /** The user's grant roles (with `grants` only). */
+  grants?: GrantRecord[];
+}
+
 export interface CreateUserSpec {
   username: string;
   /** Null under IAM database authentication (no password; `rds_iam` membership instead). */
@@ -213,6 +221,18 @@ export interface SqlDialect {
   dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void>;
   /** Managed grant roles of one user, or of every user of this prefix when `username` is omitted. */
   listGrantRoles(scope: SqlScope, filter: { username?: string }): Promise<GrantRecord[]>;
+  /**
+   * Optional: `getUser(username)`, `getGrantRole(role)` and, with `grants`,
+   * `listGrantRoles({ username })`, answered as those would answer them but in one round
+   * trip where the engine allows (one snapshot, under the user lock). Without it the core
+   * calls the three one by one.
+   */
+  readUserAndGrant?(
+    scope: SqlScope,
+    username: string,
+    role: string,
+    options: { grants: boolean },
+  ): Promise<UserAndGrant>;
 
   /** Number of the user's open sessions. */
   countSessions(scope: SqlScope, username: string): Promise<number>;
