@@ -264,15 +264,20 @@ export class PostgresDialect implements SqlDialect {
    * simple query, so one implicit transaction (a crash leaves all of it or nothing) and one
    * round trip.
    */
-  async createUser(scope: SqlScope, spec: CreateUserSpec): Promise<void> {
+  async createUser(scope: SqlScope, spec: CreateUserSpec): Promise<boolean | void> {
     const u = quoteIdent(spec.username);
     const pw = spec.password === null ? 'PASSWORD NULL' : await this.passwordClause(spec.password);
     const marker = quoteLiteral(userMarker(spec.password === null ? null : spec.issuedFor));
+    const until =
+      spec.loginExpiry === undefined
+        ? ''
+        : ` VALID UNTIL ${quoteLiteral(spec.loginExpiry === null ? 'infinity' : spec.loginExpiry.toISOString())}`;
     await batch(scope.session, [
-      `CREATE ROLE ${u} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT ${pw}`,
+      `CREATE ROLE ${u} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT ${pw}${until}`,
       `COMMENT ON ROLE ${u} IS ${marker}`,
       ...(spec.iamAuth ? [`GRANT rds_iam TO ${u}`] : []),
     ]);
+    return spec.loginExpiry !== undefined;
   }
 
   /** The new verifier and the marker naming the grant it is issued for: one implicit transaction. */

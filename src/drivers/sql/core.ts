@@ -213,6 +213,7 @@ export async function grantFlow(
     const outcome = await dialect.withUserLock(scope, username, async () => {
       let password: string | null = null;
       let createdUser = false;
+      let expirySet = false;
       // The user and the grant role in one round trip where the dialect can.
       const read = await dialect.readUserAndGrant?.(scope, username, role, { grants: false });
       const user = read ? read.user : await dialect.getUser(scope, username);
@@ -220,13 +221,18 @@ export async function grantFlow(
         // A new user, or one whose creation a crash interrupted (never delivered): create
         // or finish it, recording that this grant's result carries the password.
         password = opts.iamAuth ? null : generatePassword();
-        await dialect.createUser(scope, {
-          username,
-          password,
-          iamAuth: opts.iamAuth,
-          issuedFor: opts.iamAuth ? null : params.grantId,
-          known: user,
-        });
+        // A user that did not exist, for a grant whose role does not exist either (read
+        // together): this grant will be its only one, so its login expires with it.
+        const onlyGrant = read !== undefined && user === null && !read.role.exists;
+        expirySet =
+          (await dialect.createUser(scope, {
+            username,
+            password,
+            iamAuth: opts.iamAuth,
+            issuedFor: opts.iamAuth ? null : params.grantId,
+            known: user,
+            ...(onlyGrant ? { loginExpiry: loginExpiry([record]) } : {}),
+          })) === true;
         createdUser = true;
       } else if (!user.managed) {
         throw new LatchkeyError(
@@ -280,7 +286,7 @@ export async function grantFlow(
         if (user === null && createdRole) {
           // A user this call created holds no grant but this new one (it did not exist, so
           // no role was granted to it): the login expires with this grant, no list needed.
-          await dialect.setLoginExpiry?.(scope, username, loginExpiry([record]));
+          if (!expirySet) await dialect.setLoginExpiry?.(scope, username, loginExpiry([record]));
         } else {
           await applyLoginExpiry(opts, scope, username);
         }

@@ -149,6 +149,12 @@ export interface CreateUserSpec {
    * just read it (null: no such user): a dialect that needs it does not read it again.
    */
   known?: SqlUserInfo | null;
+  /**
+   * The new login's expiry (null: none), when the caller knows it already: a dialect that
+   * can set it in the same statement as the user does so and resolves `true`; otherwise
+   * the caller sets it afterwards (`setLoginExpiry`).
+   */
+  loginExpiry?: Date | null;
 }
 
 export interface DropUserOptions {
@@ -181,9 +187,9 @@ export interface SqlDialect {
    * crash at any point leaves either nothing, a marked user, or a user `getUser` reports
    * `incomplete` (then a second call finishes it): never an unmarked user. Records
    * `spec.issuedFor` as `passwordIssuedFor`. The password reaches the server only as a
-   * hash or verifier.
+   * hash or verifier. Resolves `true` when it also set `spec.loginExpiry`.
    */
-  createUser(scope: SqlScope, spec: CreateUserSpec): Promise<void>;
+  createUser(scope: SqlScope, spec: CreateUserSpec): Promise<boolean | void>;
   /**
    * Sets a new password (as a hash or verifier) and records `issuedFor` (a grant id, or null
    * for a rotate) atomically with it, or before it where the engine cannot do both at once.

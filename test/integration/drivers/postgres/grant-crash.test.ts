@@ -150,8 +150,9 @@ describe('postgres: a crash at any point of a grant, then the same grant again',
       name: 'after the privileges were granted',
       plan: () => ({ beforeMethod: 'grantRoleToUser' }),
     },
-    // A new user's login expiry is this grant's (no list of its grants needed).
-    { name: 'after the membership was granted', plan: () => ({ beforeMethod: 'setLoginExpiry' }) },
+    // A new user's login expiry is set with the user: the membership is the last change,
+    // then the lock's COMMIT.
+    { name: 'after the membership was granted', plan: () => ({ atStatement: /^COMMIT$/ }) },
     { name: 'after the last step (the result was lost)', plan: () => ({}) },
     {
       name: 'inside the undo of a failed grant, before the user is dropped',
