@@ -767,7 +767,6 @@ export class PostgresDialect implements SqlDialect {
     database: string,
     roleName: string,
   ): Promise<void> {
-    const role = quoteIdent(roleName);
     // The maintenance database is the one the session is connected to.
     if (database !== maintenanceOf(scope)) {
       const exists = await scope.session.query(
@@ -777,8 +776,22 @@ export class PostgresDialect implements SqlDialect {
       if (!exists[0]) return;
     }
     await this.inDatabaseIfExists(scope, database, async (s) => {
-      const held = await s.query(
-        `WITH g AS (SELECT oid FROM pg_roles WHERE rolname = $1)
+      await batch(s, await this.revokeStatements(s, database, roleName));
+    });
+  }
+
+  /**
+   * What takes back everything the role holds in the database `s` is connected to: read in
+   * one query (database, default privileges, relations, schemas); none when the role is gone.
+   */
+  protected async revokeStatements(
+    s: SqlSession,
+    database: string,
+    roleName: string,
+  ): Promise<string[]> {
+    const role = quoteIdent(roleName);
+    const held = await s.query(
+      `WITH g AS (SELECT oid FROM pg_roles WHERE rolname = $1)
          SELECT 'role' AS kind, NULL::text AS owner, NULL::text AS schema, NULL::text AS name, NULL::text AS objtype
            FROM g
          UNION ALL
@@ -794,54 +807,84 @@ export class PostgresDialect implements SqlDialect {
          SELECT DISTINCT 'schema', NULL, n.nspname::text, NULL, NULL
            FROM g, pg_namespace n, LATERAL aclexplode(n.nspacl) a
           WHERE a.grantee = g.oid`,
-        [roleName],
+      [roleName],
+    );
+    if (!held.some((r) => r.kind === 'role')) return [];
+    const statements = [`REVOKE ALL PRIVILEGES ON DATABASE ${quoteIdent(database)} FROM ${role}`];
+    for (const row of held.filter((r) => r.kind === 'default')) {
+      const kind = { r: 'TABLES', S: 'SEQUENCES', f: 'FUNCTIONS', T: 'TYPES', n: 'SCHEMAS' }[
+        str(row.objtype) ?? ''
+      ];
+      if (!kind) continue;
+      const schema = str(row.schema);
+      statements.push(
+        `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(str(row.owner) ?? '')}${schema ? ` IN SCHEMA ${quoteIdent(schema)}` : ''} REVOKE ALL ON ${kind} FROM ${role}`,
       );
-      if (!held.some((r) => r.kind === 'role')) return;
-      const statements = [`REVOKE ALL PRIVILEGES ON DATABASE ${quoteIdent(database)} FROM ${role}`];
-      for (const row of held.filter((r) => r.kind === 'default')) {
-        const kind = { r: 'TABLES', S: 'SEQUENCES', f: 'FUNCTIONS', T: 'TYPES', n: 'SCHEMAS' }[
-          str(row.objtype) ?? ''
-        ];
-        if (!kind) continue;
-        const schema = str(row.schema);
+    }
+    // Exactly the relations whose ACL names the role, in batches (a schema-wide REVOKE
+    // would fail on tables the service account has no rights on at all).
+    for (const kind of ['table', 'sequence'] as const) {
+      const names = held
+        .filter((r) => r.kind === kind)
+        .map((r) => [str(r.schema) ?? '', str(r.name) ?? ''] as const)
+        .sort((a, b) => (a[0] === b[0] ? cmp(a[1], b[1]) : cmp(a[0], b[0])))
+        .map(([sch, name]) => `${quoteIdent(sch)}.${quoteIdent(name)}`);
+      for (let i = 0; i < names.length; i += REVOKE_BATCH) {
+        const list = names.slice(i, i + REVOKE_BATCH).join(', ');
         statements.push(
-          `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(str(row.owner) ?? '')}${schema ? ` IN SCHEMA ${quoteIdent(schema)}` : ''} REVOKE ALL ON ${kind} FROM ${role}`,
+          `REVOKE ALL PRIVILEGES ON ${kind === 'sequence' ? 'SEQUENCE' : 'TABLE'} ${list} FROM ${role}`,
         );
       }
-      // Exactly the relations whose ACL names the role, in batches (a schema-wide REVOKE
-      // would fail on tables the service account has no rights on at all).
-      for (const kind of ['table', 'sequence'] as const) {
-        const names = held
-          .filter((r) => r.kind === kind)
-          .map((r) => [str(r.schema) ?? '', str(r.name) ?? ''] as const)
-          .sort((a, b) => (a[0] === b[0] ? cmp(a[1], b[1]) : cmp(a[0], b[0])))
-          .map(([sch, name]) => `${quoteIdent(sch)}.${quoteIdent(name)}`);
-        for (let i = 0; i < names.length; i += REVOKE_BATCH) {
-          const list = names.slice(i, i + REVOKE_BATCH).join(', ');
-          statements.push(
-            `REVOKE ALL PRIVILEGES ON ${kind === 'sequence' ? 'SEQUENCE' : 'TABLE'} ${list} FROM ${role}`,
-          );
-        }
-      }
-      for (const row of held.filter((r) => r.kind === 'schema')) {
-        statements.push(`REVOKE ALL ON SCHEMA ${quoteIdent(str(row.schema) ?? '')} FROM ${role}`);
-      }
-      await batch(s, statements);
-    });
+    }
+    for (const row of held.filter((r) => r.kind === 'schema')) {
+      statements.push(`REVOKE ALL ON SCHEMA ${quoteIdent(str(row.schema) ?? '')} FROM ${role}`);
+    }
+    return statements;
+  }
+
+  /**
+   * `revokePrivileges` then `dropGrantRole`, the maintenance database's revokes sent in the
+   * drop's own simple query (one implicit transaction: privileges taken back and the role
+   * dropped together, or neither). In a dialect that revokes or drops its own way
+   * (Redshift), the two calls.
+   */
+  async revokeAndDropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+    if (
+      this.revokePrivileges !== PostgresDialect.prototype.revokePrivileges ||
+      this.dropGrantRole !== PostgresDialect.prototype.dropGrantRole
+    ) {
+      await this.revokePrivileges(scope, record);
+      await this.dropGrantRole(scope, record);
+      return;
+    }
+    const maintenance = maintenanceOf(scope);
+    let withDrop: string[] = [];
+    for (const db of databasesOf(record.resources)) {
+      if (db === maintenance)
+        withDrop = await this.revokeStatements(scope.session, db, record.role);
+      else await this.revokeInDatabase(scope, db, record.role);
+    }
+    await this.dropGrantRole(scope, record, withDrop);
   }
 
   /**
    * Drops the grant role and forgets its journal row in one simple query (one implicit
    * transaction: never a row without its role's drop, nor the reverse).
    */
-  async dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+  async dropGrantRole(
+    scope: SqlScope,
+    record: GrantRecord,
+    /** Statements sent first in the same query (`revokeAndDropGrantRole`); not after a retry. */
+    before: readonly string[] = [],
+  ): Promise<void> {
     const drop = `DROP ROLE IF EXISTS ${quoteIdent(record.role)}`;
     const forget = `DELETE FROM ${this.journalTable(scope)} WHERE role = ${quoteLiteral(record.role)}`;
     let journal = true;
     let revokedEverywhere = false;
+    let first = before;
     for (;;) {
       try {
-        await batch(scope.session, journal ? [drop, forget] : [drop]);
+        await batch(scope.session, [...first, ...(journal ? [drop, forget] : [drop])]);
         return;
       } catch (err) {
         const code = (err as { code?: unknown }).code;
@@ -850,10 +893,12 @@ export class PostgresDialect implements SqlDialect {
           continue;
         }
         if (code !== '2BP01' || revokedEverywhere) throw err;
-        // Privileges left in a database outside the record: revoke everywhere, then retry.
+        // Privileges left in a database outside the record: revoke everywhere (the
+        // statements sent with the drop were undone with it), then retry.
         for (const db of await this.connectableDatabases(scope))
           await this.revokeInDatabase(scope, db, record.role);
         revokedEverywhere = true;
+        first = [];
       }
     }
   }

@@ -468,8 +468,12 @@ export async function revokeByUsername(
       const read = await dialect.readUserAndGrant?.(scope, username, role, { grants: false });
       const again = read ? read.role : await dialect.getGrantRole(scope, role);
       if (again.exists) {
-        await dialect.revokePrivileges(scope, record);
-        await dialect.dropGrantRole(scope, record);
+        if (dialect.revokeAndDropGrantRole) {
+          await dialect.revokeAndDropGrantRole(scope, record);
+        } else {
+          await dialect.revokePrivileges(scope, record);
+          await dialect.dropGrantRole(scope, record);
+        }
       }
       // A concurrent revoke of the user's other grant may have seen this one still live
       // in its first phase: whoever drops the last grant role makes sure the login is locked.

@@ -225,6 +225,11 @@ export interface SqlDialect {
   revokePrivileges(scope: SqlScope, record: GrantRecord): Promise<void>;
   /** Drops the grant role (and membership). Idempotent. */
   dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void>;
+  /**
+   * Optional: `revokePrivileges` then `dropGrantRole`, in fewer round trips where the engine
+   * allows (and never leaving less revoked than the two calls would).
+   */
+  revokeAndDropGrantRole?(scope: SqlScope, record: GrantRecord): Promise<void>;
   /** Managed grant roles of one user, or of every user of this prefix when `username` is omitted. */
   listGrantRoles(scope: SqlScope, filter: { username?: string }): Promise<GrantRecord[]>;
   /**
