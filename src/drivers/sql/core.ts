@@ -263,11 +263,13 @@ export async function grantFlow(
         } else if (state.record.expiresAt !== record.expiresAt) {
           await dialect.updateGrantRecord(scope, { ...state.record, ...pickExpiry(record) });
         }
-        await dialect.grantPrivileges(
-          scope,
-          state.exists ? { ...state.record, ...pickExpiry(record) } : record,
-        );
-        await dialect.grantRoleToUser(scope, record);
+        const privileges = state.exists ? { ...state.record, ...pickExpiry(record) } : record;
+        if (dialect.grantPrivilegesAndRole) {
+          await dialect.grantPrivilegesAndRole(scope, privileges, record);
+        } else {
+          await dialect.grantPrivileges(scope, privileges);
+          await dialect.grantRoleToUser(scope, record);
+        }
         if (!createdUser && user !== null && !user.canLogin) {
           // No live grant before this one: fresh password, then let the login back in.
           if (!opts.iamAuth) {

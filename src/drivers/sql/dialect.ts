@@ -219,6 +219,11 @@ export interface SqlDialect {
   updateGrantRecord(scope: SqlScope, record: GrantRecord): Promise<void>;
   /** Grants the record's privileges to its role. Idempotent. */
   grantPrivileges(scope: SqlScope, record: GrantRecord): Promise<void>;
+  /**
+   * Optional: `grantPrivileges(record)` then `grantRoleToUser(member)`, in fewer round trips
+   * where the engine allows (the membership never before the privileges it carries).
+   */
+  grantPrivilegesAndRole?(scope: SqlScope, record: GrantRecord, member: GrantRecord): Promise<void>;
   /** Makes the user a member of the grant role (MariaDB: through the per-user default role). */
   grantRoleToUser(scope: SqlScope, record: GrantRecord): Promise<void>;
   /** Takes back every privilege the role holds, in every database it was granted in. */

@@ -1,12 +1,13 @@
 /**
- * Revoke takes back the maintenance database's privileges in the same query as the grant
- * role's drop (one implicit transaction). When the drop is refused because the role holds
- * something outside its record (here: another database), that query is undone as a whole
- * and the revoke goes on everywhere, then drops the role: nothing is left behind.
+ * A grant's privileges in the maintenance database go in the same query as the user's
+ * membership of the grant role; a revoke takes them back in the same query as the grant
+ * role's drop (each one implicit transaction). When the drop is refused because the role
+ * holds something outside its record (here: another database), that query is undone as a
+ * whole and the revoke goes on everywhere, then drops the role: nothing is left behind.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PostgresDriver } from '../../../../src/drivers/postgres/driver.js';
-import { grantRoleName } from '../../../../src/drivers/sql/username.js';
+import { deriveUsername, grantRoleName } from '../../../../src/drivers/sql/username.js';
 import { tableId } from '../../../../src/drivers/sql/resources.js';
 import { journalSchemaName } from '../../../../src/drivers/postgres/guardrails.js';
 import { createPgTestEnv, ctxFor, q, serviceDriver } from '../../../helpers/pg.js';
@@ -43,7 +44,7 @@ async function roleState(role: string): Promise<{ role: boolean; journal: number
   });
 }
 
-describe('postgres revoke: privileges and the grant role go together', () => {
+describe('postgres grant and revoke: what goes together in one query', () => {
   it('a role holding rights outside its record is still emptied and dropped', async () => {
     const email = 'stray@example.com';
     const resources = [{ type: 'table', id: tableId(main, 'public', 'items') }];
@@ -79,17 +80,26 @@ describe('postgres revoke: privileges and the grant role go together', () => {
     }
   });
 
-  it('a plain revoke drops the role and its journal row in the query that takes back its rights', async () => {
+  it('grant: privileges with the membership; revoke: rights taken back with the role and its journal row', async () => {
     const email = 'plain@example.com';
     const resources = [{ type: 'table', id: tableId(main, 'public', 'items') }];
-    await driver.grant(ctxFor(env.integration), {
-      grantId: 'rd2',
-      grantee: { email },
-      resources,
-      permission: 'read',
-      recipientKey: env.recipient.publicKey,
+    const granted = await countSql(async () => {
+      await driver.grant(ctxFor(env.integration), {
+        grantId: 'rd2',
+        grantee: { email },
+        resources,
+        permission: 'read',
+        recipientKey: env.recipient.publicKey,
+      });
     });
     const role = grantRoleName('rd2', { prefix: env.prefix, maxLength: 63 });
+    const user = deriveUsername(email, { prefix: env.prefix, maxLength: 63 });
+    // The grant's privileges in the maintenance database and the membership: one query.
+    const membership = granted.texts.filter((t) => t.includes(`GRANT ${q(role)} TO ${q(user)}`));
+    expect(membership).toHaveLength(1);
+    expect(membership[0]).toMatch(
+      /^GRANT CONNECT ON DATABASE .*; GRANT SELECT ON TABLE .*; GRANT /,
+    );
     const sent = await countSql(async () => {
       await driver.revoke(ctxFor(env.integration), {
         grantId: 'rd2',
