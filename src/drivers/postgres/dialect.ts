@@ -21,6 +21,7 @@ import type {
   SqlScope,
   SqlSession,
   SqlUserInfo,
+  UserAndGrant,
 } from '../sql/dialect.js';
 import {
   grantMarker,
@@ -173,14 +174,69 @@ export class PostgresDialect implements SqlDialect {
          FROM pg_roles r WHERE r.rolname = $1`,
       [username],
     );
-    const row = rows[0];
-    if (!row) return null;
-    const marker = parseUserMarker(str(row.marker));
+    return userOf(username, rows[0]);
+  }
+
+  /**
+   * The user, the grant role and (with `grants`) the user's grant roles in one query: what
+   * `getUser`, `getGrantRole` and `listGrantRoles({ username })` read, in one snapshot. Each
+   * part is then read exactly as those methods read it. Without a journal yet, or in a
+   * dialect that reads users or grant roles its own way (Redshift), the three reads.
+   */
+  async readUserAndGrant(
+    scope: SqlScope,
+    username: string,
+    role: string,
+    options: { grants: boolean },
+  ): Promise<UserAndGrant> {
+    const separately = async (): Promise<UserAndGrant> => {
+      const user = await this.getUser(scope, username);
+      const state = await this.getGrantRole(scope, role);
+      return options.grants
+        ? { user, role: state, grants: await this.listGrantRoles(scope, { username }) }
+        : { user, role: state };
+    };
+    if (
+      this.getUser !== PostgresDialect.prototype.getUser ||
+      this.getGrantRole !== PostgresDialect.prototype.getGrantRole ||
+      this.listGrantRoles !== PostgresDialect.prototype.listGrantRoles
+    ) {
+      return separately();
+    }
+    const t = this.journalTable(scope);
+    let rows: Row[];
+    try {
+      rows = await scope.session.query(
+        `SELECT 'u' AS part, r.rolname, r.rolcanlogin AS can_login,
+                shobj_description(r.oid, 'pg_authid') AS marker, NULL::varchar AS record
+           FROM pg_roles r WHERE r.rolname = $1
+         UNION ALL
+         SELECT 'r', r.rolname, NULL, shobj_description(r.oid, 'pg_authid'), j.record
+           FROM pg_roles r LEFT JOIN ${t} j ON j.role = r.rolname WHERE r.rolname = $2${
+             options.grants
+               ? `
+         UNION ALL
+         SELECT 'g', r.rolname, NULL, shobj_description(r.oid, 'pg_authid'), j.record
+           FROM pg_roles r LEFT JOIN ${t} j ON j.role = r.rolname
+          WHERE starts_with(r.rolname, $3) AND (j.username = $1 OR j.role IS NULL)`
+               : ''
+           }
+         ORDER BY 1, 2`,
+        options.grants ? [username, role, `${scope.prefix}g_`] : [username, role],
+      );
+    } catch (err) {
+      if (!isNoJournal(err)) throw err;
+      return separately();
+    }
+    const part = (p: string): Row[] => rows.filter((r) => r.part === p);
+    const user = userOf(username, part('u')[0]);
+    const state = await this.grantRoleOf(scope, role, part('r'));
+    if (!options.grants) return { user, role: state };
+    const found = part('g');
     return {
-      username,
-      managed: marker !== null,
-      canLogin: row.can_login === true,
-      passwordIssuedFor: marker?.issuedFor ?? null,
+      user,
+      role: state,
+      grants: await this.grantRolesOf(scope, found, journalOf(found), { username }),
     };
   }
 
@@ -208,15 +264,20 @@ export class PostgresDialect implements SqlDialect {
    * simple query, so one implicit transaction (a crash leaves all of it or nothing) and one
    * round trip.
    */
-  async createUser(scope: SqlScope, spec: CreateUserSpec): Promise<void> {
+  async createUser(scope: SqlScope, spec: CreateUserSpec): Promise<boolean | void> {
     const u = quoteIdent(spec.username);
     const pw = spec.password === null ? 'PASSWORD NULL' : await this.passwordClause(spec.password);
     const marker = quoteLiteral(userMarker(spec.password === null ? null : spec.issuedFor));
+    const until =
+      spec.loginExpiry === undefined
+        ? ''
+        : ` VALID UNTIL ${quoteLiteral(spec.loginExpiry === null ? 'infinity' : spec.loginExpiry.toISOString())}`;
     await batch(scope.session, [
-      `CREATE ROLE ${u} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT ${pw}`,
+      `CREATE ROLE ${u} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT ${pw}${until}`,
       `COMMENT ON ROLE ${u} IS ${marker}`,
       ...(spec.iamAuth ? [`GRANT rds_iam TO ${u}`] : []),
     ]);
+    return spec.loginExpiry !== undefined;
   }
 
   /** The new verifier and the marker naming the grant it is issued for: one implicit transaction. */
@@ -508,6 +569,20 @@ export class PostgresDialect implements SqlDialect {
         [role],
       );
     }
+    return this.grantRoleOf(scope, role, rows, journal);
+  }
+
+  /**
+   * A grant role's state from the rows of its query (its marker, joined with its journal
+   * rows; `journal` undefined when there was no journal to join).
+   */
+  protected async grantRoleOf(
+    scope: SqlScope,
+    role: string,
+    rows: readonly Row[],
+    joined: Map<string, string> | undefined = journalOf(rows.map((r) => ({ ...r, rolname: role }))),
+  ): Promise<GrantRoleState> {
+    let journal = joined;
     const row = rows[0];
     if (!row) return { exists: false };
     const marker = str(row.marker);
@@ -546,11 +621,48 @@ export class PostgresDialect implements SqlDialect {
    * transaction; the maintenance database's together with the database privileges).
    */
   async grantPrivileges(scope: SqlScope, record: GrantRecord): Promise<void> {
+    await this.grantPrivilegesThen(scope, record, undefined);
+  }
+
+  /**
+   * `grantPrivileges` then `grantRoleToUser`: the membership goes in the same simple query
+   * as the last of the privileges when that query runs on the maintenance session (one
+   * round trip fewer, and the membership never without those privileges). In a dialect
+   * that grants its own way (Redshift), the two calls.
+   */
+  async grantPrivilegesAndRole(
+    scope: SqlScope,
+    record: GrantRecord,
+    member: GrantRecord,
+  ): Promise<void> {
+    if (
+      this.grantPrivileges !== PostgresDialect.prototype.grantPrivileges ||
+      this.grantRoleToUser !== PostgresDialect.prototype.grantRoleToUser
+    ) {
+      await this.grantPrivileges(scope, record);
+      await this.grantRoleToUser(scope, member);
+      return;
+    }
+    const membership = `GRANT ${quoteIdent(member.role)} TO ${quoteIdent(member.username)}`;
+    if (!(await this.grantPrivilegesThen(scope, record, membership)))
+      await this.grantRoleToUser(scope, member);
+  }
+
+  /**
+   * Grants `record`; `then` (a statement for the maintenance session) rides with the last
+   * query when that query is on the maintenance session. Resolves whether it did.
+   */
+  protected async grantPrivilegesThen(
+    scope: SqlScope,
+    record: GrantRecord,
+    then: string | undefined,
+  ): Promise<boolean> {
     const role = quoteIdent(record.role);
     const p = record.permission;
+    const tail = then === undefined ? [] : [then];
     if (p.kind === 'role') {
-      await scope.session.query(`GRANT ${quoteIdent(p.role)} TO ${role}`);
-      return;
+      await batch(scope.session, [`GRANT ${quoteIdent(p.role)} TO ${role}`, ...tail]);
+      return then !== undefined;
     }
     const dbs = databasesOf(record.resources);
     const dbPriv = p.kind === 'admin' ? 'ALL PRIVILEGES' : 'CONNECT';
@@ -562,9 +674,17 @@ export class PostgresDialect implements SqlDialect {
         : record.resources.filter((r) => r.kind !== 'role' && r.database === db);
     // The maintenance database's own statements go with the database privileges.
     const merged = maintenance !== undefined && inDb(maintenance).length > 0;
-    if (!merged) await batch(scope.session, onMain);
-    if (p.kind === 'connect') return;
+    const withResources = dbs.filter((db) => inDb(db).length > 0);
+    const lastDb = withResources[withResources.length - 1];
+    if (!merged) {
+      const last = withResources.length === 0;
+      await batch(scope.session, last ? [...onMain, ...tail] : onMain);
+      if (last) return then !== undefined;
+    }
+    if (p.kind === 'connect') return false;
     const priv: Priv = p.kind;
+    // `then` rides with the last batch only when that one is the maintenance session's.
+    const thenSent = merged && lastDb === maintenance && then !== undefined;
     for (const db of dbs) {
       const resources = inDb(db);
       if (resources.length === 0) continue;
@@ -587,9 +707,11 @@ export class PostgresDialect implements SqlDialect {
             );
           }
         }
+        if (thenSent && db === maintenance) statements.push(...tail);
         await batch(s, statements);
       });
     }
+    return thenSent;
   }
 
   /** The statements granting `priv` on a schema, its tables and its future tables. */
@@ -692,7 +814,6 @@ export class PostgresDialect implements SqlDialect {
     database: string,
     roleName: string,
   ): Promise<void> {
-    const role = quoteIdent(roleName);
     // The maintenance database is the one the session is connected to.
     if (database !== maintenanceOf(scope)) {
       const exists = await scope.session.query(
@@ -702,8 +823,22 @@ export class PostgresDialect implements SqlDialect {
       if (!exists[0]) return;
     }
     await this.inDatabaseIfExists(scope, database, async (s) => {
-      const held = await s.query(
-        `WITH g AS (SELECT oid FROM pg_roles WHERE rolname = $1)
+      await batch(s, await this.revokeStatements(s, database, roleName));
+    });
+  }
+
+  /**
+   * What takes back everything the role holds in the database `s` is connected to: read in
+   * one query (database, default privileges, relations, schemas); none when the role is gone.
+   */
+  protected async revokeStatements(
+    s: SqlSession,
+    database: string,
+    roleName: string,
+  ): Promise<string[]> {
+    const role = quoteIdent(roleName);
+    const held = await s.query(
+      `WITH g AS (SELECT oid FROM pg_roles WHERE rolname = $1)
          SELECT 'role' AS kind, NULL::text AS owner, NULL::text AS schema, NULL::text AS name, NULL::text AS objtype
            FROM g
          UNION ALL
@@ -719,54 +854,84 @@ export class PostgresDialect implements SqlDialect {
          SELECT DISTINCT 'schema', NULL, n.nspname::text, NULL, NULL
            FROM g, pg_namespace n, LATERAL aclexplode(n.nspacl) a
           WHERE a.grantee = g.oid`,
-        [roleName],
+      [roleName],
+    );
+    if (!held.some((r) => r.kind === 'role')) return [];
+    const statements = [`REVOKE ALL PRIVILEGES ON DATABASE ${quoteIdent(database)} FROM ${role}`];
+    for (const row of held.filter((r) => r.kind === 'default')) {
+      const kind = { r: 'TABLES', S: 'SEQUENCES', f: 'FUNCTIONS', T: 'TYPES', n: 'SCHEMAS' }[
+        str(row.objtype) ?? ''
+      ];
+      if (!kind) continue;
+      const schema = str(row.schema);
+      statements.push(
+        `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(str(row.owner) ?? '')}${schema ? ` IN SCHEMA ${quoteIdent(schema)}` : ''} REVOKE ALL ON ${kind} FROM ${role}`,
       );
-      if (!held.some((r) => r.kind === 'role')) return;
-      const statements = [`REVOKE ALL PRIVILEGES ON DATABASE ${quoteIdent(database)} FROM ${role}`];
-      for (const row of held.filter((r) => r.kind === 'default')) {
-        const kind = { r: 'TABLES', S: 'SEQUENCES', f: 'FUNCTIONS', T: 'TYPES', n: 'SCHEMAS' }[
-          str(row.objtype) ?? ''
-        ];
-        if (!kind) continue;
-        const schema = str(row.schema);
+    }
+    // Exactly the relations whose ACL names the role, in batches (a schema-wide REVOKE
+    // would fail on tables the service account has no rights on at all).
+    for (const kind of ['table', 'sequence'] as const) {
+      const names = held
+        .filter((r) => r.kind === kind)
+        .map((r) => [str(r.schema) ?? '', str(r.name) ?? ''] as const)
+        .sort((a, b) => (a[0] === b[0] ? cmp(a[1], b[1]) : cmp(a[0], b[0])))
+        .map(([sch, name]) => `${quoteIdent(sch)}.${quoteIdent(name)}`);
+      for (let i = 0; i < names.length; i += REVOKE_BATCH) {
+        const list = names.slice(i, i + REVOKE_BATCH).join(', ');
         statements.push(
-          `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(str(row.owner) ?? '')}${schema ? ` IN SCHEMA ${quoteIdent(schema)}` : ''} REVOKE ALL ON ${kind} FROM ${role}`,
+          `REVOKE ALL PRIVILEGES ON ${kind === 'sequence' ? 'SEQUENCE' : 'TABLE'} ${list} FROM ${role}`,
         );
       }
-      // Exactly the relations whose ACL names the role, in batches (a schema-wide REVOKE
-      // would fail on tables the service account has no rights on at all).
-      for (const kind of ['table', 'sequence'] as const) {
-        const names = held
-          .filter((r) => r.kind === kind)
-          .map((r) => [str(r.schema) ?? '', str(r.name) ?? ''] as const)
-          .sort((a, b) => (a[0] === b[0] ? cmp(a[1], b[1]) : cmp(a[0], b[0])))
-          .map(([sch, name]) => `${quoteIdent(sch)}.${quoteIdent(name)}`);
-        for (let i = 0; i < names.length; i += REVOKE_BATCH) {
-          const list = names.slice(i, i + REVOKE_BATCH).join(', ');
-          statements.push(
-            `REVOKE ALL PRIVILEGES ON ${kind === 'sequence' ? 'SEQUENCE' : 'TABLE'} ${list} FROM ${role}`,
-          );
-        }
-      }
-      for (const row of held.filter((r) => r.kind === 'schema')) {
-        statements.push(`REVOKE ALL ON SCHEMA ${quoteIdent(str(row.schema) ?? '')} FROM ${role}`);
-      }
-      await batch(s, statements);
-    });
+    }
+    for (const row of held.filter((r) => r.kind === 'schema')) {
+      statements.push(`REVOKE ALL ON SCHEMA ${quoteIdent(str(row.schema) ?? '')} FROM ${role}`);
+    }
+    return statements;
+  }
+
+  /**
+   * `revokePrivileges` then `dropGrantRole`, the maintenance database's revokes sent in the
+   * drop's own simple query (one implicit transaction: privileges taken back and the role
+   * dropped together, or neither). In a dialect that revokes or drops its own way
+   * (Redshift), the two calls.
+   */
+  async revokeAndDropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+    if (
+      this.revokePrivileges !== PostgresDialect.prototype.revokePrivileges ||
+      this.dropGrantRole !== PostgresDialect.prototype.dropGrantRole
+    ) {
+      await this.revokePrivileges(scope, record);
+      await this.dropGrantRole(scope, record);
+      return;
+    }
+    const maintenance = maintenanceOf(scope);
+    let withDrop: string[] = [];
+    for (const db of databasesOf(record.resources)) {
+      if (db === maintenance)
+        withDrop = await this.revokeStatements(scope.session, db, record.role);
+      else await this.revokeInDatabase(scope, db, record.role);
+    }
+    await this.dropGrantRole(scope, record, withDrop);
   }
 
   /**
    * Drops the grant role and forgets its journal row in one simple query (one implicit
    * transaction: never a row without its role's drop, nor the reverse).
    */
-  async dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void> {
+  async dropGrantRole(
+    scope: SqlScope,
+    record: GrantRecord,
+    /** Statements sent first in the same query (`revokeAndDropGrantRole`); not after a retry. */
+    before: readonly string[] = [],
+  ): Promise<void> {
     const drop = `DROP ROLE IF EXISTS ${quoteIdent(record.role)}`;
     const forget = `DELETE FROM ${this.journalTable(scope)} WHERE role = ${quoteLiteral(record.role)}`;
     let journal = true;
     let revokedEverywhere = false;
+    let first = before;
     for (;;) {
       try {
-        await batch(scope.session, journal ? [drop, forget] : [drop]);
+        await batch(scope.session, [...first, ...(journal ? [drop, forget] : [drop])]);
         return;
       } catch (err) {
         const code = (err as { code?: unknown }).code;
@@ -775,10 +940,12 @@ export class PostgresDialect implements SqlDialect {
           continue;
         }
         if (code !== '2BP01' || revokedEverywhere) throw err;
-        // Privileges left in a database outside the record: revoke everywhere, then retry.
+        // Privileges left in a database outside the record: revoke everywhere (the
+        // statements sent with the drop were undone with it), then retry.
         for (const db of await this.connectableDatabases(scope))
           await this.revokeInDatabase(scope, db, record.role);
         revokedEverywhere = true;
+        first = [];
       }
     }
   }
@@ -809,9 +976,24 @@ export class PostgresDialect implements SqlDialect {
         [`${scope.prefix}g_`],
       );
     }
-    journal ??= found.some((r) => parseMinimalGrantMarker(str(r.marker)))
-      ? await this.readJournal(scope, {})
-      : new Map<string, string>();
+    return this.grantRolesOf(scope, found, journal, filter);
+  }
+
+  /**
+   * The grant records from the rows of a grant-role query (`rolname`, `marker`, joined with
+   * the journal's `record`; `joined` undefined when there was no journal to join).
+   */
+  protected async grantRolesOf(
+    scope: SqlScope,
+    found: readonly Row[],
+    joined: Map<string, string> | undefined,
+    filter: { username?: string },
+  ): Promise<GrantRecord[]> {
+    const journal =
+      joined ??
+      (found.some((r) => parseMinimalGrantMarker(str(r.marker)))
+        ? await this.readJournal(scope, {})
+        : new Map<string, string>());
     // One row per role (a role with several journal rows: the last one, as readJournal).
     const rows = [...new Map(found.map((r) => [str(r.rolname) ?? '', r])).values()];
     const out: GrantRecord[] = [];
@@ -1039,6 +1221,18 @@ function cmp(a: string, b: string): number {
 }
 
 /** The journal (its schema or its table) does not exist (yet). */
+/** A user from its row (`can_login`, `marker`), null without one. */
+function userOf(username: string, row: Row | undefined): SqlUserInfo | null {
+  if (!row) return null;
+  const marker = parseUserMarker(str(row.marker));
+  return {
+    username,
+    managed: marker !== null,
+    canLogin: row.can_login === true,
+    passwordIssuedFor: marker?.issuedFor ?? null,
+  };
+}
+
 function isNoJournal(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return code === '3F000' || code === '42P01';

@@ -142,26 +142,54 @@ export function connectionLost(cause: unknown): LatchkeyError {
 /**
  * A session over one pg client. Marks the client broken when aborted mid-statement or
  * when its connection is lost; a statement on a lost connection fails with `E_CONNECT`.
+ *
+ * One abort listener serves the whole checkout (not one per statement: adding and removing
+ * an AbortSignal listener costs more than the rest of a short statement's client work).
+ * When the signal fires during a statement, `onAbort` runs and the statement fails at once;
+ * a statement asked for after the signal fired is not sent. `close()` removes the listener (on release).
  */
 export function clientSession(
   client: pg.ClientBase,
   signal: AbortSignal,
   state: ClientState,
   onAbort?: () => void,
-): SqlSession {
+): SqlSession & { close(): void } {
+  const running = new Set<(err: Error) => void>();
+  const abort = (): void => {
+    if (running.size === 0) return; // nothing to stop; the next statement is not sent
+    state.broken = true;
+    onAbort?.();
+    const err = abortError(signal);
+    for (const fail of running) fail(err);
+    running.clear();
+  };
+  signal.addEventListener('abort', abort, { once: true });
+  const send = (sql: string, values: unknown[]): Promise<pg.QueryResult<Row>> => {
+    if (signal.aborted) {
+      state.broken = true;
+      return Promise.reject(abortError(signal));
+    }
+    return new Promise((resolve, reject) => {
+      running.add(reject);
+      client.query<Row>(sql, values).then(
+        (res) => {
+          running.delete(reject);
+          resolve(res);
+        },
+        (err: unknown) => {
+          running.delete(reject);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
+  };
   return {
     async query(sql: string, values?: readonly unknown[]): Promise<Row[]> {
       if (state.lost !== undefined) throw connectionLost(state.lost);
       try {
+        // Text and values as two arguments: pg copies a config object, not a string.
         const res = await retryConcurrentUpdate(sql, () =>
-          raceAbort(
-            client.query<Row>({ text: sql, values: values ? [...values] : [] }),
-            signal,
-            () => {
-              state.broken = true;
-              onAbort?.();
-            },
-          ),
+          send(sql, values === undefined ? [] : (values as unknown[])),
         );
         return res.rows;
       } catch (err) {
@@ -173,6 +201,9 @@ export function clientSession(
         }
         throw err;
       }
+    },
+    close(): void {
+      signal.removeEventListener('abort', abort);
     },
   };
 }
@@ -217,6 +248,7 @@ export class PgPools {
     entry.lastUsed = this.now();
     const state: ClientState = { broken: false };
     let client: pg.PoolClient | undefined;
+    let session: (SqlSession & { close(): void }) | undefined;
     // A checked-out client has no listener of the pool: without ours, a connection the
     // server ends (failover, pg_terminate_backend, idle_in_transaction_session_timeout)
     // while we hold it would be an uncaught 'error' event and end the process.
@@ -238,7 +270,7 @@ export class PgPools {
       });
       client.on('error', onError);
       const pid = (client as unknown as { processID?: unknown }).processID;
-      const session = clientSession(client, signal, state, () => {
+      session = clientSession(client, signal, state, () => {
         // Closing the socket alone does not stop a running statement on the server.
         if (typeof pid === 'number') void this.cancelBackend(spec, database, pid);
       });
@@ -256,6 +288,7 @@ export class PgPools {
       if (signal.aborted) state.broken = true;
       throw err;
     } finally {
+      session?.close();
       if (client) {
         client.removeListener('error', onError);
         // A broken client is destroyed, never handed to the next command.

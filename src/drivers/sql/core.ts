@@ -213,18 +213,26 @@ export async function grantFlow(
     const outcome = await dialect.withUserLock(scope, username, async () => {
       let password: string | null = null;
       let createdUser = false;
-      const user = await dialect.getUser(scope, username);
+      let expirySet = false;
+      // The user and the grant role in one round trip where the dialect can.
+      const read = await dialect.readUserAndGrant?.(scope, username, role, { grants: false });
+      const user = read ? read.user : await dialect.getUser(scope, username);
       if (user === null || user.incomplete === true) {
         // A new user, or one whose creation a crash interrupted (never delivered): create
         // or finish it, recording that this grant's result carries the password.
         password = opts.iamAuth ? null : generatePassword();
-        await dialect.createUser(scope, {
-          username,
-          password,
-          iamAuth: opts.iamAuth,
-          issuedFor: opts.iamAuth ? null : params.grantId,
-          known: user,
-        });
+        // A user that did not exist, for a grant whose role does not exist either (read
+        // together): this grant will be its only one, so its login expires with it.
+        const onlyGrant = read !== undefined && user === null && !read.role.exists;
+        expirySet =
+          (await dialect.createUser(scope, {
+            username,
+            password,
+            iamAuth: opts.iamAuth,
+            issuedFor: opts.iamAuth ? null : params.grantId,
+            known: user,
+            ...(onlyGrant ? { loginExpiry: loginExpiry([record]) } : {}),
+          })) === true;
         createdUser = true;
       } else if (!user.managed) {
         throw new LatchkeyError(
@@ -234,7 +242,8 @@ export async function grantFlow(
       }
       let createdRole = false;
       try {
-        const state = await dialect.getGrantRole(scope, role);
+        // Read before createUser when combined: creating the user changes no grant role.
+        const state = read ? read.role : await dialect.getGrantRole(scope, role);
         if (state.exists && !state.managed) {
           throw new LatchkeyError(
             'E_NOT_MANAGED',
@@ -254,11 +263,13 @@ export async function grantFlow(
         } else if (state.record.expiresAt !== record.expiresAt) {
           await dialect.updateGrantRecord(scope, { ...state.record, ...pickExpiry(record) });
         }
-        await dialect.grantPrivileges(
-          scope,
-          state.exists ? { ...state.record, ...pickExpiry(record) } : record,
-        );
-        await dialect.grantRoleToUser(scope, record);
+        const privileges = state.exists ? { ...state.record, ...pickExpiry(record) } : record;
+        if (dialect.grantPrivilegesAndRole) {
+          await dialect.grantPrivilegesAndRole(scope, privileges, record);
+        } else {
+          await dialect.grantPrivileges(scope, privileges);
+          await dialect.grantRoleToUser(scope, record);
+        }
         if (!createdUser && user !== null && !user.canLogin) {
           // No live grant before this one: fresh password, then let the login back in.
           if (!opts.iamAuth) {
@@ -274,7 +285,13 @@ export async function grantFlow(
           password = generatePassword();
           await dialect.setPassword(scope, username, password, params.grantId);
         }
-        await applyLoginExpiry(opts, scope, username);
+        if (user === null && createdRole) {
+          // A user this call created holds no grant but this new one (it did not exist, so
+          // no role was granted to it): the login expires with this grant, no list needed.
+          if (!expirySet) await dialect.setLoginExpiry?.(scope, username, loginExpiry([record]));
+        } else {
+          await applyLoginExpiry(opts, scope, username);
+        }
         const credentials = password === null ? undefined : credentialsFor(password);
         return { credentials, alreadyGranted };
       } catch (err) {
@@ -366,11 +383,13 @@ export async function revokeByUsername(
     const phases: Phase[] = [];
 
     const first = await dialect.withUserLock(scope, username, async () => {
-      const user = await dialect.getUser(scope, username);
+      // The user, the grant role and the user's grants in one round trip where the dialect can.
+      const read = await dialect.readUserAndGrant?.(scope, username, role, { grants: true });
+      const user = read ? read.user : await dialect.getUser(scope, username);
       if (user !== null && !user.managed) {
         throw new LatchkeyError('E_NOT_MANAGED', `user ${username} was not created by Latchkey`);
       }
-      const state = await dialect.getGrantRole(scope, role);
+      const state = read ? read.role : await dialect.getGrantRole(scope, role);
       if (state.exists && !state.managed) {
         throw new LatchkeyError('E_NOT_MANAGED', `role ${role} was not created by Latchkey`);
       }
@@ -380,7 +399,9 @@ export async function revokeByUsername(
       const remaining =
         user === null
           ? []
-          : (await dialect.listGrantRoles(scope, { username })).filter((g) => g.role !== role);
+          : (read?.grants ?? (await dialect.listGrantRoles(scope, { username }))).filter(
+              (g) => g.role !== role,
+            );
       if (user !== null && remaining.length === 0) {
         if (user.canLogin) {
           await dialect.setLogin(scope, username, false);
@@ -444,14 +465,21 @@ export async function revokeByUsername(
     }
     const record = first.record;
     const lateLock = await dialect.withUserLock(scope, username, async () => {
-      const again = await dialect.getGrantRole(scope, role);
+      // Under the user lock nothing else changes the user: where the dialect reads both in
+      // one round trip, the user read here is the one after the drop below.
+      const read = await dialect.readUserAndGrant?.(scope, username, role, { grants: false });
+      const again = read ? read.role : await dialect.getGrantRole(scope, role);
       if (again.exists) {
-        await dialect.revokePrivileges(scope, record);
-        await dialect.dropGrantRole(scope, record);
+        if (dialect.revokeAndDropGrantRole) {
+          await dialect.revokeAndDropGrantRole(scope, record);
+        } else {
+          await dialect.revokePrivileges(scope, record);
+          await dialect.dropGrantRole(scope, record);
+        }
       }
       // A concurrent revoke of the user's other grant may have seen this one still live
       // in its first phase: whoever drops the last grant role makes sure the login is locked.
-      const user = await dialect.getUser(scope, username);
+      const user = read ? read.user : await dialect.getUser(scope, username);
       if (user?.managed !== true || !user.canLogin) return false;
       if ((await dialect.listGrantRoles(scope, { username })).length > 0) return false;
       await dialect.setLogin(scope, username, false);

@@ -129,6 +129,14 @@ export type GrantRoleState =
   | { exists: true; managed: false }
   | { exists: true; managed: true; record: GrantRecord };
 
+/** What `SqlDialect.readUserAndGrant` answers. */
+export interface UserAndGrant {
+  user: SqlUserInfo | null;
+  role: GrantRoleState;
+  /** The user's grant roles (with `grants` only). */
+  grants?: GrantRecord[];
+}
+
 export interface CreateUserSpec {
   username: string;
   /** Null under IAM database authentication (no password; `rds_iam` membership instead). */
@@ -141,6 +149,12 @@ export interface CreateUserSpec {
    * just read it (null: no such user): a dialect that needs it does not read it again.
    */
   known?: SqlUserInfo | null;
+  /**
+   * The new login's expiry (null: none), when the caller knows it already: a dialect that
+   * can set it in the same statement as the user does so and resolves `true`; otherwise
+   * the caller sets it afterwards (`setLoginExpiry`).
+   */
+  loginExpiry?: Date | null;
 }
 
 export interface DropUserOptions {
@@ -173,9 +187,9 @@ export interface SqlDialect {
    * crash at any point leaves either nothing, a marked user, or a user `getUser` reports
    * `incomplete` (then a second call finishes it): never an unmarked user. Records
    * `spec.issuedFor` as `passwordIssuedFor`. The password reaches the server only as a
-   * hash or verifier.
+   * hash or verifier. Resolves `true` when it also set `spec.loginExpiry`.
    */
-  createUser(scope: SqlScope, spec: CreateUserSpec): Promise<void>;
+  createUser(scope: SqlScope, spec: CreateUserSpec): Promise<boolean | void>;
   /**
    * Sets a new password (as a hash or verifier) and records `issuedFor` (a grant id, or null
    * for a rotate) atomically with it, or before it where the engine cannot do both at once.
@@ -205,14 +219,36 @@ export interface SqlDialect {
   updateGrantRecord(scope: SqlScope, record: GrantRecord): Promise<void>;
   /** Grants the record's privileges to its role. Idempotent. */
   grantPrivileges(scope: SqlScope, record: GrantRecord): Promise<void>;
+  /**
+   * Optional: `grantPrivileges(record)` then `grantRoleToUser(member)`, in fewer round trips
+   * where the engine allows (the membership never before the privileges it carries).
+   */
+  grantPrivilegesAndRole?(scope: SqlScope, record: GrantRecord, member: GrantRecord): Promise<void>;
   /** Makes the user a member of the grant role (MariaDB: through the per-user default role). */
   grantRoleToUser(scope: SqlScope, record: GrantRecord): Promise<void>;
   /** Takes back every privilege the role holds, in every database it was granted in. */
   revokePrivileges(scope: SqlScope, record: GrantRecord): Promise<void>;
   /** Drops the grant role (and membership). Idempotent. */
   dropGrantRole(scope: SqlScope, record: GrantRecord): Promise<void>;
+  /**
+   * Optional: `revokePrivileges` then `dropGrantRole`, in fewer round trips where the engine
+   * allows (and never leaving less revoked than the two calls would).
+   */
+  revokeAndDropGrantRole?(scope: SqlScope, record: GrantRecord): Promise<void>;
   /** Managed grant roles of one user, or of every user of this prefix when `username` is omitted. */
   listGrantRoles(scope: SqlScope, filter: { username?: string }): Promise<GrantRecord[]>;
+  /**
+   * Optional: `getUser(username)`, `getGrantRole(role)` and, with `grants`,
+   * `listGrantRoles({ username })`, answered as those would answer them but in one round
+   * trip where the engine allows (one snapshot, under the user lock). Without it the core
+   * calls the three one by one.
+   */
+  readUserAndGrant?(
+    scope: SqlScope,
+    username: string,
+    role: string,
+    options: { grants: boolean },
+  ): Promise<UserAndGrant>;
 
   /** Number of the user's open sessions. */
   countSessions(scope: SqlScope, username: string): Promise<number>;
