@@ -567,8 +567,10 @@ export class Dispatcher {
       remaining,
     );
 
-    const sink =
-      envelope.kind === 'discover' ? this.opts.spool?.begin(envelope.id, 'discover') : undefined;
+    // The spool writer of a discover is made when the driver first reads `ctx.sink`: a
+    // driver that returns its output at once costs no writer.
+    let sink: SpoolWriter | undefined;
+    const spool = envelope.kind === 'discover' ? this.opts.spool : undefined;
     const ctx: CallContext = {
       commandId: envelope.id,
       integration: envelope.integration,
@@ -578,8 +580,13 @@ export class Dispatcher {
       get logger() {
         return job.logger;
       },
-      ...(sink === undefined ? {} : { sink }),
     };
+    if (spool !== undefined) {
+      Object.defineProperty(ctx, 'sink', {
+        get: () => (sink ??= spool.begin(envelope.id, 'discover')),
+        enumerable: true,
+      });
+    }
     let callEnded = false;
     let onCallEnd: (() => void) | undefined;
     // One promise for the race of the call with its abort (deadline, cancel, shutdown):
@@ -610,7 +617,8 @@ export class Dispatcher {
     try {
       const output = await outcome;
       const parsed = OUTPUT_SCHEMAS[envelope.kind].safeParse(output);
-      if (parsed.success && sink?.used === true) {
+      const written = sink?.used === true ? sink : undefined;
+      if (parsed.success && written !== undefined) {
         // Pages were written as they came: the rest of the output closes the spool.
         await new Promise<void>((resolve, reject) => {
           if (job.abortReason !== undefined) {
@@ -620,9 +628,9 @@ export class Dispatcher {
           }
           // An abort (deadline, cancel, shutdown) while the spool closes wins, as for the call.
           job.rejectRun = reject;
-          sink.complete(parsed.data).then(resolve, reject);
+          written.complete(parsed.data).then(resolve, reject);
         });
-        this.finish(job, { spooled: sink });
+        this.finish(job, { spooled: written });
       } else if (!parsed.success) {
         job.logger.error(
           {
