@@ -147,8 +147,21 @@ interface Job {
   /** Ends the driver call's race with the abort (set while the call is awaited). */
   rejectRun?: (reason: unknown) => void;
   timer?: NodeJS.Timeout;
-  readonly done: Promise<void>;
-  resolveDone: () => void;
+  /**
+   * Resolves the promise of `whenDone`, made only when something waits for the job (a
+   * drain): most jobs finish with nobody waiting, and cost no promise for it.
+   */
+  resolveDone?: () => void;
+  done?: Promise<void>;
+}
+
+/** Resolves once `job` has had its result. */
+function whenDone(job: Job): Promise<void> {
+  if (job.state === 'done') return Promise.resolve();
+  job.done ??= new Promise<void>((resolve) => {
+    job.resolveDone = resolve;
+  });
+  return job.done;
 }
 
 export const DEFAULT_IDEMPOTENCY_CAPACITY = 10_000;
@@ -312,10 +325,6 @@ export class Dispatcher {
       ? expiresAtMs + this.replaySkewMs
       : Number.POSITIVE_INFINITY;
 
-    let resolveDone: () => void = () => undefined;
-    const done = new Promise<void>((resolve) => {
-      resolveDone = resolve;
-    });
     let jobLogger: Logger | undefined;
     const parentLogger = this.opts.logger;
     const job: Job = {
@@ -337,8 +346,6 @@ export class Dispatcher {
         }));
       },
       state: 'queued',
-      done,
-      resolveDone,
     };
     this.active.set(commandId, job);
     this.enqueue(job);
@@ -383,7 +390,7 @@ export class Dispatcher {
    */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
-    const all = (): Promise<void[]> => Promise.all([...this.active.values()].map((j) => j.done));
+    const all = (): Promise<void[]> => Promise.all([...this.active.values()].map(whenDone));
     if (this.active.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<void>((resolve) => {
@@ -821,7 +828,7 @@ export class Dispatcher {
         this.opts.logger.error({ err, commandId }, 'result handler failed');
       }
     }
-    job.resolveDone();
+    job.resolveDone?.();
   }
 }
 
