@@ -70,7 +70,7 @@ function write(value: unknown, open: object[]): string {
     out += ']';
   } else {
     const obj = value as Record<string, unknown>;
-    const keys = Object.keys(obj).sort();
+    const keys = sortKeys(Object.keys(obj));
     out = '{';
     let first = true;
     for (const key of keys) {
@@ -85,4 +85,23 @@ function write(value: unknown, open: object[]): string {
   }
   open.pop();
   return out;
+}
+
+/**
+ * Sorts keys by UTF-16 code units, as `Array.prototype.sort` does by default: an
+ * insertion sort in place for the few keys of an object of the protocol (V8's sort
+ * allocates a work array on every call), the built-in sort for more.
+ */
+function sortKeys(keys: string[]): string[] {
+  if (keys.length > 16) return keys.sort();
+  for (let i = 1; i < keys.length; i++) {
+    const key = keys[i] as string;
+    let j = i - 1;
+    while (j >= 0 && (keys[j] as string) > key) {
+      keys[j + 1] = keys[j] as string;
+      j--;
+    }
+    keys[j + 1] = key;
+  }
+  return keys;
 }
