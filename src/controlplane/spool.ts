@@ -240,7 +240,7 @@ export class SpoolWriter implements DiscoverSink {
     this.append(`,"timings":${JSON.stringify(timings)}}`);
     const file = this.file;
     if (file === undefined) {
-      return ResultFrame.fromText(this.commandId, this.pending.join(''), this.kind, timings);
+      return ResultFrame.fromText(this.commandId, this.pending.join(''), this.kind);
     }
     const restText = this.pending.join('');
     this.digestOf(restText);
