@@ -23,7 +23,10 @@
  *
  * Knobs: BENCH_BURST (default 20000), BENCH_SEQUENTIAL (default 2000), and
  * BENCH_CPU_PROF=<dir> to write a V8 CPU profile of the agent process, BENCH_HEAP_PROF=<dir>
- * a V8 sampling heap profile (what it allocates, by function). The agent's own
+ * a V8 sampling heap profile (what is live when it is written, by function),
+ * BENCH_ALLOC_PROF=<file> a sampling profile of everything allocated (collected objects
+ * included: what the GC has to deal with), BENCH_NODE_ARGS extra node flags for the agent
+ * (e.g. `--trace-gc`, which NODE_OPTIONS does not take). The agent's own
  * settings pass through: LATCHKEY_VERIFY_WORKERS, LATCHKEY_HEAP_GROWING_PERCENT.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -33,6 +36,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { readdirSync } from 'node:fs';
@@ -154,8 +158,33 @@ async function echoChild(): Promise<void> {
   process.exit(0);
 }
 
+/**
+ * BENCH_ALLOC_PROF=<file>: a sampling heap profile of everything the agent allocates,
+ * collected objects included (what the garbage collector has to deal with), written at
+ * stop. `--heap-prof` (BENCH_HEAP_PROF) shows only what is still live when it is written.
+ */
+async function allocationProfile(file: string): Promise<() => Promise<void>> {
+  const { Session } = await import('node:inspector/promises');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.startSampling', {
+    samplingInterval: 1024,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  } as never);
+  return async () => {
+    const { profile } = (await session.post('HeapProfiler.stopSampling')) as { profile: unknown };
+    writeFileSync(file, JSON.stringify(profile));
+  };
+}
+
 async function child(): Promise<void> {
   reportGcOverIpc();
+  const stopProfile =
+    process.env.BENCH_ALLOC_PROF === undefined
+      ? undefined
+      : await allocationProfile(process.env.BENCH_ALLOC_PROF);
   const config = loadConfig({ env: process.env });
   // As `latchkey run` does at start.
   applyHeapGrowing(config.heapGrowingPercent);
@@ -166,7 +195,10 @@ async function child(): Promise<void> {
     driverFactories: { [TEST_DRIVER_TYPE]: driver.factory },
   });
   process.once('SIGTERM', () => {
-    void agent.stop('bench done').then(() => process.exit(0));
+    void agent
+      .stop('bench done')
+      .then(() => stopProfile?.())
+      .then(() => process.exit(0));
   });
   await agent.start();
 }
@@ -287,13 +319,17 @@ const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t))
  * The control plane of this benchmark: a lean loopback peer that does only what any
  * control plane must (check the bearer token, answer hello with welcome, read each
  * result and ack it), so the figures are what the agent adds, not the cost of the
- * reference control plane's own validation and bookkeeping.
+ * reference control plane's own validation and bookkeeping. It writes as a control plane
+ * with many messages to send would: the burst's commands a few dozen per write, and the
+ * acks of one event-loop turn in one write (every frame still parsed, every result acked).
  */
 class BenchPeer {
   private readonly at = new Map<string, number>();
   readonly failures: string[] = [];
   private waiting: { ids: Set<string>; resolve: () => void } | undefined;
   private socket: WebSocket | undefined;
+  private tcp: Duplex | undefined;
+  private corked = false;
   private helloSeen: (() => void) | undefined;
   readonly hello: Promise<void>;
 
@@ -314,12 +350,13 @@ class BenchPeer {
     await new Promise<void>((resolve) => server.once('listening', resolve));
     const address = server.address() as AddressInfo;
     const peer = new BenchPeer(server, `ws://127.0.0.1:${address.port}/`);
-    server.on('connection', (ws) => peer.attach(ws));
+    server.on('connection', (ws, req) => peer.attach(ws, req.socket));
     return peer;
   }
 
-  private attach(ws: WebSocket): void {
+  private attach(ws: WebSocket, socket: Duplex): void {
     this.socket = ws;
+    this.tcp = socket;
     ws.on('message', (data) => {
       const msg = JSON.parse((data as Buffer).toString('utf8')) as {
         type: string;
@@ -332,7 +369,9 @@ class BenchPeer {
         this.helloSeen?.();
       } else if (msg.type === 'result' && msg.commandId !== undefined) {
         this.arrived(msg.commandId, msg.status === 'ok' ? undefined : (msg.error?.code ?? '?'));
-        ws.send(JSON.stringify({ type: 'result-ack', commandId: msg.commandId }));
+        // The acks of one turn leave in one write, as a control plane would batch them.
+        this.corkForThisTurn();
+        ws.send(`{"type":"result-ack","commandId":${JSON.stringify(msg.commandId)}}`);
       } else if (msg.type === 'rejected') {
         const id = msg.commandId ?? 'unknown';
         this.arrived(id, msg.error?.code ?? '?');
@@ -356,6 +395,32 @@ class BenchPeer {
   send(frame: string): void {
     if (!this.socket) throw new Error('no agent connected');
     this.socket.send(frame);
+  }
+
+  /** Sends many frames, a few dozen per write (as a control plane sending a backlog would). */
+  sendAll(frames: readonly string[], each?: (i: number) => void): void {
+    const ws = this.socket;
+    const tcp = this.tcp;
+    if (!ws || !tcp) throw new Error('no agent connected');
+    for (let i = 0; i < frames.length; i += 64) {
+      tcp.cork();
+      for (let j = i; j < Math.min(i + 64, frames.length); j++) {
+        each?.(j);
+        ws.send(frames[j] ?? '');
+      }
+      tcp.uncork();
+    }
+  }
+
+  private corkForThisTurn(): void {
+    const tcp = this.tcp;
+    if (tcp === undefined || this.corked) return;
+    this.corked = true;
+    tcp.cork();
+    setImmediate(() => {
+      this.corked = false;
+      tcp.uncork();
+    });
   }
 
   time(id: string): number {
@@ -452,6 +517,7 @@ async function parent(): Promise<void> {
       ? ['--heap-prof', '--heap-prof-dir', process.env.BENCH_HEAP_PROF]
       : []),
   ];
+  if (process.env.BENCH_NODE_ARGS) prof.push(...process.env.BENCH_NODE_ARGS.split(' '));
   const self = compiledSelf();
 
   // The same-run reference for latency: a bare loopback WebSocket echo (no agent).
@@ -522,10 +588,10 @@ async function parent(): Promise<void> {
     const cpuAgent0 = cpuMs(pid);
     const cpuPeer0 = process.cpuUsage();
     const tStart = performance.now();
-    for (const f of burst) {
-      sentAt.set(f.id, performance.now());
-      cp.send(f.frame);
-    }
+    cp.sendAll(
+      burst.map((f) => f.frame),
+      (i) => sentAt.set(burst[i]?.id ?? '', performance.now()),
+    );
     await arrivals.all(burst.map((f) => f.id));
     const tEnd = Math.max(...burst.map((f) => arrivals.time(f.id)));
     const cpuAgent1 = cpuMs(pid);

@@ -48,7 +48,17 @@ export interface ResultSpoolOptions {
   logger: Logger;
 }
 
+/** 12 random hex characters, drawn once per process (see `ResultSpool.fileFor`). */
+let prefix: string | undefined;
+function processPrefix(): string {
+  prefix ??= randomBytes(6).toString('hex');
+  return prefix;
+}
+
 export class ResultSpool {
+  /** Files named so far (the counter of `fileFor`). */
+  private files = 0;
+
   private constructor(
     readonly dir: string,
     private readonly temporary: boolean,
@@ -81,10 +91,22 @@ export class ResultSpool {
     return removed;
   }
 
-  /** A writer for the result of `commandId` (nothing on disk until it is large). */
+  /**
+   * A writer for the result of `commandId` (nothing on disk until it is large). Cheap: its
+   * file is named only when the text first goes to disk (`fileFor`).
+   */
   begin(commandId: string, kind: CommandKind): SpoolWriter {
-    const file = `${commandId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 120)}-${randomBytes(6).toString('hex')}.json`;
-    return new SpoolWriter(commandId, kind, join(this.dir, file), this.memoryBytes);
+    return new SpoolWriter(commandId, kind, this, this.memoryBytes);
+  }
+
+  /**
+   * A new file name for `commandId`: the id (made safe), this process's random prefix and
+   * a counter, so that two writers (a retried command id included) never share a file,
+   * in this process or across restarts of the same state directory.
+   */
+  fileFor(commandId: string): string {
+    const safe = commandId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 120);
+    return join(this.dir, `${safe}-${processPrefix()}${(this.files++).toString(36)}.json`);
   }
 
   /** Removes a temporary spool directory (a state directory's spool stays). */
@@ -100,7 +122,13 @@ type Section = 'start' | 'resources' | 'entries' | 'done';
  * the driver returned, then `finish` with the timings; or `discard` on failure.
  */
 export class SpoolWriter implements DiscoverSink {
-  private readonly hash: Hash = createHash('sha256');
+  /**
+   * SHA-256 of the text written to the file so far: fed as the text goes to disk, so a
+   * result that stays in memory is never hashed here (its frame hashes it on demand).
+   */
+  private hash: Hash | undefined;
+  /** The spool file, named when the text first goes to disk. */
+  private filePath: string | undefined;
   private bytes = 0;
   /** Text not yet on disk (all of it while under `memoryBytes`). */
   private pending: string[] = [];
@@ -120,7 +148,7 @@ export class SpoolWriter implements DiscoverSink {
   constructor(
     readonly commandId: string,
     readonly kind: CommandKind,
-    readonly path: string,
+    private readonly spool: { fileFor(commandId: string): string },
     private readonly memoryBytes: number,
   ) {
     this.append(
@@ -136,6 +164,11 @@ export class SpoolWriter implements DiscoverSink {
   /** Bytes written so far (in memory or on disk). */
   get size(): number {
     return this.bytes;
+  }
+
+  /** The spool file; undefined while the text is in memory only. */
+  get path(): string | undefined {
+    return this.filePath;
   }
 
   /** True when the text went to a file. */
@@ -207,9 +240,11 @@ export class SpoolWriter implements DiscoverSink {
     this.append(`,"timings":${JSON.stringify(timings)}}`);
     const file = this.file;
     if (file === undefined) {
-      return ResultFrame.fromText(this.commandId, this.pending.join(''), this.kind, timings);
+      return ResultFrame.fromText(this.commandId, this.pending.join(''), this.kind);
     }
-    const rest = Buffer.from(this.pending.join(''), 'utf8');
+    const restText = this.pending.join('');
+    this.digestOf(restText);
+    const rest = Buffer.from(restText, 'utf8');
     this.pending = [];
     try {
       let off = 0;
@@ -222,9 +257,9 @@ export class SpoolWriter implements DiscoverSink {
       this.commandId,
       this.kind,
       timings,
-      this.path,
+      this.filePath ?? '',
       this.bytes,
-      this.hash.digest('hex'),
+      this.digestOf('').digest('hex'),
     );
   }
 
@@ -236,7 +271,9 @@ export class SpoolWriter implements DiscoverSink {
     await this.queue.catch(() => undefined);
     if (this.file !== undefined) {
       await closeFd(this.file).catch(() => undefined);
-      await rm(this.path, { force: true }).catch(() => undefined);
+      if (this.filePath !== undefined) {
+        await rm(this.filePath, { force: true }).catch(() => undefined);
+      }
     }
   }
 
@@ -288,16 +325,27 @@ export class SpoolWriter implements DiscoverSink {
 
   private append(text: string): void {
     const n = Buffer.byteLength(text, 'utf8');
-    this.hash.update(text, 'utf8');
     this.bytes += n;
     this.pending.push(text);
     this.pendingBytes += n;
   }
 
+  /** The hash of what went to disk, fed with `text` (which is about to go there). */
+  private digestOf(text: string): Hash {
+    const hash = (this.hash ??= createHash('sha256'));
+    if (text.length > 0) hash.update(text, 'utf8');
+    return hash;
+  }
+
   private async flush(): Promise<void> {
-    this.file ??= await openFd(this.path, 'wx', 0o600);
+    if (this.file === undefined) {
+      this.filePath ??= this.spool.fileFor(this.commandId);
+      this.file = await openFd(this.filePath, 'wx', 0o600);
+    }
     const fd = this.file;
-    const buf = Buffer.from(this.pending.join(''), 'utf8');
+    const text = this.pending.join('');
+    this.digestOf(text);
+    const buf = Buffer.from(text, 'utf8');
     this.pending = [];
     this.pendingBytes = 0;
     let off = 0;

@@ -147,8 +147,21 @@ interface Job {
   /** Ends the driver call's race with the abort (set while the call is awaited). */
   rejectRun?: (reason: unknown) => void;
   timer?: NodeJS.Timeout;
-  readonly done: Promise<void>;
-  resolveDone: () => void;
+  /**
+   * Resolves the promise of `whenDone`, made only when something waits for the job (a
+   * drain): most jobs finish with nobody waiting, and cost no promise for it.
+   */
+  resolveDone?: () => void;
+  done?: Promise<void>;
+}
+
+/** Resolves once `job` has had its result. */
+function whenDone(job: Job): Promise<void> {
+  if (job.state === 'done') return Promise.resolve();
+  job.done ??= new Promise<void>((resolve) => {
+    job.resolveDone = resolve;
+  });
+  return job.done;
 }
 
 export const DEFAULT_IDEMPOTENCY_CAPACITY = 10_000;
@@ -312,10 +325,6 @@ export class Dispatcher {
       ? expiresAtMs + this.replaySkewMs
       : Number.POSITIVE_INFINITY;
 
-    let resolveDone: () => void = () => undefined;
-    const done = new Promise<void>((resolve) => {
-      resolveDone = resolve;
-    });
     let jobLogger: Logger | undefined;
     const parentLogger = this.opts.logger;
     const job: Job = {
@@ -337,8 +346,6 @@ export class Dispatcher {
         }));
       },
       state: 'queued',
-      done,
-      resolveDone,
     };
     this.active.set(commandId, job);
     this.enqueue(job);
@@ -383,7 +390,7 @@ export class Dispatcher {
    */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
-    const all = (): Promise<void[]> => Promise.all([...this.active.values()].map((j) => j.done));
+    const all = (): Promise<void[]> => Promise.all([...this.active.values()].map(whenDone));
     if (this.active.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<void>((resolve) => {
@@ -567,19 +574,35 @@ export class Dispatcher {
       remaining,
     );
 
-    const sink =
-      envelope.kind === 'discover' ? this.opts.spool?.begin(envelope.id, 'discover') : undefined;
-    const ctx: CallContext = {
-      commandId: envelope.id,
-      integration: envelope.integration,
-      get signal() {
-        return signalOf(job);
-      },
-      get logger() {
-        return job.logger;
-      },
-      ...(sink === undefined ? {} : { sink }),
-    };
+    // The spool writer of a discover is made when the driver first reads `ctx.sink`: a
+    // driver that returns its output at once costs no writer.
+    let sink: SpoolWriter | undefined;
+    const spool = envelope.kind === 'discover' ? this.opts.spool : undefined;
+    const ctx: CallContext =
+      spool === undefined
+        ? {
+            commandId: envelope.id,
+            integration: envelope.integration,
+            get signal() {
+              return signalOf(job);
+            },
+            get logger() {
+              return job.logger;
+            },
+          }
+        : {
+            commandId: envelope.id,
+            integration: envelope.integration,
+            get signal() {
+              return signalOf(job);
+            },
+            get logger() {
+              return job.logger;
+            },
+            get sink() {
+              return (sink ??= spool.begin(envelope.id, 'discover'));
+            },
+          };
     let callEnded = false;
     let onCallEnd: (() => void) | undefined;
     // One promise for the race of the call with its abort (deadline, cancel, shutdown):
@@ -610,7 +633,8 @@ export class Dispatcher {
     try {
       const output = await outcome;
       const parsed = OUTPUT_SCHEMAS[envelope.kind].safeParse(output);
-      if (parsed.success && sink?.used === true) {
+      const written = sink?.used === true ? sink : undefined;
+      if (parsed.success && written !== undefined) {
         // Pages were written as they came: the rest of the output closes the spool.
         await new Promise<void>((resolve, reject) => {
           if (job.abortReason !== undefined) {
@@ -620,9 +644,9 @@ export class Dispatcher {
           }
           // An abort (deadline, cancel, shutdown) while the spool closes wins, as for the call.
           job.rejectRun = reject;
-          sink.complete(parsed.data).then(resolve, reject);
+          written.complete(parsed.data).then(resolve, reject);
         });
-        this.finish(job, { spooled: sink });
+        this.finish(job, { spooled: written });
       } else if (!parsed.success) {
         job.logger.error(
           {
@@ -813,7 +837,7 @@ export class Dispatcher {
         this.opts.logger.error({ err, commandId }, 'result handler failed');
       }
     }
-    job.resolveDone();
+    job.resolveDone?.();
   }
 }
 

@@ -59,6 +59,11 @@ export class KnownIntegrations {
 
   /** Adds or updates an integration seen in a command; resolves once it is durable. */
   async remember(integration: Integration): Promise<void> {
+    // Known already, unchanged (every command names its integration): nothing to parse
+    // or write. A remembered entry is a parse output, and parsing it again gives it back.
+    if (this.configured.has(integration.id)) return;
+    const known = this.remembered.get(integration.id);
+    if (known && isDeepStrictEqual(known, integration)) return;
     const parsed = IntegrationSchema.parse(integration);
     if (this.configured.has(parsed.id)) return;
     const existing = this.remembered.get(parsed.id);

@@ -35,15 +35,24 @@ export function createMetrics(events: AgentEvents): Metrics {
     buckets: DURATION_BUCKETS,
     registers,
   });
+  // The queue and outbox gauges change with every command: the events only note the
+  // latest values, and the gauges take them when scraped (`collect`).
+  const latest = { depth: 0, running: 0, outbox: 0 };
   const depth = new prom.Gauge({
     name: 'latchkey_queue_depth',
     help: 'Commands accepted and waiting to start.',
     registers,
+    collect() {
+      this.set(latest.depth);
+    },
   });
   const running = new prom.Gauge({
     name: 'latchkey_queue_running',
     help: 'Commands running in a driver.',
     registers,
+    collect() {
+      this.set(latest.running);
+    },
   });
   const wait = new prom.Histogram({
     name: 'latchkey_queue_wait_seconds',
@@ -82,6 +91,9 @@ export function createMetrics(events: AgentEvents): Metrics {
     name: 'latchkey_outbox_size',
     help: 'Results waiting for an acknowledgement from the control plane.',
     registers,
+    collect() {
+      this.set(latest.outbox);
+    },
   });
   const stateEnabled = new prom.Gauge({
     name: 'latchkey_state_enabled',
@@ -191,8 +203,8 @@ export function createMetrics(events: AgentEvents): Metrics {
     }),
     events.on('command:started', (e) => wait.observe(e.waitMs / 1000)),
     events.on('queue:depth', (e) => {
-      depth.set(e.depth);
-      running.set(e.running);
+      latest.depth = e.depth;
+      latest.running = e.running;
     }),
     events.on('link:connected', () => connected.set(1)),
     events.on('link:disconnected', () => connected.set(0)),
@@ -200,7 +212,9 @@ export function createMetrics(events: AgentEvents): Metrics {
     events.on('command:rejected', (e) => rejections.inc({ code: e.code })),
     events.on('refusal:log-suppressed', (e) => refusalLogsSuppressed.inc({ code: e.code })),
     events.on('command:duplicate', () => duplicates.inc()),
-    events.on('outbox:size', (e) => outbox.set(e.size)),
+    events.on('outbox:size', (e) => {
+      latest.outbox = e.size;
+    }),
     events.on('link:chunk-sent', () => resultChunks.inc()),
     events.on('link:result-too-large', () => resultsTooLarge.inc()),
     events.on('state:enabled', (e) => stateEnabled.set(e.enabled ? 1 : 0)),

@@ -23,7 +23,8 @@ const B64 = /^[A-Za-z0-9+/_-]+={0,2}$/;
 export function decodeBase64Any(text: string): Buffer | null {
   const t = text.trim();
   if (t.length === 0 || !B64.test(t)) return null;
-  return Buffer.from(t.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  const standard = /[-_]/.test(t) ? t.replace(/-/g, '+').replace(/_/g, '/') : t;
+  return Buffer.from(standard, 'base64');
 }
 
 export function publicKeyFromRaw(curve: Curve, raw: Buffer): KeyObject {

@@ -73,6 +73,8 @@ export function parseControlPlaneFrame(data: string | Buffer, maxBytes: number):
       error: new LatchkeyError('E_SCHEMA', 'frame is not valid JSON', { cause: err }),
     };
   }
+  const fast = readCommonMessage(value);
+  if (fast !== undefined) return { ok: true, message: fast };
   const parsed = ControlPlaneMessageSchema.safeParse(value);
   if (!parsed.success) {
     return {
@@ -88,4 +90,50 @@ export function parseControlPlaneFrame(data: string | Buffer, maxBytes: number):
     message.envelope = (value as { envelope: Record<string, unknown> }).envelope;
   }
   return { ok: true, message };
+}
+
+const own = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * The two frames of every command, read without zod: a `command` (its envelope is kept
+ * raw here anyway, and `verify.ts` parses it strictly) and a `result-ack`. Returns exactly
+ * what `ControlPlaneMessageSchema` would (unknown top-level keys dropped, the signature
+ * strict), or undefined for anything else, including every frame that schema would
+ * refuse: those go through zod, for the same answer and the same issues.
+ */
+function readCommonMessage(value: unknown): ControlPlaneMessage | undefined {
+  if (!isPlainObject(value)) return undefined;
+  const type = value.type;
+  if (type === 'result-ack') {
+    const commandId = value.commandId;
+    return typeof commandId === 'string' ? { type, commandId } : undefined;
+  }
+  if (type !== 'command') return undefined;
+  const envelope = value.envelope;
+  const sig = value.signature;
+  if (!isPlainObject(envelope) || !isPlainObject(sig)) return undefined;
+  // SignatureSchema: strict {alg: 'ed25519', keyId: 1..128 chars, value: 1..256 chars}.
+  const { alg, keyId, value: sigValue } = sig;
+  if (
+    Object.keys(sig).length !== 3 ||
+    !own(sig, 'alg') ||
+    !own(sig, 'keyId') ||
+    !own(sig, 'value') ||
+    alg !== 'ed25519' ||
+    typeof keyId !== 'string' ||
+    keyId.length < 1 ||
+    keyId.length > 128 ||
+    typeof sigValue !== 'string' ||
+    sigValue.length < 1 ||
+    sigValue.length > 256
+  ) {
+    return undefined;
+  }
+  return { type, envelope, signature: { alg, keyId, value: sigValue } };
 }

@@ -23,10 +23,18 @@ export class ResultFrame {
     readonly commandId: string,
     /** `JSON.stringify` of the result: the frame's text. */
     readonly text: string,
-    /** The result's kind and timings: enough to answer in its place (`tooLarge`). */
+    /** The result's kind: with its timings, enough to answer in its place (`tooLarge`). */
     readonly kind: CommandKind,
-    readonly timings: Result['timings'],
   ) {}
+
+  /**
+   * The result's timings, read from the text when asked (rarely: `tooLarge`). Not kept as
+   * an object: thousands of frames are held (outbox, duplicates), and each object they
+   * keep is work for every garbage collection.
+   */
+  get timings(): Result['timings'] {
+    return (JSON.parse(this.text) as Pick<Result, 'timings'>).timings;
+  }
 
   /** Always false: the text is in memory (see `SpooledResultFrame`). */
   readonly spooled = false;
@@ -34,17 +42,12 @@ export class ResultFrame {
   readonly held = true;
 
   static of(result: Result): ResultFrame {
-    return new ResultFrame(result.commandId, JSON.stringify(result), result.kind, result.timings);
+    return new ResultFrame(result.commandId, JSON.stringify(result), result.kind);
   }
 
   /** A frame of a text serialized elsewhere (a result spool that never left memory). */
-  static fromText(
-    commandId: string,
-    text: string,
-    kind: CommandKind,
-    timings: Result['timings'],
-  ): ResultFrame {
-    return new ResultFrame(commandId, text, kind, timings);
+  static fromText(commandId: string, text: string, kind: CommandKind): ResultFrame {
+    return new ResultFrame(commandId, text, kind);
   }
 
   /** A stored frame, kept byte for byte; undefined when the text is not a valid result. */
@@ -57,7 +60,7 @@ export class ResultFrame {
     }
     const parsed = ResultSchema.safeParse(json);
     return parsed.success
-      ? new ResultFrame(parsed.data.commandId, text, parsed.data.kind, parsed.data.timings)
+      ? new ResultFrame(parsed.data.commandId, text, parsed.data.kind)
       : undefined;
   }
 

@@ -12,8 +12,9 @@
  *   (nothing in flight, first of its event-loop turn) is still checked inline: a round
  *   trip to a thread costs more than the check. As soon as commands come together, the
  *   workers take them; when their backlog is full, this thread checks inline too.
- * - Commands that arrive in one event-loop turn go to the workers as one batch (one
- *   message per worker, buffers transferred), split evenly between the workers.
+ * - Commands that arrive in one event-loop turn go to the workers as one batch, split
+ *   evenly between the workers, in messages of at most 32 (buffers transferred), each
+ *   answered on its own: the first answers are handed on while the rest is checked.
  * - The workers start when a signature first goes to one (an idle agent does not carry
  *   the threads).
  * - Fail closed: a worker that dies (crash, exit, termination) is replaced, and every
@@ -96,6 +97,11 @@ function isReply(value: unknown): value is WorkerReply {
 }
 
 const SIGNATURE_BYTES = 64;
+/**
+ * Most signatures in one message to a worker (about 2.5 ms of checks): a burst's batch
+ * goes in several, so that the answers come back in a stream, not all at the end.
+ */
+const MAX_ITEMS_PER_MESSAGE = 32;
 const DEFAULT_MAX_QUEUED_PER_WORKER = 256;
 
 export class VerifierPool {
@@ -346,9 +352,13 @@ export class VerifierPool {
     const bySpareCapacity = alive.sort((a, b) => a.load - b.load);
     for (let i = 0; i < parts; i += 1) {
       const slot = bySpareCapacity[i];
-      const items = batch.slice(i * per, (i + 1) * per);
-      if (slot === undefined || items.length === 0) continue;
-      this.send(slot, items);
+      const end = Math.min((i + 1) * per, batch.length);
+      if (slot === undefined) continue;
+      // In messages of at most MAX_ITEMS_PER_MESSAGE, answered one by one: this thread
+      // hands on the first answers while the worker checks the next ones.
+      for (let at = i * per; at < end; at += MAX_ITEMS_PER_MESSAGE) {
+        this.send(slot, batch.slice(at, Math.min(at + MAX_ITEMS_PER_MESSAGE, end)));
+      }
     }
   }
 

@@ -184,6 +184,29 @@ describe('result spool on the dispatcher path', () => {
     expect(frame.result().output).toEqual(plain.result.output);
   });
 
+  it('a writer names its file only when the text goes to disk; two writers of one command id never share a file', async () => {
+    const spool = await ResultSpool.open({
+      stateDir: dir,
+      memoryBytes: 1024,
+      logger: silentLogger,
+    });
+    const small = spool.begin('cmd/1', 'discover');
+    await small.resources(resources);
+    expect(small.path).toBeUndefined();
+    const writers = [spool.begin('cmd/1', 'discover'), spool.begin('cmd/1', 'discover')];
+    for (const w of writers) {
+      await w.inventory(principals);
+      await w.entries(pageOf(0));
+      expect(w.onDisk).toBe(true);
+    }
+    const [a, b] = writers.map((w) => w.path);
+    expect(a).toMatch(/[/\\]cmd_1-[0-9a-f]{12}[0-9a-z]+\.json$/);
+    expect(a).not.toBe(b);
+    expect(files(spool.dir)).toHaveLength(2);
+    for (const w of [small, ...writers]) await w.discard();
+    expect(files(spool.dir)).toEqual([]);
+  });
+
   it('a driver that fails half way leaves no file and answers its error', async () => {
     const spool = await ResultSpool.open({
       stateDir: dir,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseControlPlaneFrame, type FrameOutcome } from '../../../src/protocol/frame.js';
+import { ControlPlaneMessageSchema } from '../../../src/protocol/messages.js';
 import { grantEnvelope, makeSigner, signedCommand } from './helpers.js';
 
 const MAX = 64 * 1024;
@@ -97,5 +98,40 @@ describe('parseControlPlaneFrame', () => {
     expect(
       rejected(parseControlPlaneFrame('{"type":"command","envelope":{"id":5}}', MAX)).commandId,
     ).toBeNull();
+  });
+
+  it('reads commands and result-acks exactly as the message schema does', () => {
+    const cmd = signedCommand(grantEnvelope(), signer);
+    const sig = cmd.signature;
+    const frames: unknown[] = [
+      cmd,
+      { ...cmd, extra: 1 },
+      { ...cmd, signature: { ...sig, extra: 1 } },
+      { ...cmd, signature: { ...sig, alg: 'rsa' } },
+      { ...cmd, signature: { ...sig, keyId: '' } },
+      { ...cmd, signature: { ...sig, keyId: 'k'.repeat(128) } },
+      { ...cmd, signature: { ...sig, keyId: 'k'.repeat(129) } },
+      { ...cmd, signature: { ...sig, value: 'v'.repeat(256) } },
+      { ...cmd, signature: { ...sig, value: 'v'.repeat(257) } },
+      { ...cmd, signature: { alg: sig.alg, keyId: sig.keyId } },
+      { ...cmd, signature: [sig] },
+      { ...cmd, signature: null },
+      { ...cmd, envelope: [cmd.envelope] },
+      { ...cmd, envelope: null },
+      { ...cmd, envelope: 'x' },
+      { type: 'result-ack', commandId: 'c-1' },
+      { type: 'result-ack', commandId: 'c-1', extra: true },
+      { type: 'result-ack', commandId: 7 },
+      { type: 'result-ack' },
+      [{ type: 'result-ack', commandId: 'c-1' }],
+    ];
+    for (const frame of frames) {
+      const text = JSON.stringify(frame);
+      const out = parseControlPlaneFrame(text, MAX);
+      const want = ControlPlaneMessageSchema.safeParse(JSON.parse(text));
+      expect(out.ok, text).toBe(want.success);
+      if (out.ok && want.success) expect(out.message, text).toStrictEqual(want.data);
+      if (!out.ok && !want.success) expect(out.error.code).toBe('E_SCHEMA');
+    }
   });
 });

@@ -295,6 +295,30 @@ describe('ArrivalOrder with workers finishing out of order', () => {
     expect(order.waiting).toBe(0);
   });
 
+  it('answers a large batch in messages of at most 32: the first verdicts do not wait for the last', async () => {
+    // The message holding the "slow-" command answers 400 ms late; the others at once.
+    const slow = VERIFY_WORKER_SOURCE.replace(
+      'parentPort.postMessage({ id: m.id, ok }, [ok.buffer]);',
+      "setTimeout(() => parentPort.postMessage({ id: m.id, ok }, [ok.buffer]), Buffer.from(m.data).includes('slow-') ? 400 : 0);",
+    );
+    const p = pool(1, slow);
+    const ids = Array.from({ length: 64 }, (_, i) => (i === 40 ? 'slow-40' : `c-${i}`));
+    const t0 = Date.now();
+    const at = new Map<string, number>();
+    const all = ids.map((id) =>
+      settle(p.verify(cmd(id))).then((o) => {
+        expect(o.ok).toBe(true);
+        at.set(id, Date.now() - t0);
+      }),
+    );
+    await Promise.all(all);
+    // c-0 … c-31 went in the first message, answered long before the slow one's.
+    expect(at.get('c-0') ?? Infinity).toBeLessThan(300);
+    expect(at.get('c-31') ?? Infinity).toBeLessThan(300);
+    expect(at.get('slow-40') ?? 0).toBeGreaterThanOrEqual(390);
+    expect(at.get('c-32') ?? 0).toBeGreaterThanOrEqual(390);
+  });
+
   it('a rejection releases its slot; sync values wait behind pending ones; a rejected promise is reported in its turn', async () => {
     const order = new ArrivalOrder();
     const out: string[] = [];
