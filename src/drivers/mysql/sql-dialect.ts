@@ -86,9 +86,20 @@ export function privilegesFor(permission: SqlPermission): readonly string[] {
   }
 }
 
+/** Lock names computed lately (a revoke takes its user's lock twice). */
+const lockNames = new Map<string, string>();
+const LOCK_NAMES_KEPT = 256;
+
 /** The GET_LOCK name of an account (at most 64 characters, as the server requires). */
 export function userLockName(user: string, host: string): string {
-  return `latchkey:u:${shortHash(`${user}@${host}`, 40)}`;
+  const account = `${user}@${host}`;
+  let name = lockNames.get(account);
+  if (name === undefined) {
+    name = `latchkey:u:${shortHash(account, 40)}`;
+    if (lockNames.size >= LOCK_NAMES_KEPT) lockNames.clear();
+    lockNames.set(account, name);
+  }
+  return name;
 }
 
 /** errno of KILL for a thread that is already gone. */
