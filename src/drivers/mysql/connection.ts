@@ -19,7 +19,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import mysql from 'mysql2/promise';
-import type { Pool, PoolConnection, PoolOptions, SslOptions } from 'mysql2/promise';
+import type { PoolConnection as CorePoolConnection } from 'mysql2';
+import type { Pool, PoolOptions, SslOptions } from 'mysql2/promise';
 import { LatchkeyError } from '../../errors.js';
 import { abortError, raceAbort } from '../sql/core.js';
 import { rdsCaCertificates, trustedCas } from '../sql/tls.js';
@@ -264,6 +265,21 @@ export interface ConnectionSession extends SqlSession {
   release(): void;
 }
 
+/** A callback pool connection as a `QueryableConnection` (statements go to it directly). */
+function queryableOf(conn: CorePoolConnection): QueryableConnection {
+  return {
+    query: (sql, values) =>
+      new Promise<[unknown, unknown]>((resolve, reject) => {
+        conn.query(sql, values, (err: Error | null, rows: unknown, fields: unknown) => {
+          if (err) reject(err);
+          else resolve([rows, fields]);
+        });
+      }),
+    destroy: () => conn.destroy(),
+    connection: conn,
+  };
+}
+
 function callbackConnectionOf(conn: QueryableConnection): CallbackConnection | undefined {
   const c = conn.connection as Partial<CallbackConnection> | null | undefined;
   return typeof c === 'object' && c !== null && typeof c.query === 'function'
@@ -408,9 +424,15 @@ export class MysqlPools {
     const entry = await this.entry(key, config, login, signal);
     entry.active++;
     try {
-      let conn: PoolConnection;
+      // mysql2's callback pool: no promise wrapper (an EventEmitter with listeners) per command.
+      let conn: CorePoolConnection;
       try {
-        const getting = entry.pool.getConnection();
+        const getting = new Promise<CorePoolConnection>((resolve, reject) => {
+          entry.pool.pool.getConnection((err, c) => {
+            if (err) reject(err);
+            else resolve(c);
+          });
+        });
         conn = await raceAbort(getting, signal, () => {
           getting.then((c) => c.release()).catch(() => undefined);
         });
@@ -419,14 +441,15 @@ export class MysqlPools {
       }
       const state: ConnectionState = { broken: false };
       const unwatch = watchConnection(conn, state);
+      const queryable = queryableOf(conn);
       try {
-        if (!isPrepared(conn)) await raceAbort(prepareSession(conn), signal, () => undefined);
+        if (!isPrepared(conn)) await raceAbort(prepareSession(queryable), signal, () => undefined);
       } catch (err) {
         // Destroyed, never released; its error listener stays so a late error is harmless.
         conn.destroy();
         throw mapMysqlError(err, 'connecting as the service account', signal);
       }
-      const session = connectionSession(conn, signal, state);
+      const session = connectionSession(queryable, signal, state);
       try {
         return await fn(session, entry.server, entry.user);
       } finally {
