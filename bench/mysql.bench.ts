@@ -10,9 +10,14 @@
  * revoke of that last grant (lock, session scan, role drop). The direct path replays the
  * statements the driver sent for one such pair (recorded with their bound values by
  * bench/sql-count.ts; each pair with its own names and a fresh password hash) through a
- * plain mysql2 pool of the same size, so it cannot go stale. The ratio Dispatcher/direct
+ * plain mysql2 pool of the same size and with the driver's client options (CLIENT_OPTIONS:
+ * no stack capture per statement, …), so it cannot go stale. The ratio Dispatcher/direct
  * says what the agent's own work costs (target ≥ 0.9), never different SQL. Server: LATCHKEY_TEST_MYSQL_URL or
  * mysql://root@127.0.0.1:3306. Everything created is dropped at the end.
+ *
+ * LATCHKEY_BENCH_PROFILE_DIR=<dir>: a V8 CPU profile of each path's last round,
+ * `<dir>/mysql-{dispatcher,driver,direct}.cpuprofile` (that round is slower; the figures
+ * are the best rounds).
  */
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
