@@ -280,6 +280,19 @@ function queryableOf(conn: CorePoolConnection): QueryableConnection {
   };
 }
 
+/** A promise connection as a callback one (connections without `.connection`). */
+function fallbackOf(conn: QueryableConnection): CallbackConnection {
+  return {
+    query(sql, values, cb) {
+      conn.query(sql, values).then(
+        (r) => cb(null, r[0]),
+        (err: unknown) =>
+          cb(err instanceof Error ? err : new Error('mysql2 failed', { cause: err })),
+      );
+    },
+  };
+}
+
 function callbackConnectionOf(conn: QueryableConnection): CallbackConnection | undefined {
   const c = conn.connection as Partial<CallbackConnection> | null | undefined;
   return typeof c === 'object' && c !== null && typeof c.query === 'function'
@@ -318,7 +331,7 @@ export function connectionSession(
     inFlight.clear();
   };
   signal.addEventListener('abort', onAbort, { once: true });
-  const callback = callbackConnectionOf(conn);
+  const target = callbackConnectionOf(conn) ?? fallbackOf(conn);
   // No named closure per statement below: one callback, the rejecter kept in `inFlight`.
   return {
     query(sql: string, values?: readonly unknown[]): Promise<Row[]> {
@@ -331,23 +344,24 @@ export function connectionSession(
       const bound = values === undefined ? undefined : (values as unknown[]);
       return new Promise<Row[]>((resolve, reject) => {
         inFlight.add(reject);
-        const finish = (err: unknown, rows?: unknown): void => {
-          if (!inFlight.delete(reject)) return; // aborted: already rejected
-          if (!err) resolve(Array.isArray(rows) ? (rows as Row[]) : []);
-          else if (!signal.aborted && (state.lost !== undefined || isConnectionLoss(err)))
-            reject(lose(err));
-          else
-            reject(
-              err instanceof Error
-                ? err
-                : new Error('mysql2 failed without an Error', { cause: err }),
-            );
-        };
+        // One inline callback (not a named closure: under tsx each would also cost a __name call).
         try {
-          if (callback) callback.query(sql, bound, finish);
-          else conn.query(sql, bound).then((r) => finish(null, r[0]), finish);
+          target.query(sql, bound, (err: unknown, rows?: unknown) => {
+            if (!inFlight.delete(reject)) return; // aborted: already rejected
+            if (!err) resolve(Array.isArray(rows) ? (rows as Row[]) : []);
+            else if (!signal.aborted && (state.lost !== undefined || isConnectionLoss(err)))
+              reject(lose(err));
+            else
+              reject(
+                err instanceof Error
+                  ? err
+                  : new Error('mysql2 failed without an Error', { cause: err }),
+              );
+          });
         } catch (err) {
-          finish(err);
+          if (inFlight.delete(reject)) {
+            reject(err instanceof Error ? err : new Error('mysql2 failed', { cause: err }));
+          }
         }
       });
     },
