@@ -10,11 +10,19 @@
  * revoke of that last grant (lock, session scan, role drop). The direct path replays the
  * statements the driver sent for one such pair (recorded with their bound values by
  * bench/sql-count.ts; each pair with its own names and a fresh password hash) through a
- * plain mysql2 pool of the same size, so it cannot go stale. The ratio Dispatcher/direct
+ * plain mysql2 pool of the same size and with the driver's client options (CLIENT_OPTIONS:
+ * no stack capture per statement, …), so it cannot go stale. The ratio Dispatcher/direct
  * says what the agent's own work costs (target ≥ 0.9), never different SQL. Server: LATCHKEY_TEST_MYSQL_URL or
  * mysql://root@127.0.0.1:3306. Everything created is dropped at the end.
+ *
+ * LATCHKEY_BENCH_PROFILE_DIR=<dir>: a V8 CPU profile of each path's last round,
+ * `<dir>/mysql-{dispatcher,driver,direct}.cpuprofile` (that round is slower; the figures
+ * are the best rounds).
  */
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import mysql from 'mysql2/promise';
 import pino from 'pino';
@@ -25,7 +33,7 @@ import { driverFactory } from '../src/drivers/mysql/index.js';
 import { createDriverRegistry } from '../src/drivers/registry.js';
 import { AgentEvents } from '../src/events.js';
 import type { Envelope, Integration, Result } from '../src/protocol/messages.js';
-import { prepareSession } from '../src/drivers/mysql/connection.js';
+import { CLIENT_OPTIONS, prepareSession } from '../src/drivers/mysql/connection.js';
 import { authFingerprint, mariadbDefaultRole } from '../src/drivers/mysql/dialect-mariadb.js';
 import { expiryEventName } from '../src/drivers/mysql/dialect.js';
 import { mysqlNativePasswordHash } from '../src/drivers/mysql/password-hash.js';
@@ -72,11 +80,26 @@ const qi = (n: string): string => '`' + n.replace(/`/g, '``') + '`';
 /** This process's CPU time per item (user + system, ms) of the last `pool` run. */
 let lastCpuMs = NaN;
 
+/**
+ * `LATCHKEY_BENCH_PROFILE_DIR`: where `pool` writes a V8 CPU profile of a run it is given a
+ * `profile` name for (`<dir>/<name>.cpuprofile`, for Chrome DevTools or speedscope).
+ */
+const PROFILE_DIR = process.env.LATCHKEY_BENCH_PROFILE_DIR;
+
 async function pool<T>(
   items: T[],
   concurrency: number,
   fn: (item: T) => Promise<void>,
+  profile?: string,
 ): Promise<number> {
+  let session: Session | undefined;
+  if (PROFILE_DIR !== undefined && profile !== undefined) {
+    session = new Session();
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 100 });
+    await session.post('Profiler.start');
+  }
   const started = performance.now();
   const cpu = process.cpuUsage();
   let next = 0;
@@ -89,8 +112,14 @@ async function pool<T>(
     }),
   );
   const used = process.cpuUsage(cpu);
+  const seconds = (performance.now() - started) / 1000;
   lastCpuMs = (used.user + used.system) / 1000 / Math.max(1, items.length);
-  return (performance.now() - started) / 1000;
+  if (session !== undefined && PROFILE_DIR !== undefined && profile !== undefined) {
+    const { profile: taken } = await session.post('Profiler.stop');
+    session.disconnect();
+    await writeFile(join(PROFILE_DIR, `${profile}.cpuprofile`), JSON.stringify(taken));
+  }
+  return seconds;
 }
 
 export async function runMysqlBench(
@@ -154,11 +183,12 @@ export async function runMysqlBench(
     },
     secret: { store: 'aws-secrets-manager' as const, secretId: 'bench' },
   };
+  const silent = pino({ level: 'silent' });
   const ctx = () => ({
     commandId: 'bench',
     integration,
     signal: AbortSignal.timeout(60_000),
-    logger: pino({ level: 'silent' }),
+    logger: silent,
   });
   const resources = [{ type: 'table', id: tableId(db, null, 't') }];
 
@@ -244,12 +274,15 @@ export async function runMysqlBench(
 
     // Interleaved rounds (driver, direct, driver, …) so that load from elsewhere on the
     // machine hits both paths alike; each path's best round is reported.
+    // The driver's own client options (charset, no stack capture per statement, …): only
+    // the agent's work differs between the two paths, not mysql2's.
     const direct = mysql.createPool({
       host,
       port,
       user: svcUser,
       password: svcPassword,
       connectionLimit: concurrency,
+      ...CLIENT_OPTIONS,
     });
     const openDirect = async (): Promise<ReplayConnection> => {
       const conn = await direct.getConnection();
@@ -271,23 +304,39 @@ export async function runMysqlBench(
     const cpu = { dispatcher: Infinity, driver: Infinity, direct: Infinity };
     for (let round = 0; round < rounds; round++) {
       const ids = Array.from({ length: perRound }, (_, i) => `${round}_${i}`);
-      const pt = await pool(ids, concurrency, async (i) => {
-        const p = { grantId: `q${i}`, grantee: { email: `q${i}@${run}.io` }, resources };
-        await send('grant', { ...p, permission: 'read' });
-        await send('revoke', { ...p, permission: 'read' });
-      });
+      const last = round === rounds - 1; // profiled when LATCHKEY_BENCH_PROFILE_DIR is set
+      const pt = await pool(
+        ids,
+        concurrency,
+        async (i) => {
+          const p = { grantId: `q${i}`, grantee: { email: `q${i}@${run}.io` }, resources };
+          await send('grant', { ...p, permission: 'read' });
+          await send('revoke', { ...p, permission: 'read' });
+        },
+        last ? 'mysql-dispatcher' : undefined,
+      );
       dispatcherSeconds = Math.min(dispatcherSeconds, pt);
       cpu.dispatcher = Math.min(cpu.dispatcher, lastCpuMs);
-      const dt = await pool(ids, concurrency, async (i) => {
-        const grantee = { email: `d${i}@${run}.io` };
-        await driver.grant(ctx(), { grantId: `d${i}`, grantee, resources, permission: 'read' });
-        await driver.revoke(ctx(), { grantId: `d${i}`, grantee, resources, permission: 'read' });
-      });
+      const dt = await pool(
+        ids,
+        concurrency,
+        async (i) => {
+          const grantee = { email: `d${i}@${run}.io` };
+          await driver.grant(ctx(), { grantId: `d${i}`, grantee, resources, permission: 'read' });
+          await driver.revoke(ctx(), { grantId: `d${i}`, grantee, resources, permission: 'read' });
+        },
+        last ? 'mysql-driver' : undefined,
+      );
       driverSeconds = Math.min(driverSeconds, dt);
       cpu.driver = Math.min(cpu.driver, lastCpuMs);
-      const xt = await pool(ids, concurrency, async (i) => {
-        await replaySql(workload(`x${i}@${run}.io`, `x${i}`), openDirect);
-      });
+      const xt = await pool(
+        ids,
+        concurrency,
+        async (i) => {
+          await replaySql(workload(`x${i}@${run}.io`, `x${i}`), openDirect);
+        },
+        last ? 'mysql-direct' : undefined,
+      );
       directSeconds = Math.min(directSeconds, xt);
       cpu.direct = Math.min(cpu.direct, lastCpuMs);
     }

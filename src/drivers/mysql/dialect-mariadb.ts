@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import { LatchkeyError } from '../../errors.js';
 import type { GrantRecord, GrantRoleState, Row, SqlSession, SqlUserInfo } from '../sql/dialect.js';
-import { grantMarker, parseGrantMarker } from '../sql/marker.js';
+import { grantMarker } from '../sql/marker.js';
 import { shortHash } from '../sql/username.js';
 import { mysqlErrno } from './errors.js';
 import { mysqlNativePasswordHash } from './password-hash.js';
@@ -29,6 +29,7 @@ import {
   quoteIdent,
   run,
   str,
+  grantRecordOf,
   type AccountSettings,
   type ExpiryContext,
   type FlavorOps,
@@ -38,9 +39,20 @@ import {
 
 export const MARIADB_NAME_LIMIT = 80;
 
+/** Default roles computed lately (a grant names its user's up to four times). */
+const defaultRoles = new Map<string, string>();
+const DEFAULT_ROLES_KEPT = 256;
+
 /** The per-user default role (also the marker) of `user@host`. */
 export function mariadbDefaultRole(user: string, host: string, prefix: string): string {
-  return `${prefix}d_${shortHash(`${user}@${host}`, 16)}`;
+  const key = `${prefix}\0${user}@${host}`;
+  let name = defaultRoles.get(key);
+  if (name === undefined) {
+    name = `${prefix}d_${shortHash(`${user}@${host}`, 16)}`;
+    if (defaultRoles.size >= DEFAULT_ROLES_KEPT) defaultRoles.clear();
+    defaultRoles.set(key, name);
+  }
+  return name;
 }
 
 /** SHA-256 of a stored authentication string (the record never holds the hash itself). */
@@ -203,21 +215,27 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
     });
   }
 
+  // getUser's statements (fixed per integration; only the values change).
+  const accountCols =
+    "SELECT User AS name, JSON_VALUE(Priv, '$.account_locked') AS locked, " +
+    "JSON_VALUE(Priv, '$.authentication_string') AS auth";
+  const accountFrom = 'FROM mysql.global_priv WHERE User = ? AND Host = ?';
+  const markerSql =
+    'SELECT 1 AS ok FROM mysql.roles_mapping WHERE User = ? AND Host = ? AND Role = ?';
+  const recordSql = `SELECT issued_for, auth_fp FROM ${users} WHERE username = ? AND host = ?`;
+  const accountSql = `${accountCols} ${accountFrom}`;
+  const combinedSql =
+    `${accountCols}, EXISTS (${markerSql}) AS marked, ` +
+    `(SELECT JSON_OBJECT('issued_for', issued_for, 'auth_fp', auth_fp) FROM ${users} WHERE username = ? AND host = ?) AS record ${accountFrom}`;
+
   async function getUser(
     session: SqlSession,
     user: string,
     host: string,
     prefix: string,
   ): Promise<SqlUserInfo | null> {
-    const account =
-      "SELECT User AS name, JSON_VALUE(Priv, '$.account_locked') AS locked, " +
-      "JSON_VALUE(Priv, '$.authentication_string') AS auth";
-    const from = 'FROM mysql.global_priv WHERE User = ? AND Host = ?';
     const ours = user.startsWith(prefix);
-    const markerSql =
-      'SELECT 1 AS ok FROM mysql.roles_mapping WHERE User = ? AND Host = ? AND Role = ?';
     const markerValues = [user, host, mariadbDefaultRole(user, host, prefix)];
-    const recordSql = `SELECT issued_for, auth_fp FROM ${users} WHERE username = ? AND host = ?`;
     let row: Row | undefined;
     let marked = false;
     let record: Row | undefined;
@@ -227,9 +245,7 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
       try {
         row = (
           await run(session, {
-            sql:
-              `${account}, EXISTS (${markerSql}) AS marked, ` +
-              `(SELECT JSON_OBJECT('issued_for', issued_for, 'auth_fp', auth_fp) FROM ${users} WHERE username = ? AND host = ?) AS record ${from}`,
+            sql: combinedSql,
             values: [...markerValues, user, host, user, host],
           })
         )[0];
@@ -242,7 +258,7 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
       }
     }
     if (!combined) {
-      row = (await run(session, { sql: `${account} ${from}`, values: [user, host] }))[0];
+      row = (await run(session, { sql: accountSql, values: [user, host] }))[0];
     }
     if (row === undefined) return null;
     const locked = str(row, 'locked');
@@ -380,7 +396,7 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
       const first = rows[0];
       if (first === undefined) return { exists: false };
       const text = str(first, 'record');
-      const record = text === '' ? null : parseGrantMarker(name, text, false);
+      const record = text === '' ? null : grantRecordOf(name, text);
       return record === null
         ? { exists: true, managed: false }
         : { exists: true, managed: true, record };
@@ -423,7 +439,7 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
       sql += ' ORDER BY r.role';
       const rows = await readMeta(() => run(session, { sql, values }), []);
       return rows
-        .map((r) => parseGrantMarker(str(r, 'role'), str(r, 'record'), false))
+        .map((r) => grantRecordOf(str(r, 'role'), str(r, 'record')))
         .filter(
           (g): g is GrantRecord =>
             g !== null && (username === undefined || g.username === username),

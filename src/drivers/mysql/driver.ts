@@ -126,12 +126,8 @@ interface CallScope {
   session: SqlSession;
 }
 
-function fingerprint(integration: Integration): string {
-  return createHash('sha256')
-    .update(JSON.stringify({ c: integration.config, s: integration.secret ?? null }))
-    .digest('hex')
-    .slice(0, 16);
-}
+/** Integrations parsed so far, by their text (the oldest forgotten past this many). */
+const PARSED_INTEGRATIONS = 64;
 
 export function createMysqlDriver(
   services: DriverServices,
@@ -144,13 +140,37 @@ export function createMysqlDriver(
   /** The pool key in use per integration id: a changed config gets a new pool, the old one is closed. */
   const keyById = new Map<string, string>();
 
+  /**
+   * Parsed config and settings and the pool fingerprint, by the integration's text: every
+   * command carries its integration, and parsing it (zod) and hashing it cost more than
+   * reading the cache. Keyed by the whole text, so a changed config is parsed afresh.
+   */
+  const parsed = new Map<string, Omit<Resolved, 'key'> & { fingerprint: string }>();
+
+  function parse(integration: Integration): Omit<Resolved, 'key'> & { fingerprint: string } {
+    const pooled = JSON.stringify({ c: integration.config, s: integration.secret ?? null });
+    const text = `${pooled}\n${JSON.stringify(integration.settings ?? null)}`;
+    let p = parsed.get(text);
+    if (p === undefined) {
+      const config: MysqlConfig = Object.freeze({
+        ...parseMysqlConfig(integration.config),
+        ...(services.caBundle === undefined ? {} : { extraCa: services.caBundle }),
+      });
+      const settings = parseMysqlSettings(integration.settings);
+      const fingerprint = createHash('sha256').update(pooled).digest('hex').slice(0, 16);
+      p = { config, settings, fingerprint };
+      if (parsed.size >= PARSED_INTEGRATIONS) {
+        const oldest = parsed.keys().next();
+        if (oldest.done !== true) parsed.delete(oldest.value);
+      }
+      parsed.set(text, p);
+    }
+    return p;
+  }
+
   function resolve(integration: Integration): Resolved {
-    const config: MysqlConfig = {
-      ...parseMysqlConfig(integration.config),
-      ...(services.caBundle === undefined ? {} : { extraCa: services.caBundle }),
-    };
-    const settings = parseMysqlSettings(integration.settings);
-    const key = `${integration.id}:${fingerprint(integration)}`;
+    const { config, settings, fingerprint } = parse(integration);
+    const key = `${integration.id}:${fingerprint}`;
     const previous = keyById.get(integration.id);
     if (previous !== key) {
       keyById.set(integration.id, key);
@@ -652,12 +672,14 @@ async function withOwnConnection<T>(
       }
       const state: ConnectionState = { broken: false };
       watchConnection(conn, state);
+      const session = connectionSession(conn, signal, state);
       try {
         await prepareSession(conn);
-        return await fn(connectionSession(conn, signal, state));
+        return await fn(session);
       } catch (err) {
         throw mapMysqlError(err, 'changing the service-account password', signal);
       } finally {
+        session.release();
         if (state.broken) conn.destroy();
         else await conn.end().catch(() => undefined);
       }

@@ -9,6 +9,7 @@ import type {
   DropUserOptions,
   GrantRecord,
   GrantRoleState,
+  Row,
   SqlDialect,
   SqlScope,
   SqlSession,
@@ -32,6 +33,7 @@ import {
   type ExpiryContext,
   type FlavorOps,
   type PrivilegeTarget,
+  type Stmt,
 } from './dialect.js';
 import { mapMysqlError, mysqlErrno } from './errors.js';
 import {
@@ -86,9 +88,20 @@ export function privilegesFor(permission: SqlPermission): readonly string[] {
   }
 }
 
+/** Lock names computed lately (a revoke takes its user's lock twice). */
+const lockNames = new Map<string, string>();
+const LOCK_NAMES_KEPT = 256;
+
 /** The GET_LOCK name of an account (at most 64 characters, as the server requires). */
 export function userLockName(user: string, host: string): string {
-  return `latchkey:u:${shortHash(`${user}@${host}`, 40)}`;
+  const account = `${user}@${host}`;
+  let name = lockNames.get(account);
+  if (name === undefined) {
+    name = `latchkey:u:${shortHash(account, 40)}`;
+    if (lockNames.size >= LOCK_NAMES_KEPT) lockNames.clear();
+    lockNames.set(account, name);
+  }
+  return name;
 }
 
 /** errno of KILL for a thread that is already gone. */
@@ -144,6 +157,16 @@ export async function dangerousRolePath(
   return visit(role, [role.name]);
 }
 
+/** A database (`table` null) or table whose existence a grant checks. */
+interface Probe {
+  database: string;
+  table: string | null;
+}
+
+function objectsOf(rows: readonly Row[]): { kind: string; db: string; name: string }[] {
+  return rows.map((r) => ({ kind: str(r, 'kind'), db: str(r, 'db'), name: str(r, 'name') }));
+}
+
 export interface MysqlDialectOptions extends AccountSettings {
   readonly lockTimeoutSeconds: number;
 }
@@ -166,29 +189,77 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
    * Views, routines, triggers and events that run as the user (or, on MariaDB, as its
    * default role: `DEFINER = CURRENT_ROLE`, which carries every grant of the user).
    * `onlyIfNoAccount`: none at all when the account exists (one round trip for both
-   * questions; the server skips the information_schema scans then).
+   * questions; the server skips the scans then).
+   *
+   * On MariaDB the same question costs the server about a quarter of what the four
+   * information_schema scans cost (measured: ~8 ms → ~2 ms of server CPU per grant of a
+   * new user on an almost empty server): routines and events are read from `mysql.proc`
+   * and `mysql.event`, where information_schema reads them from (same DEFINER text,
+   * compared as information_schema compares it: case-insensitively; `SELECT` on `mysql.*`
+   * is a documented requirement, and `mysql.event` also holds the events of schemas
+   * without `EVENT` for the service account, which information_schema.EVENTS hides from
+   * it); views and triggers skip `information_schema` and `performance_schema`, where no
+   * view or trigger can exist (the server refuses to create one there, even for root, in
+   * any letter case), and whose tables the VIEWS scan otherwise opens one by one (most of
+   * the cost). The schema names are compared exactly (a database `Performance_Schema` is
+   * still scanned).
+   *
+   * `probes`: names whose existence `validateGrant` checks, answered in the same round trip
+   * (rows of kind `found <i>`, `name` holding the database or table name found).
    */
-  async function definerObjects(
-    session: SqlSession,
+  function definerStatement(
     username: string,
     prefix: string,
-    onlyIfNoAccount = false,
-  ): Promise<{ kind: string; db: string; name: string }[]> {
+    onlyIfNoAccount: boolean,
+    probes: readonly Probe[] = [],
+  ): Stmt {
     const definers = ops.definersOf(username, host, prefix);
     const list = definers.map(() => '?').join(', ');
     const noAccount = onlyIfNoAccount
       ? ` AND NOT EXISTS (SELECT 1 FROM ${ops.accountTable} WHERE User = ? AND Host = ?)`
       : '';
-    const values = onlyIfNoAccount ? [...definers, username, host] : definers;
-    const rows = await run(session, {
-      sql:
-        `SELECT 'VIEW' AS kind, TABLE_SCHEMA AS db, TABLE_NAME AS name FROM information_schema.VIEWS WHERE DEFINER IN (${list})${noAccount} ` +
-        `UNION ALL SELECT ROUTINE_TYPE, ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES WHERE DEFINER IN (${list})${noAccount} ` +
-        `UNION ALL SELECT 'TRIGGER', TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE DEFINER IN (${list})${noAccount} ` +
-        `UNION ALL SELECT 'EVENT', EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE DEFINER IN (${list})${noAccount}`,
-      values: [...values, ...values, ...values, ...values],
+    const values: unknown[] = onlyIfNoAccount ? [...definers, username, host] : definers;
+    let parts: string[];
+    if (ops.engine === 'mariadb') {
+      const noSystem = "COLLATE utf8mb3_bin NOT IN ('information_schema', 'performance_schema')";
+      const definer = 'CONVERT(definer USING utf8mb4) COLLATE utf8mb4_general_ci';
+      parts = [
+        `SELECT 'VIEW' AS kind, TABLE_SCHEMA AS db, TABLE_NAME AS name FROM information_schema.VIEWS WHERE TABLE_SCHEMA ${noSystem} AND DEFINER IN (${list})${noAccount}`,
+        `SELECT type, db, name FROM mysql.proc WHERE ${definer} IN (${list})${noAccount}`,
+        `SELECT 'TRIGGER', TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA ${noSystem} AND DEFINER IN (${list})${noAccount}`,
+        `SELECT 'EVENT', db, name FROM mysql.event WHERE ${definer} IN (${list})${noAccount}`,
+      ];
+    } else {
+      parts = [
+        `SELECT 'VIEW' AS kind, TABLE_SCHEMA AS db, TABLE_NAME AS name FROM information_schema.VIEWS WHERE DEFINER IN (${list})${noAccount}`,
+        `SELECT ROUTINE_TYPE, ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES WHERE DEFINER IN (${list})${noAccount}`,
+        `SELECT 'TRIGGER', TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE DEFINER IN (${list})${noAccount}`,
+        `SELECT 'EVENT', EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE DEFINER IN (${list})${noAccount}`,
+      ];
+    }
+    const all = [...values, ...values, ...values, ...values];
+    probes.forEach((probe, i) => {
+      if (probe.table === null) {
+        parts.push(
+          `SELECT 'found ${i}', SCHEMA_NAME, SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?`,
+        );
+        all.push(probe.database);
+      } else {
+        parts.push(
+          `SELECT 'found ${i}', TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
+        );
+        all.push(probe.database, probe.table);
+      }
     });
-    return rows.map((r) => ({ kind: str(r, 'kind'), db: str(r, 'db'), name: str(r, 'name') }));
+    return { sql: parts.join(' UNION ALL '), values: all };
+  }
+
+  async function definerObjects(
+    session: SqlSession,
+    username: string,
+    prefix: string,
+  ): Promise<{ kind: string; db: string; name: string }[]> {
+    return objectsOf(await run(session, definerStatement(username, prefix, false)));
   }
 
   const dialect: SqlDialect = {
@@ -270,9 +341,24 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
         );
       }
       // A new account must not bring objects left by an earlier account of the same name
-      // (usernames are deterministic) back to life with this grant's rights.
+      // (usernames are deterministic) back to life with this grant's rights. On MariaDB the
+      // existence of the grant's databases and tables is asked in the same round trip.
+      const probes: Probe[] = [];
+      /** Which probe asks for which resource. */
+      const probeOf = new Map<object, number>();
+      if (ops.engine === 'mariadb') {
+        for (const r of record.resources) {
+          if (r.kind !== 'database' && r.kind !== 'table') continue;
+          probeOf.set(r, probes.length);
+          probes.push({ database: r.database, table: r.kind === 'table' ? r.table : null });
+        }
+      }
+      const rows = await run(
+        scope.session,
+        definerStatement(record.username, scope.prefix, true, probes),
+      );
       {
-        const orphans = await definerObjects(scope.session, record.username, scope.prefix, true);
+        const orphans = objectsOf(rows.filter((x) => !str(x, 'kind').startsWith('found ')));
         if (orphans.length > 0) {
           const list = orphans
             .slice(0, 5)
@@ -285,6 +371,15 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
           );
         }
       }
+      /** Names found: from the probes above, or asked now (MySQL). */
+      const found = async (resource: object, stmt: Stmt, name: string): Promise<boolean> => {
+        const probe = probeOf.get(resource);
+        if (probe === undefined) {
+          return (await run(scope.session, stmt)).some((x) => str(x, 'name') === name);
+        }
+        const kind = `found ${probe}`;
+        return rows.some((x) => str(x, 'kind') === kind && str(x, 'name') === name);
+      };
       for (const r of record.resources) {
         if (r.kind === 'schema')
           throw new LatchkeyError('E_INVALID', 'MySQL has no schemas; use database resources');
@@ -316,20 +411,28 @@ export function createMysqlSqlDialect(ops: FlavorOps, options: MysqlDialectOptio
         if (forbidden !== null) throw new LatchkeyError('E_GUARDRAIL', forbidden);
         if (r.kind === 'database') {
           grantDatabasePattern(r.database); // refuses what cannot be expressed
-          const rows = await run(scope.session, {
-            sql: 'SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?',
-            values: [r.database],
-          });
-          if (!rows.some((x) => str(x, 'name') === r.database)) {
+          const exists = await found(
+            r,
+            {
+              sql: 'SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?',
+              values: [r.database],
+            },
+            r.database,
+          );
+          if (!exists) {
             throw new LatchkeyError('E_NOT_FOUND', `database ${r.database} does not exist`);
           }
         } else {
           assertObjectName(r.table, 'table');
-          const rows = await run(scope.session, {
-            sql: 'SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?',
-            values: [r.database, r.table],
-          });
-          if (!rows.some((x) => str(x, 'name') === r.table)) {
+          const exists = await found(
+            r,
+            {
+              sql: 'SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?',
+              values: [r.database, r.table],
+            },
+            r.table,
+          );
+          if (!exists) {
             throw new LatchkeyError('E_NOT_FOUND', `table ${r.database}.${r.table} does not exist`);
           }
         }

@@ -24,7 +24,7 @@ import { parseMysqlConfig } from '../../../../src/drivers/mysql/config.js';
 import { MysqlPools } from '../../../../src/drivers/mysql/connection.js';
 import { userLockName } from '../../../../src/drivers/mysql/sql-dialect.js';
 import { tableId } from '../../../../src/drivers/sql/resources.js';
-import { isLatchkeyError, type LatchkeyError } from '../../../../src/errors.js';
+import { isLatchkeyError, LatchkeyError } from '../../../../src/errors.js';
 import type { GrantParams, Integration } from '../../../../src/protocol/messages.js';
 import { createMysqlFixture, mysqlAdmin, qi, type MysqlFixture } from '../../../helpers/mysql.js';
 
@@ -269,6 +269,52 @@ describe('mariadb: a connection killed by the server fails the command concerned
         async (session) => Number((await session.query('SELECT CONNECTION_ID() AS id'))[0]?.id),
       );
       expect(next).not.toBe(killed);
+    } finally {
+      await pools.close();
+    }
+  });
+  it('an abort between two statements ends the connection at once (its GET_LOCK freed); an abort after the command ended leaves the pooled connection alone', async () => {
+    const pools = new MysqlPools();
+    const config = parseMysqlConfig(f.integration().config);
+    const login = (): Promise<{ user: string; password: string }> =>
+      Promise.resolve({ user: f.serviceUser, password: f.servicePassword });
+    const key = `pools-abort-${f.suffix}`;
+    const lock = `lkt:abort:${f.suffix}`;
+    const admin = await blocker();
+    const isFree = async (): Promise<boolean> => {
+      const [rows] = await admin.query('SELECT IS_FREE_LOCK(?) AS free', [lock]);
+      return Number((rows as { free: unknown }[])[0]?.free) === 1;
+    };
+    try {
+      const aborting = new AbortController();
+      const aborted = await failure(
+        pools.withSession(key, config, login, aborting.signal, async (session) => {
+          await session.query('SELECT GET_LOCK(?, 5) AS got', [lock]);
+          expect(await isFree()).toBe(false);
+          aborting.abort(new LatchkeyError('E_CANCELLED', 'cancelled by the test'));
+          // No statement is running: the connection ends all the same, and the lock with it.
+          for (let i = 0; i < 50 && !(await isFree()); i++) await sleep(20);
+          expect(await isFree()).toBe(true);
+          return session.query('SELECT 1');
+        }),
+      );
+      expect(aborted.code).toBe('E_CANCELLED');
+
+      // A command that ended normally: its signal aborting later must not end the pooled
+      // connection, which the next command uses.
+      const late = new AbortController();
+      const first = await pools.withSession(key, config, login, late.signal, async (session) =>
+        Number((await session.query('SELECT CONNECTION_ID() AS id'))[0]?.id),
+      );
+      late.abort(new LatchkeyError('E_CANCELLED', 'after the end'));
+      const second = await pools.withSession(
+        key,
+        config,
+        login,
+        AbortSignal.timeout(20_000),
+        async (session) => Number((await session.query('SELECT CONNECTION_ID() AS id'))[0]?.id),
+      );
+      expect(second).toBe(first);
     } finally {
       await pools.close();
     }

@@ -12,6 +12,7 @@ import { isLatchkeyError } from '../../../../src/errors.js';
 import type { GrantOutput, ResourceRef } from '../../../../src/protocol/messages.js';
 import { roleId } from '../../../../src/drivers/sql/resources.js';
 import { deriveUsername } from '../../../../src/drivers/sql/username.js';
+import { mariadbDefaultRole } from '../../../../src/drivers/mysql/dialect-mariadb.js';
 import {
   createMysqlFixture,
   db,
@@ -327,5 +328,108 @@ describe('objects left by an earlier account (item 1)', () => {
     expect(users).toEqual([]);
     await f.admin.query(`DROP VIEW ${d}.v_orphan`);
     await expect(driver.grant(f.ctx(), params)).resolves.toMatchObject({ username });
+  });
+});
+
+describe('objects left by an earlier account, of every kind (issue 17: the cheaper check)', () => {
+  it('finds routines, triggers, events and views running as the account or its default role, in any schema, whatever the letter case of the DEFINER', async () => {
+    const grantee = { email: f.email('reborn2') };
+    const username = deriveUsername(grantee.email, { prefix: f.prefix, maxLength: 80 });
+    const role = mariadbDefaultRole(username, '%', f.prefix);
+    const d = qi(f.database);
+    // A database where the service account holds no EVENT privilege: information_schema
+    // hides its events from it, mysql.event does not.
+    const other = `lkt_${f.suffix}_other`;
+    f.extraDatabases.push(other);
+    await f.admin.query(`CREATE DATABASE IF NOT EXISTS ${qi(other)}`);
+    await f.admin.query(`CREATE TABLE IF NOT EXISTS ${d}.trig_target (a INT)`);
+    const user = `${qi(username)}@${qi('%')}`;
+    const upper = `${qi(username.toUpperCase())}@${qi('%')}`;
+    const cases: { create: string; drop: string; shows: string }[] = [
+      {
+        create: `CREATE DEFINER = ${user} PROCEDURE ${d}.p_orphan() SELECT 1`,
+        drop: `DROP PROCEDURE ${d}.p_orphan`,
+        shows: `PROCEDURE ${f.database}.p_orphan`,
+      },
+      {
+        create: `CREATE DEFINER = ${qi(role)} FUNCTION ${d}.f_orphan() RETURNS INT RETURN 1`,
+        drop: `DROP FUNCTION ${d}.f_orphan`,
+        shows: `FUNCTION ${f.database}.f_orphan`,
+      },
+      {
+        create: `CREATE DEFINER = ${user} EVENT ${qi(other)}.e_orphan ON SCHEDULE EVERY 1 HOUR DO SELECT 1`,
+        drop: `DROP EVENT ${qi(other)}.e_orphan`,
+        shows: `EVENT ${other}.e_orphan`,
+      },
+      {
+        create: `CREATE DEFINER = ${qi(role)} EVENT ${d}.e_orphan ON SCHEDULE EVERY 1 HOUR DO SELECT 1`,
+        drop: `DROP EVENT ${d}.e_orphan`,
+        shows: `EVENT ${f.database}.e_orphan`,
+      },
+      {
+        create: `CREATE DEFINER = ${user} TRIGGER ${d}.t_orphan BEFORE INSERT ON ${d}.trig_target FOR EACH ROW SET @x = 1`,
+        drop: `DROP TRIGGER ${d}.t_orphan`,
+        shows: `TRIGGER ${f.database}.t_orphan`,
+      },
+      {
+        create: `CREATE DEFINER = ${qi(role)} SQL SECURITY DEFINER VIEW ${d}.v_orphan_role AS SELECT 1 AS x`,
+        drop: `DROP VIEW ${d}.v_orphan_role`,
+        shows: `VIEW ${f.database}.v_orphan_role`,
+      },
+      {
+        // information_schema compares DEFINER without regard to case; so does the check.
+        create: `CREATE DEFINER = ${upper} PROCEDURE ${d}.p_orphan_upper() SELECT 1`,
+        drop: `DROP PROCEDURE ${d}.p_orphan_upper`,
+        shows: `PROCEDURE ${f.database}.p_orphan_upper`,
+      },
+    ];
+    const params = {
+      grantId: `g-reborn2-${f.suffix}`,
+      grantee,
+      resources: [table(f.database, 'orders')],
+      permission: 'read',
+    };
+    for (const c of cases) {
+      // An object of the default role is created while the role exists (CURRENT_ROLE),
+      // and outlives it.
+      const asRole = c.create.includes(`DEFINER = ${qi(role)} `);
+      if (asRole) await f.admin.query(`CREATE ROLE ${qi(role)}`);
+      await f.admin.query(c.create);
+      if (asRole) await f.admin.query(`DROP ROLE ${qi(role)}`);
+      const err = await errorOf(driver.grant(f.ctx(), params));
+      expect(err?.code, c.shows).toBe('E_GUARDRAIL');
+      expect(err?.message, c.shows).toContain(c.shows);
+      await f.admin.query(c.drop);
+    }
+    const [users] = await f.admin.query('SELECT User FROM mysql.global_priv WHERE User = ?', [
+      username,
+    ]);
+    expect(users).toEqual([]);
+    await expect(driver.grant(f.ctx(), params)).resolves.toMatchObject({ username });
+  });
+
+  it('a missing table or database of a grant is still E_NOT_FOUND, named, with nothing created', async () => {
+    const grantee = { email: f.email('probe') };
+    const username = deriveUsername(grantee.email, { prefix: f.prefix, maxLength: 80 });
+    for (const [resources, named] of [
+      [[table(f.database, 'orders'), table(f.database, 'no_such_table')], 'no_such_table'],
+      [[db(f.database), db(`lkt_${f.suffix}_no_such_db`)], `lkt_${f.suffix}_no_such_db`],
+      [[table(f.database, 'ORDERS')], 'ORDERS'],
+    ] as const) {
+      const err = await errorOf(
+        driver.grant(f.ctx(), {
+          grantId: `g-probe-${f.suffix}`,
+          grantee,
+          resources: [...resources],
+          permission: 'read',
+        }),
+      );
+      expect(err?.code, named).toBe('E_NOT_FOUND');
+      expect(err?.message, named).toContain(named);
+    }
+    const [users] = await f.admin.query('SELECT User FROM mysql.global_priv WHERE User = ?', [
+      username,
+    ]);
+    expect(users).toEqual([]);
   });
 });
