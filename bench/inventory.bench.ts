@@ -301,6 +301,11 @@ async function cleanup(run: string): Promise<void> {
       await c.query(`DROP OWNED BY ${q(r.rolname)}`).catch(() => undefined);
       await c.query(`DROP ROLE IF EXISTS ${q(r.rolname)}`).catch(() => undefined);
     }
+    // Two million grants leave as many dead rows in the cluster-wide catalogs
+    // (pg_shdepend above all: 237 MiB, 4 million dead rows measured), which autovacuum
+    // takes its time over: every later CREATE/DROP ROLE on this server pays for them, the
+    // postgres bench after this one included (56 pairs/s before this vacuum, 87 after).
+    await c.query('VACUUM pg_shdepend, pg_authid, pg_auth_members').catch(() => undefined);
   });
 }
 
