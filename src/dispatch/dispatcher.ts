@@ -578,31 +578,19 @@ export class Dispatcher {
     // driver that returns its output at once costs no writer.
     let sink: SpoolWriter | undefined;
     const spool = envelope.kind === 'discover' ? this.opts.spool : undefined;
-    const ctx: CallContext =
-      spool === undefined
-        ? {
-            commandId: envelope.id,
-            integration: envelope.integration,
-            get signal() {
-              return signalOf(job);
-            },
-            get logger() {
-              return job.logger;
-            },
-          }
-        : {
-            commandId: envelope.id,
-            integration: envelope.integration,
-            get signal() {
-              return signalOf(job);
-            },
-            get logger() {
-              return job.logger;
-            },
-            get sink() {
-              return (sink ??= spool.begin(envelope.id, 'discover'));
-            },
-          };
+    const ctx: CallContext = {
+      commandId: envelope.id,
+      integration: envelope.integration,
+      get signal() {
+        return signalOf(job);
+      },
+      get logger() {
+        return job.logger;
+      },
+      get sink() {
+        return spool === undefined ? undefined : (sink ??= spool.begin(envelope.id, 'discover'));
+      },
+    };
     let callEnded = false;
     let onCallEnd: (() => void) | undefined;
     // One promise for the race of the call with its abort (deadline, cancel, shutdown):
