@@ -201,9 +201,8 @@ export class VerifierPool {
    */
   verify(msg: CommandMessage): VerifyOutcome | Promise<VerifyOutcome> {
     if (this.closed) return this.internal(msg.envelope.id, 'command verifier is stopped');
-    const p = this.verifier.prepare(msg);
-    if (p.done) return p.outcome;
-    const { prepared } = p;
+    const prepared = this.verifier.prepare(msg);
+    if (prepared.done) return prepared.outcome;
     const keyIndex = this.keyIndex.get(prepared.keyId);
     if (
       this.workerCount === 0 ||
