@@ -69,8 +69,19 @@ export function defaultVerifyWorkers(): number {
 interface Item {
   readonly prepared: PreparedCommand;
   readonly keyIndex: number;
+  /** The promise's own resolve (through `settle`, which also counts it out of `queued`). */
   readonly resolve: (outcome: VerifyOutcome) => void;
 }
+
+/**
+ * `new Promise(takeResolve)` leaves the promise's resolve function in `takenResolve`: one
+ * shared executor instead of a closure per command (Node 20 has no
+ * `Promise.withResolvers`). The executor runs synchronously inside the constructor.
+ */
+let takenResolve: ((outcome: VerifyOutcome) => void) | undefined;
+const takeResolve = (resolve: (outcome: VerifyOutcome) => void): void => {
+  takenResolve = resolve;
+};
 
 interface Slot {
   worker: Worker;
@@ -127,6 +138,7 @@ export class VerifierPool {
   private closed = false;
   /** Respawns in a row that ended at once: throttles a worker that cannot start. */
   private quickDeaths = 0;
+  private readonly flushBound = (): void => this.flush();
 
   constructor(opts: VerifierPoolOptions) {
     this.verifier = createCommandVerifier(opts);
@@ -218,20 +230,22 @@ export class VerifierPool {
     }
     this.startWorkers();
     this.queued += 1;
-    return new Promise<VerifyOutcome>((resolve) => {
-      this.batch.push({
-        prepared,
-        keyIndex,
-        resolve: (outcome) => {
-          this.queued -= 1;
-          resolve(outcome);
-        },
-      });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
+    const promise = new Promise<VerifyOutcome>(takeResolve);
+    const resolve = takenResolve;
+    takenResolve = undefined;
+    if (resolve === undefined) throw new Error('unreachable: Promise runs its executor at once');
+    this.batch.push({ prepared, keyIndex, resolve });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushBound);
+    }
+    return promise;
+  }
+
+  /** The one way an item ends: its promise resolves, and it leaves the backlog. */
+  private settle(item: Item, outcome: VerifyOutcome): void {
+    this.queued -= 1;
+    item.resolve(outcome);
   }
 
   /** Terminates the workers; pending verifications end as `E_INTERNAL`. Idempotent. */
@@ -257,7 +271,7 @@ export class VerifierPool {
   }
 
   private failItem(item: Item, message: string): void {
-    item.resolve(this.internal(item.prepared.commandId, message));
+    this.settle(item, this.internal(item.prepared.commandId, message));
   }
 
   private failInFlight(slot: Slot, message: string): void {
@@ -331,7 +345,7 @@ export class VerifierPool {
       } catch {
         outcome = this.internal(item.prepared.commandId, 'command verification failed');
       }
-      item.resolve(outcome);
+      this.settle(item, outcome);
     }
   }
 
@@ -422,12 +436,26 @@ export function backpressureGate(
   };
 }
 
+/**
+ * One value in line. What to call is kept as data (no closure per entry): `deliver` with
+ * `value`, or `onError` with it when `failed`.
+ */
 interface OrderEntry {
   ready: boolean;
-  run: () => void;
+  failed: boolean;
+  value: unknown;
+  deliver: (value: never) => void;
+  onError: (err: unknown) => void;
 }
 
-const DELIVERED: OrderEntry = { ready: true, run: () => undefined };
+const noop = (): void => undefined;
+const DELIVERED: OrderEntry = {
+  ready: true,
+  failed: false,
+  value: undefined,
+  deliver: noop,
+  onError: noop,
+};
 
 /**
  * Hands values on in the order they were added, though they may become ready out of
@@ -459,21 +487,22 @@ export class ArrivalOrder {
         deliver(value);
         return;
       }
-      this.queue.push({ ready: true, run: () => deliver(value) });
+      this.queue.push({ ready: true, failed: false, value, deliver, onError });
       this.onWaiting?.(this.waiting);
       return;
     }
-    const entry: OrderEntry = { ready: false, run: () => undefined };
+    const entry: OrderEntry = { ready: false, failed: false, value: undefined, deliver, onError };
     this.queue.push(entry);
     this.onWaiting?.(this.waiting);
     value.then(
       (v) => {
-        entry.run = () => deliver(v);
+        entry.value = v;
         entry.ready = true;
         this.drain();
       },
       (err: unknown) => {
-        entry.run = () => onError(err);
+        entry.value = err;
+        entry.failed = true;
         entry.ready = true;
         this.drain();
       },
@@ -495,7 +524,9 @@ export class ArrivalOrder {
         this.queue[this.head] = DELIVERED;
         this.head += 1;
         try {
-          entry.run();
+          // `deliver` was given with this entry's value type (`add<T>`)
+          if (entry.failed) entry.onError(entry.value);
+          else entry.deliver(entry.value as never);
         } catch {
           // a delivery's own failure must not stop the ones after it
         }
