@@ -44,8 +44,12 @@ export function envelopeDigest(envelope: Record<string, unknown>): string {
 
 const KNOWN_KINDS: ReadonlySet<string> = new Set(COMMAND_KINDS);
 
-/** `hasProtoKey`'s walk stack between calls (empty), undefined while a walk holds it. */
-let spareStack: object[] | undefined;
+/**
+ * `hasProtoKey`'s walk stack between calls, its slots cleared; undefined while a walk holds
+ * it. Kept with its own top index, not push/pop: emptying an array shrinks its storage,
+ * and growing it back would allocate on every call.
+ */
+let spareStack: unknown[] | undefined;
 
 /**
  * True when any object inside `value` has an own `__proto__` member. JSON.parse keeps it as
@@ -53,18 +57,20 @@ let spareStack: object[] | undefined;
  * what a driver would see would differ from what was signed: such envelopes are refused.
  */
 function hasProtoKey(value: unknown): boolean {
-  // Runs for every command: the walk's stack is kept between calls (taken while in use,
-  // so a nested call would get its own), and only objects go on it, one by one (no
-  // `Object.values` copies, no spreads).
+  // Runs for every command: nothing allocated in the steady state (the stack is reused, a
+  // nested call would get its own; only objects go on it, one by one).
   const stack = spareStack ?? [];
   spareStack = undefined;
+  let top = 0;
   try {
-    if (typeof value === 'object' && value !== null) stack.push(value);
-    for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+    if (typeof value === 'object' && value !== null) stack[top++] = value;
+    while (top > 0) {
+      const node = stack[--top] as object;
+      stack[top] = undefined;
       if (Array.isArray(node)) {
         for (let i = 0; i < node.length; i += 1) {
           const item: unknown = node[i];
-          if (typeof item === 'object' && item !== null) stack.push(item);
+          if (typeof item === 'object' && item !== null) stack[top++] = item;
         }
         continue;
       }
@@ -74,12 +80,14 @@ function hasProtoKey(value: unknown): boolean {
       for (const key in record) {
         if (!Object.prototype.hasOwnProperty.call(record, key)) continue;
         const item = record[key];
-        if (typeof item === 'object' && item !== null) stack.push(item);
+        if (typeof item === 'object' && item !== null) stack[top++] = item;
       }
     }
     return false;
   } finally {
-    stack.length = 0;
+    // A walk left early leaves objects of this envelope behind: not kept alive, not seen
+    // by the next walk.
+    while (top > 0) stack[--top] = undefined;
     spareStack = stack;
   }
 }
