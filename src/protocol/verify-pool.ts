@@ -230,11 +230,11 @@ export class VerifierPool {
       return this.verifier.complete(prepared, signatureValid(prepared));
     }
     this.startWorkers();
-    this.queued += 1;
     const promise = new Promise<VerifyOutcome>(takeResolve);
     const resolve = takenResolve;
     takenResolve = undefined;
     if (resolve === undefined) throw new Error('unreachable: Promise runs its executor at once');
+    this.queued += 1;
     this.batch.push({ prepared, keyIndex, resolve });
     if (!this.flushScheduled) {
       this.flushScheduled = true;
