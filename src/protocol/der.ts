@@ -23,8 +23,9 @@ const B64 = /^[A-Za-z0-9+/_-]+={0,2}$/;
 export function decodeBase64Any(text: string): Buffer | null {
   const t = text.trim();
   if (t.length === 0 || !B64.test(t)) return null;
-  const standard = /[-_]/.test(t) ? t.replace(/-/g, '+').replace(/_/g, '/') : t;
-  return Buffer.from(standard, 'base64');
+  // Node's base64 decoder reads both alphabets (`-_` as `+/`): no translated copy of the text
+  // (this runs for every command's signature).
+  return Buffer.from(t, 'base64');
 }
 
 export function publicKeyFromRaw(curve: Curve, raw: Buffer): KeyObject {

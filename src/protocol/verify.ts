@@ -11,7 +11,7 @@
  *    `expiresAt <= issuedAt`, or a lifetime longer than allowed → `E_EXPIRED`.
  * Duplicates (`E_REPLAY`) are the dispatcher's job: it knows what ran.
  */
-import { createHash, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { hash, verify as verifySignature, type KeyObject } from 'node:crypto';
 import { LatchkeyError, type ErrorCode } from '../errors.js';
 import { canonicalJson } from './canonical.js';
 import { envelopeId, describeIssues } from './issues.js';
@@ -39,10 +39,17 @@ export interface CommandVerifier {
 
 /** sha256 hex of the canonical JSON of an envelope: equal digests = same content. */
 export function envelopeDigest(envelope: Record<string, unknown>): string {
-  return createHash('sha256').update(canonicalJson(envelope), 'utf8').digest('hex');
+  return hash('sha256', Buffer.from(canonicalJson(envelope), 'utf8'), 'hex');
 }
 
 const KNOWN_KINDS: ReadonlySet<string> = new Set(COMMAND_KINDS);
+
+/**
+ * `hasProtoKey`'s walk stack between calls, its slots cleared; undefined while a walk holds
+ * it. Kept with its own top index, not push/pop: emptying an array shrinks its storage,
+ * and growing it back would allocate on every call.
+ */
+let spareStack: unknown[] | undefined;
 
 /**
  * True when any object inside `value` has an own `__proto__` member. JSON.parse keeps it as
@@ -50,18 +57,39 @@ const KNOWN_KINDS: ReadonlySet<string> = new Set(COMMAND_KINDS);
  * what a driver would see would differ from what was signed: such envelopes are refused.
  */
 function hasProtoKey(value: unknown): boolean {
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const node = stack.pop();
-    if (typeof node !== 'object' || node === null) continue;
-    if (Array.isArray(node)) {
-      stack.push(...(node as unknown[]));
-      continue;
+  // Runs for every command: nothing allocated in the steady state (the stack is reused, a
+  // nested call would get its own; only objects go on it, one by one).
+  const stack = spareStack ?? [];
+  spareStack = undefined;
+  let top = 0;
+  try {
+    if (typeof value === 'object' && value !== null) stack[top++] = value;
+    while (top > 0) {
+      const node = stack[--top] as object;
+      stack[top] = undefined;
+      if (Array.isArray(node)) {
+        for (let i = 0; i < node.length; i += 1) {
+          const item: unknown = node[i];
+          if (typeof item === 'object' && item !== null) stack[top++] = item;
+        }
+        continue;
+      }
+      if (Object.prototype.hasOwnProperty.call(node, '__proto__')) return true;
+      const record = node as Record<string, unknown>;
+      // Own enumerable string keys, as `Object.values` has them.
+      for (const key in record) {
+        if (!Object.prototype.hasOwnProperty.call(record, key)) continue;
+        const item = record[key];
+        if (typeof item === 'object' && item !== null) stack[top++] = item;
+      }
     }
-    if (Object.prototype.hasOwnProperty.call(node, '__proto__')) return true;
-    stack.push(...Object.values(node as Record<string, unknown>));
+    return false;
+  } finally {
+    // A walk left early leaves objects of this envelope behind: not kept alive, not seen
+    // by the next walk.
+    while (top > 0) stack[--top] = undefined;
+    spareStack = stack;
   }
-  return false;
 }
 
 function checkOptions(opts: VerifierOptions): void {
@@ -82,6 +110,8 @@ function checkOptions(opts: VerifierOptions): void {
  * the addressee and the time window (`complete`).
  */
 export interface PreparedCommand {
+  /** Tells it from the `done` answer of `prepare`. */
+  readonly done: false;
   readonly commandId: string;
   readonly envelope: Envelope;
   readonly digest: string;
@@ -99,8 +129,11 @@ export interface PreparedCommand {
   readonly receivedAtMs: number;
 }
 
-export type PrepareOutcome =
-  { done: true; outcome: VerifyOutcome } | { done: false; prepared: PreparedCommand };
+/**
+ * `prepare`'s answer: the outcome when it is decided already (a failure), else the command
+ * itself (one object per command rather than a wrapper around it).
+ */
+export type PrepareOutcome = { done: true; outcome: VerifyOutcome } | PreparedCommand;
 
 /**
  * The same checks as `verify`, split around the signature so that it can run elsewhere:
@@ -126,7 +159,9 @@ export function signatureValid(prepared: PreparedCommand): boolean {
 /** @throws RangeError for nonsensical options (a programming or config error). */
 export function createCommandVerifier(opts: VerifierOptions): StagedCommandVerifier {
   checkOptions(opts);
-  const now = opts.now ?? (() => new Date());
+  const { now } = opts;
+  // Without a clock of the caller's, no Date per command.
+  const nowMs = now === undefined ? Date.now : () => now().getTime();
   const skew = opts.maxClockSkewMs;
 
   const failure = (
@@ -140,29 +175,38 @@ export function createCommandVerifier(opts: VerifierOptions): StagedCommandVerif
     error: new LatchkeyError(code, message, details === undefined ? undefined : { details }),
   });
 
+  // Hot path (every command): no closures or wrapper objects per call, failures built only
+  // when they happen.
+  const done = (
+    commandId: string | null,
+    code: ErrorCode,
+    message: string,
+    details?: Record<string, unknown>,
+  ): PrepareOutcome => ({ done: true, outcome: failure(commandId, code, message, details) });
+
   function prepare(msg: CommandMessage): PrepareOutcome {
     const raw = msg.envelope;
     const commandId = envelopeId(raw);
-    const fail = (code: ErrorCode, message: string, details?: Record<string, unknown>) =>
-      ({ done: true, outcome: failure(commandId, code, message, details) }) as const;
 
     // 1. schema
     const kind = raw.kind;
     if (typeof kind === 'string' && !KNOWN_KINDS.has(kind)) {
-      return fail(
+      return done(
+        commandId,
         'E_UNSUPPORTED',
         `unknown command kind (expected one of ${COMMAND_KINDS.join(', ')})`,
       );
     }
     if (hasProtoKey(raw)) {
-      return fail('E_SCHEMA', 'invalid envelope: a "__proto__" member is not allowed');
+      return done(commandId, 'E_SCHEMA', 'invalid envelope: a "__proto__" member is not allowed');
     }
     const parsed = EnvelopeSchema.safeParse(raw);
     if (!parsed.success) {
-      return fail('E_SCHEMA', describeIssues('invalid envelope', parsed.error.issues));
+      return done(commandId, 'E_SCHEMA', describeIssues('invalid envelope', parsed.error.issues));
     }
     const envelope = parsed.data;
-    // One canonicalization serves the digest and the signing input (same bytes).
+    // One canonicalization, encoded once: these bytes are the signing input and what the
+    // digest is of.
     let data: Buffer;
     try {
       data = Buffer.from(canonicalJson(raw), 'utf8');
@@ -179,49 +223,54 @@ export function createCommandVerifier(opts: VerifierOptions): StagedCommandVerif
         },
       };
     }
-    const digest = createHash('sha256').update(data).digest('hex');
+    // One-shot `hash`: no Hash object (a stream) per command.
+    const digest = hash('sha256', data, 'hex');
 
     // 2. signature (over the raw envelope as received): the key id here, the value later
-    const { keyId } = msg.signature;
+    const signature = msg.signature;
+    const keyId = signature.keyId;
     const key = opts.trustedKeys.get(keyId);
     if (key === undefined) {
-      return fail('E_SIGNATURE', `signing key id "${keyId}" is not trusted by this agent`, {
-        keyId,
-      });
+      return done(
+        commandId,
+        'E_SIGNATURE',
+        `signing key id "${keyId}" is not trusted by this agent`,
+        { keyId },
+      );
     }
     // What `verifyEnvelopeSignature` refuses before any crypto, refused the same way.
     const sig =
-      msg.signature.alg === 'ed25519' && key.asymmetricKeyType === 'ed25519'
-        ? decodeBase64Any(msg.signature.value)
+      signature.alg === 'ed25519' && key.asymmetricKeyType === 'ed25519'
+        ? decodeBase64Any(signature.value)
         : null;
     return {
       done: false,
-      prepared: {
-        commandId: commandId ?? envelope.id,
-        envelope,
-        digest,
-        keyId,
-        key,
-        data,
-        signature: sig?.length === 64 ? sig : null,
-        receivedAtMs: now().getTime(),
-      },
+      commandId: commandId ?? envelope.id,
+      envelope,
+      digest,
+      keyId,
+      key,
+      data,
+      signature: sig?.length === 64 ? sig : null,
+      receivedAtMs: nowMs(),
     };
   }
 
   function complete(prepared: PreparedCommand, signatureOk: boolean): VerifyOutcome {
     const { envelope, keyId, commandId } = prepared;
-    const fail = (code: ErrorCode, message: string, details?: Record<string, unknown>) =>
-      failure(commandId, code, message, details);
     if (!signatureOk) {
-      return fail('E_SIGNATURE', `signature does not verify with trusted key "${keyId}"`, {
-        keyId,
-      });
+      return failure(
+        commandId,
+        'E_SIGNATURE',
+        `signature does not verify with trusted key "${keyId}"`,
+        { keyId },
+      );
     }
 
     // 3. addressee
     if (envelope.connectorId !== opts.connectorId) {
-      return fail(
+      return failure(
+        commandId,
         'E_CONNECTOR',
         `command is addressed to connector "${envelope.connectorId}", this agent is "${opts.connectorId}"`,
       );
@@ -231,31 +280,38 @@ export function createCommandVerifier(opts: VerifierOptions): StagedCommandVerif
     const issuedAt = Date.parse(envelope.issuedAt);
     const expiresAt = Date.parse(envelope.expiresAt);
     if (Number.isNaN(issuedAt) || Number.isNaN(expiresAt)) {
-      return fail('E_SCHEMA', 'invalid envelope: issuedAt or expiresAt is not a valid date');
+      return failure(
+        commandId,
+        'E_SCHEMA',
+        'invalid envelope: issuedAt or expiresAt is not a valid date',
+      );
     }
-    const nowMs = prepared.receivedAtMs;
-    if (!Number.isFinite(nowMs)) {
-      return fail('E_INTERNAL', 'agent clock returned an invalid date');
+    const arrivedMs = prepared.receivedAtMs;
+    if (!Number.isFinite(arrivedMs)) {
+      return failure(commandId, 'E_INTERNAL', 'agent clock returned an invalid date');
     }
     if (expiresAt <= issuedAt) {
-      return fail('E_EXPIRED', 'expiresAt is not after issuedAt');
+      return failure(commandId, 'E_EXPIRED', 'expiresAt is not after issuedAt');
     }
     if (expiresAt - issuedAt > opts.maxCommandLifetimeMs) {
-      return fail(
+      return failure(
+        commandId,
         'E_EXPIRED',
         `command lifetime of ${expiresAt - issuedAt} ms exceeds the maximum of ${opts.maxCommandLifetimeMs} ms`,
       );
     }
-    if (issuedAt > nowMs + skew) {
-      return fail(
+    if (issuedAt > arrivedMs + skew) {
+      return failure(
+        commandId,
         'E_EXPIRED',
-        `command issued ${issuedAt - nowMs} ms in the future (allowed clock skew ${skew} ms)`,
+        `command issued ${issuedAt - arrivedMs} ms in the future (allowed clock skew ${skew} ms)`,
       );
     }
-    if (nowMs > expiresAt + skew) {
-      return fail(
+    if (arrivedMs > expiresAt + skew) {
+      return failure(
+        commandId,
         'E_EXPIRED',
-        `command expired ${nowMs - expiresAt} ms ago (allowed clock skew ${skew} ms)`,
+        `command expired ${arrivedMs - expiresAt} ms ago (allowed clock skew ${skew} ms)`,
       );
     }
 
@@ -264,7 +320,7 @@ export function createCommandVerifier(opts: VerifierOptions): StagedCommandVerif
 
   function verify(msg: CommandMessage): VerifyOutcome {
     const p = prepare(msg);
-    return p.done ? p.outcome : complete(p.prepared, signatureValid(p.prepared));
+    return p.done ? p.outcome : complete(p, signatureValid(p));
   }
 
   return { verify, prepare, complete };

@@ -92,4 +92,32 @@ describe('canonicalJson (RFC 8785)', () => {
     cyclic.self = cyclic;
     expectSchemaError(() => canonicalJson(cyclic));
   });
+
+  it('treats what JSON text cannot hold as JSON.stringify does (same form as the round trip)', () => {
+    const value = {
+      fn: () => 1,
+      undef: undefined,
+      sym: Symbol('s'),
+      list: [() => 1, undefined, Symbol('s'), 1],
+      boxed: [Object(2) as unknown, Object('s') as unknown, Object(false) as unknown],
+      date: new Date(0),
+      custom: { toJSON: () => ({ b: 1, a: 2 }) },
+      gone: { toJSON: () => undefined },
+    };
+    const out = canonicalJson(value);
+    expect(out).toBe(
+      '{"boxed":[2,"s",false],"custom":{"a":2,"b":1},"date":"1970-01-01T00:00:00.000Z",' +
+        '"list":[null,null,null,1]}',
+    );
+    expect(canonicalJson(JSON.parse(JSON.stringify(value)))).toBe(out);
+    // eslint-disable-next-line no-sparse-arrays
+    expect(canonicalJson([1, , 3])).toBe('[1,null,3]');
+    expectSchemaError(() => canonicalJson({ n: Object(Number.NaN) as unknown }));
+  });
+
+  it('walks deep nesting without overflowing the stack', () => {
+    const depth = 20_000;
+    const deep = JSON.parse('['.repeat(depth) + ']'.repeat(depth)) as unknown;
+    expect(canonicalJson(deep)).toBe('['.repeat(depth) + ']'.repeat(depth));
+  });
 });

@@ -209,6 +209,26 @@ describe('createCommandVerifier', () => {
       message: expect.stringContaining('__proto__') as unknown,
     });
     expect(verifier.verify(wire(text)).ok).toBe(true);
+
+    // at the top, and deep inside arrays and records
+    const atTop = text.replace('{"id":', '{"__proto__":{"kind":"check"},"id":');
+    const deep = text.replace(
+      '"config":{',
+      '"config":{"list":[1,{"x":[{"y":{"__proto__":{"host":"evil"}}}]}],',
+    );
+    // found in params (walked first) while the integration is still to be walked: what is
+    // left of that walk must not reach the next envelope's
+    const twice = text
+      .replace('"resources":[{', '"resources":[{"__proto__":null,')
+      .replace('"config":{', '"config":{"__proto__":{"host":"evil"},');
+    for (const bad of [atTop, deep, twice]) {
+      expect(bad).not.toBe(text);
+      expect(rejection(verifier.verify(wire(bad)))).toMatchObject({
+        code: 'E_SCHEMA',
+        message: expect.stringContaining('__proto__') as unknown,
+      });
+      expect(verifier.verify(wire(text)).ok).toBe(true);
+    }
   });
 
   it('refuses nonsensical options', () => {
