@@ -93,6 +93,25 @@ describe('control-plane link', () => {
     expect(log).not.toContain('wrong-token-value-123');
   });
 
+  it('writes a result only after the code that queued it has returned', async () => {
+    // As when a command ends inside Dispatcher.submit (expired before it could start): its
+    // result is queued before the agent sends the command's `accepted`, yet must follow it.
+    const { cp, t } = await setup();
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+    const since = cp.received.length;
+    const queued = t.client.sendResult(result('cmd-order'));
+    expect(t.client.send({ type: 'accepted', commandId: 'cmd-order' })).toBe(true);
+    await queued;
+    await cp.waitForResult('cmd-order');
+    const types = cp.received
+      .slice(since)
+      .filter((m) => 'commandId' in m && m.commandId === 'cmd-order')
+      .map((m) => m.type);
+    expect(types).toEqual(['accepted', 'result']);
+  });
+
   it('re-sends unacknowledged results after every reconnect until acked', async () => {
     const { cp, t } = await setup({ withholdAcks: true });
     let connected = t.next('link:connected');
