@@ -14,6 +14,7 @@ import type { DevControlPlane } from '../../../src/devcp/server.js';
 import { AgentEvents } from '../../../src/events.js';
 import type { CommandMessage } from '../../../src/protocol/messages.js';
 import type { LatchkeyError } from '../../../src/errors.js';
+import type { HeldFrame } from '../../../src/protocol/result-frame.js';
 import {
   CONNECTOR,
   TOKEN,
@@ -110,6 +111,32 @@ describe('control-plane link', () => {
       .filter((m) => 'commandId' in m && m.commandId === 'cmd-order')
       .map((m) => m.type);
     expect(types).toEqual(['accepted', 'result']);
+  });
+
+  it('writes a result only once the outbox says it is durable (journal before send)', async () => {
+    let makeDurable = (): void => undefined;
+    const durable = new Promise<void>((resolve) => (makeDurable = resolve));
+    // An outbox whose journal write is still under way until `makeDurable`.
+    class SlowJournalOutbox extends Outbox {
+      override put(frame: HeldFrame): Promise<void> | undefined {
+        void super.put(frame);
+        return durable;
+      }
+    }
+    const outbox = new SlowJournalOutbox({
+      logger: pino({ level: 'silent' }),
+      events: new AgentEvents(),
+    });
+    const { cp, t } = await setup({}, { outbox });
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+    const sent = t.client.sendResult(result('cmd-durable'));
+    await barrier(cp, t, 'marker-durable'); // what was written before it has arrived
+    expect(cp.resultsFor('cmd-durable')).toHaveLength(0);
+    makeDurable();
+    await sent;
+    await cp.waitForResult('cmd-durable');
   });
 
   it('re-sends unacknowledged results after every reconnect until acked', async () => {
