@@ -361,7 +361,11 @@ export class ControlPlaneClient {
    * it is durable (see `queueResult`).
    */
   sendResult(result: Result | HeldFrame): Promise<void> {
-    return this.queueResult(result) ?? Promise.resolve();
+    try {
+      return this.queueResult(result) ?? Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   /**
@@ -685,7 +689,15 @@ export class ControlPlaneClient {
   private readonly deliverFresh = (): void => {
     const frames = this.fresh;
     this.fresh = [];
-    for (const frame of frames) this.deliver(frame);
+    for (const frame of frames) {
+      // A failure is this result's alone (e.g. its spool file cannot be read): logged, and
+      // the result stays in the outbox; the others go on.
+      try {
+        this.deliver(frame);
+      } catch (err) {
+        this.logger.error({ err, commandId: frame.commandId }, 'could not send result');
+      }
+    }
   };
 
   /** Hands a stored result to this connection: written now, or after those before it. */

@@ -14,7 +14,7 @@ import type { DevControlPlane } from '../../../src/devcp/server.js';
 import { AgentEvents } from '../../../src/events.js';
 import type { CommandMessage } from '../../../src/protocol/messages.js';
 import type { LatchkeyError } from '../../../src/errors.js';
-import type { HeldFrame } from '../../../src/protocol/result-frame.js';
+import { SpooledResultFrame, type HeldFrame } from '../../../src/protocol/result-frame.js';
 import {
   CONNECTOR,
   TOKEN,
@@ -137,6 +137,28 @@ describe('control-plane link', () => {
     makeDurable();
     await sent;
     await cp.waitForResult('cmd-durable');
+  });
+
+  it('a result that cannot be read is logged and stays in the outbox; the next ones go on', async () => {
+    const { cp, t } = await setup({ withholdAcks: true });
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+    // A spooled result whose file is gone: reading it to send it throws.
+    const lost = new SpooledResultFrame(
+      'cmd-lost',
+      'check',
+      result('cmd-lost').timings,
+      join(tmpdir(), `latchkey-missing-${Date.now()}.json`),
+      10,
+      '0'.repeat(64),
+    );
+    await t.client.sendResult(lost);
+    await t.client.sendResult(result('cmd-after-lost'));
+    await cp.waitForResult('cmd-after-lost');
+    expect(cp.resultsFor('cmd-lost')).toHaveLength(0);
+    expect(t.outbox.has('cmd-lost')).toBe(true);
+    expect(t.lines.join('\n')).toContain('could not send result');
   });
 
   it('re-sends unacknowledged results after every reconnect until acked', async () => {
