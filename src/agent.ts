@@ -172,7 +172,7 @@ export function buildDriverServices(
 class AgentOutbox extends Outbox {
   onAck: ((commandId: string) => void) | undefined;
 
-  override ack(commandId: string): Promise<boolean> {
+  override ack(commandId: string): boolean | Promise<boolean> {
     this.onAck?.(commandId);
     return super.ack(commandId);
   }
@@ -342,8 +342,16 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
     client.send({ type: 'rejected', commandId, error: wire });
   };
 
-  const sendResultSafely = (result: Parameters<ControlPlaneClient['sendResult']>[0]): void => {
-    client.sendResult(result).catch((err: unknown) => {
+  // No promise nor closure per result unless there is a journal to wait for.
+  const sendResultSafely = (result: Parameters<ControlPlaneClient['queueResult']>[0]): void => {
+    let durable: Promise<void> | undefined;
+    try {
+      durable = client.queueResult(result);
+    } catch (err) {
+      logger.error({ err, commandId: result.commandId }, 'could not queue result');
+      return;
+    }
+    durable?.catch((err: unknown) => {
       logger.error({ err, commandId: result.commandId }, 'could not queue result');
     });
   };
@@ -376,9 +384,12 @@ export async function createAgent(opts: CreateAgentOptions): Promise<Agent> {
       verifier.verify(msg),
       (verdict) => {
         // Acks noted before this command arrived matter to no command still waiting.
-        for (const [id, ackedAt] of ackedWhileVerifying) {
-          if (ackedAt >= arrival) break;
-          ackedWhileVerifying.delete(id);
+        // (Checked first: iterating even an empty Map allocates an iterator.)
+        if (ackedWhileVerifying.size > 0) {
+          for (const [id, ackedAt] of ackedWhileVerifying) {
+            if (ackedAt >= arrival) break;
+            ackedWhileVerifying.delete(id);
+          }
         }
         onVerdict(verdict, receivedAt, arrival);
       },

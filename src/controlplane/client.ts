@@ -53,6 +53,8 @@ import {
 import { Backoff } from './backoff.js';
 import type { Outbox } from './outbox.js';
 import {
+  ResultFrame,
+  SpooledResultFrame,
   charIndexOfByte,
   nextChunk,
   type HeldFrame,
@@ -202,9 +204,10 @@ export class ControlPlaneClient {
   private invalidFrameHandler: InvalidFrameHandler = () => undefined;
 
   private ws: WebSocket | null = null;
-  /** The socket under `ws` (from its `upgrade` response), corked for one turn by sendJson. */
+  /** The socket under `ws` (from its `upgrade` response), corked for one turn by sendText. */
   private socket: Duplex | null = null;
-  private corked = false;
+  /** The socket corked for this turn (uncorked by `uncorkTurn`), if any. */
+  private corked: Duplex | null = null;
   /** Reading held back by the agent (`holdReading`): inbound frames wait in the socket. */
   private readingHeld = false;
   /** Sending held: the control plane has not taken `maxSendBufferBytes` already written. */
@@ -218,6 +221,11 @@ export class ControlPlaneClient {
    * socket takes them.
    */
   private readonly unsent = new Map<string, HeldFrame>();
+  /**
+   * Results queued in this microtask checkpoint (no journal), handed to the link together
+   * once the code that produced them has returned (see `queueResult`).
+   */
+  private fresh: HeldFrame[] = [];
   private readonly maxResultFrame: number;
   private readonly chunkWindow: number;
   /** The control plane of this connection takes `result-chunk` frames. */
@@ -349,14 +357,34 @@ export class ControlPlaneClient {
 
   /**
    * Stores the result in the outbox (until acked), then sends it if connected, unless
-   * sending is held: then it waits (in the outbox) until the socket drains.
+   * sending is held: then it waits (in the outbox) until the socket drains. Resolves once
+   * it is durable (see `queueResult`).
    */
-  async sendResult(result: Result | HeldFrame): Promise<void> {
-    const frame = await this.opts.outbox.add(result);
-    if (!this.isConnected) return;
-    this.unsent.delete(frame.commandId);
-    this.unsent.set(frame.commandId, frame);
-    this.pump();
+  sendResult(result: Result | HeldFrame): Promise<void> {
+    try {
+      return this.queueResult(result) ?? Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /**
+   * `sendResult` without a promise per result when there is no journal: returns undefined
+   * when the result is stored (memory only), else a promise that resolves once the journal
+   * holds it. A result is written only once durable; and never within the caller's own
+   * synchronous code, but after it (a microtask later), as an awaited `sendResult` always
+   * did: a result finished inside `Dispatcher.submit` still leaves after its `accepted`.
+   */
+  queueResult(result: Result | HeldFrame): Promise<void> | undefined {
+    const frame =
+      result instanceof ResultFrame || result instanceof SpooledResultFrame
+        ? result
+        : ResultFrame.of(result);
+    const durable = this.opts.outbox.put(frame);
+    if (durable !== undefined) return durable.then(() => this.deliver(frame));
+    // One microtask for all the results of this checkpoint, not a closure per result.
+    if (this.fresh.push(frame) === 1) queueMicrotask(this.deliverFresh);
+    return undefined;
   }
 
   /**
@@ -585,7 +613,12 @@ export class ControlPlaneClient {
         this.onWelcome(ws, msg);
         return;
       case 'command':
-        this.safeCall(() => this.commandHandler(msg));
+        // Not through `safeCall`: no closure per command.
+        try {
+          this.commandHandler(msg);
+        } catch (err) {
+          this.logger.error({ err }, 'control plane message handler threw');
+        }
         return;
       case 'cancel':
         this.safeCall(() => this.cancelHandler(msg.commandId));
@@ -593,12 +626,18 @@ export class ControlPlaneClient {
       case 'result-chunk-ack':
         this.onChunkAck(msg.commandId, msg.next);
         return;
-      case 'result-ack':
-        this.transfers.delete(msg.commandId);
-        this.opts.outbox.ack(msg.commandId).catch((err: unknown) => {
-          this.logger.error({ err, commandId: msg.commandId }, 'outbox ack failed');
-        });
+      case 'result-ack': {
+        const commandId = msg.commandId;
+        this.transfers.delete(commandId);
+        const acked = this.opts.outbox.ack(commandId);
+        // A promise only with a journal (none per ack otherwise).
+        if (typeof acked !== 'boolean') {
+          acked.catch((err: unknown) => {
+            this.logger.error({ err, commandId }, 'outbox ack failed');
+          });
+        }
         return;
+      }
     }
   }
 
@@ -647,6 +686,34 @@ export class ControlPlaneClient {
     this.pump();
   }
 
+  private readonly deliverFresh = (): void => {
+    const frames = this.fresh;
+    this.fresh = [];
+    for (const frame of frames) {
+      // A failure is this result's alone (e.g. its spool file cannot be read): logged, and
+      // the result stays in the outbox; the others go on.
+      try {
+        this.deliver(frame);
+      } catch (err) {
+        this.logger.error({ err, commandId: frame.commandId }, 'could not send result');
+      }
+    }
+  };
+
+  /** Hands a stored result to this connection: written now, or after those before it. */
+  private deliver(frame: HeldFrame): void {
+    if (!this.isConnected) return; // re-sent from the outbox after the next welcome
+    if (this.unsent.size === 0 && this.transfers.size === 0 && !this.sendHeld) {
+      // Nothing waits before it: written at once, as `pump` would. (Not through `unsent`:
+      // a Map that empties at every result allocates a new table each time.)
+      this.writeResult(frame);
+      return;
+    }
+    this.unsent.delete(frame.commandId);
+    this.unsent.set(frame.commandId, frame);
+    this.pump();
+  }
+
   /** Writes held results, oldest first, until none is left or sending is held. */
   private pump(): void {
     const ws = this.ws;
@@ -654,27 +721,35 @@ export class ControlPlaneClient {
     for (const [commandId, frame] of this.unsent) {
       if (this.sendHeld || this.ws !== ws) return;
       this.unsent.delete(commandId);
-      // Acknowledged meanwhile (e.g. it was also sent on an earlier connection).
-      if (!this.opts.outbox.has(commandId)) continue;
-      if (frame.bytes > this.maxResultFrame) {
-        if (this.chunksAccepted) {
-          this.startTransfer(frame);
-          continue;
-        }
-        this.logger.warn(
-          { commandId, bytes: frame.bytes, maxResultFrameBytes: this.maxResultFrame },
-          'result too large for one frame and the control plane takes no chunks: sending E_TOO_LARGE',
-        );
-        this.opts.events.emit('link:result-too-large', { commandId, bytes: frame.bytes });
-        if (!this.sendText(frame.tooLarge(this.maxResultFrame).text)) return;
-        continue;
-      }
-      if (!this.sendText(frame.spooled ? frame.readText() : frame.text)) return;
+      if (!this.writeResult(frame)) return;
     }
     for (const t of this.transfers.values()) {
       if (this.sendHeld || this.ws !== ws) return;
       this.sendChunks(t);
     }
+  }
+
+  /**
+   * Writes one result still in the outbox: as one frame, in chunks, or as `E_TOO_LARGE`.
+   * False when the socket took nothing (it is not open).
+   */
+  private writeResult(frame: HeldFrame): boolean {
+    const commandId = frame.commandId;
+    // Acknowledged meanwhile (e.g. it was also sent on an earlier connection).
+    if (!this.opts.outbox.has(commandId)) return true;
+    if (frame.bytes > this.maxResultFrame) {
+      if (this.chunksAccepted) {
+        this.startTransfer(frame);
+        return true;
+      }
+      this.logger.warn(
+        { commandId, bytes: frame.bytes, maxResultFrameBytes: this.maxResultFrame },
+        'result too large for one frame and the control plane takes no chunks: sending E_TOO_LARGE',
+      );
+      this.opts.events.emit('link:result-too-large', { commandId, bytes: frame.bytes });
+      return this.sendText(frame.tooLarge(this.maxResultFrame).text);
+    }
+    return this.sendText(frame.spooled ? frame.readText() : frame.text);
   }
 
   /** Starts (or, for a result already under way, resumes) delivering `frame` in chunks. */
@@ -808,14 +883,18 @@ export class ControlPlaneClient {
    */
   private corkForThisTurn(): void {
     const socket = this.socket;
-    if (socket === null || this.corked || socket.destroyed) return;
-    this.corked = true;
+    if (socket === null || this.corked !== null || socket.destroyed) return;
+    this.corked = socket;
     socket.cork();
-    setImmediate(() => {
-      this.corked = false;
-      socket.uncork();
-    });
+    setImmediate(this.uncorkTurn);
   }
+
+  /** The end of a turn's cork (one function for all turns: no closure per turn). */
+  private readonly uncorkTurn = (): void => {
+    const socket = this.corked;
+    this.corked = null;
+    socket?.uncork();
+  };
 
   private sendJson(msg: unknown): boolean {
     return this.sendText(JSON.stringify(msg));

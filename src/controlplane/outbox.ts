@@ -112,16 +112,32 @@ export class Outbox {
       result instanceof ResultFrame || result instanceof SpooledResultFrame
         ? result
         : ResultFrame.of(result);
+    await this.put(frame);
+    return frame;
+  }
+
+  /**
+   * Adds (or replaces) a frame: `add` for the link's hot path. Returns undefined when it
+   * is as durable as it gets at once (no journal: memory only), else a promise that
+   * resolves once the journal holds it. Without a journal no promise is made per result.
+   */
+  put(frame: HeldFrame): Promise<void> | undefined {
     const before = this.items.get(frame.commandId);
-    this.items.delete(frame.commandId);
+    if (before !== undefined) this.items.delete(frame.commandId); // a replacement is the newest
     this.items.set(frame.commandId, frame);
     if (before !== undefined && before !== frame && before.spooled) before.release();
     this.emitSize();
-    await this.journal?.putRaw(
-      OUTBOX_KEY_PREFIX + frame.commandId,
-      frame.spooled ? frame.ref() : frame.text,
-    );
-    return frame;
+    const journal = this.journal;
+    if (journal === undefined) return undefined;
+    try {
+      return journal.putRaw(
+        OUTBOX_KEY_PREFIX + frame.commandId,
+        frame.spooled ? frame.ref() : frame.text,
+      );
+    } catch (err) {
+      // As from an async function: the caller learns of it through the promise.
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   /** Resolves once every change made so far is on disk (at once without a journal). */
@@ -129,18 +145,28 @@ export class Outbox {
     return this.journal?.flush() ?? Promise.resolve();
   }
 
-  /** Removes an acknowledged result. Returns false when the command id was not in the outbox. */
-  async ack(commandId: string): Promise<boolean> {
+  /**
+   * Removes an acknowledged result: false when the command id was not in the outbox, else
+   * true, or with a journal a promise of true that resolves once the removal is durable
+   * (no promise per ack without a journal: the link's hot path).
+   */
+  ack(commandId: string): boolean | Promise<boolean> {
     const frame = this.items.get(commandId);
     if (frame === undefined) return false;
     this.items.delete(commandId);
     this.emitSize();
     this.notifyIfEmpty();
-    await this.journal?.delete(OUTBOX_KEY_PREFIX + commandId);
+    const journal = this.journal;
+    if (journal === undefined) {
+      if (frame.spooled) frame.release();
+      return true;
+    }
     // The file goes once its reference is gone from the journal (a crash in between
     // leaves a file that the next start sweeps, never a reference without its file).
-    if (frame.spooled) frame.release();
-    return true;
+    return journal.delete(OUTBOX_KEY_PREFIX + commandId).then(() => {
+      if (frame.spooled) frame.release();
+      return true;
+    });
   }
 
   /**

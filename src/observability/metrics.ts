@@ -14,6 +14,28 @@ export interface Metrics {
   stop(): void;
 }
 
+/**
+ * One value per pair of label values, made on first use: the series of a metric found
+ * without building a key (label values are few and bounded: kinds, driver types,
+ * outcomes, error codes).
+ */
+function perLabelPair<T>(make: (a: string, b: string) => T): (a: string, b: string) => T {
+  const outer = new Map<string, Map<string, T>>();
+  return (a, b) => {
+    let inner = outer.get(a);
+    if (inner === undefined) {
+      inner = new Map();
+      outer.set(a, inner);
+    }
+    let value = inner.get(b);
+    if (value === undefined) {
+      value = make(a, b);
+      inner.set(b, value);
+    }
+    return value;
+  };
+}
+
 const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const WAIT_BUCKETS = [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60];
 
@@ -22,12 +44,38 @@ export function createMetrics(events: AgentEvents): Metrics {
   prom.collectDefaultMetrics({ register: registry });
   const registers = [registry];
 
+  // Every finished command counts here. prom-client builds a string key from the labels
+  // object at each `inc` (bound children too); so each series is counted in its own cell
+  // and handed to prom-client when scraped (`collect`), one `inc` per series.
+  type CommandLabels = 'kind' | 'integration_type' | 'outcome' | 'code';
+  interface CommandCell {
+    labels: prom.LabelValues<CommandLabels>;
+    pending: number;
+  }
+  const commandCells: CommandCell[] = [];
   const commands = new prom.Counter({
     name: 'latchkey_commands_total',
     help: 'Commands finished, by kind, integration type, outcome (ok|error) and error code ("" when ok).',
     labelNames: ['kind', 'integration_type', 'outcome', 'code'] as const,
     registers,
+    collect() {
+      for (const cell of commandCells) {
+        if (cell.pending === 0) continue;
+        commands.inc(cell.labels, cell.pending);
+        cell.pending = 0;
+      }
+    },
   });
+  const commandCell = perLabelPair((kind, integrationType) =>
+    perLabelPair((outcome, code): CommandCell => {
+      const cell = {
+        labels: { kind, integration_type: integrationType, outcome, code },
+        pending: 0,
+      };
+      commandCells.push(cell);
+      return cell;
+    }),
+  );
   const duration = new prom.Histogram({
     name: 'latchkey_command_duration_seconds',
     help: 'Time a command ran in its driver, in seconds.',
@@ -35,6 +83,10 @@ export function createMetrics(events: AgentEvents): Metrics {
     buckets: DURATION_BUCKETS,
     registers,
   });
+  // Bound children, one per label set: no labels object nor closure per observation.
+  const durationOf = perLabelPair((kind, integrationType) =>
+    duration.labels(kind, integrationType),
+  );
   // The queue and outbox gauges change with every command: the events only note the
   // latest values, and the gauges take them when scraped (`collect`).
   const latest = { depth: 0, running: 0, outbox: 0 };
@@ -60,6 +112,7 @@ export function createMetrics(events: AgentEvents): Metrics {
     buckets: WAIT_BUCKETS,
     registers,
   });
+  const waitChild = wait.labels();
   const connected = new prom.Gauge({
     name: 'latchkey_connected',
     help: '1 while the WebSocket to the control plane is open, else 0.',
@@ -193,15 +246,10 @@ export function createMetrics(events: AgentEvents): Metrics {
 
   const offs = [
     events.on('command:finished', (e) => {
-      commands.inc({
-        kind: e.kind,
-        integration_type: e.integrationType,
-        outcome: e.outcome,
-        code: e.code ?? '',
-      });
-      duration.observe({ kind: e.kind, integration_type: e.integrationType }, e.durationMs / 1000);
+      commandCell(e.kind, e.integrationType)(e.outcome, e.code ?? '').pending += 1;
+      durationOf(e.kind, e.integrationType).observe(e.durationMs / 1000);
     }),
-    events.on('command:started', (e) => wait.observe(e.waitMs / 1000)),
+    events.on('command:started', (e) => waitChild.observe(e.waitMs / 1000)),
     events.on('queue:depth', (e) => {
       latest.depth = e.depth;
       latest.running = e.running;

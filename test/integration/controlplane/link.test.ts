@@ -14,6 +14,7 @@ import type { DevControlPlane } from '../../../src/devcp/server.js';
 import { AgentEvents } from '../../../src/events.js';
 import type { CommandMessage } from '../../../src/protocol/messages.js';
 import type { LatchkeyError } from '../../../src/errors.js';
+import { SpooledResultFrame, type HeldFrame } from '../../../src/protocol/result-frame.js';
 import {
   CONNECTOR,
   TOKEN,
@@ -91,6 +92,73 @@ describe('control-plane link', () => {
     expect(log).toContain('refused the connector token');
     expect(log).toContain('"status":401');
     expect(log).not.toContain('wrong-token-value-123');
+  });
+
+  it('writes a result only after the code that queued it has returned', async () => {
+    // As when a command ends inside Dispatcher.submit (expired before it could start): its
+    // result is queued before the agent sends the command's `accepted`, yet must follow it.
+    const { cp, t } = await setup();
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+    const since = cp.received.length;
+    const queued = t.client.sendResult(result('cmd-order'));
+    expect(t.client.send({ type: 'accepted', commandId: 'cmd-order' })).toBe(true);
+    await queued;
+    await cp.waitForResult('cmd-order');
+    const types = cp.received
+      .slice(since)
+      .filter((m) => 'commandId' in m && m.commandId === 'cmd-order')
+      .map((m) => m.type);
+    expect(types).toEqual(['accepted', 'result']);
+  });
+
+  it('writes a result only once the outbox says it is durable (journal before send)', async () => {
+    let makeDurable = (): void => undefined;
+    const durable = new Promise<void>((resolve) => (makeDurable = resolve));
+    // An outbox whose journal write is still under way until `makeDurable`.
+    class SlowJournalOutbox extends Outbox {
+      override put(frame: HeldFrame): Promise<void> | undefined {
+        void super.put(frame);
+        return durable;
+      }
+    }
+    const outbox = new SlowJournalOutbox({
+      logger: pino({ level: 'silent' }),
+      events: new AgentEvents(),
+    });
+    const { cp, t } = await setup({}, { outbox });
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+    const sent = t.client.sendResult(result('cmd-durable'));
+    await barrier(cp, t, 'marker-durable'); // what was written before it has arrived
+    expect(cp.resultsFor('cmd-durable')).toHaveLength(0);
+    makeDurable();
+    await sent;
+    await cp.waitForResult('cmd-durable');
+  });
+
+  it('a result that cannot be read is logged and stays in the outbox; the next ones go on', async () => {
+    const { cp, t } = await setup({ withholdAcks: true });
+    const connected = t.next('link:connected');
+    t.client.start();
+    await connected;
+    // A spooled result whose file is gone: reading it to send it throws.
+    const lost = new SpooledResultFrame(
+      'cmd-lost',
+      'check',
+      result('cmd-lost').timings,
+      join(tmpdir(), `latchkey-missing-${Date.now()}.json`),
+      10,
+      '0'.repeat(64),
+    );
+    await t.client.sendResult(lost);
+    await t.client.sendResult(result('cmd-after-lost'));
+    await cp.waitForResult('cmd-after-lost');
+    expect(cp.resultsFor('cmd-lost')).toHaveLength(0);
+    expect(t.outbox.has('cmd-lost')).toBe(true);
+    expect(t.lines.join('\n')).toContain('could not send result');
   });
 
   it('re-sends unacknowledged results after every reconnect until acked', async () => {

@@ -105,6 +105,42 @@ describe('createMetrics', () => {
     ).toBe(1);
   });
 
+  it('counts commands between scrapes once each, per series', async () => {
+    const events = new AgentEvents();
+    const { registry } = createMetrics(events);
+    const finished = (outcome: 'ok' | 'error', code?: 'E_CONNECT'): void =>
+      events.emit('command:finished', {
+        commandId: 'x',
+        kind: 'revoke',
+        integrationType: 'mysql',
+        outcome,
+        ...(code === undefined ? {} : { code }),
+        durationMs: 100,
+      });
+    const ok = { kind: 'revoke', integration_type: 'mysql', outcome: 'ok', code: '' };
+    const failed = {
+      kind: 'revoke',
+      integration_type: 'mysql',
+      outcome: 'error',
+      code: 'E_CONNECT',
+    };
+    finished('ok');
+    finished('ok');
+    expect(await value(registry, 'latchkey_commands_total', ok)).toBe(2);
+    expect(await value(registry, 'latchkey_commands_total', ok)).toBe(2); // a scrape adds nothing
+    finished('ok');
+    finished('error', 'E_CONNECT');
+    expect(await value(registry, 'latchkey_commands_total', ok)).toBe(3);
+    expect(await value(registry, 'latchkey_commands_total', failed)).toBe(1);
+    const text = await registry.metrics();
+    expect(text).toContain(
+      'latchkey_commands_total{kind="revoke",integration_type="mysql",outcome="ok",code=""} 3',
+    );
+    expect(text).toMatch(
+      /latchkey_command_duration_seconds_count\{kind="revoke",integration_type="mysql"\} 4/,
+    );
+  });
+
   it('stop() unsubscribes', async () => {
     const events = new AgentEvents();
     const metrics = createMetrics(events);
