@@ -149,8 +149,8 @@ class Job {
   phase: RunPhase = 'none';
   /** The deadline (epoch ms) of the running call. */
   deadline = 0;
+  /** The deadline's timer while the call runs, then the linger's (see `linger`). */
   timer: NodeJS.Timeout | undefined = undefined;
-  lingerTimer: NodeJS.Timeout | undefined = undefined;
   /**
    * Built when the driver first reads `ctx.signal` (a call that never looks at it costs
    * no AbortController); aborted at once if the job already was.
@@ -166,10 +166,12 @@ class Job {
    */
   resolveDone: (() => void) | undefined = undefined;
   done: Promise<void> | undefined = undefined;
+  /** Neighbours in the dispatcher's list of unfinished jobs. */
+  prevActive: Job | undefined = undefined;
+  nextActive: Job | undefined = undefined;
   private jobLogger: Logger | undefined = undefined;
 
   constructor(
-    readonly seq: number,
     readonly envelope: Envelope,
     readonly digest: string,
     readonly driver: Driver,
@@ -269,13 +271,19 @@ export class Dispatcher {
   private readonly receivedText = new IsoText();
   private readonly startedText = new IsoText();
   private readonly finishedText = new IsoText();
-  private readonly store: IdempotencyStore;
+  /** Every command id remembered; with its job while it is unfinished (`runningOf`). */
+  private readonly store: IdempotencyStore<Job>;
   private readonly replaySkewMs: number;
   /** Jobs started and not yet over (an abandoned call that still holds its slot included). */
   private runsInFlight = 0;
   private readonly idleWaiters: (() => void)[] = [];
-  /** Accepted and not yet finished, by command id. */
-  private readonly active = new Map<string, Job>();
+  /**
+   * Accepted and not yet finished, in a list linked through the jobs (for a drain; a
+   * command id leads to its job through `store.runningOf`): a Map of them, one insert and
+   * one delete per command, reallocates its table all the time when it stays small.
+   */
+  private firstActive: Job | undefined = undefined;
+  private lastActive: Job | undefined = undefined;
   /**
    * Queued jobs, in arrival order, from `pendingHead` on. Jobs that left the queue (started
    * or finished) are skipped and compacted away lazily: removing one is O(1).
@@ -300,7 +308,6 @@ export class Dispatcher {
     this.depthChanged = false;
     this.opts.events.emit('queue:depth', { depth: this.queuedCount, running: this.runningCount });
   };
-  private seq = 0;
   private draining = false;
   /** Set at the end of a drain's grace period: nothing starts any more. */
   private stopping = false;
@@ -321,7 +328,7 @@ export class Dispatcher {
     const now = opts.now;
     this.clock = now;
     const capacity = opts.idempotencyCapacity ?? DEFAULT_IDEMPOTENCY_CAPACITY;
-    this.store = new IdempotencyStore(capacity, {
+    this.store = new IdempotencyStore<Job>(capacity, {
       maxEntries: opts.idempotencyMaxEntries ?? Math.max(capacity * 10, opts.queueSize),
       // The store asks for the time on every eviction: no Date for it unless a test clock.
       now: now === undefined ? Date.now : () => now().getTime(),
@@ -440,7 +447,6 @@ export class Dispatcher {
       : Number.POSITIVE_INFINITY;
 
     const job = new Job(
-      this.seq++,
       envelope,
       digest,
       driver,
@@ -450,14 +456,14 @@ export class Dispatcher {
       awsServiceOf(type),
       this.opts.logger,
     );
-    this.active.set(commandId, job);
+    this.addActive(job);
     this.enqueue(job);
     if (job.orderKey !== null) {
       const q = this.keyQueues.get(job.orderKey);
       if (q) q.push(job);
       else this.keyQueues.set(job.orderKey, [job]);
     }
-    this.store.markRunning(commandId, digest, retainUntil);
+    this.store.markRunning(commandId, digest, retainUntil, job);
     if (this.opts.events.listened('command:accepted')) {
       this.opts.events.emit('command:accepted', {
         commandId,
@@ -475,7 +481,7 @@ export class Dispatcher {
    * @returns false when the command is unknown or already finished.
    */
   cancel(commandId: string): boolean {
-    const job = this.active.get(commandId);
+    const job = this.store.runningOf(commandId);
     if (!job || job.state === 'done') return false;
     const reason = new LatchkeyError('E_CANCELLED', 'command cancelled');
     if (job.state === 'queued') {
@@ -494,8 +500,8 @@ export class Dispatcher {
    */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
-    const all = (): Promise<void[]> => Promise.all([...this.active.values()].map(whenDone));
-    if (this.active.size > 0) {
+    const all = (): Promise<void[]> => Promise.all(this.activeJobs().map(whenDone));
+    if (this.firstActive !== undefined) {
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, Math.max(0, graceMs));
@@ -509,7 +515,7 @@ export class Dispatcher {
     for (const job of this.pending.slice(this.pendingHead)) {
       if (job.state === 'queued') this.finish(job, { error: reason() });
     }
-    for (const job of [...this.active.values()]) {
+    for (const job of this.activeJobs()) {
       if (job.state === 'running') this.abort(job, reason());
     }
     this.pump();
@@ -522,6 +528,29 @@ export class Dispatcher {
   }
 
   // -------------------------------------------------------------------------------------
+
+  private addActive(job: Job): void {
+    job.prevActive = this.lastActive;
+    if (this.lastActive === undefined) this.firstActive = job;
+    else this.lastActive.nextActive = job;
+    this.lastActive = job;
+  }
+
+  private removeActive(job: Job): void {
+    if (job.prevActive === undefined) this.firstActive = job.nextActive;
+    else job.prevActive.nextActive = job.nextActive;
+    if (job.nextActive === undefined) this.lastActive = job.prevActive;
+    else job.nextActive.prevActive = job.prevActive;
+    job.prevActive = undefined;
+    job.nextActive = undefined;
+  }
+
+  /** The unfinished jobs, in arrival order. */
+  private activeJobs(): Job[] {
+    const jobs: Job[] = [];
+    for (let j = this.firstActive; j !== undefined; j = j.nextActive) jobs.push(j);
+    return jobs;
+  }
 
   private reject(commandId: string, error: LatchkeyError): SubmitOutcome {
     this.opts.events.emit('command:rejected', { commandId, code: error.code });
@@ -834,14 +863,14 @@ export class Dispatcher {
       return;
     }
     const lingerMs = this.opts.abandonedCallLingerMs ?? DEFAULT_ABANDONED_LINGER_MS;
-    job.lingerTimer = setTimeout(() => this.lingerEnded(job, true), Math.max(0, lingerMs));
+    job.timer = setTimeout(() => this.lingerEnded(job, true), Math.max(0, lingerMs));
     this.lingering.add(job);
   }
 
   /** The abandoned call of a lingering job ended, or (`expired`) its wait did. */
   private lingerEnded(job: Job, expired: boolean): void {
     if (job.phase !== 'linger') return;
-    clearTimeout(job.lingerTimer);
+    clearTimeout(job.timer);
     this.lingering.delete(job);
     if (expired) {
       job.logger.warn(
@@ -886,10 +915,17 @@ export class Dispatcher {
     if (job.orderKey !== null) {
       const q = this.keyQueues.get(job.orderKey);
       if (q) {
-        // Mostly the head (keys run in order): removed in place.
-        const at = q.indexOf(job);
-        if (at !== -1) q.splice(at, 1);
-        if (q.length === 0) this.keyQueues.delete(job.orderKey);
+        // Mostly the head (keys run in order): shifted off, with no array made for it.
+        if (q[0] === job) q.shift();
+        else {
+          const at = q.indexOf(job);
+          if (at !== -1) q.splice(at, 1);
+        }
+        // An emptied queue stays while there are few keys: the next command of the same
+        // grantee reuses it, and the Map does not shrink and grow again at every command.
+        if (q.length === 0 && this.keyQueues.size > KEEP_IDLE_KEYS) {
+          this.keyQueues.delete(job.orderKey);
+        }
       }
     }
   }
@@ -914,7 +950,7 @@ export class Dispatcher {
 
     if (!wasRunning) this.dequeued(job);
     if (!(wasRunning && holdSlot)) this.release(job, wasRunning);
-    this.active.delete(commandId);
+    this.removeActive(job);
 
     const finishedAt = this.nowMs();
     const startedAt = job.startedAt;
@@ -1064,10 +1100,17 @@ function signalOf(job: Job): AbortSignal {
 /** Default of `DispatcherOptions.abandonedCallLingerMs`. */
 const DEFAULT_ABANDONED_LINGER_MS = 30_000;
 
+/**
+ * Up to this many keys, a per-key count or order queue that falls to zero stays in its
+ * Map: one command at a time would otherwise delete and re-add its key every time, and a
+ * small Map reallocates its table as it shrinks and grows again. Beyond it, they go.
+ */
+const KEEP_IDLE_KEYS = 256;
+
 function decrement<K>(map: Map<K, number>, key: K): void {
   const n = (map.get(key) ?? 0) - 1;
-  if (n <= 0) map.delete(key);
-  else map.set(key, n);
+  if (n > 0 || map.size <= KEEP_IDLE_KEYS) map.set(key, Math.max(0, n));
+  else map.delete(key);
 }
 
 /**

@@ -47,10 +47,10 @@ export type IdempotencyEntry =
  * One remembered command id, changed in place as its command goes running → done →
  * forgotten: one object per id for its whole life, and no Map write after the first.
  */
-class Entry {
+class Entry<R> {
   /** Neighbours in the list of entries holding their result (`held`), oldest first. */
-  older: Entry | undefined = undefined;
-  newer: Entry | undefined = undefined;
+  older: Entry<R> | undefined = undefined;
+  newer: Entry<R> | undefined = undefined;
   /** Whether it is in that list. */
   linked = false;
 
@@ -62,6 +62,8 @@ class Entry {
     readonly retainUntil: number,
     /** The result frame while `state` is `done`. */
     public result: HeldFrame | undefined,
+    /** What the owner keeps with a running command (see `markRunning`). */
+    public running: R | undefined,
   ) {}
 }
 
@@ -74,15 +76,19 @@ export interface IdempotencyStoreOptions {
   journal?: StateJournal;
 }
 
-export class IdempotencyStore {
-  private readonly entries = new Map<string, Entry>();
+/**
+ * @typeParam R what the owner keeps with each running command id (the dispatcher: its
+ *   job), found again with `runningOf`: no second map from command id to it.
+ */
+export class IdempotencyStore<R = undefined> {
+  private readonly entries = new Map<string, Entry<R>>();
   /**
    * Finished entries that still hold their result, oldest finished first, as a list linked
    * through the entries: evicting the oldest and unlinking any is O(1), with no iterator
    * (iterating a Set from its start walks past the slots its deletions left there).
    */
-  private oldest: Entry | undefined = undefined;
-  private newest: Entry | undefined = undefined;
+  private oldest: Entry<R> | undefined = undefined;
+  private newest: Entry<R> | undefined = undefined;
   private held = 0;
   private readonly maxEntries: number;
   private readonly now: () => number;
@@ -112,7 +118,7 @@ export class IdempotencyStore {
     const drop: string[] = [];
     for (const [key, text] of journal.entries(COMMAND_KEY_PREFIX)) {
       const id = key.slice(COMMAND_KEY_PREFIX.length);
-      const entry = parseRecord(id, text);
+      const entry = parseRecord<R>(id, text);
       if (entry === undefined || entry.retainUntil <= now) {
         drop.push(key);
         continue;
@@ -126,7 +132,7 @@ export class IdempotencyStore {
     this.evict();
   }
 
-  private record(e: Entry, removed: boolean): void {
+  private record(e: Entry<R>, removed: boolean): void {
     const journal = this.journal;
     if (journal === undefined) return;
     const key = COMMAND_KEY_PREFIX + e.id;
@@ -165,6 +171,12 @@ export class IdempotencyStore {
     }
   }
 
+  /** What `markRunning` was given with `commandId`, while it is running. */
+  runningOf(commandId: string): R | undefined {
+    const e = this.entries.get(commandId);
+    return e?.state === 'running' ? e.running : undefined;
+  }
+
   /**
    * True when a new id may be remembered. Forgets ids whose window has passed first;
    * false when `maxEntries` ids are all still inside their window.
@@ -178,17 +190,26 @@ export class IdempotencyStore {
   /**
    * @param retainUntil epoch ms until which the id must not be forgotten (the command's
    *   `expiresAt` + clock skew); default: never forgotten.
+   * @param running kept with the id until it is done (`runningOf`).
    */
-  markRunning(commandId: string, digest: string, retainUntil = Number.POSITIVE_INFINITY): void {
+  markRunning(
+    commandId: string,
+    digest: string,
+    retainUntil = Number.POSITIVE_INFINITY,
+    running?: R,
+  ): void {
     const previous = this.entries.get(commandId);
     if (previous !== undefined) this.unlink(previous);
-    this.entries.set(commandId, new Entry(commandId, digest, 'running', retainUntil, undefined));
+    this.entries.set(
+      commandId,
+      new Entry<R>(commandId, digest, 'running', retainUntil, undefined, running),
+    );
   }
 
   markDone(commandId: string, digest: string, result: HeldFrame): void {
     let e = this.entries.get(commandId);
     if (e === undefined) {
-      e = new Entry(commandId, digest, 'done', Number.POSITIVE_INFINITY, result);
+      e = new Entry<R>(commandId, digest, 'done', Number.POSITIVE_INFINITY, result, undefined);
       this.entries.set(commandId, e);
     } else {
       // Re-linked as the newest: the most recently finished are kept longest.
@@ -196,6 +217,7 @@ export class IdempotencyStore {
       e.digest = digest;
       e.state = 'done';
       e.result = result;
+      e.running = undefined;
     }
     this.link(e);
     this.nextExpiry = Math.min(this.nextExpiry, e.retainUntil);
@@ -213,7 +235,7 @@ export class IdempotencyStore {
   }
 
   /** Appends `e` to the held list as its newest. */
-  private link(e: Entry): void {
+  private link(e: Entry<R>): void {
     e.older = this.newest;
     e.newer = undefined;
     if (this.newest === undefined) this.oldest = e;
@@ -224,7 +246,7 @@ export class IdempotencyStore {
   }
 
   /** Takes `e` out of the held list (a no-op when it is not in it). */
-  private unlink(e: Entry): void {
+  private unlink(e: Entry<R>): void {
     if (!e.linked) return;
     if (e.older === undefined) this.oldest = e.newer;
     else e.older.newer = e.newer;
@@ -273,7 +295,7 @@ export class IdempotencyStore {
   }
 }
 
-function parseRecord(commandId: string, text: string): Entry | undefined {
+function parseRecord<R>(commandId: string, text: string): Entry<R> | undefined {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -284,11 +306,11 @@ function parseRecord(commandId: string, text: string): Entry | undefined {
   if (!rec.success) return undefined;
   const retainUntil = rec.data.u ?? Number.POSITIVE_INFINITY;
   if (rec.data.s === 'forgotten') {
-    return new Entry(commandId, rec.data.d, 'forgotten', retainUntil, undefined);
+    return new Entry<R>(commandId, rec.data.d, 'forgotten', retainUntil, undefined, undefined);
   }
   // The frame's text exactly as written: the part of the record after `"r":`.
   const at = text.indexOf(',"r":');
   const frame = at === -1 ? undefined : ResultFrame.parse(text.slice(at + 5, -1));
   if (frame === undefined || frame.commandId !== commandId) return undefined;
-  return new Entry(commandId, rec.data.d, 'done', retainUntil, frame);
+  return new Entry<R>(commandId, rec.data.d, 'done', retainUntil, frame, undefined);
 }
