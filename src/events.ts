@@ -70,24 +70,40 @@ export type AgentEventName = keyof AgentEventMap;
 type Listener<K extends AgentEventName> = (payload: AgentEventMap[K]) => void;
 
 export class AgentEvents {
-  private readonly listeners = new Map<AgentEventName, Set<Listener<AgentEventName>>>();
+  /**
+   * Listeners per event, as arrays replaced on change (copy on write): an emit walks its
+   * array by index, with no iterator object per emit (several events go out per command),
+   * and an `on` or `off` during an emit applies from the next one.
+   */
+  private readonly listeners = new Map<AgentEventName, readonly Listener<AgentEventName>[]>();
 
   on<K extends AgentEventName>(event: K, listener: Listener<K>): () => void {
-    let set = this.listeners.get(event);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(event, set);
-    }
-    set.add(listener as Listener<AgentEventName>);
-    return () => set.delete(listener as Listener<AgentEventName>);
+    const l = listener as Listener<AgentEventName>;
+    const list = this.listeners.get(event) ?? [];
+    if (!list.includes(l)) this.listeners.set(event, [...list, l]);
+    return () => {
+      const now = this.listeners.get(event);
+      if (now === undefined || !now.includes(l)) return;
+      const rest = now.filter((x) => x !== l);
+      if (rest.length > 0) this.listeners.set(event, rest);
+      else this.listeners.delete(event);
+    };
+  }
+
+  /**
+   * Whether `event` has a listener: a hot path builds a payload only when someone takes it
+   * (most events have no listener outside metrics and tests).
+   */
+  listened(event: AgentEventName): boolean {
+    return this.listeners.has(event);
   }
 
   emit<K extends AgentEventName>(event: K, payload: AgentEventMap[K]): void {
-    const set = this.listeners.get(event);
-    if (!set) return;
-    for (const listener of set) {
+    const list = this.listeners.get(event);
+    if (list === undefined) return;
+    for (let i = 0; i < list.length; i += 1) {
       try {
-        listener(payload);
+        list[i]!(payload);
       } catch (error) {
         if (event !== 'listener-error') this.emit('listener-error', { event, error });
       }

@@ -27,12 +27,13 @@
 import type { Logger } from 'pino';
 import { LatchkeyError, toWireError, type WireError } from '../errors.js';
 import type { AgentEvents } from '../events.js';
-import type { CallContext, Driver } from '../drivers/driver.js';
+import type { CallContext, DiscoverSink, Driver } from '../drivers/driver.js';
 import type { DriverRegistry } from '../drivers/registry.js';
 import {
   OUTPUT_SCHEMAS,
   type CommandKind,
   type Envelope,
+  type Integration,
   type Result,
 } from '../protocol/messages.js';
 import { ResultFrame, type HeldFrame } from '../protocol/result-frame.js';
@@ -125,34 +126,123 @@ export function awsServiceOf(integrationType: string): string | null {
   return integrationType.startsWith('aws-') ? integrationType : null;
 }
 
-interface Job {
-  readonly seq: number;
-  readonly envelope: Envelope;
-  readonly digest: string;
-  readonly driver: Driver;
-  readonly receivedAt: Date;
-  readonly priority: number;
-  readonly orderKey: string | null;
-  readonly awsService: string | null;
-  readonly logger: Logger;
-  state: 'queued' | 'running' | 'done';
-  startedAt?: Date;
+/**
+ * Where a running job's driver call stands:
+ * - `call`: the call is under way; an abort settles the job at once (the call is raced,
+ *   not awaited forever);
+ * - `complete`: the call ended and its spool writer is completing; an abort settles it too;
+ * - `linger`: settled by an abort while its call goes on: it still holds its slot, limits
+ *   and order key until the call ends or `abandonedCallLingerMs` passes;
+ * - `over`: nothing of it holds anything any more (a call that outlived its linger may
+ *   still end: that is only logged).
+ */
+type RunPhase = 'none' | 'call' | 'complete' | 'linger' | 'over';
+
+/**
+ * One accepted command. A class, every field set in the constructor: all jobs share one
+ * shape (an object literal with a getter costs a fresh hidden class per object).
+ */
+class Job {
+  state: 'queued' | 'running' | 'done' = 'queued';
+  /** When it started (epoch ms, the dispatcher's clock). */
+  startedAt: number | undefined = undefined;
+  phase: RunPhase = 'none';
+  /** The deadline (epoch ms) of the running call. */
+  deadline = 0;
+  /** The deadline's timer while the call runs, then the linger's (see `linger`). */
+  timer: NodeJS.Timeout | undefined = undefined;
   /**
    * Built when the driver first reads `ctx.signal` (a call that never looks at it costs
    * no AbortController); aborted at once if the job already was.
    */
-  controller?: AbortController;
+  controller: AbortController | undefined = undefined;
   /** Why the job was aborted (deadline, cancel, shutdown); set once. */
-  abortReason?: unknown;
-  /** Ends the driver call's race with the abort (set while the call is awaited). */
-  rejectRun?: (reason: unknown) => void;
-  timer?: NodeJS.Timeout;
+  abortReason: unknown = undefined;
+  /** The spool writer of a discover, made when the driver first reads `ctx.sink`. */
+  sink: SpoolWriter | undefined = undefined;
   /**
    * Resolves the promise of `whenDone`, made only when something waits for the job (a
    * drain): most jobs finish with nobody waiting, and cost no promise for it.
    */
-  resolveDone?: () => void;
-  done?: Promise<void>;
+  resolveDone: (() => void) | undefined = undefined;
+  done: Promise<void> | undefined = undefined;
+  /** Neighbours in the dispatcher's list of unfinished jobs. */
+  prevActive: Job | undefined = undefined;
+  nextActive: Job | undefined = undefined;
+  private jobLogger: Logger | undefined = undefined;
+
+  constructor(
+    readonly envelope: Envelope,
+    readonly digest: string,
+    readonly driver: Driver,
+    readonly receivedAt: Date,
+    readonly priority: number,
+    readonly orderKey: string | null,
+    readonly awsService: string | null,
+    private readonly parentLogger: Logger,
+  ) {}
+
+  /** Built on first use: most commands never log below info, and a child costs. */
+  get logger(): Logger {
+    return (this.jobLogger ??= this.parentLogger.child({
+      commandId: this.envelope.id,
+      kind: this.envelope.kind,
+      integrationId: this.envelope.integration.id,
+      integrationType: this.envelope.integration.type,
+    }));
+  }
+}
+
+/**
+ * The `CallContext` a driver gets. `signal`, `logger` and `sink` are built when first read,
+ * yet stay own enumerable properties (a driver may spread the context: `{ ...ctx,
+ * integration }`): accessors defined from shared descriptors, so that every context has the
+ * same hidden class (accessors in an object literal are fresh closures, and cost a hidden
+ * class of their own per object: most of a command's allocation).
+ */
+class JobContext implements CallContext {
+  readonly commandId: string;
+  readonly integration: Integration;
+  declare readonly signal: AbortSignal;
+  declare readonly logger: Logger;
+  declare readonly sink: DiscoverSink | undefined;
+  readonly #job: Job;
+  readonly #spool: DispatcherOptions['spool'];
+
+  constructor(job: Job, spool: DispatcherOptions['spool']) {
+    this.commandId = job.envelope.id;
+    this.integration = job.envelope.integration;
+    this.#job = job;
+    this.#spool = spool;
+    Object.defineProperty(this, 'signal', JobContext.SIGNAL);
+    Object.defineProperty(this, 'logger', JobContext.LOGGER);
+    Object.defineProperty(this, 'sink', JobContext.SINK);
+  }
+
+  private static readonly SIGNAL: PropertyDescriptor = {
+    get(this: JobContext): AbortSignal {
+      return signalOf(this.#job);
+    },
+    enumerable: true,
+  };
+
+  private static readonly LOGGER: PropertyDescriptor = {
+    get(this: JobContext): Logger {
+      return this.#job.logger;
+    },
+    enumerable: true,
+  };
+
+  /** The spool writer of a discover (none for other kinds, or without a spool). */
+  private static readonly SINK: PropertyDescriptor = {
+    get(this: JobContext): SpoolWriter | undefined {
+      const job = this.#job;
+      const spool = this.#spool;
+      if (spool === undefined) return undefined;
+      return (job.sink ??= spool.begin(job.envelope.id, 'discover'));
+    },
+    enumerable: true,
+  };
 }
 
 /** Resolves once `job` has had its result. */
@@ -164,20 +254,36 @@ function whenDone(job: Job): Promise<void> {
   return job.done;
 }
 
+/** What `submit` answers for an accepted command (one object: it is never changed). */
+const ACCEPTED: SubmitOutcome = Object.freeze({ status: 'accepted' });
+
 export const DEFAULT_IDEMPOTENCY_CAPACITY = 10_000;
 /** The largest `maxClockSkewMs` the configuration accepts. */
 const DEFAULT_REPLAY_SKEW_MS = 60 * 60 * 1000;
+/** Priorities are small integers (`KIND_PRIORITY`): queued counts are kept by index. */
+const MAX_PRIORITY = Math.max(...Object.values(KIND_PRIORITY));
 
 export class Dispatcher {
   private readonly opts: DispatcherOptions;
-  private readonly now: () => Date;
-  private readonly store: IdempotencyStore;
+  /** The test clock of `opts.now`; undefined: `Date.now()`. */
+  private readonly clock: (() => Date) | undefined;
+  /** ISO texts of the timings, each with its last value kept (see `IsoText`). */
+  private readonly receivedText = new IsoText();
+  private readonly startedText = new IsoText();
+  private readonly finishedText = new IsoText();
+  /** Every command id remembered; with its job while it is unfinished (`runningOf`). */
+  private readonly store: IdempotencyStore<Job>;
   private readonly replaySkewMs: number;
-  /** `run` calls not yet returned (a driver call that outlives its result included). */
+  /** Jobs started and not yet over (an abandoned call that still holds its slot included). */
   private runsInFlight = 0;
   private readonly idleWaiters: (() => void)[] = [];
-  /** Accepted and not yet finished, by command id. */
-  private readonly active = new Map<string, Job>();
+  /**
+   * Accepted and not yet finished, in a list linked through the jobs (for a drain; a
+   * command id leads to its job through `store.runningOf`): a Map of them, one insert and
+   * one delete per command, reallocates its table all the time when it stays small.
+   */
+  private firstActive: Job | undefined = undefined;
+  private lastActive: Job | undefined = undefined;
   /**
    * Queued jobs, in arrival order, from `pendingHead` on. Jobs that left the queue (started
    * or finished) are skipped and compacted away lazily: removing one is O(1).
@@ -186,20 +292,28 @@ export class Dispatcher {
   private pendingHead = 0;
   /** Jobs in `pending` still queued. */
   private queuedCount = 0;
-  /** Queued jobs per priority (to stop the search at the best priority waiting). */
-  private readonly queuedPerPriority = new Map<number, number>();
+  /** Queued jobs per priority, by priority (to stop the search at the best one waiting). */
+  private readonly queuedPerPriority: number[] = new Array<number>(MAX_PRIORITY + 1).fill(0);
   /** Per order key: its unfinished jobs in arrival order (the head may be running). */
   private readonly keyQueues = new Map<string, Job[]>();
   private readonly runningPerIntegration = new Map<string, number>();
   private readonly runningPerAwsService = new Map<string, number>();
   private runningCount = 0;
-  private seq = 0;
+  /** Depth or running changed since the last `queue:depth` event; one is due. */
+  private depthChanged = false;
+  private depthScheduled = false;
+  private readonly emitDepthNow = (): void => {
+    this.depthScheduled = false;
+    if (!this.depthChanged) return;
+    this.depthChanged = false;
+    this.opts.events.emit('queue:depth', { depth: this.queuedCount, running: this.runningCount });
+  };
   private draining = false;
   /** Set at the end of a drain's grace period: nothing starts any more. */
   private stopping = false;
   private readonly handlers: ResultHandler[] = [];
-  /** Ends the wait of abandoned driver calls for their slot (see `lingerFor`). */
-  private readonly lingerStops = new Set<() => void>();
+  /** Jobs whose abandoned driver call still holds their slot (see `linger`). */
+  private readonly lingering = new Set<Job>();
 
   constructor(opts: DispatcherOptions) {
     for (const [name, value] of Object.entries(opts.concurrency)) {
@@ -211,17 +325,24 @@ export class Dispatcher {
       throw new RangeError('queueSize must be a positive integer');
     }
     this.opts = opts;
-    this.now = opts.now ?? (() => new Date());
+    const now = opts.now;
+    this.clock = now;
     const capacity = opts.idempotencyCapacity ?? DEFAULT_IDEMPOTENCY_CAPACITY;
-    this.store = new IdempotencyStore(capacity, {
+    this.store = new IdempotencyStore<Job>(capacity, {
       maxEntries: opts.idempotencyMaxEntries ?? Math.max(capacity * 10, opts.queueSize),
-      now: () => this.now().getTime(),
+      // The store asks for the time on every eviction: no Date for it unless a test clock.
+      now: now === undefined ? Date.now : () => now().getTime(),
       ...(opts.journal === undefined ? {} : { journal: opts.journal }),
     });
     this.replaySkewMs = opts.maxClockSkewMs ?? DEFAULT_REPLAY_SKEW_MS;
     if (!Number.isFinite(this.replaySkewMs) || this.replaySkewMs < 0) {
       throw new RangeError('maxClockSkewMs must be a finite, non-negative number');
     }
+  }
+
+  /** Epoch ms: the test clock's, else `Date.now()` (no Date object). */
+  private nowMs(): number {
+    return this.clock === undefined ? Date.now() : this.clock().getTime();
   }
 
   /** Commands accepted and waiting to start. */
@@ -325,45 +446,34 @@ export class Dispatcher {
       ? expiresAtMs + this.replaySkewMs
       : Number.POSITIVE_INFINITY;
 
-    let jobLogger: Logger | undefined;
-    const parentLogger = this.opts.logger;
-    const job: Job = {
-      seq: this.seq++,
+    const job = new Job(
       envelope,
       digest,
       driver,
       receivedAt,
-      priority: KIND_PRIORITY[envelope.kind],
-      orderKey: orderKeyOf(envelope),
-      awsService: awsServiceOf(type),
-      // Built on first use: most commands never log below info, and a child costs.
-      get logger() {
-        return (jobLogger ??= parentLogger.child({
-          commandId,
-          kind: envelope.kind,
-          integrationId: envelope.integration.id,
-          integrationType: type,
-        }));
-      },
-      state: 'queued',
-    };
-    this.active.set(commandId, job);
+      KIND_PRIORITY[envelope.kind],
+      orderKeyOf(envelope),
+      awsServiceOf(type),
+      this.opts.logger,
+    );
+    this.addActive(job);
     this.enqueue(job);
     if (job.orderKey !== null) {
       const q = this.keyQueues.get(job.orderKey);
       if (q) q.push(job);
       else this.keyQueues.set(job.orderKey, [job]);
     }
-    this.store.markRunning(commandId, digest, retainUntil);
-    this.opts.events.emit('command:accepted', {
-      commandId,
-      kind: envelope.kind,
-      integrationType: type,
-    });
-    if (parentLogger.isLevelEnabled('debug')) job.logger.debug('command accepted');
-    this.emitDepth();
+    this.store.markRunning(commandId, digest, retainUntil, job);
+    if (this.opts.events.listened('command:accepted')) {
+      this.opts.events.emit('command:accepted', {
+        commandId,
+        kind: envelope.kind,
+        integrationType: type,
+      });
+    }
+    if (this.opts.logger.isLevelEnabled('debug')) job.logger.debug('command accepted');
     this.pump();
-    return { status: 'accepted' };
+    return ACCEPTED;
   }
 
   /**
@@ -371,14 +481,14 @@ export class Dispatcher {
    * @returns false when the command is unknown or already finished.
    */
   cancel(commandId: string): boolean {
-    const job = this.active.get(commandId);
+    const job = this.store.runningOf(commandId);
     if (!job || job.state === 'done') return false;
     const reason = new LatchkeyError('E_CANCELLED', 'command cancelled');
     if (job.state === 'queued') {
       this.finish(job, { error: reason });
       this.pump();
     } else {
-      abortJob(job, reason);
+      this.abort(job, reason);
     }
     return true;
   }
@@ -390,8 +500,8 @@ export class Dispatcher {
    */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
-    const all = (): Promise<void[]> => Promise.all([...this.active.values()].map(whenDone));
-    if (this.active.size > 0) {
+    const all = (): Promise<void[]> => Promise.all(this.activeJobs().map(whenDone));
+    if (this.firstActive !== undefined) {
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, Math.max(0, graceMs));
@@ -405,17 +515,42 @@ export class Dispatcher {
     for (const job of this.pending.slice(this.pendingHead)) {
       if (job.state === 'queued') this.finish(job, { error: reason() });
     }
-    for (const job of [...this.active.values()]) {
-      if (job.state === 'running') abortJob(job, reason());
+    for (const job of this.activeJobs()) {
+      if (job.state === 'running') this.abort(job, reason());
     }
+    this.pump();
     await all();
-    for (const stop of [...this.lingerStops]) stop();
+    // A drain past its grace does not wait for abandoned calls.
+    for (const job of [...this.lingering]) this.lingerEnded(job, true);
     if (this.runsInFlight > 0) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     }
   }
 
   // -------------------------------------------------------------------------------------
+
+  private addActive(job: Job): void {
+    job.prevActive = this.lastActive;
+    if (this.lastActive === undefined) this.firstActive = job;
+    else this.lastActive.nextActive = job;
+    this.lastActive = job;
+  }
+
+  private removeActive(job: Job): void {
+    if (job.prevActive === undefined) this.firstActive = job.nextActive;
+    else job.prevActive.nextActive = job.nextActive;
+    if (job.nextActive === undefined) this.lastActive = job.prevActive;
+    else job.nextActive.prevActive = job.prevActive;
+    job.prevActive = undefined;
+    job.nextActive = undefined;
+  }
+
+  /** The unfinished jobs, in arrival order. */
+  private activeJobs(): Job[] {
+    const jobs: Job[] = [];
+    for (let j = this.firstActive; j !== undefined; j = j.nextActive) jobs.push(j);
+    return jobs;
+  }
 
   private reject(commandId: string, error: LatchkeyError): SubmitOutcome {
     this.opts.events.emit('command:rejected', { commandId, code: error.code });
@@ -426,13 +561,15 @@ export class Dispatcher {
   private enqueue(job: Job): void {
     this.pending.push(job);
     this.queuedCount++;
-    this.queuedPerPriority.set(job.priority, (this.queuedPerPriority.get(job.priority) ?? 0) + 1);
+    this.queuedPerPriority[job.priority] = (this.queuedPerPriority[job.priority] ?? 0) + 1;
+    this.depthChanged = true;
   }
 
   /** Accounts for a job that was queued and no longer is (call once its state changed). */
   private dequeued(job: Job): void {
     this.queuedCount--;
-    decrement(this.queuedPerPriority, job.priority);
+    this.queuedPerPriority[job.priority] = (this.queuedPerPriority[job.priority] ?? 1) - 1;
+    this.depthChanged = true;
     // It stays in `pending` as a stale entry until compacted.
     this.compact();
   }
@@ -446,7 +583,8 @@ export class Dispatcher {
     }
     const stale = this.pending.length - this.pendingHead - this.queuedCount;
     if (this.pendingHead === this.pending.length) {
-      this.pending = [];
+      // Emptied: the array is kept (no new one to grow again for the next burst).
+      this.pending.length = 0;
       this.pendingHead = 0;
     } else if (this.pendingHead > 1024 || stale > 1024) {
       if (this.pendingHead + stale > this.queuedCount) {
@@ -457,16 +595,25 @@ export class Dispatcher {
   }
 
   private topQueuedPriority(): number {
-    let top = Number.NEGATIVE_INFINITY;
-    for (const p of this.queuedPerPriority.keys()) if (p > top) top = p;
-    return top;
+    for (let p = MAX_PRIORITY; p >= 0; p -= 1) {
+      if ((this.queuedPerPriority[p] ?? 0) > 0) return p;
+    }
+    return Number.NEGATIVE_INFINITY;
   }
 
+  /**
+   * Notes that a `queue:depth` event is due. It goes out once the current turn's work is
+   * done, with the counts of that moment: the metrics keep only the latest, and a burst
+   * changes them several times per command.
+   */
   private emitDepth(): void {
-    this.opts.events.emit('queue:depth', {
-      depth: this.queuedCount,
-      running: this.runningCount,
-    });
+    if (!this.depthChanged || this.depthScheduled) return;
+    if (!this.opts.events.listened('queue:depth')) {
+      this.depthChanged = false;
+      return;
+    }
+    this.depthScheduled = true;
+    queueMicrotask(this.emitDepthNow);
   }
 
   private mayStart(job: Job): boolean {
@@ -498,9 +645,10 @@ export class Dispatcher {
           if (job.priority >= top) break; // nothing queued can beat it
         }
       }
-      if (!best) return;
+      if (!best) break;
       this.start(best);
     }
+    this.emitDepth();
   }
 
   private start(job: Job): void {
@@ -515,127 +663,103 @@ export class Dispatcher {
         (this.runningPerAwsService.get(job.awsService) ?? 0) + 1,
       );
     }
-    const startedAt = this.now();
+    const startedAt = this.nowMs();
     job.startedAt = startedAt;
-    const waitMs = Math.max(0, startedAt.getTime() - job.receivedAt.getTime());
-    this.opts.events.emit('command:started', {
-      commandId: job.envelope.id,
-      kind: job.envelope.kind,
-      integrationType: job.envelope.integration.type,
-      waitMs,
-    });
-    this.emitDepth();
-    this.runsInFlight++;
-    this.run(job)
-      .catch((err: unknown) => {
-        // Not expected (run settles every outcome itself): never leave the job without a result.
-        this.opts.logger.error({ err, commandId: job.envelope.id }, 'command run failed');
-        this.finish(job, { error: err });
-        this.pump();
-      })
-      .finally(() => {
-        if (--this.runsInFlight === 0) {
-          for (const w of this.idleWaiters.splice(0)) w();
-        }
+    if (this.opts.events.listened('command:started')) {
+      this.opts.events.emit('command:started', {
+        commandId: job.envelope.id,
+        kind: job.envelope.kind,
+        integrationType: job.envelope.integration.type,
+        waitMs: Math.max(0, startedAt - job.receivedAt.getTime()),
       });
+    }
+    this.runsInFlight++;
+    try {
+      this.run(job, startedAt);
+    } catch (err) {
+      this.runFailed(job, err);
+    }
   }
 
-  private async run(job: Job): Promise<void> {
+  /**
+   * Calls the driver, raced with the job's deadline. No async function and no promise of
+   * its own: the call's promise is followed with two callbacks, and everything after it
+   * (`callSettled`, `abandon`, `completeSettled`, `lingerEnded`) runs from those, the
+   * deadline timer or an abort.
+   */
+  private run(job: Job, startedAt: number): void {
     const { envelope } = job;
-    const startedAt = job.startedAt ?? this.now();
     const timeoutMs = this.opts.timeoutsMs[envelope.kind];
-    const expiresAt = Date.parse(envelope.expiresAt);
-    const deadline = Math.min(expiresAt, startedAt.getTime() + timeoutMs);
-    const remaining = deadline - startedAt.getTime();
+    const deadline = Math.min(Date.parse(envelope.expiresAt), startedAt + timeoutMs);
+    const remaining = deadline - startedAt;
     if (job.abortReason !== undefined) {
       this.finish(job, { error: job.abortReason });
-      this.pump();
+      this.runOver(job);
       return;
     }
     if (remaining <= 0) {
       this.finish(job, {
         error: new LatchkeyError('E_TIMEOUT', 'command expired before it could start'),
       });
-      this.pump();
+      this.runOver(job);
       return;
     }
-
-    job.timer = setTimeout(
-      () =>
-        abortJob(
-          job,
-          new LatchkeyError(
-            'E_TIMEOUT',
-            deadline === expiresAt
-              ? 'command expiry reached before the driver finished'
-              : `${envelope.kind} did not finish within ${timeoutMs} ms`,
-          ),
-        ),
-      remaining,
-    );
-
+    job.deadline = deadline;
+    // The timer's arguments instead of a closure over the job.
+    job.timer = setTimeout(Dispatcher.deadlinePassed, remaining, this, job);
+    job.phase = 'call';
     // The spool writer of a discover is made when the driver first reads `ctx.sink`: a
     // driver that returns its output at once costs no writer.
-    let sink: SpoolWriter | undefined;
-    const spool = envelope.kind === 'discover' ? this.opts.spool : undefined;
-    const ctx: CallContext = {
-      commandId: envelope.id,
-      integration: envelope.integration,
-      get signal() {
-        return signalOf(job);
-      },
-      get logger() {
-        return job.logger;
-      },
-      get sink() {
-        return spool === undefined ? undefined : (sink ??= spool.begin(envelope.id, 'discover'));
-      },
-    };
-    let callEnded = false;
-    let onCallEnd: (() => void) | undefined;
-    // One promise for the race of the call with its abort (deadline, cancel, shutdown):
-    // `abortJob` rejects it. The call may lose the race; its late outcome is only logged.
-    const outcome = new Promise<unknown>((resolve, reject) => {
-      job.rejectRun = reject;
-      callDriver(job.driver, ctx, envelope).then(
-        (value) => {
-          callEnded = true;
-          onCallEnd?.();
-          if (job.state === 'done' && job.abortReason !== undefined) {
-            job.logger.warn('driver finished after the command was aborted');
-          }
-          resolve(value);
-        },
-        (err: unknown) => {
-          callEnded = true;
-          onCallEnd?.();
-          if (job.state === 'done' && job.abortReason !== undefined) {
-            job.logger.debug({ err }, 'driver failed after the command was aborted');
-          }
-          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the driver's own failure, passed on as is (it may be anything)
-          reject(err);
-        },
-      );
-    });
-
+    const ctx = new JobContext(job, envelope.kind === 'discover' ? this.opts.spool : undefined);
+    let call: Promise<unknown>;
     try {
-      const output = await outcome;
-      const parsed = OUTPUT_SCHEMAS[envelope.kind].safeParse(output);
-      const written = sink?.used === true ? sink : undefined;
-      if (parsed.success && written !== undefined) {
-        // Pages were written as they came: the rest of the output closes the spool.
-        await new Promise<void>((resolve, reject) => {
-          if (job.abortReason !== undefined) {
-            // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort's own reason (a LatchkeyError), as abortJob passes it
-            reject(job.abortReason);
-            return;
-          }
-          // An abort (deadline, cancel, shutdown) while the spool closes wins, as for the call.
-          job.rejectRun = reject;
-          written.complete(parsed.data).then(resolve, reject);
-        });
-        this.finish(job, { spooled: written });
-      } else if (!parsed.success) {
+      // `Promise.resolve` hands a native promise back as is; a driver that throws instead
+      // of rejecting fails its command the same way.
+      call = Promise.resolve(callDriver(job.driver, ctx, envelope));
+    } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the driver's own failure, passed on as is (it may be anything)
+      call = Promise.reject(err);
+    }
+    call.then(
+      (value) => this.callSettled(job, true, value),
+      (err: unknown) => this.callSettled(job, false, err),
+    );
+  }
+
+  private static deadlinePassed(this: void, dispatcher: Dispatcher, job: Job): void {
+    const { envelope } = job;
+    const timeoutMs = dispatcher.opts.timeoutsMs[envelope.kind];
+    dispatcher.abort(
+      job,
+      new LatchkeyError(
+        'E_TIMEOUT',
+        job.deadline === Date.parse(envelope.expiresAt)
+          ? 'command expiry reached before the driver finished'
+          : `${envelope.kind} did not finish within ${timeoutMs} ms`,
+      ),
+    );
+  }
+
+  /** The driver call ended, with its output (`ok`) or its failure. */
+  private callSettled(job: Job, ok: boolean, value: unknown): void {
+    try {
+      if (job.phase !== 'call') {
+        // It lost the race to an abort: its outcome is only logged, and a slot it still
+        // held is released now.
+        if (job.state === 'done' && job.abortReason !== undefined) {
+          if (ok) job.logger.warn('driver finished after the command was aborted');
+          else job.logger.debug({ err: value }, 'driver failed after the command was aborted');
+        }
+        if (job.phase === 'linger') this.lingerEnded(job, false);
+        return;
+      }
+      if (job.abortReason !== undefined || !ok) {
+        // An abort that came before the call ended wins over its outcome.
+        this.failed(job, value);
+        return;
+      }
+      const parsed = OUTPUT_SCHEMAS[job.envelope.kind].safeParse(value);
+      if (!parsed.success) {
         job.logger.error(
           {
             issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), code: i.code })),
@@ -645,65 +769,138 @@ export class Dispatcher {
         this.finish(job, {
           error: new LatchkeyError(
             'E_INTERNAL',
-            `driver returned a malformed ${envelope.kind} output`,
+            `driver returned a malformed ${job.envelope.kind} output`,
           ),
         });
+      } else if (job.sink?.used === true) {
+        // Pages were written as they came: the rest of the output closes the spool. An
+        // abort (deadline, cancel, shutdown) while it closes wins, as for the call.
+        const written = job.sink;
+        job.phase = 'complete';
+        written.complete(parsed.data).then(
+          () => this.completeSettled(job, written, true, undefined),
+          (err: unknown) => this.completeSettled(job, written, false, err),
+        );
+        return;
       } else {
         this.finish(job, { output: parsed.data });
       }
+      this.runOver(job);
     } catch (err) {
-      const cause: unknown = job.abortReason !== undefined ? job.abortReason : err;
-      if (cause instanceof LatchkeyError) {
-        const level = cause.code === 'E_INTERNAL' ? 'error' : 'info';
-        job.logger[level]({ err: cause }, `command failed: ${cause.code}`);
-      } else {
-        job.logger.error({ err: cause }, 'command failed with an unexpected error');
-      }
-      // A call that lost the race may still be changing the target (a grant still being
-      // applied): its result goes out now, but its slot, limits and order key stay held
-      // until it really ends (bounded), so that a revoke of the same grantee cannot
-      // overtake it and the limits hold.
-      const holdSlot = !callEnded && job.state === 'running';
-      this.finish(job, { error: cause }, holdSlot);
-      if (holdSlot) {
-        clearTimeout(job.timer);
-        const ended = new Promise<void>((resolve) => {
-          onCallEnd = resolve;
-        });
-        await this.lingerFor(job, ended);
-        this.release(job, true);
-      }
-    } finally {
-      clearTimeout(job.timer);
-      job.rejectRun = undefined;
-      // Unused, failed or abandoned: its file goes (a no-op once the result is finished).
-      if (sink !== undefined) void sink.discard();
+      this.runFailed(job, err);
     }
-    this.pump();
   }
 
-  /** Waits for an abandoned driver call to end, at most `abandonedCallLingerMs`. */
-  private async lingerFor(job: Job, ended: Promise<void>): Promise<void> {
+  /** The spool writer of a spooled discover completed (`ok`) or failed. */
+  private completeSettled(job: Job, written: SpoolWriter, ok: boolean, err: unknown): void {
+    try {
+      if (job.phase !== 'complete') return; // settled by an abort already
+      if (job.abortReason !== undefined || !ok) {
+        this.failed(job, err);
+        return;
+      }
+      this.finish(job, { spooled: written });
+      this.runOver(job);
+    } catch (e) {
+      this.runFailed(job, e);
+    }
+  }
+
+  /**
+   * Settles a running job that failed (its call or its spool) or was aborted: with the
+   * abort's reason if there is one, else with `err`.
+   * @param callUnderWay its driver call has not ended (an abort won the race).
+   */
+  private failed(job: Job, err: unknown, callUnderWay = false): void {
+    const cause: unknown = job.abortReason !== undefined ? job.abortReason : err;
+    if (cause instanceof LatchkeyError) {
+      const level = cause.code === 'E_INTERNAL' ? 'error' : 'info';
+      job.logger[level]({ err: cause }, `command failed: ${cause.code}`);
+    } else {
+      job.logger.error({ err: cause }, 'command failed with an unexpected error');
+    }
+    // A call that lost the race may still be changing the target (a grant still being
+    // applied): its result goes out now, but its slot, limits and order key stay held
+    // until it really ends (bounded), so that a revoke of the same grantee cannot
+    // overtake it and the limits hold.
+    const holdSlot = callUnderWay;
+    this.finish(job, { error: cause }, holdSlot);
+    if (holdSlot) this.linger(job);
+    else this.runOver(job);
+  }
+
+  /**
+   * Aborts a running job (once: the first reason stands): its driver call's signal fires,
+   * and the job settles with `reason` in a microtask, as a rejected race would, unless its
+   * call or spool ends first (the abort still wins then).
+   */
+  private abort(job: Job, reason: unknown): void {
+    if (job.abortReason !== undefined) return;
+    job.abortReason = reason;
+    job.controller?.abort(reason);
+    if (job.phase === 'call' || job.phase === 'complete') {
+      queueMicrotask(() => this.abandon(job));
+    }
+  }
+
+  /** Settles a job whose call or spool is still under way after an abort. */
+  private abandon(job: Job): void {
+    try {
+      if (job.phase !== 'call' && job.phase !== 'complete') return; // settled meanwhile
+      this.failed(job, job.abortReason, job.phase === 'call');
+    } catch (err) {
+      this.runFailed(job, err);
+    }
+  }
+
+  /** Keeps an abandoned call's slot until it ends, at most `abandonedCallLingerMs`. */
+  private linger(job: Job): void {
+    clearTimeout(job.timer);
+    job.phase = 'linger';
+    if (this.stopping) {
+      // A drain past its grace does not wait for abandoned calls.
+      this.lingerEnded(job, true);
+      return;
+    }
     const lingerMs = this.opts.abandonedCallLingerMs ?? DEFAULT_ABANDONED_LINGER_MS;
-    let timer: NodeJS.Timeout | undefined;
-    let stop: (() => void) | undefined;
-    const expired = await Promise.race([
-      ended.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), Math.max(0, lingerMs));
-        // A drain past its grace does not wait for abandoned calls.
-        stop = () => resolve(true);
-        if (this.stopping) stop();
-        else this.lingerStops.add(stop);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (stop) this.lingerStops.delete(stop);
+    job.timer = setTimeout(() => this.lingerEnded(job, true), Math.max(0, lingerMs));
+    this.lingering.add(job);
+  }
+
+  /** The abandoned call of a lingering job ended, or (`expired`) its wait did. */
+  private lingerEnded(job: Job, expired: boolean): void {
+    if (job.phase !== 'linger') return;
+    clearTimeout(job.timer);
+    this.lingering.delete(job);
     if (expired) {
       job.logger.warn(
-        { lingerMs },
+        { lingerMs: this.opts.abandonedCallLingerMs ?? DEFAULT_ABANDONED_LINGER_MS },
         'driver ignored the abort; releasing its slot and order key while it still runs',
       );
+    }
+    this.release(job, true);
+    this.runOver(job);
+  }
+
+  /** A started job holds nothing any more: the next ones may start. */
+  private runOver(job: Job): void {
+    job.phase = 'over';
+    clearTimeout(job.timer);
+    // Unused, failed or abandoned: its file goes (a no-op once the result is finished).
+    if (job.sink !== undefined) void job.sink.discard();
+    this.pump();
+    if (--this.runsInFlight === 0 && this.idleWaiters.length > 0) {
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** Not expected (every outcome is settled above): never leave a job without a result. */
+  private runFailed(job: Job, err: unknown): void {
+    this.opts.logger.error({ err, commandId: job.envelope.id }, 'command run failed');
+    try {
+      this.finish(job, { error: err });
+    } finally {
+      if (job.phase !== 'over' && job.phase !== 'linger') this.runOver(job);
     }
   }
 
@@ -711,15 +908,24 @@ export class Dispatcher {
   private release(job: Job, wasRunning: boolean): void {
     if (wasRunning) {
       this.runningCount--;
+      this.depthChanged = true;
       decrement(this.runningPerIntegration, job.envelope.integration.id);
       if (job.awsService !== null) decrement(this.runningPerAwsService, job.awsService);
     }
     if (job.orderKey !== null) {
       const q = this.keyQueues.get(job.orderKey);
       if (q) {
-        const rest = q.filter((j) => j !== job);
-        if (rest.length > 0) this.keyQueues.set(job.orderKey, rest);
-        else this.keyQueues.delete(job.orderKey);
+        // Mostly the head (keys run in order): shifted off, with no array made for it.
+        if (q[0] === job) q.shift();
+        else {
+          const at = q.indexOf(job);
+          if (at !== -1) q.splice(at, 1);
+        }
+        // An emptied queue stays while there are few keys: the next command of the same
+        // grantee reuses it, and the Map does not shrink and grow again at every command.
+        if (q.length === 0 && this.keyQueues.size > KEEP_IDLE_KEYS) {
+          this.keyQueues.delete(job.orderKey);
+        }
       }
     }
   }
@@ -744,19 +950,27 @@ export class Dispatcher {
 
     if (!wasRunning) this.dequeued(job);
     if (!(wasRunning && holdSlot)) this.release(job, wasRunning);
-    this.active.delete(commandId);
+    this.removeActive(job);
 
-    const finishedAt = this.now();
+    const finishedAt = this.nowMs();
     const startedAt = job.startedAt;
-    const queueMs = Math.max(0, (startedAt ?? finishedAt).getTime() - job.receivedAt.getTime());
-    const runMs = startedAt ? Math.max(0, finishedAt.getTime() - startedAt.getTime()) : 0;
-    const timings: Result['timings'] = {
-      receivedAt: job.receivedAt.toISOString(),
-      finishedAt: finishedAt.toISOString(),
-      queueMs,
-      runMs,
-    };
-    if (startedAt) timings.startedAt = startedAt.toISOString();
+    const receivedAt = job.receivedAt.getTime();
+    const queueMs = Math.max(0, (startedAt ?? finishedAt) - receivedAt);
+    const runMs = startedAt !== undefined ? Math.max(0, finishedAt - startedAt) : 0;
+    const receivedAtText = this.receivedText.of(receivedAt);
+    const finishedAtText = this.finishedText.of(finishedAt);
+    // One literal per shape (in the same key order, which is the frame's): adding a key
+    // to a built object would give it a second, out-of-object property store.
+    const timings: Result['timings'] =
+      startedAt !== undefined
+        ? {
+            receivedAt: receivedAtText,
+            finishedAt: finishedAtText,
+            queueMs,
+            runMs,
+            startedAt: this.startedText.of(startedAt),
+          }
+        : { receivedAt: receivedAtText, finishedAt: finishedAtText, queueMs, runMs };
 
     let result: Result;
     let code: WireError['code'] | undefined;
@@ -803,15 +1017,28 @@ export class Dispatcher {
 
     frame ??= ResultFrame.of(result);
     this.store.markDone(commandId, job.digest, frame);
-    this.opts.events.emit('command:finished', {
-      commandId,
-      kind: envelope.kind,
-      integrationType: envelope.integration.type,
-      outcome: result.status,
-      durationMs: runMs,
-      ...(code === undefined ? {} : { code }),
-    });
-    this.emitDepth();
+    if (this.opts.events.listened('command:finished')) {
+      const integrationType = envelope.integration.type;
+      this.opts.events.emit(
+        'command:finished',
+        code === undefined
+          ? {
+              commandId,
+              kind: envelope.kind,
+              integrationType,
+              outcome: result.status,
+              durationMs: runMs,
+            }
+          : {
+              commandId,
+              kind: envelope.kind,
+              integrationType,
+              outcome: result.status,
+              durationMs: runMs,
+              code,
+            },
+      );
+    }
     if (this.opts.logger.isLevelEnabled('info')) {
       job.logger.info(
         { status: result.status, code, queueMs, runMs },
@@ -826,6 +1053,23 @@ export class Dispatcher {
       }
     }
     job.resolveDone?.();
+  }
+}
+
+/**
+ * The ISO text of an epoch ms, the last one kept: a burst starts and finishes many
+ * commands within one millisecond, and each text costs a Date and a string.
+ */
+class IsoText {
+  private ms = Number.NaN;
+  private text = '';
+
+  of(ms: number): string {
+    if (ms !== this.ms) {
+      this.text = new Date(ms).toISOString();
+      this.ms = ms;
+    }
+    return this.text;
   }
 }
 
@@ -844,17 +1088,6 @@ function wireErrorOf(err: unknown): WireError {
   return message === wire.message ? wire : { ...wire, message };
 }
 
-/**
- * Aborts a queued or running job (once: the first reason stands): its driver call's signal
- * fires and its race ends with `reason`.
- */
-function abortJob(job: Job, reason: unknown): void {
-  if (job.abortReason !== undefined) return;
-  job.abortReason = reason;
-  job.controller?.abort(reason);
-  job.rejectRun?.(reason);
-}
-
 /** The job's abort signal, built on first use (already aborted if the job is). */
 function signalOf(job: Job): AbortSignal {
   if (job.controller === undefined) {
@@ -867,37 +1100,50 @@ function signalOf(job: Job): AbortSignal {
 /** Default of `DispatcherOptions.abandonedCallLingerMs`. */
 const DEFAULT_ABANDONED_LINGER_MS = 30_000;
 
+/**
+ * Up to this many keys, a per-key count or order queue that falls to zero stays in its
+ * Map: one command at a time would otherwise delete and re-add its key every time, and a
+ * small Map reallocates its table as it shrinks and grows again. Beyond it, they go.
+ */
+const KEEP_IDLE_KEYS = 256;
+
 function decrement<K>(map: Map<K, number>, key: K): void {
   const n = (map.get(key) ?? 0) - 1;
-  if (n <= 0) map.delete(key);
-  else map.set(key, n);
+  if (n > 0 || map.size <= KEEP_IDLE_KEYS) map.set(key, Math.max(0, n));
+  else map.delete(key);
 }
 
-async function callDriver(driver: Driver, ctx: CallContext, envelope: Envelope): Promise<unknown> {
+/**
+ * The driver method of the envelope's kind. Not an async function: it hands on the
+ * driver's own promise (one promise per call, not two).
+ */
+function callDriver(driver: Driver, ctx: CallContext, envelope: Envelope): Promise<unknown> {
   switch (envelope.kind) {
     case 'discover': {
-      const output = await driver.discover(ctx, envelope.params);
+      const call = driver.discover(ctx, envelope.params);
+      if (envelope.params.include?.includes('privileges') !== true) return call;
       // Asked for the access inventory from a driver that has none: say so, rather
       // than a silently missing inventory that reads like "nobody holds anything".
-      if (
-        envelope.params.include?.includes('privileges') === true &&
-        typeof output === 'object' &&
-        output !== null &&
-        output.inventory === undefined &&
-        Array.isArray(output.warnings)
-      ) {
-        return {
-          ...output,
-          warnings: [
-            ...output.warnings,
-            {
-              code: 'E_UNSUPPORTED',
-              message: `the ${driver.type} driver does not produce an access inventory (include: privileges)`,
-            },
-          ],
-        };
-      }
-      return output;
+      return call.then((output) => {
+        if (
+          typeof output === 'object' &&
+          output !== null &&
+          output.inventory === undefined &&
+          Array.isArray(output.warnings)
+        ) {
+          return {
+            ...output,
+            warnings: [
+              ...output.warnings,
+              {
+                code: 'E_UNSUPPORTED',
+                message: `the ${driver.type} driver does not produce an access inventory (include: privileges)`,
+              },
+            ],
+          };
+        }
+        return output;
+      });
     }
     case 'grant':
       return driver.grant(ctx, envelope.params);
@@ -909,9 +1155,11 @@ async function callDriver(driver: Driver, ctx: CallContext, envelope: Envelope):
       const params = envelope.params;
       if ('standing' in params) {
         if (!driver.removeStanding) {
-          throw new LatchkeyError(
-            'E_UNSUPPORTED',
-            `the ${driver.type} driver cannot remove standing access`,
+          return Promise.reject(
+            new LatchkeyError(
+              'E_UNSUPPORTED',
+              `the ${driver.type} driver cannot remove standing access`,
+            ),
           );
         }
         return driver.removeStanding(ctx, params);

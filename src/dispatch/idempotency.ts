@@ -43,7 +43,29 @@ export type IdempotencyEntry =
   | { digest: string; state: 'done'; result: HeldFrame }
   | { digest: string; state: 'forgotten' };
 
-type Stored = IdempotencyEntry & { retainUntil: number };
+/**
+ * One remembered command id, changed in place as its command goes running → done →
+ * forgotten: one object per id for its whole life, and no Map write after the first.
+ */
+class Entry<R> {
+  /** Neighbours in the list of entries holding their result (`held`), oldest first. */
+  older: Entry<R> | undefined = undefined;
+  newer: Entry<R> | undefined = undefined;
+  /** Whether it is in that list. */
+  linked = false;
+
+  constructor(
+    readonly id: string,
+    public digest: string,
+    public state: IdempotencyEntry['state'],
+    /** Epoch ms until which the id must not be forgotten (`+Infinity`: never). */
+    readonly retainUntil: number,
+    /** The result frame while `state` is `done`. */
+    public result: HeldFrame | undefined,
+    /** What the owner keeps with a running command (see `markRunning`). */
+    public running: R | undefined,
+  ) {}
+}
 
 export interface IdempotencyStoreOptions {
   /** Hard bound on remembered ids (with or without result); default `10 × capacity`. */
@@ -54,10 +76,20 @@ export interface IdempotencyStoreOptions {
   journal?: StateJournal;
 }
 
-export class IdempotencyStore {
-  private readonly entries = new Map<string, Stored>();
-  /** Ids of finished entries that still hold their result, oldest finished first. */
-  private readonly withResult = new Set<string>();
+/**
+ * @typeParam R what the owner keeps with each running command id (the dispatcher: its
+ *   job), found again with `runningOf`: no second map from command id to it.
+ */
+export class IdempotencyStore<R = undefined> {
+  private readonly entries = new Map<string, Entry<R>>();
+  /**
+   * Finished entries that still hold their result, oldest finished first, as a list linked
+   * through the entries: evicting the oldest and unlinking any is O(1), with no iterator
+   * (iterating a Set from its start walks past the slots its deletions left there).
+   */
+  private oldest: Entry<R> | undefined = undefined;
+  private newest: Entry<R> | undefined = undefined;
+  private held = 0;
   private readonly maxEntries: number;
   private readonly now: () => number;
   /** No remembered entry expires before this: no need to scan until then. */
@@ -86,30 +118,31 @@ export class IdempotencyStore {
     const drop: string[] = [];
     for (const [key, text] of journal.entries(COMMAND_KEY_PREFIX)) {
       const id = key.slice(COMMAND_KEY_PREFIX.length);
-      const rec = parseRecord(id, text);
-      if (rec === undefined || rec.retainUntil <= now) {
+      const entry = parseRecord<R>(id, text);
+      if (entry === undefined || entry.retainUntil <= now) {
         drop.push(key);
         continue;
       }
-      this.entries.set(id, rec);
-      if (rec.state === 'done') this.withResult.add(id);
+      const previous = this.entries.get(id);
+      if (previous !== undefined) this.unlink(previous);
+      this.entries.set(id, entry);
+      if (entry.state === 'done') this.link(entry);
     }
     for (const key of drop) void journal.delete(key);
     this.evict();
   }
 
-  private record(commandId: string): void {
+  private record(e: Entry<R>, removed: boolean): void {
     const journal = this.journal;
     if (journal === undefined) return;
-    const e = this.entries.get(commandId);
-    const key = COMMAND_KEY_PREFIX + commandId;
-    if (e === undefined || e.state === 'running') {
+    const key = COMMAND_KEY_PREFIX + e.id;
+    if (removed || e.state === 'running') {
       void journal.delete(key);
       return;
     }
     const u = Number.isFinite(e.retainUntil) ? e.retainUntil : null;
     const head = `{"d":${JSON.stringify(e.digest)},"s":"${e.state}","u":${JSON.stringify(u)}`;
-    if (e.state !== 'done') {
+    if (e.state !== 'done' || e.result === undefined) {
       void journal.putRaw(key, `${head}}`);
     } else if (e.result.spooled) {
       // A spooled result is kept once, by the outbox: after a restart its id is
@@ -129,11 +162,19 @@ export class IdempotencyStore {
         return { digest: e.digest, state: 'running' };
       case 'done':
         // A spooled result whose file is gone (acknowledged) is no longer held.
-        if (!e.result.held) return { digest: e.digest, state: 'forgotten' };
+        if (e.result === undefined || !e.result.held) {
+          return { digest: e.digest, state: 'forgotten' };
+        }
         return { digest: e.digest, state: 'done', result: e.result };
       case 'forgotten':
         return { digest: e.digest, state: 'forgotten' };
     }
+  }
+
+  /** What `markRunning` was given with `commandId`, while it is running. */
+  runningOf(commandId: string): R | undefined {
+    const e = this.entries.get(commandId);
+    return e?.state === 'running' ? e.running : undefined;
   }
 
   /**
@@ -149,22 +190,38 @@ export class IdempotencyStore {
   /**
    * @param retainUntil epoch ms until which the id must not be forgotten (the command's
    *   `expiresAt` + clock skew); default: never forgotten.
+   * @param running kept with the id until it is done (`runningOf`).
    */
-  markRunning(commandId: string, digest: string, retainUntil = Number.POSITIVE_INFINITY): void {
-    this.withResult.delete(commandId);
-    this.entries.set(commandId, { digest, state: 'running', retainUntil });
-    this.evict();
+  markRunning(
+    commandId: string,
+    digest: string,
+    retainUntil = Number.POSITIVE_INFINITY,
+    running?: R,
+  ): void {
+    const previous = this.entries.get(commandId);
+    if (previous !== undefined) this.unlink(previous);
+    this.entries.set(
+      commandId,
+      new Entry<R>(commandId, digest, 'running', retainUntil, undefined, running),
+    );
   }
 
   markDone(commandId: string, digest: string, result: HeldFrame): void {
-    const retainUntil = this.entries.get(commandId)?.retainUntil ?? Number.POSITIVE_INFINITY;
-    // Re-insert so that the most recently finished are kept longest.
-    this.entries.delete(commandId);
-    this.withResult.delete(commandId);
-    this.entries.set(commandId, { digest, state: 'done', result, retainUntil });
-    this.withResult.add(commandId);
-    this.nextExpiry = Math.min(this.nextExpiry, retainUntil);
-    this.record(commandId);
+    let e = this.entries.get(commandId);
+    if (e === undefined) {
+      e = new Entry<R>(commandId, digest, 'done', Number.POSITIVE_INFINITY, result, undefined);
+      this.entries.set(commandId, e);
+    } else {
+      // Re-linked as the newest: the most recently finished are kept longest.
+      this.unlink(e);
+      e.digest = digest;
+      e.state = 'done';
+      e.result = result;
+      e.running = undefined;
+    }
+    this.link(e);
+    this.nextExpiry = Math.min(this.nextExpiry, e.retainUntil);
+    this.record(e, false);
     this.evict();
   }
 
@@ -174,22 +231,48 @@ export class IdempotencyStore {
 
   /** Finished commands whose result is still held. */
   get resultsHeld(): number {
-    return this.withResult.size;
+    return this.held;
+  }
+
+  /** Appends `e` to the held list as its newest. */
+  private link(e: Entry<R>): void {
+    e.older = this.newest;
+    e.newer = undefined;
+    if (this.newest === undefined) this.oldest = e;
+    else this.newest.newer = e;
+    this.newest = e;
+    e.linked = true;
+    this.held += 1;
+  }
+
+  /** Takes `e` out of the held list (a no-op when it is not in it). */
+  private unlink(e: Entry<R>): void {
+    if (!e.linked) return;
+    if (e.older === undefined) this.oldest = e.newer;
+    else e.older.newer = e.newer;
+    if (e.newer === undefined) this.newest = e.older;
+    else e.newer.older = e.older;
+    e.older = undefined;
+    e.newer = undefined;
+    e.linked = false;
+    this.held -= 1;
   }
 
   /** Drops the results beyond `capacity` (oldest first); keeps their digest while valid. */
   private evict(): void {
-    if (this.withResult.size <= this.capacity) return;
+    if (this.held <= this.capacity) return;
     const now = this.now();
-    for (const id of this.withResult) {
-      if (this.withResult.size <= this.capacity) break;
-      this.withResult.delete(id);
-      const e = this.entries.get(id);
-      if (e === undefined) continue;
-      if (e.retainUntil <= now) this.entries.delete(id);
-      else
-        this.entries.set(id, { digest: e.digest, state: 'forgotten', retainUntil: e.retainUntil });
-      this.record(id);
+    while (this.held > this.capacity && this.oldest !== undefined) {
+      const e = this.oldest;
+      this.unlink(e);
+      e.result = undefined;
+      if (e.retainUntil <= now) {
+        this.entries.delete(e.id);
+        this.record(e, true);
+      } else {
+        e.state = 'forgotten';
+        this.record(e, false);
+      }
     }
   }
 
@@ -202,8 +285,8 @@ export class IdempotencyStore {
       if (e.state === 'running') continue;
       if (e.retainUntil <= now) {
         this.entries.delete(id);
-        this.withResult.delete(id);
-        this.record(id);
+        this.unlink(e);
+        this.record(e, true);
       } else if (e.retainUntil < next) {
         next = e.retainUntil;
       }
@@ -212,7 +295,7 @@ export class IdempotencyStore {
   }
 }
 
-function parseRecord(commandId: string, text: string): Stored | undefined {
+function parseRecord<R>(commandId: string, text: string): Entry<R> | undefined {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -222,10 +305,12 @@ function parseRecord(commandId: string, text: string): Stored | undefined {
   const rec = RecordSchema.safeParse(json);
   if (!rec.success) return undefined;
   const retainUntil = rec.data.u ?? Number.POSITIVE_INFINITY;
-  if (rec.data.s === 'forgotten') return { digest: rec.data.d, state: 'forgotten', retainUntil };
+  if (rec.data.s === 'forgotten') {
+    return new Entry<R>(commandId, rec.data.d, 'forgotten', retainUntil, undefined, undefined);
+  }
   // The frame's text exactly as written: the part of the record after `"r":`.
   const at = text.indexOf(',"r":');
   const frame = at === -1 ? undefined : ResultFrame.parse(text.slice(at + 5, -1));
   if (frame === undefined || frame.commandId !== commandId) return undefined;
-  return { digest: rec.data.d, state: 'done', result: frame, retainUntil };
+  return new Entry<R>(commandId, rec.data.d, 'done', retainUntil, frame, undefined);
 }

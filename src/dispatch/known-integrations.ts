@@ -12,6 +12,9 @@ import type { Logger } from 'pino';
 import { IntegrationSchema, type Integration } from '../protocol/messages.js';
 import type { StateJournal } from '../state/journal.js';
 
+/** What `remember` answers when there is nothing to do. */
+const DONE: Promise<void> = Promise.resolve();
+
 /** Journal key prefix of remembered integrations. */
 export const INTEGRATION_KEY_PREFIX = 'i:';
 
@@ -58,12 +61,17 @@ export class KnownIntegrations {
   }
 
   /** Adds or updates an integration seen in a command; resolves once it is durable. */
-  async remember(integration: Integration): Promise<void> {
+  remember(integration: Integration): Promise<void> {
     // Known already, unchanged (every command names its integration): nothing to parse
     // or write. A remembered entry is a parse output, and parsing it again gives it back.
-    if (this.configured.has(integration.id)) return;
+    // Not an async function: this answer, for nearly every command, is one shared promise.
+    if (this.configured.has(integration.id)) return DONE;
     const known = this.remembered.get(integration.id);
-    if (known && isDeepStrictEqual(known, integration)) return;
+    if (known && isDeepStrictEqual(known, integration)) return DONE;
+    return this.add(integration);
+  }
+
+  private async add(integration: Integration): Promise<void> {
     const parsed = IntegrationSchema.parse(integration);
     if (this.configured.has(parsed.id)) return;
     const existing = this.remembered.get(parsed.id);

@@ -538,6 +538,67 @@ describe('Dispatcher: deadlines, cancel, errors', () => {
     expect(h.results).toHaveLength(1);
   });
 
+  it('a driver that spreads its context keeps its signal, logger and sink', async () => {
+    const copies: Record<string, unknown>[] = [];
+    const driver = new FakeDriver('fake', ALL_KINDS, async (kind, ctx) => {
+      const copy: Record<string, unknown> = { ...ctx };
+      copies.push(copy);
+      await new Promise<void>((resolve, reject) => {
+        const signal = copy.signal as AbortSignal;
+        signal.addEventListener('abort', () => reject(signal.reason as Error));
+        if (kind !== 'grant') resolve();
+      });
+      return OK_OUTPUT[kind];
+    });
+    const sinks: string[] = [];
+    const h = harness(registryOf(driver), {
+      spool: {
+        begin: (commandId) => {
+          sinks.push(commandId);
+          return { used: false, discard: () => Promise.resolve() } as never;
+        },
+      },
+    });
+    const grant = envelope('grant');
+    const discover = envelope('discover');
+    submit(h, grant);
+    submit(h, discover);
+    await h.resultOf(discover.id);
+    expect(h.dispatcher.cancel(grant.id)).toBe(true);
+    expect(errorCode(await h.resultOf(grant.id))).toBe('E_CANCELLED');
+    expect(copies.map((c) => Object.keys(c))).toEqual([
+      ['commandId', 'integration', 'signal', 'logger', 'sink'],
+      ['commandId', 'integration', 'signal', 'logger', 'sink'],
+    ]);
+    expect(copies[0]?.commandId).toBe(grant.id);
+    expect(copies[0]?.signal).toBeInstanceOf(AbortSignal);
+    expect((copies[0]?.signal as AbortSignal).aborted).toBe(true);
+    expect(typeof (copies[0]?.logger as { info?: unknown }).info).toBe('function');
+    // Only a discover has a sink: reading it (here, by the spread) begins its spool.
+    expect(copies[0]?.sink).toBeUndefined();
+    expect(copies[1]?.sink).toBeDefined();
+    expect(sinks).toEqual([discover.id]);
+  });
+
+  it('its last queue:depth event tells the counts once commands are done', async () => {
+    const gates = new Gates();
+    const h = harness(registryOf(gatedDriver(gates)), {
+      concurrency: { global: 1, perIntegration: 1, perAwsService: 1 },
+    });
+    const envs = [envelope('check'), envelope('check'), envelope('check')];
+    for (const e of envs) submit(h, e);
+    await sleep(1);
+    const depths = (): unknown[] =>
+      h.recorded.filter((e) => e.name === 'queue:depth').map((e) => e.payload);
+    expect(depths().at(-1)).toEqual({ depth: 2, running: 1 });
+    for (const e of envs) {
+      gates.release(e.id);
+      await h.resultOf(e.id);
+    }
+    await sleep(1);
+    expect(depths().at(-1)).toEqual({ depth: 0, running: 0 });
+  });
+
   it('maps driver errors: LatchkeyError keeps its code, anything else is E_INTERNAL', async () => {
     const driver = new FakeDriver('fake', ALL_KINDS, (kind) => {
       if (kind === 'grant') return Promise.reject(new LatchkeyError('E_CONNECT', 'db unreachable'));
