@@ -240,11 +240,16 @@ function rssKb(pid: number): { rss: number; hwm: number } {
   return { rss: field('VmRSS'), hwm: field('VmHWM') };
 }
 
-/** CPU time (ms) of a process's threads from /proc: its main thread and all the others. */
-function cpuMs(pid: number): { main: number; others: number } {
+/**
+ * CPU time (ms) of a process's threads from /proc: its main thread, all the others, and
+ * each of the others by `name:tid` (Node 20 names them all `node`; the signature worker is
+ * the one with most CPU, V8's GC helpers the next).
+ */
+function cpuMs(pid: number): { main: number; others: number; byName: Map<string, number> } {
   const tick = 1000 / 100; // USER_HZ
   let main = 0;
   let others = 0;
+  const byName = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     let stat: string;
     try {
@@ -252,12 +257,16 @@ function cpuMs(pid: number): { main: number; others: number } {
     } catch {
       continue; // a thread that ended meanwhile
     }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ms = (Number(f[11]) + Number(f[12])) * tick; // utime + stime
     if (tid === String(pid)) main += ms;
-    else others += ms;
+    else {
+      others += ms;
+      byName.set(`${name}:${tid}`, ms);
+    }
   }
-  return { main, others };
+  return { main, others, byName };
 }
 
 /** The agent child's GC pauses since the last call (over IPC). */
@@ -739,6 +748,13 @@ async function parent(): Promise<void> {
     const ceiling = (cores * 1000 * BURST) / (agentMainMs + agentOtherMs + peerMs);
     console.log(
       `  CPU per command in the burst: agent main thread ${perCmd(agentMainMs)}, agent other threads ${perCmd(agentOtherMs)}, peer ${perCmd(peerMs)}; one raw verify ${(1e6 / verifyCpuRate).toFixed(0)} µs of CPU`,
+    );
+    const threads = [...cpuAgent1.byName]
+      .map(([name, t]) => [name, t - (cpuAgent0.byName.get(name) ?? 0)] as const)
+      .filter(([, t]) => t > 0)
+      .sort((a, b) => b[1] - a[1]);
+    console.log(
+      `    agent other threads, each (name:tid): ${threads.map(([n, t]) => `${n} ${perCmd(t)}`).join(', ')}`,
     );
     console.log(
       `  CPU-bound ceiling of the burst on ${cores} cores (agent + peer): ${ceiling.toFixed(0)} commands/s = ${(ceiling / verifyCpuRate).toFixed(2)} × raw verify per CPU-second (what the ratio reaches when nothing else runs)`,
