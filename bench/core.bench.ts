@@ -78,8 +78,8 @@ const WARMUP = 1_000;
  * its send of the result), served to the parent over IPC: what the agent's own code and
  * event loop take, without the loopback hops and the wake-ups of either process.
  */
-function timeInsideAgent(): () => number[] {
-  const spans: number[] = [];
+function timeInsideAgent(): () => [number, number][] {
+  const spans: [number, number][] = [];
   let arrived: number | undefined;
   const proto = WebSocket.prototype as unknown as {
     emit: (event: string | symbol, ...args: unknown[]) => boolean;
@@ -98,7 +98,8 @@ function timeInsideAgent(): () => number[] {
   };
   proto.send = function (this: unknown, data, ...rest) {
     if (typeof data === 'string' && data.startsWith('{"type":"result"') && arrived !== undefined) {
-      spans.push(performance.now() - arrived);
+      const t0 = performance.timeOrigin + arrived;
+      spans.push([t0, performance.timeOrigin + performance.now()]);
       arrived = undefined;
     }
     send.call(this, data, ...rest);
@@ -239,11 +240,16 @@ function rssKb(pid: number): { rss: number; hwm: number } {
   return { rss: field('VmRSS'), hwm: field('VmHWM') };
 }
 
-/** CPU time (ms) of a process's threads from /proc: its main thread and all the others. */
-function cpuMs(pid: number): { main: number; others: number } {
+/**
+ * CPU time (ms) of a process's threads from /proc: its main thread, all the others, and
+ * each of the others by `name:tid` (Node 20 names them all `node`; the signature worker is
+ * the one with most CPU, V8's GC helpers the next).
+ */
+function cpuMs(pid: number): { main: number; others: number; byName: Map<string, number> } {
   const tick = 1000 / 100; // USER_HZ
   let main = 0;
   let others = 0;
+  const byName = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     let stat: string;
     try {
@@ -251,21 +257,28 @@ function cpuMs(pid: number): { main: number; others: number } {
     } catch {
       continue; // a thread that ended meanwhile
     }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ms = (Number(f[11]) + Number(f[12])) * tick; // utime + stime
     if (tid === String(pid)) main += ms;
-    else others += ms;
+    else {
+      others += ms;
+      byName.set(`${name}:${tid}`, ms);
+    }
   }
-  return { main, others };
+  return { main, others, byName };
 }
 
 /** The agent child's GC pauses since the last call (over IPC). */
 function gcPauses(
   agent: ChildProcess,
-): Promise<{ gc: { at: number; ms: number; kind: number }[]; inside: number[] }> {
+): Promise<{ gc: { at: number; ms: number; kind: number }[]; inside: [number, number][] }> {
   return new Promise((resolve) => {
     const on = (m: unknown): void => {
-      const r = m as { gc?: { at: number; ms: number; kind: number }[]; inside?: number[] };
+      const r = m as {
+        gc?: { at: number; ms: number; kind: number }[];
+        inside?: [number, number][];
+      };
       if (r.gc === undefined) return;
       agent.off('message', on);
       resolve({ gc: r.gc, inside: r.inside ?? [] });
@@ -499,6 +512,77 @@ function frames(
   return out;
 }
 
+/** GC pauses of this process (the peer) from now until `stop()`, as epoch-ms spans. */
+function peerGcPauses(): { stop: () => { at: number; ms: number }[] } {
+  const pauses: { at: number; ms: number }[] = [];
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      pauses.push({ at: performance.timeOrigin + e.startTime, ms: e.duration });
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  return {
+    stop: () => {
+      obs.disconnect();
+      return pauses;
+    },
+  };
+}
+
+/**
+ * Where each command of the unloaded run that took ≥ 1 ms lost its time. Its round trip
+ * (peer send → peer receive, epoch ms) splits at the agent's own timestamps (frame read,
+ * result written) into: before the agent read the frame (loopback, waking the agent,
+ * anything the agent's event loop did first), inside the agent, and after it wrote the
+ * result (loopback, waking the peer). Each slow command counts under its largest part,
+ * and separately when it overlaps a GC pause of the agent or of the peer.
+ */
+function attributeTail(
+  spans: [number, number][],
+  inside: [number, number][],
+  agentGc: { at: number; ms: number }[],
+  peerGc: { at: number; ms: number }[],
+): string[] {
+  if (inside.length !== spans.length) {
+    return [
+      `  tail attribution: not available (${inside.length} agent spans for ${spans.length} commands)`,
+    ];
+  }
+  const overlaps = (p: { at: number; ms: number }[], a: number, b: number): boolean =>
+    p.some((g) => g.at < b && g.at + g.ms > a);
+  const parts = { before: [] as number[], inside: [] as number[], after: [] as number[] };
+  const largest = { before: 0, inside: 0, after: 0 };
+  let withAgentGc = 0;
+  let withPeerGc = 0;
+  let slow = 0;
+  spans.forEach(([a, b], i) => {
+    if (b - a < 1) return;
+    const [x, y] = inside[i] ?? [a, a];
+    slow += 1;
+    const part = { before: x - a, inside: y - x, after: b - y };
+    parts.before.push(part.before);
+    parts.inside.push(part.inside);
+    parts.after.push(part.after);
+    const top = (Object.keys(part) as (keyof typeof part)[]).reduce((m, k) =>
+      part[k] > part[m] ? k : m,
+    );
+    largest[top] += 1;
+    if (overlaps(agentGc, a, b)) withAgentGc += 1;
+    if (overlaps(peerGc, a, b)) withPeerGc += 1;
+  });
+  const med = (v: number[]): string =>
+    ms(
+      percentile(
+        [...v].sort((p, q) => p - q),
+        50,
+      ),
+    );
+  return [
+    `  tail attribution (${slow} commands ≥ 1 ms): largest part before the agent read the frame ${largest.before}, inside the agent ${largest.inside}, after it wrote the result ${largest.after}`,
+    `    medians of those: before ${med(parts.before)}, inside ${med(parts.inside)}, after ${med(parts.after)}; overlapping a GC pause of the agent ${withAgentGc}, of the peer ${withPeerGc}`,
+  ];
+}
+
 async function parent(): Promise<void> {
   const connectorId = 'bench-connector';
   const token = `tok-${randomUUID()}`;
@@ -574,9 +658,12 @@ async function parent(): Promise<void> {
     // unloaded latency
     const seq = frames(SEQUENTIAL, connectorId, signing);
     await gcPauses(agent); // forget the warm-up's
+    const peerGc = peerGcPauses();
     const { lat: seqLat, spans } = await oneAtATime(cp, seq);
-    const { gc, inside } = await gcPauses(agent);
-    inside.sort((a, b) => a - b);
+    const peerPauses = peerGc.stop();
+    const { gc, inside: insideSpans } = await gcPauses(agent);
+    const inside = insideSpans.map(([x, y]) => y - x).sort((a, b) => a - b);
+    const tailParts = attributeTail(spans, insideSpans, gc, peerPauses);
     const slow = spans.filter(([a, b]) => b - a >= 1);
     const slowWithGc = slow.filter(([a, b]) => gc.some((g) => g.at < b && g.at + g.ms > a));
     const gcInSeq = gc.filter((g) => g.at >= (spans[0]?.[0] ?? 0));
@@ -637,6 +724,7 @@ async function parent(): Promise<void> {
     console.log(
       `  tail: ${slow.length} commands ≥ 1 ms, ${slowWithGc.length} of them during an agent GC pause (${gcInSeq.length} pauses, ${gcMs.toFixed(1)} ms in all, longest ${gcMax.toFixed(2)} ms)`,
     );
+    for (const line of tailParts) console.log(line);
     console.log(
       `  inside the agent (command frame read → result frame written), same commands  p50 ${ms(percentile(inside, 50))}  p99 ${ms(percentile(inside, 99))}  max ${ms(inside[inside.length - 1] ?? NaN)}`,
     );
@@ -660,6 +748,13 @@ async function parent(): Promise<void> {
     const ceiling = (cores * 1000 * BURST) / (agentMainMs + agentOtherMs + peerMs);
     console.log(
       `  CPU per command in the burst: agent main thread ${perCmd(agentMainMs)}, agent other threads ${perCmd(agentOtherMs)}, peer ${perCmd(peerMs)}; one raw verify ${(1e6 / verifyCpuRate).toFixed(0)} µs of CPU`,
+    );
+    const threads = [...cpuAgent1.byName]
+      .map(([name, t]) => [name, t - (cpuAgent0.byName.get(name) ?? 0)] as const)
+      .filter(([, t]) => t > 0)
+      .sort((a, b) => b[1] - a[1]);
+    console.log(
+      `    agent other threads, each (name:tid): ${threads.map(([n, t]) => `${n} ${perCmd(t)}`).join(', ')}`,
     );
     console.log(
       `  CPU-bound ceiling of the burst on ${cores} cores (agent + peer): ${ceiling.toFixed(0)} commands/s = ${(ceiling / verifyCpuRate).toFixed(2)} × raw verify per CPU-second (what the ratio reaches when nothing else runs)`,
