@@ -39,17 +39,11 @@ export interface CommandVerifier {
 
 /** sha256 hex of the canonical JSON of an envelope: equal digests = same content. */
 export function envelopeDigest(envelope: Record<string, unknown>): string {
-  return hash('sha256', Buffer.from(canonicalJson(envelope), 'utf8'), 'hex');
+  // `hash` encodes a string as UTF-8 itself.
+  return hash('sha256', canonicalJson(envelope), 'hex');
 }
 
 const KNOWN_KINDS: ReadonlySet<string> = new Set(COMMAND_KINDS);
-
-/**
- * `hasProtoKey`'s walk stack between calls, its slots cleared; undefined while a walk holds
- * it. Kept with its own top index, not push/pop: emptying an array shrinks its storage,
- * and growing it back would allocate on every call.
- */
-let spareStack: unknown[] | undefined;
 
 /**
  * True when any object inside `value` has an own `__proto__` member. JSON.parse keeps it as
@@ -57,39 +51,27 @@ let spareStack: unknown[] | undefined;
  * what a driver would see would differ from what was signed: such envelopes are refused.
  */
 function hasProtoKey(value: unknown): boolean {
-  // Runs for every command: nothing allocated in the steady state (the stack is reused, a
-  // nested call would get its own; only objects go on it, one by one).
-  const stack = spareStack ?? [];
-  spareStack = undefined;
-  let top = 0;
-  try {
-    if (typeof value === 'object' && value !== null) stack[top++] = value;
-    while (top > 0) {
-      const node = stack[--top] as object;
-      stack[top] = undefined;
-      if (Array.isArray(node)) {
-        for (let i = 0; i < node.length; i += 1) {
-          const item: unknown = node[i];
-          if (typeof item === 'object' && item !== null) stack[top++] = item;
-        }
-        continue;
+  // Runs for every command: only objects go on the stack, one by one (no spread copies).
+  const stack: object[] = [];
+  if (typeof value === 'object' && value !== null) stack.push(value);
+  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i += 1) {
+        const item: unknown = node[i];
+        if (typeof item === 'object' && item !== null) stack.push(item);
       }
-      if (Object.prototype.hasOwnProperty.call(node, '__proto__')) return true;
-      const record = node as Record<string, unknown>;
-      // Own enumerable string keys, as `Object.values` has them.
-      for (const key in record) {
-        if (!Object.prototype.hasOwnProperty.call(record, key)) continue;
-        const item = record[key];
-        if (typeof item === 'object' && item !== null) stack[top++] = item;
-      }
+      continue;
     }
-    return false;
-  } finally {
-    // A walk left early leaves objects of this envelope behind: not kept alive, not seen
-    // by the next walk.
-    while (top > 0) stack[--top] = undefined;
-    spareStack = stack;
+    if (Object.prototype.hasOwnProperty.call(node, '__proto__')) return true;
+    const record = node as Record<string, unknown>;
+    // Own enumerable string keys, as `Object.values` has them.
+    for (const key in record) {
+      if (!Object.prototype.hasOwnProperty.call(record, key)) continue;
+      const item = record[key];
+      if (typeof item === 'object' && item !== null) stack.push(item);
+    }
   }
+  return false;
 }
 
 function checkOptions(opts: VerifierOptions): void {
