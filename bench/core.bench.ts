@@ -8,7 +8,10 @@
  * The agent runs in a child process (this same file with LATCHKEY_BENCH_CHILD=1: the
  * real agent wiring, plus the `test` driver), so its RSS is its own; the reference
  * control plane runs here. Reported:
- * - unloaded latency: one command at a time, send → result, p50/p99;
+ * - unloaded latency: one command at a time, send → result, p50/p99, once the agent is
+ *   warm (after a burst and BENCH_SEQ_WARMUP commands one at a time, whose own figures
+ *   are printed as well: a command alone takes a path the burst does not, and until V8
+ *   has optimized it its compiler threads compete with the agent and the peer);
  * - burst: 20,000 pre-signed commands sent at once: commands/s (first send → last
  *   result) and send → result p50/p99 under that load (mostly queueing);
  * - agent RSS idle, at once / 2 s / 10 s after the burst, and its peak (VmHWM);
@@ -16,16 +19,23 @@
  *   signature workers) and this process (the peer), from /proc and `process.cpuUsage`:
  *   on a shared machine these hold better than commands/s. With 2 cores the burst rate
  *   can reach at most 2 s / (the sum of the three) per second;
- * - where the unloaded tail comes from: each command slower than 1 ms is matched with the
- *   agent's GC pauses (reported by the child over IPC) and with the same-run reference
- *   of a bare loopback WebSocket echo (a child that answers each command at once, without
- *   any check): what the echo shows too is the machine (scheduling), not the agent.
+ * - where the unloaded tail comes from: each command slower than 1 ms is split at the
+ *   agent's own timestamps (frame read, result sent, result written to the socket) and
+ *   matched with the agent's GC pauses (reported by the child over IPC) and with the
+ *   same-run reference of a bare loopback WebSocket echo (a child that answers each
+ *   command at once, without any check): what the echo shows too is the machine
+ *   (scheduling), not the agent. The agent's CPU per command one at a time is printed
+ *   too (its main thread, in the kernel, and each other thread).
  *
- * Knobs: BENCH_BURST (default 20000), BENCH_SEQUENTIAL (default 2000), and
+ * Knobs: BENCH_BURST (default 20000), BENCH_SEQUENTIAL (default 2000), BENCH_SEQ_WARMUP
+ * (commands one at a time before those are measured, default 3000), and
  * BENCH_CPU_PROF=<dir> to write a V8 CPU profile of the agent process, BENCH_HEAP_PROF=<dir>
  * a V8 sampling heap profile (what is live when it is written, by function),
  * BENCH_ALLOC_PROF=<file> a sampling profile of everything allocated (collected objects
- * included: what the GC has to deal with), BENCH_NODE_ARGS extra node flags for the agent
+ * included: what the GC has to deal with), BENCH_DUMP=<file> the unloaded run's spans (peer
+ * and agent timestamps, GC pauses) as JSON, BENCH_ECHO_SPIN_MS=<ms> an echo that first
+ * busy-waits that long (as slow as the agent's turnaround), BENCH_NODE_ARGS extra node
+ * flags for the agent
  * (e.g. `--trace-gc`, which NODE_OPTIONS does not take). The agent's own
  * settings pass through: LATCHKEY_VERIFY_WORKERS, LATCHKEY_HEAP_GROWING_PERCENT.
  */
@@ -40,6 +50,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { readdirSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -69,6 +80,8 @@ function imageNodeOptions(): string {
 const BURST = Number(process.env.BENCH_BURST ?? 20_000);
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 2_000);
 const WARMUP = 1_000;
+/** Commands sent one at a time before the unloaded latency is measured (BENCH_SEQ_WARMUP). */
+const SEQ_WARMUP = Number(process.env.BENCH_SEQ_WARMUP ?? 3_000);
 
 // ---------------------------------------------------------------------------------------
 // child: the agent
@@ -78,8 +91,8 @@ const WARMUP = 1_000;
  * its send of the result), served to the parent over IPC: what the agent's own code and
  * event loop take, without the loopback hops and the wake-ups of either process.
  */
-function timeInsideAgent(): () => [number, number][] {
-  const spans: [number, number][] = [];
+function timeInsideAgent(): () => [number, number, number][] {
+  const spans: [number, number, number][] = [];
   let arrived: number | undefined;
   const proto = WebSocket.prototype as unknown as {
     emit: (event: string | symbol, ...args: unknown[]) => boolean;
@@ -96,13 +109,38 @@ function timeInsideAgent(): () => [number, number][] {
     }
     return emit.call(this, event, ...args);
   };
+  let sentAt: number | undefined;
   proto.send = function (this: unknown, data, ...rest) {
     if (typeof data === 'string' && data.startsWith('{"type":"result"') && arrived !== undefined) {
-      const t0 = performance.timeOrigin + arrived;
-      spans.push([t0, performance.timeOrigin + performance.now()]);
-      arrived = undefined;
+      sentAt = performance.now();
     }
     send.call(this, data, ...rest);
+  };
+  const sock = Socket.prototype as unknown as {
+    _writev: (...a: unknown[]) => unknown;
+    _write: (...a: unknown[]) => unknown;
+  };
+  const wv = sock._writev;
+  const w = sock._write;
+  const atWrite = (): void => {
+    if (sentAt !== undefined && arrived !== undefined) {
+      const now = performance.now();
+      spans.push([
+        performance.timeOrigin + arrived,
+        performance.timeOrigin + sentAt,
+        performance.timeOrigin + now,
+      ]);
+      arrived = undefined;
+      sentAt = undefined;
+    }
+  };
+  sock._writev = function (this: unknown, ...a: unknown[]) {
+    atWrite();
+    return wv.apply(this, a);
+  };
+  sock._write = function (this: unknown, ...a: unknown[]) {
+    atWrite();
+    return w.apply(this, a);
   };
   return () => spans.splice(0);
 }
@@ -134,6 +172,7 @@ function reportGcOverIpc(): void {
 
 /** The echo reference: a bare WebSocket peer that answers each command at once. */
 async function echoChild(): Promise<void> {
+  const spinMs = Number(process.env.BENCH_ECHO_SPIN_MS ?? 0);
   const ws = new WebSocket(process.env.LATCHKEY_CONTROL_PLANE_URL ?? '', {
     headers: { authorization: `Bearer ${process.env.LATCHKEY_CONNECTOR_TOKEN ?? ''}` },
     perMessageDeflate: false,
@@ -145,6 +184,10 @@ async function echoChild(): Promise<void> {
       envelope?: { id: string };
     };
     if (msg.type !== 'command' || msg.envelope === undefined) return;
+    const until = performance.now() + spinMs;
+    while (performance.now() < until) {
+      // busy: as long as the agent's median turnaround
+    }
     ws.send(
       JSON.stringify({
         type: 'result',
@@ -245,9 +288,15 @@ function rssKb(pid: number): { rss: number; hwm: number } {
  * each of the others by `name:tid` (Node 20 names them all `node`; the signature worker is
  * the one with most CPU, V8's GC helpers the next).
  */
-function cpuMs(pid: number): { main: number; others: number; byName: Map<string, number> } {
+function cpuMs(pid: number): {
+  main: number;
+  mainSys: number;
+  others: number;
+  byName: Map<string, number>;
+} {
   const tick = 1000 / 100; // USER_HZ
   let main = 0;
+  let mainSys = 0;
   let others = 0;
   const byName = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
@@ -260,24 +309,27 @@ function cpuMs(pid: number): { main: number; others: number; byName: Map<string,
     const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ms = (Number(f[11]) + Number(f[12])) * tick; // utime + stime
-    if (tid === String(pid)) main += ms;
-    else {
+    if (tid === String(pid)) {
+      main += ms;
+      mainSys += Number(f[12]) * tick;
+    } else {
       others += ms;
       byName.set(`${name}:${tid}`, ms);
     }
   }
-  return { main, others, byName };
+  return { main, mainSys, others, byName };
 }
 
 /** The agent child's GC pauses since the last call (over IPC). */
-function gcPauses(
-  agent: ChildProcess,
-): Promise<{ gc: { at: number; ms: number; kind: number }[]; inside: [number, number][] }> {
+function gcPauses(agent: ChildProcess): Promise<{
+  gc: { at: number; ms: number; kind: number }[];
+  inside: [number, number, number][];
+}> {
   return new Promise((resolve) => {
     const on = (m: unknown): void => {
       const r = m as {
         gc?: { at: number; ms: number; kind: number }[];
-        inside?: [number, number][];
+        inside?: [number, number, number][];
       };
       if (r.gc === undefined) return;
       agent.off('message', on);
@@ -539,7 +591,7 @@ function peerGcPauses(): { stop: () => { at: number; ms: number }[] } {
  */
 function attributeTail(
   spans: [number, number][],
-  inside: [number, number][],
+  inside: [number, number, number][],
   agentGc: { at: number; ms: number }[],
   peerGc: { at: number; ms: number }[],
 ): string[] {
@@ -550,18 +602,24 @@ function attributeTail(
   }
   const overlaps = (p: { at: number; ms: number }[], a: number, b: number): boolean =>
     p.some((g) => g.at < b && g.at + g.ms > a);
-  const parts = { before: [] as number[], inside: [] as number[], after: [] as number[] };
-  const largest = { before: 0, inside: 0, after: 0 };
+  const parts = {
+    before: [] as number[],
+    inside: [] as number[],
+    toWrite: [] as number[],
+    after: [] as number[],
+  };
+  const largest = { before: 0, inside: 0, toWrite: 0, after: 0 };
   let withAgentGc = 0;
   let withPeerGc = 0;
   let slow = 0;
   spans.forEach(([a, b], i) => {
     if (b - a < 1) return;
-    const [x, y] = inside[i] ?? [a, a];
+    const [x, s, y] = inside[i] ?? [a, a, a];
     slow += 1;
-    const part = { before: x - a, inside: y - x, after: b - y };
+    const part = { before: x - a, inside: s - x, toWrite: y - s, after: b - y };
     parts.before.push(part.before);
     parts.inside.push(part.inside);
+    parts.toWrite.push(part.toWrite);
     parts.after.push(part.after);
     const top = (Object.keys(part) as (keyof typeof part)[]).reduce((m, k) =>
       part[k] > part[m] ? k : m,
@@ -578,8 +636,8 @@ function attributeTail(
       ),
     );
   return [
-    `  tail attribution (${slow} commands ≥ 1 ms): largest part before the agent read the frame ${largest.before}, inside the agent ${largest.inside}, after it wrote the result ${largest.after}`,
-    `    medians of those: before ${med(parts.before)}, inside ${med(parts.inside)}, after ${med(parts.after)}; overlapping a GC pause of the agent ${withAgentGc}, of the peer ${withPeerGc}`,
+    `  tail attribution (${slow} commands ≥ 1 ms): largest part before the agent read the frame ${largest.before}, inside the agent until it sent the result ${largest.inside}, from that send to its socket write ${largest.toWrite}, after the write ${largest.after}`,
+    `    medians of those: before ${med(parts.before)}, inside ${med(parts.inside)}, to the write ${med(parts.toWrite)}, after ${med(parts.after)}; overlapping a GC pause of the agent ${withAgentGc}, of the peer ${withPeerGc}`,
   ];
 }
 
@@ -655,15 +713,32 @@ async function parent(): Promise<void> {
     for (const f of warm) cp.send(f.frame);
     await arrivals.all(warm.map((f) => f.id));
 
+    // Warm-up one at a time: a command that arrives alone is checked inline (see
+    // VerifierPool), a path the burst above does not take. Until V8 has optimized it, its
+    // compiler threads run next to the agent and the peer (about 120 µs of CPU per
+    // command here) and the tail shows that, not a warm agent. Measured and printed too.
+    const jitWarm = await oneAtATime(cp, frames(SEQ_WARMUP, connectorId, signing));
+    const jitLat = [...jitWarm.lat].sort((a, b) => a - b);
+
     // unloaded latency
     const seq = frames(SEQUENTIAL, connectorId, signing);
     await gcPauses(agent); // forget the warm-up's
     const peerGc = peerGcPauses();
+    const seqCpu0 = cpuMs(pid);
     const { lat: seqLat, spans } = await oneAtATime(cp, seq);
+    const seqCpu1 = cpuMs(pid);
+    const seqThreads = [...seqCpu1.byName]
+      .map(([name, t]) => [name, t - (seqCpu0.byName.get(name) ?? 0)] as const)
+      .filter(([, t]) => t > 0)
+      .sort((a, b) => b[1] - a[1]);
     const peerPauses = peerGc.stop();
     const { gc, inside: insideSpans } = await gcPauses(agent);
-    const inside = insideSpans.map(([x, y]) => y - x).sort((a, b) => a - b);
+    const inside = insideSpans.map(([x, , y]) => y - x).sort((a, b) => a - b);
     const tailParts = attributeTail(spans, insideSpans, gc, peerPauses);
+    if (process.env.BENCH_DUMP) {
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(process.env.BENCH_DUMP, JSON.stringify({ spans, insideSpans, gc, peerPauses }));
+    }
     const slow = spans.filter(([a, b]) => b - a >= 1);
     const slowWithGc = slow.filter(([a, b]) => gc.some((g) => g.at < b && g.at + g.ms > a));
     const gcInSeq = gc.filter((g) => g.at >= (spans[0]?.[0] ?? 0));
@@ -719,12 +794,18 @@ async function parent(): Promise<void> {
       `  unloaded latency (${SEQUENTIAL} one at a time)  p50 ${ms(percentile(lat, 50))}  p99 ${ms(percentile(lat, 99))}  max ${ms(lat[lat.length - 1] ?? NaN)}  (target p99 < 2 ms)`,
     );
     for (const line of histogram(lat, 0.25, 8)) console.log(line);
+    console.log(
+      `  before it, the first ${SEQ_WARMUP} one at a time after start and burst warm-up (V8 still optimizing that path)  p50 ${ms(percentile(jitLat, 50))}  p99 ${ms(percentile(jitLat, 99))}  max ${ms(jitLat[jitLat.length - 1] ?? NaN)}`,
+    );
     const gcMs = gcInSeq.reduce((n, g) => n + g.ms, 0);
     const gcMax = gcInSeq.reduce((n, g) => Math.max(n, g.ms), 0);
     console.log(
       `  tail: ${slow.length} commands ≥ 1 ms, ${slowWithGc.length} of them during an agent GC pause (${gcInSeq.length} pauses, ${gcMs.toFixed(1)} ms in all, longest ${gcMax.toFixed(2)} ms)`,
     );
     for (const line of tailParts) console.log(line);
+    console.log(
+      `  CPU per command one at a time: agent main thread ${(((seqCpu1.main - seqCpu0.main) * 1000) / SEQUENTIAL).toFixed(0)} µs (in the kernel ${(((seqCpu1.mainSys - seqCpu0.mainSys) * 1000) / SEQUENTIAL).toFixed(0)} µs); other threads (name:tid) ${seqThreads.map(([n, t]) => `${n} ${((t * 1000) / SEQUENTIAL).toFixed(0)} µs`).join(', ')}`,
+    );
     console.log(
       `  inside the agent (command frame read → result frame written), same commands  p50 ${ms(percentile(inside, 50))}  p99 ${ms(percentile(inside, 99))}  max ${ms(inside[inside.length - 1] ?? NaN)}`,
     );
