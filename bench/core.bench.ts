@@ -87,9 +87,11 @@ const SEQ_WARMUP = Number(process.env.BENCH_SEQ_WARMUP ?? 3_000);
 // child: the agent
 
 /**
- * Time spent inside the agent per command (its socket's 'message' event for a command →
- * its send of the result), served to the parent over IPC: what the agent's own code and
- * event loop take, without the loopback hops and the wake-ups of either process.
+ * Time spent inside the agent per command, as [its socket's 'message' event for a command,
+ * its send of the result, the socket write that carries the result] (epoch ms), served to
+ * the parent over IPC: what the agent's own code and event loop take (and how long the
+ * result waited in the corked socket), without the loopback hops and the wake-ups of
+ * either process.
  */
 function timeInsideAgent(): () => [number, number, number][] {
   const spans: [number, number, number][] = [];
