@@ -272,8 +272,9 @@ export async function runMysqlBench(
       permission: 'read',
     });
 
-    // Interleaved rounds (driver, direct, driver, …) so that load from elsewhere on the
-    // machine hits both paths alike; each path's best round is reported.
+    // Interleaved rounds (each path once per round, in an order that rotates) so that
+    // load from elsewhere on the machine hits the paths alike; each path's best round is
+    // reported.
     // The driver's own client options (charset, no stack capture per statement, …): only
     // the agent's work differs between the two paths, not mysql2's.
     const direct = mysql.createPool({
@@ -298,48 +299,49 @@ export async function runMysqlBench(
       namesOf(prefix, recorded.email, recorded.grantId),
     );
     const perRound = Math.max(1, Math.ceil(pairs / rounds));
-    let driverSeconds = Infinity;
-    let directSeconds = Infinity;
-    let dispatcherSeconds = Infinity;
     const cpu = { dispatcher: Infinity, driver: Infinity, direct: Infinity };
-    for (let round = 0; round < rounds; round++) {
-      const ids = Array.from({ length: perRound }, (_, i) => `${round}_${i}`);
-      const last = round === rounds - 1; // profiled when LATCHKEY_BENCH_PROFILE_DIR is set
-      const pt = await pool(
-        ids,
-        concurrency,
-        async (i) => {
+    // The three paths, run in an order that rotates from round to round (as the
+    // postgres bench does), so that none always follows the same path or takes the same
+    // place in a round.
+    const paths = [
+      {
+        name: 'dispatcher',
+        run: async (i: string): Promise<void> => {
           const p = { grantId: `q${i}`, grantee: { email: `q${i}@${run}.io` }, resources };
           await send('grant', { ...p, permission: 'read' });
           await send('revoke', { ...p, permission: 'read' });
         },
-        last ? 'mysql-dispatcher' : undefined,
-      );
-      dispatcherSeconds = Math.min(dispatcherSeconds, pt);
-      cpu.dispatcher = Math.min(cpu.dispatcher, lastCpuMs);
-      const dt = await pool(
-        ids,
-        concurrency,
-        async (i) => {
+      },
+      {
+        name: 'driver',
+        run: async (i: string): Promise<void> => {
           const grantee = { email: `d${i}@${run}.io` };
           await driver.grant(ctx(), { grantId: `d${i}`, grantee, resources, permission: 'read' });
           await driver.revoke(ctx(), { grantId: `d${i}`, grantee, resources, permission: 'read' });
         },
-        last ? 'mysql-driver' : undefined,
-      );
-      driverSeconds = Math.min(driverSeconds, dt);
-      cpu.driver = Math.min(cpu.driver, lastCpuMs);
-      const xt = await pool(
-        ids,
-        concurrency,
-        async (i) => {
+      },
+      {
+        name: 'direct',
+        run: async (i: string): Promise<void> => {
           await replaySql(workload(`x${i}@${run}.io`, `x${i}`), openDirect);
         },
-        last ? 'mysql-direct' : undefined,
-      );
-      directSeconds = Math.min(directSeconds, xt);
-      cpu.direct = Math.min(cpu.direct, lastCpuMs);
+      },
+    ] as const;
+    const seconds = { dispatcher: Infinity, driver: Infinity, direct: Infinity };
+    for (let round = 0; round < rounds; round++) {
+      const ids = Array.from({ length: perRound }, (_, i) => `${round}_${i}`);
+      const last = round === rounds - 1; // profiled when LATCHKEY_BENCH_PROFILE_DIR is set
+      for (let k = 0; k < paths.length; k++) {
+        const path = paths[(round + k) % paths.length];
+        if (path === undefined) continue;
+        const t = await pool(ids, concurrency, path.run, last ? `mysql-${path.name}` : undefined);
+        seconds[path.name] = Math.min(seconds[path.name], t);
+        cpu[path.name] = Math.min(cpu[path.name], lastCpuMs);
+      }
     }
+    const dispatcherSeconds = seconds.dispatcher;
+    const driverSeconds = seconds.driver;
+    const directSeconds = seconds.direct;
     const directSteps = workload(`xc@${run}.io`, 'xc');
     const directTally = await countSql(() => replaySql(directSteps, openDirect));
     await direct.end();
