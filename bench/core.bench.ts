@@ -41,7 +41,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createPublicKey, randomUUID, sign, verify } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { IncomingMessage } from 'node:http';
@@ -321,6 +321,21 @@ function cpuMs(pid: number): {
   }
   return { main, mainSys, others, byName };
 }
+
+/** The agent's other threads' CPU (ms) between two `cpuMs` readings, busiest first. */
+function threadDeltas(
+  before: ReturnType<typeof cpuMs>,
+  after: ReturnType<typeof cpuMs>,
+): (readonly [string, number])[] {
+  return [...after.byName]
+    .map(([name, t]) => [name, t - (before.byName.get(name) ?? 0)] as const)
+    .filter(([, t]) => t > 0)
+    .sort((a, b) => b[1] - a[1]);
+}
+
+/** CPU milliseconds spread over `commands`, as µs per command. */
+const perCommand = (ms: number, commands: number): string =>
+  `${((ms * 1000) / commands).toFixed(0)} µs`;
 
 /** The agent child's GC pauses since the last call (over IPC). */
 function gcPauses(agent: ChildProcess): Promise<{
@@ -729,16 +744,12 @@ async function parent(): Promise<void> {
     const seqCpu0 = cpuMs(pid);
     const { lat: seqLat, spans } = await oneAtATime(cp, seq);
     const seqCpu1 = cpuMs(pid);
-    const seqThreads = [...seqCpu1.byName]
-      .map(([name, t]) => [name, t - (seqCpu0.byName.get(name) ?? 0)] as const)
-      .filter(([, t]) => t > 0)
-      .sort((a, b) => b[1] - a[1]);
+    const seqThreads = threadDeltas(seqCpu0, seqCpu1);
     const peerPauses = peerGc.stop();
     const { gc, inside: insideSpans } = await gcPauses(agent);
     const inside = insideSpans.map(([x, , y]) => y - x).sort((a, b) => a - b);
     const tailParts = attributeTail(spans, insideSpans, gc, peerPauses);
     if (process.env.BENCH_DUMP) {
-      const { writeFileSync } = await import('node:fs');
       writeFileSync(process.env.BENCH_DUMP, JSON.stringify({ spans, insideSpans, gc, peerPauses }));
     }
     const slow = spans.filter(([a, b]) => b - a >= 1);
@@ -760,7 +771,7 @@ async function parent(): Promise<void> {
     const tEnd = Math.max(...burst.map((f) => arrivals.time(f.id)));
     const cpuAgent1 = cpuMs(pid);
     const cpuPeer = process.cpuUsage(cpuPeer0);
-    const perCmd = (ms: number): string => `${((ms * 1000) / BURST).toFixed(0)} µs`;
+    const perCmd = (ms: number): string => perCommand(ms, BURST);
     const agentMainMs = cpuAgent1.main - cpuAgent0.main;
     const agentOtherMs = cpuAgent1.others - cpuAgent0.others;
     const peerMs = (cpuPeer.user + cpuPeer.system) / 1000;
@@ -806,7 +817,7 @@ async function parent(): Promise<void> {
     );
     for (const line of tailParts) console.log(line);
     console.log(
-      `  CPU per command one at a time: agent main thread ${(((seqCpu1.main - seqCpu0.main) * 1000) / SEQUENTIAL).toFixed(0)} µs (in the kernel ${(((seqCpu1.mainSys - seqCpu0.mainSys) * 1000) / SEQUENTIAL).toFixed(0)} µs); other threads (name:tid) ${seqThreads.map(([n, t]) => `${n} ${((t * 1000) / SEQUENTIAL).toFixed(0)} µs`).join(', ')}`,
+      `  CPU per command one at a time: agent main thread ${perCommand(seqCpu1.main - seqCpu0.main, SEQUENTIAL)} (in the kernel ${perCommand(seqCpu1.mainSys - seqCpu0.mainSys, SEQUENTIAL)}); other threads (name:tid) ${seqThreads.map(([n, t]) => `${n} ${perCommand(t, SEQUENTIAL)}`).join(', ')}`,
     );
     console.log(
       `  inside the agent (command frame read → result frame written), same commands  p50 ${ms(percentile(inside, 50))}  p99 ${ms(percentile(inside, 99))}  max ${ms(inside[inside.length - 1] ?? NaN)}`,
@@ -832,10 +843,7 @@ async function parent(): Promise<void> {
     console.log(
       `  CPU per command in the burst: agent main thread ${perCmd(agentMainMs)}, agent other threads ${perCmd(agentOtherMs)}, peer ${perCmd(peerMs)}; one raw verify ${(1e6 / verifyCpuRate).toFixed(0)} µs of CPU`,
     );
-    const threads = [...cpuAgent1.byName]
-      .map(([name, t]) => [name, t - (cpuAgent0.byName.get(name) ?? 0)] as const)
-      .filter(([, t]) => t > 0)
-      .sort((a, b) => b[1] - a[1]);
+    const threads = threadDeltas(cpuAgent0, cpuAgent1);
     console.log(
       `    agent other threads, each (name:tid): ${threads.map(([n, t]) => `${n} ${perCmd(t)}`).join(', ')}`,
     );

@@ -339,18 +339,15 @@ export async function runMysqlBench(
         cpu[path.name] = Math.min(cpu[path.name], lastCpuMs);
       }
     }
-    const dispatcherSeconds = seconds.dispatcher;
-    const driverSeconds = seconds.driver;
-    const directSeconds = seconds.direct;
     const directSteps = workload(`xc@${run}.io`, 'xc');
     const directTally = await countSql(() => replaySql(directSteps, openDirect));
     await direct.end();
     await dispatcher.drain(10_000);
     await registry.closeAll();
 
-    const dispatcherPairsPerSecond = perRound / dispatcherSeconds;
-    const driverPairsPerSecond = perRound / driverSeconds;
-    const directPairsPerSecond = perRound / directSeconds;
+    const dispatcherPairsPerSecond = perRound / seconds.dispatcher;
+    const driverPairsPerSecond = perRound / seconds.driver;
+    const directPairsPerSecond = perRound / seconds.direct;
     return {
       pairs: perRound * rounds,
       concurrency,
