@@ -22,6 +22,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { z } from 'zod';
+import { BoundedCache } from '../bounded-cache.js';
 import type { CredentialSealer } from '../drivers/driver.js';
 import { LatchkeyError } from '../errors.js';
 import { decodeBase64Any, privateKeyFromRaw, publicKeyFromRaw, rawPublicKey } from './der.js';
@@ -37,19 +38,10 @@ const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
  * of a seal, and a requester seals to the same key grant after grant. Bounded (the oldest
  * goes first); public keys only, so nothing secret is kept.
  */
-const RECIPIENT_CACHE_MAX = 256;
-const recipientCache = new Map<string, { key: KeyObject; raw: Buffer }>();
+const recipientCache = new BoundedCache<string, { key: KeyObject; raw: Buffer }>(256);
 
 function recipientPublicKey(recipientKey: string): { key: KeyObject; raw: Buffer } {
-  const cached = recipientCache.get(recipientKey);
-  if (cached !== undefined) return cached;
-  const parsed = parseRecipientPublicKey(recipientKey);
-  if (recipientCache.size >= RECIPIENT_CACHE_MAX) {
-    const oldest = recipientCache.keys().next();
-    if (oldest.done !== true) recipientCache.delete(oldest.value);
-  }
-  recipientCache.set(recipientKey, parsed);
-  return parsed;
+  return recipientCache.get(recipientKey, parseRecipientPublicKey);
 }
 
 function parseRecipientPublicKey(recipientKey: string): { key: KeyObject; raw: Buffer } {

@@ -17,7 +17,8 @@
 import { createHash } from 'node:crypto';
 import { LatchkeyError } from '../../errors.js';
 import type { GrantRecord, GrantRoleState, Row, SqlSession, SqlUserInfo } from '../sql/dialect.js';
-import { grantMarker } from '../sql/marker.js';
+import { BoundedCache } from '../../bounded-cache.js';
+import { grantMarker, grantRecordOf } from '../sql/marker.js';
 import { shortHash } from '../sql/username.js';
 import { mysqlErrno } from './errors.js';
 import { mysqlNativePasswordHash } from './password-hash.js';
@@ -29,7 +30,6 @@ import {
   quoteIdent,
   run,
   str,
-  grantRecordOf,
   type AccountSettings,
   type ExpiryContext,
   type FlavorOps,
@@ -40,19 +40,14 @@ import {
 export const MARIADB_NAME_LIMIT = 80;
 
 /** Default roles computed lately (a grant names its user's up to four times). */
-const defaultRoles = new Map<string, string>();
-const DEFAULT_ROLES_KEPT = 256;
+const defaultRoles = new BoundedCache<string, string>(256);
 
 /** The per-user default role (also the marker) of `user@host`. */
 export function mariadbDefaultRole(user: string, host: string, prefix: string): string {
-  const key = `${prefix}\0${user}@${host}`;
-  let name = defaultRoles.get(key);
-  if (name === undefined) {
-    name = `${prefix}d_${shortHash(`${user}@${host}`, 16)}`;
-    if (defaultRoles.size >= DEFAULT_ROLES_KEPT) defaultRoles.clear();
-    defaultRoles.set(key, name);
-  }
-  return name;
+  return defaultRoles.get(
+    `${prefix}\0${user}@${host}`,
+    () => `${prefix}d_${shortHash(`${user}@${host}`, 16)}`,
+  );
 }
 
 /** SHA-256 of a stored authentication string (the record never holds the hash itself). */
@@ -396,7 +391,7 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
       const first = rows[0];
       if (first === undefined) return { exists: false };
       const text = str(first, 'record');
-      const record = text === '' ? null : grantRecordOf(name, text);
+      const record = grantRecordOf(name, text, false);
       return record === null
         ? { exists: true, managed: false }
         : { exists: true, managed: true, record };
@@ -439,7 +434,7 @@ export function createMariadbOps(settings: AccountSettings): FlavorOps {
       sql += ' ORDER BY r.role';
       const rows = await readMeta(() => run(session, { sql, values }), []);
       return rows
-        .map((r) => grantRecordOf(str(r, 'role'), str(r, 'record')))
+        .map((r) => grantRecordOf(str(r, 'role'), str(r, 'record'), false))
         .filter(
           (g): g is GrantRecord =>
             g !== null && (username === undefined || g.username === username),

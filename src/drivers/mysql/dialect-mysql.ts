@@ -19,14 +19,13 @@
  */
 import { LatchkeyError } from '../../errors.js';
 import type { GrantRecord, GrantRoleState, SqlSession, SqlUserInfo } from '../sql/dialect.js';
-import { grantMarker, parseUserMarker, userMarker } from '../sql/marker.js';
+import { grantMarker, grantRecordOf, parseUserMarker, userMarker } from '../sql/marker.js';
 import { cachingSha2PasswordHash } from './password-hash.js';
 import { mysqlErrno } from './errors.js';
 import {
   bodyLiteral,
   eventTime,
   expiryEventName,
-  grantRecordOf,
   likePrefix,
   quoteIdent,
   run,
@@ -231,7 +230,7 @@ export function createMysqlOps(settings: AccountSettings): FlavorOps {
       });
       const first = rows[0];
       if (first === undefined) return { exists: false };
-      const record = grantRecordOf(name, str(first, 'attribute'));
+      const record = grantRecordOf(name, str(first, 'attribute'), false);
       return record === null
         ? { exists: true, managed: false }
         : { exists: true, managed: true, record };
@@ -263,7 +262,7 @@ export function createMysqlOps(settings: AccountSettings): FlavorOps {
         values: [likePrefix(`${prefix}g_`)],
       });
       return rows
-        .map((r) => grantRecordOf(str(r, 'role'), str(r, 'attribute')))
+        .map((r) => grantRecordOf(str(r, 'role'), str(r, 'attribute'), false))
         .filter(
           (g): g is GrantRecord =>
             g !== null && (username === undefined || g.username === username),

@@ -16,7 +16,6 @@
  *   it is a row of `<metaDatabase>.grants`, keyed by the role name.
  */
 import { LatchkeyError } from '../../errors.js';
-import { parseGrantMarker } from '../sql/marker.js';
 import { shortHash } from '../sql/username.js';
 import type { GrantRecord, GrantRoleState, Row, SqlSession, SqlUserInfo } from '../sql/dialect.js';
 
@@ -240,35 +239,6 @@ export function str(row: Row, key: string): string {
   if (Buffer.isBuffer(v)) return v.toString('utf8');
   if (typeof v === 'number' || typeof v === 'bigint') return String(v);
   return '';
-}
-
-/** Grant records read lately, by role and record text (frozen: shared between calls). */
-const grantRecords = new Map<string, GrantRecord | null>();
-const GRANT_RECORDS_KEPT = 512;
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-}
-
-/**
- * The grant record in a role's record text (`parseGrantMarker`), or null when it is not
- * ours. A revoke reads the same record three times and every read validated it again
- * (JSON, zod): the result is kept, by the exact role and text, for the next reads.
- */
-export function grantRecordOf(role: string, text: string): GrantRecord | null {
-  if (text === '') return null;
-  const key = `${role}\0${text}`;
-  let record = grantRecords.get(key);
-  if (record === undefined) {
-    record = deepFreeze(parseGrantMarker(role, text, false));
-    if (grantRecords.size >= GRANT_RECORDS_KEPT) grantRecords.clear();
-    grantRecords.set(key, record);
-  }
-  return record;
 }
 
 /** Runs one statement on a session. */

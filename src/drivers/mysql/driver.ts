@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import mysql from 'mysql2/promise';
+import { BoundedCache } from '../../bounded-cache.js';
 import { LatchkeyError, isLatchkeyError } from '../../errors.js';
 import type {
   CheckOutput,
@@ -145,27 +146,22 @@ export function createMysqlDriver(
    * command carries its integration, and parsing it (zod) and hashing it cost more than
    * reading the cache. Keyed by the whole text, so a changed config is parsed afresh.
    */
-  const parsed = new Map<string, Omit<Resolved, 'key'> & { fingerprint: string }>();
+  const parsed = new BoundedCache<string, Omit<Resolved, 'key'> & { fingerprint: string }>(
+    PARSED_INTEGRATIONS,
+  );
 
   function parse(integration: Integration): Omit<Resolved, 'key'> & { fingerprint: string } {
     const pooled = JSON.stringify({ c: integration.config, s: integration.secret ?? null });
     const text = `${pooled}\n${JSON.stringify(integration.settings ?? null)}`;
-    let p = parsed.get(text);
-    if (p === undefined) {
+    return parsed.get(text, () => {
       const config: MysqlConfig = Object.freeze({
         ...parseMysqlConfig(integration.config),
         ...(services.caBundle === undefined ? {} : { extraCa: services.caBundle }),
       });
       const settings = parseMysqlSettings(integration.settings);
       const fingerprint = createHash('sha256').update(pooled).digest('hex').slice(0, 16);
-      p = { config, settings, fingerprint };
-      if (parsed.size >= PARSED_INTEGRATIONS) {
-        const oldest = parsed.keys().next();
-        if (oldest.done !== true) parsed.delete(oldest.value);
-      }
-      parsed.set(text, p);
-    }
-    return p;
+      return { config, settings, fingerprint };
+    });
   }
 
   function resolve(integration: Integration): Resolved {

@@ -3,6 +3,7 @@
  * (dialect-mysql.ts, dialect-mariadb.ts). An instance is built per integration, since the
  * account host and the MariaDB metadata database come from its config.
  */
+import { BoundedCache } from '../../bounded-cache.js';
 import { LatchkeyError } from '../../errors.js';
 import type {
   CreateUserSpec,
@@ -89,19 +90,11 @@ export function privilegesFor(permission: SqlPermission): readonly string[] {
 }
 
 /** Lock names computed lately (a revoke takes its user's lock twice). */
-const lockNames = new Map<string, string>();
-const LOCK_NAMES_KEPT = 256;
+const lockNames = new BoundedCache<string, string>(256);
 
 /** The GET_LOCK name of an account (at most 64 characters, as the server requires). */
 export function userLockName(user: string, host: string): string {
-  const account = `${user}@${host}`;
-  let name = lockNames.get(account);
-  if (name === undefined) {
-    name = `latchkey:u:${shortHash(account, 40)}`;
-    if (lockNames.size >= LOCK_NAMES_KEPT) lockNames.clear();
-    lockNames.set(account, name);
-  }
-  return name;
+  return lockNames.get(`${user}@${host}`, (account) => `latchkey:u:${shortHash(account, 40)}`);
 }
 
 /** errno of KILL for a thread that is already gone. */

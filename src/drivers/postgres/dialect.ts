@@ -27,7 +27,7 @@ import {
   grantMarker,
   isUserMarker,
   minimalGrantMarker,
-  parseGrantMarker,
+  grantRecordOf,
   parseMinimalGrantMarker,
   parseUserMarker,
   userMarker,
@@ -530,10 +530,9 @@ export class PostgresDialect implements SqlDialect {
     marker: string | undefined,
     journal: Map<string, string>,
   ): Promise<GrantRecord | null> {
-    const old = parseGrantMarker(role, marker, this.hasSchemas);
-    if (old !== null) return old;
-    if (!parseMinimalGrantMarker(marker)) return null;
-    const fromJournal = parseGrantMarker(role, journal.get(role), this.hasSchemas);
+    // The marker is minimal (v2, the record in the journal) unless the role predates it.
+    if (!parseMinimalGrantMarker(marker)) return grantRecordOf(role, marker, this.hasSchemas);
+    const fromJournal = grantRecordOf(role, journal.get(role), this.hasSchemas);
     if (fromJournal !== null) return fromJournal;
     const members = await scope.session.query(
       `SELECT u.rolname, shobj_description(u.oid, 'pg_authid') AS marker

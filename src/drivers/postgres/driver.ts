@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import { BoundedCache } from '../../bounded-cache.js';
 import { LatchkeyError, isLatchkeyError } from '../../errors.js';
 import type {
   CheckOutput,
@@ -105,6 +106,32 @@ export class PostgresDriver implements Driver {
     return parsePostgresConfig(integration);
   }
 
+  /** Configs parsed lately, by the integration's text (`configOf`). */
+  private readonly configs = new BoundedCache<string, PostgresConfig>(64);
+  /**
+   * Connection-spec fingerprints by config object and user (`specKey`): a config from
+   * `configs` stands for one integration text (type, secret and all), so its fingerprint
+   * for a user never changes.
+   */
+  private readonly fingerprints = new WeakMap<PostgresConfig, Map<string, string>>();
+
+  /**
+   * `parseConfig`, kept by the integration's text: every command carries its integration,
+   * and validating it again (zod) cost more than the rest of a grant's own work in the agent.
+   * A changed config is another text, parsed afresh; a config naming `caBundleFile` is
+   * parsed every time, so the file is read again and a replaced bundle is used at once.
+   */
+  protected configOf(integration: Integration): PostgresConfig {
+    if (integration.config.caBundleFile !== undefined) return this.parseConfig(integration);
+    const text = JSON.stringify([
+      integration.type,
+      integration.config,
+      integration.secret ?? null,
+      integration.settings ?? null,
+    ]);
+    return this.configs.get(text, () => this.parseConfig(integration));
+  }
+
   private rdsTokens(): RdsAuthTokenProvider {
     this.tokenProvider ??= this.options.rdsTokenProvider ?? createRdsAuthTokenProvider({});
     return this.tokenProvider;
@@ -116,23 +143,32 @@ export class PostgresDriver implements Driver {
   }
 
   protected specKey(integration: Integration, cfg: PostgresConfig, user: string): string {
-    const fingerprint = createHash('sha256')
-      .update(
-        JSON.stringify([
-          integration.type,
-          cfg.host,
-          cfg.port,
-          cfg.sslMode,
-          cfg.ca ?? '',
-          cfg.authType,
-          cfg.assumeRoleArn ?? '',
-          user,
-          integration.secret ?? null,
-          cfg.maxConnections,
-        ]),
-      )
-      .digest('hex')
-      .slice(0, 16);
+    let byUser = this.fingerprints.get(cfg);
+    if (byUser === undefined) {
+      byUser = new Map();
+      this.fingerprints.set(cfg, byUser);
+    }
+    let fingerprint = byUser.get(user);
+    if (fingerprint === undefined) {
+      fingerprint = createHash('sha256')
+        .update(
+          JSON.stringify([
+            integration.type,
+            cfg.host,
+            cfg.port,
+            cfg.sslMode,
+            cfg.ca ?? '',
+            cfg.authType,
+            cfg.assumeRoleArn ?? '',
+            user,
+            integration.secret ?? null,
+            cfg.maxConnections,
+          ]),
+        )
+        .digest('hex')
+        .slice(0, 16);
+      byUser.set(user, fingerprint);
+    }
     return `${integration.id}\u0000${fingerprint}`;
   }
 
@@ -216,7 +252,7 @@ export class PostgresDriver implements Driver {
     fn: (scope: SqlScope, cfg: PostgresConfig, conn: PgConnection) => Promise<T>,
   ): Promise<T> {
     return mapped(this.dialect, ctx.signal, async () => {
-      const cfg = this.parseConfig(ctx.integration);
+      const cfg = this.configOf(ctx.integration);
       const conn = await this.connection(ctx, cfg);
       try {
         return await this.pools.withSession(
@@ -401,7 +437,7 @@ export class PostgresDriver implements Driver {
 
   protected async rotateServiceAccount(ctx: CallContext): Promise<RotateOutput> {
     return mapped(this.dialect, ctx.signal, async () => {
-      const cfg = this.parseConfig(ctx.integration);
+      const cfg = this.configOf(ctx.integration);
       if (cfg.authType === 'iam-auth') {
         throw new LatchkeyError(
           'E_UNSUPPORTED',

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { ResourceRef } from '../../protocol/messages.js';
 import { parseJsonBounded } from '../../protocol/json-depth.js';
+import { BoundedCache } from '../../bounded-cache.js';
 import type { GrantRecord } from './dialect.js';
 import { parsePermission, parseResource, permissionString, resourceIdOf } from './resources.js';
 
@@ -105,6 +106,32 @@ export function parseGrantMarker(
   } catch {
     return null;
   }
+}
+
+/** Grant records read lately, by dialect, role and record text (frozen: shared between calls). */
+const grantRecords = new BoundedCache<string, GrantRecord | null>(512);
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * `parseGrantMarker`, kept by the exact role and text: a revoke reads the same record up to
+ * three times and every read validated it again (JSON, zod). The record is frozen.
+ */
+export function grantRecordOf(
+  role: string,
+  text: string | null | undefined,
+  hasSchemas: boolean,
+): GrantRecord | null {
+  if (!text) return null;
+  return grantRecords.get(`${hasSchemas ? 's' : '-'}\0${role}\0${text}`, () =>
+    deepFreeze(parseGrantMarker(role, text, hasSchemas)),
+  );
 }
 
 // ---------------------------------------------------------------------------------------
