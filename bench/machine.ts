@@ -2,6 +2,7 @@
  * What every benchmark prints next to its figures: the machine's load at that moment
  * (the development machine is shared, so a figure means little without it).
  */
+import { readFileSync } from 'node:fs';
 import { loadavg, cpus } from 'node:os';
 
 /** `load average 1.23, 2.34, 3.45 (2 cores)`, as `uptime` shows it. */
@@ -42,3 +43,50 @@ export const BENCH_TIMEOUTS_MS = {
   cleanup: 60_000,
   check: 60_000,
 } as const;
+
+/**
+ * CPU time (ms, user + system) of a local process: all its threads, and with `tree` also
+ * its live children and the children it has reaped (a PostgreSQL postmaster: every
+ * backend, including those of connections closed meanwhile). Undefined when /proc cannot
+ * tell (another machine, another OS, no permission): the benches then print no such figure.
+ */
+export function processCpuMs(pid: number, tree = false): number | undefined {
+  const tick = 1000 / 100; // USER_HZ
+  const fields = (p: number | string): string[] | undefined => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    } catch {
+      return undefined;
+    }
+  };
+  const own = fields(pid);
+  if (own === undefined) return undefined;
+  // utime, stime; then cutime, cstime (reaped children)
+  let ticks = Number(own[11]) + Number(own[12]);
+  if (tree) {
+    ticks += Number(own[13]) + Number(own[14]);
+    let children: string[] = [];
+    try {
+      children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/);
+    } catch {
+      return undefined;
+    }
+    for (const c of children.filter(Boolean)) {
+      const f = fields(c);
+      if (f !== undefined) ticks += Number(f[11]) + Number(f[12]);
+    }
+  }
+  return Number.isFinite(ticks) ? ticks * tick : undefined;
+}
+
+/** The parent process id of a local process, undefined when /proc cannot tell. */
+export function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isInteger(ppid) && ppid > 1 ? ppid : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -4,7 +4,7 @@
  * mysql2 at the same concurrency; and what one grant and one revoke send (round trips and
  * statements, counted by wrapping mysql2's query functions: bench/sql-count.ts).
  *
- *   npx tsx bench/mysql.bench.ts [pairs=200] [concurrency=4] [rounds=4]
+ *   npx tsx bench/mysql.bench.ts [pairs=600] [concurrency=4] [rounds=6]
  *
  * Each pair is a first grant (new user, default role, grant role and record) and the
  * revoke of that last grant (lock, session scan, role drop). The direct path replays the
@@ -15,11 +15,17 @@
  * says what the agent's own work costs (target ≥ 0.9), never different SQL. Server: LATCHKEY_TEST_MYSQL_URL or
  * mysql://root@127.0.0.1:3306. Everything created is dropped at the end.
  *
+ * `pairs` are split into `rounds` interleaved rounds; each path's best round is its
+ * figure, and the Dispatcher/direct ratio of every round is printed too (the spread says
+ * how far one run's figure can be trusted). With the server on this machine, its CPU per
+ * pair is printed as well (on two cores it is much of the work).
+ *
  * LATCHKEY_BENCH_PROFILE_DIR=<dir>: a V8 CPU profile of each path's last round,
  * `<dir>/mysql-{dispatcher,driver,direct}.cpuprofile` (that round is slower; the figures
  * are the best rounds).
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
@@ -42,7 +48,7 @@ import { generatePassword } from '../src/drivers/sql/password.js';
 import { tableId } from '../src/drivers/sql/resources.js';
 import { deriveUsername, grantRoleName } from '../src/drivers/sql/username.js';
 import { createSealer } from '../src/protocol/seal.js';
-import { BENCH_TIMEOUTS_MS, loadLine } from './machine.js';
+import { BENCH_TIMEOUTS_MS, loadLine, processCpuMs } from './machine.js';
 import {
   assertSubstituted,
   countSql,
@@ -73,6 +79,10 @@ export interface MysqlBenchReport {
   load: { start: string; end: string };
   /** This process's CPU time per pair (ms), lowest round of each path. */
   cpuMsPerPair: { dispatcher: number; driver: number; direct: number };
+  /** The server's CPU time per pair (ms), lowest round of each path; a local server only. */
+  serverCpuMsPerPair?: { dispatcher: number; driver: number; direct: number };
+  /** Each round's Dispatcher rate over its direct rate, lowest first. */
+  roundRatios: number[];
 }
 
 const qi = (n: string): string => '`' + n.replace(/`/g, '``') + '`';
@@ -123,9 +133,9 @@ async function pool<T>(
 }
 
 export async function runMysqlBench(
-  pairs = 200,
+  pairs = 600,
   concurrency = 4,
-  rounds = 4,
+  rounds = 6,
 ): Promise<MysqlBenchReport> {
   installSqlCounter();
   const loadStart = loadLine();
@@ -328,16 +338,27 @@ export async function runMysqlBench(
       },
     ] as const;
     const seconds = { dispatcher: Infinity, driver: Infinity, direct: Infinity };
+    const serverCpu = { dispatcher: Infinity, driver: Infinity, direct: Infinity };
+    const server = await serverPid(admin, host);
+    const roundRatios: number[] = [];
     for (let round = 0; round < rounds; round++) {
       const ids = Array.from({ length: perRound }, (_, i) => `${round}_${i}`);
       const last = round === rounds - 1; // profiled when LATCHKEY_BENCH_PROFILE_DIR is set
+      const taken = { dispatcher: NaN, driver: NaN, direct: NaN };
       for (let k = 0; k < paths.length; k++) {
         const path = paths[(round + k) % paths.length];
         if (path === undefined) continue;
+        const server0 = server === undefined ? undefined : processCpuMs(server);
         const t = await pool(ids, concurrency, path.run, last ? `mysql-${path.name}` : undefined);
+        const server1 = server === undefined ? undefined : processCpuMs(server);
+        taken[path.name] = t;
         seconds[path.name] = Math.min(seconds[path.name], t);
         cpu[path.name] = Math.min(cpu[path.name], lastCpuMs);
+        if (server0 !== undefined && server1 !== undefined) {
+          serverCpu[path.name] = Math.min(serverCpu[path.name], (server1 - server0) / perRound);
+        }
       }
+      roundRatios.push(taken.direct / taken.dispatcher);
     }
     const directSteps = workload(`xc@${run}.io`, 'xc');
     const directTally = await countSql(() => replaySql(directSteps, openDirect));
@@ -361,6 +382,8 @@ export async function runMysqlBench(
       direct: directTally,
       load: { start: loadStart, end: loadLine() },
       cpuMsPerPair: cpu,
+      ...(server === undefined ? {} : { serverCpuMsPerPair: serverCpu }),
+      roundRatios: roundRatios.sort((a, b) => a - b),
     };
   } finally {
     await driver.close();
@@ -384,6 +407,20 @@ export async function runMysqlBench(
  * What differs between two pairs' statements on MariaDB: the user, its default role and
  * lock, the grant, its role and its expiry event.
  */
+/** The server's process id when it runs on this machine (loopback) and /proc shows it. */
+async function serverPid(admin: mysql.Connection, host: string): Promise<number | undefined> {
+  if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) return undefined;
+  try {
+    const [rows] = await admin.query('SELECT @@pid_file AS f');
+    const file = (rows as { f?: unknown }[])[0]?.f;
+    if (typeof file !== 'string') return undefined;
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && processCpuMs(pid) !== undefined ? pid : undefined;
+  } catch {
+    return undefined; // not readable here: no server CPU figure
+  }
+}
+
 function namesOf(prefix: string, email: string, grantId: string): string[] {
   const user = deriveUsername(email, { prefix, maxLength: 80 });
   const role = grantRoleName(grantId, { prefix, maxLength: 80 });
@@ -430,7 +467,13 @@ export function formatMysqlBench(r: MysqlBenchReport): string {
     `  the driver alone   : ${r.driverPairsPerSecond.toFixed(1)} pairs/s (ratio to direct ${r.driverRatio.toFixed(2)})`,
     `  same SQL, direct   : ${r.directPairsPerSecond.toFixed(1)} pairs/s`,
     `  ratio Dispatcher / direct: ${r.ratio.toFixed(2)} (target ≥ 0.9: ${r.ratio >= 0.9 ? 'met' : 'NOT met'})`,
+    `  each round's ratio Dispatcher / direct, lowest to highest: ${r.roundRatios.map((x) => x.toFixed(2)).join(', ')}`,
     `  this process's CPU per pair: Dispatcher ${r.cpuMsPerPair.dispatcher.toFixed(2)} ms, driver alone ${r.cpuMsPerPair.driver.toFixed(2)} ms, direct ${r.cpuMsPerPair.direct.toFixed(2)} ms`,
+    ...(r.serverCpuMsPerPair === undefined
+      ? []
+      : [
+          `  the server's CPU per pair: Dispatcher ${r.serverCpuMsPerPair.dispatcher.toFixed(2)} ms, driver alone ${r.serverCpuMsPerPair.driver.toFixed(2)} ms, direct ${r.serverCpuMsPerPair.direct.toFixed(2)} ms`,
+        ]),
     ...describeTally('one grant (first grant of a new grantee, read on one table)', r.grant),
     ...describeTally('its revoke', r.revoke),
     ...describeTally(
@@ -446,9 +489,9 @@ export function formatMysqlBench(r: MysqlBenchReport): string {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const pairs = Number(process.argv[2] ?? 200);
+  const pairs = Number(process.argv[2] ?? 600);
   const concurrency = Number(process.argv[3] ?? 4);
-  const rounds = Number(process.argv[4] ?? 4);
+  const rounds = Number(process.argv[4] ?? 6);
   runMysqlBench(pairs, concurrency, rounds)
     .then((r) => {
       console.log(formatMysqlBench(r));

@@ -1,7 +1,7 @@
 /**
  * Benchmark: the postgres driver against the local PostgreSQL.
  *
- *   npx tsx bench/postgres.bench.ts [pairs=120] [concurrency=4] [tables=10000]
+ *   npx tsx bench/postgres.bench.ts [pairs=120] [concurrency=4] [tables=10000] [rounds=5]
  *
  * 1. grant+revoke pairs per second THROUGH THE AGENT'S DISPATCHER (`src/dispatch`, with
  *    the driver registry, priorities, per-key order and deadlines), next to the same SQL
@@ -13,6 +13,14 @@
  *    its main and lock sessions). So the reference cannot go stale: the ratio
  *    (dispatcher/direct) is what the agent's own work costs (queue, locks, pools, JS),
  *    never different SQL (target ≥ 0.9). The driver alone is measured too.
+ *    Rounds of `pairs` pairs per path, the paths' order rotating from round to round;
+ *    each path's best round is its figure, and the ratio of the two paths' rounds run
+ *    next to each other is printed for every round (the spread says how far one run's
+ *    figure can be trusted). Before every path's round the shared catalogs the pairs
+ *    churn (roles, memberships, comments, dependencies) are vacuumed, so that no path
+ *    starts on the dead rows the one before it left (this machine's server runs without
+ *    autovacuum). With the server on this machine, the server's CPU per pair is printed
+ *    too: on two cores it is most of the work, and what moves the figures between runs.
  *    Each pair: a first grant of read on one table to a new email (user, marker, grant
  *    role, record, privileges, membership, login expiry) and its revoke (NOLOGIN, session
  *    scan, privileges taken back, role dropped).
@@ -40,7 +48,7 @@ import { generateRecipientKeyPair } from '../src/protocol/keys.js';
 import type { Envelope, Integration, Result } from '../src/protocol/messages.js';
 import type { DriverServices } from '../src/drivers/driver.js';
 import type { SecretResolver } from '../src/secrets/types.js';
-import { loadLine } from './machine.js';
+import { loadLine, parentPid, processCpuMs } from './machine.js';
 import {
   assertSubstituted,
   countSql,
@@ -54,11 +62,11 @@ import {
   type SqlTally,
 } from './sql-count.js';
 
-const [pairsArg, concArg, tablesArg] = process.argv.slice(2);
+const [pairsArg, concArg, tablesArg, roundsArg] = process.argv.slice(2);
 const PAIRS = Number(pairsArg ?? 120);
 const CONCURRENCY = Number(concArg ?? 4);
 const TABLES = Number(tablesArg ?? 10_000);
-const ROUNDS = 3;
+const ROUNDS = Number(roundsArg ?? 5);
 
 const q = (n: string): string => `"${n.replace(/"/g, '""')}"`;
 const baseUrl = new URL(
@@ -82,6 +90,10 @@ async function admin<T>(db: string | null, fn: (c: pg.Client) => Promise<T>): Pr
 
 /** This process's CPU time per pair (user + system, ms), lowest round of each path. */
 const cpuPerPair = new Map<string, number>();
+/** The server's CPU time per pair (ms), lowest round of each path (a local server only). */
+const serverCpuPerPair = new Map<string, number>();
+/** The postmaster, when the server runs on this machine and /proc shows it. */
+let postmaster: number | undefined;
 
 async function timed(
   path: string,
@@ -89,6 +101,7 @@ async function timed(
   concurrency: number,
   fn: (i: number) => Promise<void>,
 ): Promise<number> {
+  const server0 = postmaster === undefined ? undefined : processCpuMs(postmaster, true);
   const started = performance.now();
   const cpu = process.cpuUsage();
   let next = 0;
@@ -98,9 +111,35 @@ async function timed(
     }),
   );
   const used = process.cpuUsage(cpu);
+  const seconds = (performance.now() - started) / 1000;
+  const server1 = postmaster === undefined ? undefined : processCpuMs(postmaster, true);
   const ms = (used.user + used.system) / 1000 / items;
   cpuPerPair.set(path, Math.min(cpuPerPair.get(path) ?? Infinity, ms));
-  return (performance.now() - started) / 1000;
+  if (server0 !== undefined && server1 !== undefined) {
+    const perPair = (server1 - server0) / items;
+    serverCpuPerPair.set(path, Math.min(serverCpuPerPair.get(path) ?? Infinity, perPair));
+  }
+  return seconds;
+}
+
+/**
+ * Vacuums the shared catalogs that every pair writes and deletes rows of (run as the
+ * benchmark's superuser; a server without autovacuum would otherwise hand each round the
+ * dead rows of all rounds before it).
+ */
+async function vacuumCatalogs(): Promise<void> {
+  await admin(null, (c) =>
+    c.query('VACUUM pg_authid, pg_auth_members, pg_shdepend, pg_shdescription'),
+  );
+}
+
+/** The postmaster's pid when the server is on this machine (loopback) and /proc shows it. */
+async function findPostmaster(): Promise<number | undefined> {
+  if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) return undefined;
+  const rows = await admin(null, (c) => c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'));
+  const backend = rows.rows[0]?.pid;
+  const pm = backend === undefined ? undefined : parentPid(backend);
+  return pm !== undefined && processCpuMs(pm, true) !== undefined ? pm : undefined;
 }
 
 const run = randomBytes(3).toString('hex');
@@ -446,17 +485,25 @@ async function main(): Promise<void> {
     const driverRates: number[] = [];
     // Warm-up, then alternate so that neither side gets a quieter machine.
     await directRound(0, workload).catch(() => undefined);
-    // Three rounds; the order of the three paths rotates so that none always gets the
-    // quieter moment of a shared machine. Best of each is reported.
+    // The order of the three paths rotates so that none always gets the quieter moment
+    // of a shared machine; the catalogs are vacuumed before each. Best of each is reported.
+    postmaster = await findPostmaster();
     const paths = [
       async (r: number) => directRates.push(await directRound(r, workload)),
       async (r: number) => dispatcherRates.push(await dispatcherRound(r)),
       async (r: number) => driverRates.push(await driverRound(r)),
     ];
     for (let round = 1; round <= ROUNDS; round++) {
-      for (let k = 0; k < paths.length; k++) await paths[(round + k) % paths.length]?.(round);
+      for (let k = 0; k < paths.length; k++) {
+        await vacuumCatalogs();
+        await paths[(round + k) % paths.length]?.(round);
+      }
     }
     const best = (xs: number[]): number => Math.max(...xs);
+    // Each round's Dispatcher rate over its direct rate (run seconds apart).
+    const roundRatios = dispatcherRates
+      .map((x, i) => x / (directRates[i] ?? NaN))
+      .sort((a, b) => a - b);
     const d = best(dispatcherRates);
     const p = best(directRates);
     const loadRates = loadLine();
@@ -469,6 +516,8 @@ async function main(): Promise<void> {
       dispatcherPairsPerSecond: Number(d.toFixed(1)),
       directPgPairsPerSecond: Number(p.toFixed(1)),
       ratio: Number((d / p).toFixed(2)),
+      roundRatios: roundRatios.map((x) => Number(x.toFixed(2))),
+      rounds: ROUNDS,
       grantRoundTrips: counted.grant.roundTrips,
       grantStatements: counted.grant.statements,
       revokeRoundTrips: counted.revoke.roundTrips,
@@ -489,11 +538,20 @@ async function main(): Promise<void> {
     console.log(
       `postgres: ratio ${report.ratio} (target ≥ 0.9) at concurrency ${CONCURRENCY}, ${PAIRS} pairs, best of ${ROUNDS}`,
     );
-    console.log(`postgres: machine at the start ${loadStart}; after the rates ${loadRates}`);
-    const cpu = (path: string): string => `${(cpuPerPair.get(path) ?? NaN).toFixed(2)} ms`;
     console.log(
-      `postgres: this process's CPU per pair: Dispatcher ${cpu('dispatcher')}, driver alone ${cpu('driver')}, direct ${cpu('direct')}`,
+      `postgres: each round's Dispatcher/direct ratio, lowest to highest: ${report.roundRatios.join(', ')}`,
     );
+    console.log(`postgres: machine at the start ${loadStart}; after the rates ${loadRates}`);
+    const cpu = (m: Map<string, number>, path: string): string =>
+      `${(m.get(path) ?? NaN).toFixed(2)} ms`;
+    console.log(
+      `postgres: this process's CPU per pair: Dispatcher ${cpu(cpuPerPair, 'dispatcher')}, driver alone ${cpu(cpuPerPair, 'driver')}, direct ${cpu(cpuPerPair, 'direct')}`,
+    );
+    if (serverCpuPerPair.size > 0) {
+      console.log(
+        `postgres: the server's CPU per pair (all backends): Dispatcher ${cpu(serverCpuPerPair, 'dispatcher')}, driver alone ${cpu(serverCpuPerPair, 'driver')}, direct ${cpu(serverCpuPerPair, 'direct')}`,
+      );
+    }
     for (const line of [
       ...describeTally(
         'one grant (first grant of a new grantee, read on one table)',
