@@ -1,6 +1,7 @@
 /**
  * What every benchmark prints next to its figures: the machine's load at that moment
- * (the development machine is shared, so a figure means little without it).
+ * (the development machine is shared, so a figure means little without it), and, for a
+ * database server on this machine, the CPU it used (/proc).
  */
 import { readFileSync } from 'node:fs';
 import { loadavg, cpus } from 'node:os';
@@ -86,6 +87,15 @@ export function parentPid(pid: number): number | undefined {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
     return Number.isInteger(ppid) && ppid > 1 ? ppid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The command name of a local process (`/proc/<pid>/comm`), undefined when unreadable. */
+export function processName(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
   } catch {
     return undefined;
   }

@@ -48,7 +48,7 @@ import { generatePassword } from '../src/drivers/sql/password.js';
 import { tableId } from '../src/drivers/sql/resources.js';
 import { deriveUsername, grantRoleName } from '../src/drivers/sql/username.js';
 import { createSealer } from '../src/protocol/seal.js';
-import { BENCH_TIMEOUTS_MS, loadLine, processCpuMs } from './machine.js';
+import { BENCH_TIMEOUTS_MS, loadLine, processCpuMs, processName } from './machine.js';
 import {
   assertSubstituted,
   countSql,
@@ -415,7 +415,9 @@ async function serverPid(admin: mysql.Connection, host: string): Promise<number 
     const file = (rows as { f?: unknown }[])[0]?.f;
     if (typeof file !== 'string') return undefined;
     const pid = Number(readFileSync(file, 'utf8').trim());
-    return Number.isInteger(pid) && processCpuMs(pid) !== undefined ? pid : undefined;
+    // The pid file of a server in a container names a pid of its namespace, not ours.
+    const name = Number.isInteger(pid) ? processName(pid) : undefined;
+    return name === 'mariadbd' || name === 'mysqld' ? pid : undefined;
   } catch {
     return undefined; // not readable here: no server CPU figure
   }

@@ -48,7 +48,7 @@ import { generateRecipientKeyPair } from '../src/protocol/keys.js';
 import type { Envelope, Integration, Result } from '../src/protocol/messages.js';
 import type { DriverServices } from '../src/drivers/driver.js';
 import type { SecretResolver } from '../src/secrets/types.js';
-import { loadLine, parentPid, processCpuMs } from './machine.js';
+import { loadLine, parentPid, processCpuMs, processName } from './machine.js';
 import {
   assertSubstituted,
   countSql,
@@ -136,9 +136,16 @@ async function vacuumCatalogs(): Promise<void> {
 /** The postmaster's pid when the server is on this machine (loopback) and /proc shows it. */
 async function findPostmaster(): Promise<number | undefined> {
   if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) return undefined;
-  const rows = await admin(null, (c) => c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'));
-  const backend = rows.rows[0]?.pid;
-  const pm = backend === undefined ? undefined : parentPid(backend);
+  // Read while the backend is alive: it exits with its connection.
+  const pm = await admin(null, async (c) => {
+    const rows = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    const backend = rows.rows[0]?.pid;
+    // A server in a container answers with a pid of its own namespace: it must be a
+    // postgres process here, and so must its parent.
+    if (backend === undefined || processName(backend) !== 'postgres') return undefined;
+    const parent = parentPid(backend);
+    return parent !== undefined && processName(parent) === 'postgres' ? parent : undefined;
+  });
   return pm !== undefined && processCpuMs(pm, true) !== undefined ? pm : undefined;
 }
 
