@@ -15,7 +15,8 @@
  * says what the agent's own work costs (target ≥ 0.9), never different SQL. Server: LATCHKEY_TEST_MYSQL_URL or
  * mysql://root@127.0.0.1:3306. Everything created is dropped at the end.
  *
- * `pairs` are split into `rounds` interleaved rounds; each path's best round is its
+ * `pairs` are split into `rounds` interleaved rounds, each starting with the accounts
+ * earlier rounds left dropped (a revoke keeps its locked user); each path's best round is its
  * figure, and the Dispatcher/direct ratio of every round is printed too (the spread says
  * how far one run's figure can be trusted). With the server on this machine, its CPU per
  * pair is printed as well (on two cores it is much of the work).
@@ -348,6 +349,10 @@ export async function runMysqlBench(
       for (let k = 0; k < paths.length; k++) {
         const path = paths[(round + k) % paths.length];
         if (path === undefined) continue;
+        // The same server state for every round: a revoke locks its user and keeps it and
+        // its default role (the agent's cleanup drops them later); drop what earlier
+        // rounds left, so that no path works against all the accounts before it.
+        await dropAccounts(admin, prefix, meta);
         const server0 = server === undefined ? undefined : processCpuMs(server);
         const t = await pool(ids, concurrency, path.run, last ? `mysql-${path.name}` : undefined);
         const server1 = server === undefined ? undefined : processCpuMs(server);
@@ -387,15 +392,7 @@ export async function runMysqlBench(
     };
   } finally {
     await driver.close();
-    const [rows] = await admin.query(
-      'SELECT User AS u, Host AS h FROM mysql.global_priv WHERE User LIKE ?',
-      [`${prefix.replace(/_/g, '\\_')}%`],
-    );
-    for (const r of rows as { u: string; h: string }[]) {
-      await admin.query(
-        r.h === '' ? `DROP ROLE IF EXISTS ${qi(r.u)}` : `DROP USER IF EXISTS ${qi(r.u)}@${qi(r.h)}`,
-      );
-    }
+    await dropAccounts(admin, prefix, undefined);
     await admin.query(`DROP USER IF EXISTS ${svc}`);
     await admin.query(`DROP DATABASE IF EXISTS ${qi(db)}`);
     await admin.query(`DROP DATABASE IF EXISTS ${qi(meta)}`);
@@ -407,6 +404,33 @@ export async function runMysqlBench(
  * What differs between two pairs' statements on MariaDB: the user, its default role and
  * lock, the grant, its role and its expiry event.
  */
+/**
+ * Drops every account and role named with `prefix` (users and the roles of this run), in
+ * batches, and with `meta` the journal's rows of the users dropped.
+ */
+async function dropAccounts(
+  admin: mysql.Connection,
+  prefix: string,
+  meta: string | undefined,
+): Promise<void> {
+  const [rows] = await admin.query(
+    'SELECT User AS u, Host AS h FROM mysql.global_priv WHERE User LIKE ?',
+    [`${prefix.replace(/_/g, '\\_')}%`],
+  );
+  const all = rows as { u: string; h: string }[];
+  const users = all.filter((r) => r.h !== '').map((r) => `${qi(r.u)}@${qi(r.h)}`);
+  const roles = all.filter((r) => r.h === '').map((r) => qi(r.u));
+  for (let i = 0; i < users.length; i += 200) {
+    await admin.query(`DROP USER IF EXISTS ${users.slice(i, i + 200).join(', ')}`);
+  }
+  for (let i = 0; i < roles.length; i += 200) {
+    await admin.query(`DROP ROLE IF EXISTS ${roles.slice(i, i + 200).join(', ')}`);
+  }
+  if (meta !== undefined && users.length > 0) {
+    await admin.query(`DELETE FROM ${qi(meta)}.${qi('users')}`).catch(() => undefined);
+  }
+}
+
 /** The server's process id when it runs on this machine (loopback) and /proc shows it. */
 async function serverPid(admin: mysql.Connection, host: string): Promise<number | undefined> {
   if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) return undefined;

@@ -16,10 +16,11 @@
  *    Rounds of `pairs` pairs per path, the paths' order rotating from round to round;
  *    each path's best round is its figure, and the ratio of the two paths' rounds run
  *    next to each other is printed for every round (the spread says how far one run's
- *    figure can be trusted). Before every path's round the shared catalogs the pairs
- *    churn (roles, memberships, comments, dependencies) are vacuumed, so that no path
- *    starts on the dead rows the one before it left (this machine's server runs without
- *    autovacuum). With the server on this machine, the server's CPU per pair is printed
+ *    figure can be trusted). Before every path's round the users earlier rounds left are
+ *    dropped (a revoke leaves the user, without login) and the shared catalogs the pairs
+ *    churn (roles, memberships, comments, dependencies) are vacuumed, so that every round
+ *    starts on the same server state: no path on the users and dead rows of the ones
+ *    before it (this machine's server runs without autovacuum). With the server on this machine, the server's CPU per pair is printed
  *    too: on two cores it is most of the work, and what moves the figures between runs.
  *    Each pair: a first grant of read on one table to a new email (user, marker, grant
  *    role, record, privileges, membership, login expiry) and its revoke (NOLOGIN, session
@@ -131,6 +132,24 @@ async function vacuumCatalogs(): Promise<void> {
   await admin(null, (c) =>
     c.query('VACUUM pg_authid, pg_auth_members, pg_shdepend, pg_shdescription'),
   );
+}
+
+/**
+ * Drops the users the rounds so far left (a revoke takes a user's login and its grant
+ * role, not the user: the agent's `cleanup` drops it later), so that every round starts
+ * with the same roles on the server instead of all earlier rounds' users.
+ */
+async function dropLeftUsers(): Promise<void> {
+  await admin(null, async (c) => {
+    const rows = await c.query<{ rolname: string }>(
+      `SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1) AND rolname <> $2`,
+      [prefix, svc],
+    );
+    const names = rows.rows.map((r) => q(r.rolname));
+    for (let i = 0; i < names.length; i += 500) {
+      await c.query(`DROP ROLE IF EXISTS ${names.slice(i, i + 500).join(', ')}`);
+    }
+  });
 }
 
 /** The postmaster's pid when the server is on this machine (loopback) and /proc shows it. */
@@ -502,6 +521,7 @@ async function main(): Promise<void> {
     ];
     for (let round = 1; round <= ROUNDS; round++) {
       for (let k = 0; k < paths.length; k++) {
+        await dropLeftUsers();
         await vacuumCatalogs();
         await paths[(round + k) % paths.length]?.(round);
       }
