@@ -38,8 +38,14 @@ Options:
 
 Exit codes: 0 all checks passed, 1 a check failed, 2 invalid configuration.`;
 
-/** Collects the last warning/error messages of a logger, to explain a failure. */
-function collectingLogger(): { logger: Logger; lastProblem: () => string | undefined } {
+/**
+ * Collects the last warning/error messages of a logger, to explain a failure; `onRefused`
+ * runs when the control plane refuses the connector's token (HTTP 401 or 403).
+ */
+function collectingLogger(onRefused: () => void): {
+  logger: Logger;
+  lastProblem: () => string | undefined;
+} {
   let last: string | undefined;
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -58,6 +64,7 @@ function collectingLogger(): { logger: Logger; lastProblem: () => string | undef
                 ? ` (${line.error})`
                 : '';
           last = `${line.msg}${extra}`;
+          if (line.status === 401 || line.status === 403) onRefused();
         }
       } catch {
         // not JSON: ignore
@@ -73,7 +80,13 @@ export async function checkControlPlane(
   timeoutMs: number,
 ): Promise<{ ok: boolean; detail: string }> {
   const events = new AgentEvents();
-  const { logger, lastProblem } = collectingLogger();
+  // A refused token stays refused: the check ends at once instead of retrying until the
+  // timeout (and then reporting whatever the last retry met).
+  let refused = false;
+  let onRefused = (): void => {
+    refused = true;
+  };
+  const { logger, lastProblem } = collectingLogger(() => onRefused());
   const outbox = new Outbox({ logger, events });
   const client = new ControlPlaneClient({
     url: config.controlPlaneUrl,
@@ -101,9 +114,16 @@ export async function checkControlPlane(
       clearTimeout(timer);
       resolve(true);
     });
+    onRefused = () => {
+      refused = true;
+      clearTimeout(timer);
+      resolve(false);
+    };
   });
   client.start();
   const ok = await connected;
+  // Read before stopping: stopping a reconnect under way logs an error of its own.
+  const problem = lastProblem();
   await client.stop({ flushTimeoutMs: 0 });
   if (ok) {
     const welcomed = `connected and welcomed in ${Date.now() - started} ms (clock offset ${Math.round(client.clockOffsetMs)} ms)`;
@@ -124,7 +144,9 @@ export async function checkControlPlane(
   }
   return {
     ok: false,
-    detail: `no welcome within ${timeoutMs} ms: ${lastProblem() ?? 'no answer'}`,
+    detail: refused
+      ? (problem ?? 'control plane refused the connector token')
+      : `no welcome within ${timeoutMs} ms: ${problem ?? 'no answer'}`,
   };
 }
 

@@ -190,10 +190,15 @@ describe('latchkey run against the reference control plane', () => {
     expect(ok.stdout).toMatch(/\[ ok \] control plane ws:\/\/127\.0\.0\.1:\d+\//);
     expect(ok.stdout).toContain('All checks passed.');
 
+    // A refused token ends the check at once (HTTP 401 at the upgrade), well before its
+    // timeout; before, the check retried until the timeout and could then report the
+    // retry it had stopped ("closed before the connection was established").
+    const startedAt = Date.now();
     const bad = await runCliAsync(
-      ['check', '--timeout', '2s'],
+      ['check', '--timeout', '20s'],
       agentEnv({ LATCHKEY_CONNECTOR_TOKEN: 'wrong-token' }),
     );
+    expect(Date.now() - startedAt).toBeLessThan(15_000);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(/\[FAIL\] control plane/);
     expect(bad.stdout).toContain('refused the connector token');
