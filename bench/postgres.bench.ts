@@ -566,7 +566,7 @@ async function main(): Promise<void> {
       `postgres: ratio ${report.ratio} (target ≥ 0.9) at concurrency ${CONCURRENCY}, ${PAIRS} pairs, best of ${ROUNDS}`,
     );
     console.log(
-      `postgres: each round's Dispatcher/direct ratio, lowest to highest: ${report.roundRatios.join(', ')}`,
+      `postgres: each round's Dispatcher/direct ratio, lowest to highest: ${report.roundRatios.map((x) => x.toFixed(2)).join(', ')}`,
     );
     console.log(`postgres: machine at the start ${loadStart}; after the rates ${loadRates}`);
     const cpu = (m: Map<string, number>, path: string): string =>
