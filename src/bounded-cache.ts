@@ -26,8 +26,4 @@ export class BoundedCache<K, V> {
     this.entries.set(key, value);
     return value;
   }
-
-  clear(): void {
-    this.entries.clear();
-  }
 }

@@ -83,9 +83,7 @@ export async function checkControlPlane(
   // A refused token stays refused: the check ends at once instead of retrying until the
   // timeout (and then reporting whatever the last retry met).
   let refused = false;
-  let onRefused = (): void => {
-    refused = true;
-  };
+  let onRefused = (): void => undefined; // set below, before the client can log anything
   const { logger, lastProblem } = collectingLogger(() => onRefused());
   const outbox = new Outbox({ logger, events });
   const client = new ControlPlaneClient({

@@ -175,15 +175,21 @@ export function createMysqlDriver(
     return { key, config, settings };
   }
 
-  /** The service-account secret, checked to be bound to the integration's server. */
-  async function secretOf(integration: Integration, signal: AbortSignal): Promise<ServiceSecret> {
+  /**
+   * The service-account secret, checked to be bound to the integration's server
+   * (`config`: the integration's parsed config, from `resolve`).
+   */
+  async function secretOf(
+    integration: Integration,
+    config: MysqlConfig,
+    signal: AbortSignal,
+  ): Promise<ServiceSecret> {
     if (!integration.secret) {
       throw new LatchkeyError(
         'E_SECRET',
         `integration ${integration.id} names no secret for its service account`,
       );
     }
-    const config = parseMysqlConfig(integration.config);
     const rdsId = lookedUpRdsId(integration);
     return resolveBoundSecret(
       services.secrets,
@@ -208,7 +214,7 @@ export function createMysqlDriver(
       if (config.authType === 'iam-auth') {
         const user =
           config.username ??
-          (integration.secret ? (await secretOf(integration, signal)).username : undefined);
+          (integration.secret ? (await secretOf(integration, config, signal)).username : undefined);
         if (user === undefined) {
           throw new LatchkeyError(
             'E_INVALID',
@@ -237,7 +243,7 @@ export function createMysqlDriver(
             }),
         };
       }
-      const secret = await secretOf(integration, signal);
+      const secret = await secretOf(integration, config, signal);
       return { user: secret.username, password: secret.password };
     };
   }
@@ -495,7 +501,7 @@ export function createMysqlDriver(
         'service-account rotation needs a secret in AWS Secrets Manager',
       );
     }
-    const current = await secretOf(ctx.integration, ctx.signal);
+    const current = await secretOf(ctx.integration, config, ctx.signal);
     // The flow only uses the dialect to map errors, which is the same for both flavors.
     const settings = { accountHost: config.accountHost, metaDatabase: config.metaDatabase };
     const dialect = createMysqlSqlDialect(createMysqlOps(settings), {
