@@ -66,7 +66,7 @@ import {
 } from '../src/protocol/index.js';
 import { harnessEnv } from '../test/helpers/agent-harness.js';
 import { createTestDriver, TEST_DRIVER_TYPE } from '../test/helpers/test-driver.js';
-import { histogram, loadLine, percentile } from './machine.js';
+import { PROC_TICK_MS, histogram, loadLine, percentile, procStat } from './machine.js';
 
 /** NODE_OPTIONS of the container image (the Dockerfile's ENV), given to the agent here. */
 function imageNodeOptions(): string {
@@ -296,24 +296,18 @@ function cpuMs(pid: number): {
   others: number;
   byName: Map<string, number>;
 } {
-  const tick = 1000 / 100; // USER_HZ
   let main = 0;
   let mainSys = 0;
   let others = 0;
   const byName = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue; // a thread that ended meanwhile
-    }
-    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ms = (Number(f[11]) + Number(f[12])) * tick; // utime + stime
+    const stat = procStat(`/proc/${pid}/task/${tid}/stat`);
+    if (stat === undefined) continue; // a thread that ended meanwhile
+    const { name, fields: f } = stat;
+    const ms = (Number(f[11]) + Number(f[12])) * PROC_TICK_MS; // utime + stime
     if (tid === String(pid)) {
       main += ms;
-      mainSys += Number(f[12]) * tick;
+      mainSys += Number(f[12]) * PROC_TICK_MS;
     } else {
       others += ms;
       byName.set(`${name}:${tid}`, ms);

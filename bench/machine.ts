@@ -45,6 +45,31 @@ export const BENCH_TIMEOUTS_MS = {
   check: 60_000,
 } as const;
 
+/** Milliseconds per clock tick of /proc's CPU times (USER_HZ, 100 on Linux). */
+export const PROC_TICK_MS = 1000 / 100;
+
+/**
+ * One /proc `stat` file (`/proc/<pid>/stat`, `/proc/<pid>/task/<tid>/stat`): the command
+ * name and the fields after it, so that `fields[1]` is the parent pid, `fields[11]` and
+ * `fields[12]` user and system ticks, `fields[13]` and `fields[14]` those of reaped
+ * children. Undefined when it cannot be read (gone, another OS, no permission).
+ */
+export function procStat(path: string): { name: string; fields: string[] } | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const end = stat.lastIndexOf(')');
+  return { name: stat.slice(stat.indexOf('(') + 1, end), fields: stat.slice(end + 2).split(' ') };
+}
+
+/** Whether `host` names this machine (the benches read a local server's CPU from /proc). */
+export function isLoopback(host: string): boolean {
+  return ['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host);
+}
+
 /**
  * CPU time (ms, user + system) of a local process: all its threads, and with `tree` also
  * its live children and the children it has reaped (a PostgreSQL postmaster: every
@@ -52,44 +77,29 @@ export const BENCH_TIMEOUTS_MS = {
  * tell (another machine, another OS, no permission): the benches then print no such figure.
  */
 export function processCpuMs(pid: number, tree = false): number | undefined {
-  const tick = 1000 / 100; // USER_HZ
-  const fields = (p: number | string): string[] | undefined => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    } catch {
-      return undefined;
-    }
-  };
-  const own = fields(pid);
+  const own = procStat(`/proc/${pid}/stat`)?.fields;
   if (own === undefined) return undefined;
-  // utime, stime; then cutime, cstime (reaped children)
   let ticks = Number(own[11]) + Number(own[12]);
   if (tree) {
     ticks += Number(own[13]) + Number(own[14]);
-    let children: string[] = [];
+    let children: string[];
     try {
       children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/);
     } catch {
       return undefined;
     }
     for (const c of children.filter(Boolean)) {
-      const f = fields(c);
+      const f = procStat(`/proc/${c}/stat`)?.fields;
       if (f !== undefined) ticks += Number(f[11]) + Number(f[12]);
     }
   }
-  return Number.isFinite(ticks) ? ticks * tick : undefined;
+  return Number.isFinite(ticks) ? ticks * PROC_TICK_MS : undefined;
 }
 
 /** The parent process id of a local process, undefined when /proc cannot tell. */
 export function parentPid(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    return Number.isInteger(ppid) && ppid > 1 ? ppid : undefined;
-  } catch {
-    return undefined;
-  }
+  const ppid = Number(procStat(`/proc/${pid}/stat`)?.fields[1]);
+  return Number.isInteger(ppid) && ppid > 1 ? ppid : undefined;
 }
 
 /** The command name of a local process (`/proc/<pid>/comm`), undefined when unreadable. */

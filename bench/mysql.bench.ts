@@ -49,7 +49,7 @@ import { generatePassword } from '../src/drivers/sql/password.js';
 import { tableId } from '../src/drivers/sql/resources.js';
 import { deriveUsername, grantRoleName } from '../src/drivers/sql/username.js';
 import { createSealer } from '../src/protocol/seal.js';
-import { BENCH_TIMEOUTS_MS, loadLine, processCpuMs, processName } from './machine.js';
+import { BENCH_TIMEOUTS_MS, isLoopback, loadLine, processCpuMs, processName } from './machine.js';
 import {
   assertSubstituted,
   countSql,
@@ -401,10 +401,6 @@ export async function runMysqlBench(
 }
 
 /**
- * What differs between two pairs' statements on MariaDB: the user, its default role and
- * lock, the grant, its role and its expiry event.
- */
-/**
  * Drops every account and role named with `prefix` (users and the roles of this run), in
  * batches, and with `meta` the journal's rows of the users dropped.
  */
@@ -433,7 +429,7 @@ async function dropAccounts(
 
 /** The server's process id when it runs on this machine (loopback) and /proc shows it. */
 async function serverPid(admin: mysql.Connection, host: string): Promise<number | undefined> {
-  if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) return undefined;
+  if (!isLoopback(host)) return undefined;
   try {
     const [rows] = await admin.query('SELECT @@pid_file AS f');
     const file = (rows as { f?: unknown }[])[0]?.f;
@@ -447,6 +443,10 @@ async function serverPid(admin: mysql.Connection, host: string): Promise<number 
   }
 }
 
+/**
+ * What differs between two pairs' statements on MariaDB: the user, its default role and
+ * lock, the grant, its role and its expiry event.
+ */
 function namesOf(prefix: string, email: string, grantId: string): string[] {
   const user = deriveUsername(email, { prefix, maxLength: 80 });
   const role = grantRoleName(grantId, { prefix, maxLength: 80 });

@@ -49,7 +49,7 @@ import { generateRecipientKeyPair } from '../src/protocol/keys.js';
 import type { Envelope, Integration, Result } from '../src/protocol/messages.js';
 import type { DriverServices } from '../src/drivers/driver.js';
 import type { SecretResolver } from '../src/secrets/types.js';
-import { loadLine, parentPid, processCpuMs, processName } from './machine.js';
+import { isLoopback, loadLine, parentPid, processCpuMs, processName } from './machine.js';
 import {
   assertSubstituted,
   countSql,
@@ -154,7 +154,7 @@ async function dropLeftUsers(): Promise<void> {
 
 /** The postmaster's pid when the server is on this machine (loopback) and /proc shows it. */
 async function findPostmaster(): Promise<number | undefined> {
-  if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) return undefined;
+  if (!isLoopback(host)) return undefined;
   // Read while the backend is alive: it exits with its connection.
   const pm = await admin(null, async (c) => {
     const rows = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
