@@ -13,7 +13,10 @@
  *    its main and lock sessions). So the reference cannot go stale: the ratio
  *    (dispatcher/direct) is what the agent's own work costs (queue, locks, pools, JS),
  *    never different SQL (target ≥ 0.9). The driver alone is measured too.
- *    Rounds of `pairs` pairs per path, the paths' order rotating from round to round;
+ *    First BENCH_PG_WARMUP (default 2) untimed rounds of every path: the Dispatcher and
+ *    the driver run far more JavaScript than the replay, and V8 optimizes it over the first
+ *    few hundred pairs (on the cores the server needs too). Then rounds of `pairs` pairs
+ *    per path, the paths' order rotating from round to round;
  *    each path's best round is its figure, and the ratio of the two paths' rounds run
  *    next to each other is printed for every round (the spread says how far one run's
  *    figure can be trusted). Before every path's round the users earlier rounds left are
@@ -68,6 +71,8 @@ const PAIRS = Number(pairsArg ?? 120);
 const CONCURRENCY = Number(concArg ?? 4);
 const TABLES = Number(tablesArg ?? 10_000);
 const ROUNDS = Number(roundsArg ?? 5);
+/** Untimed rounds of every path before the timed ones (BENCH_PG_WARMUP, default 2). */
+const WARMUP_ROUNDS = Number(process.env.BENCH_PG_WARMUP ?? 2);
 
 const q = (n: string): string => `"${n.replace(/"/g, '""')}"`;
 const baseUrl = new URL(
@@ -509,8 +514,24 @@ async function main(): Promise<void> {
     const dispatcherRates: number[] = [];
     const directRates: number[] = [];
     const driverRates: number[] = [];
-    // Warm-up, then alternate so that neither side gets a quieter machine.
-    await directRound(0, workload).catch(() => undefined);
+    // Warm-up: one untimed round of every path, then alternate so that neither side gets
+    // a quieter machine. The Dispatcher and driver paths run far more JavaScript than the
+    // replay, and V8 was still optimizing it (TurboFan, on the two cores the server needs
+    // too) through their first timed rounds: 0.4 ms of compiler CPU per pair in rounds
+    // 3–8 against 0.16 for the replay (perf, this machine), when only the direct path was
+    // warmed.
+    for (let w = 1; w <= WARMUP_ROUNDS; w++) {
+      for (const warm of [
+        () => directRound(100 + w, workload),
+        () => dispatcherRound(100 + w),
+        () => driverRound(100 + w),
+      ]) {
+        await dropLeftUsers();
+        await vacuumCatalogs();
+        await warm();
+      }
+    }
+    cpuPerPair.clear();
     // The order of the three paths rotates so that none always gets the quieter moment
     // of a shared machine; the catalogs are vacuumed before each. Best of each is reported.
     postmaster = await findPostmaster();
