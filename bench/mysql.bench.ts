@@ -15,6 +15,9 @@
  * says what the agent's own work costs (target ≥ 0.9), never different SQL. Server: LATCHKEY_TEST_MYSQL_URL or
  * mysql://root@127.0.0.1:3306. Everything created is dropped at the end.
  *
+ * First BENCH_SQL_WARMUP (default 5) untimed rounds of every path (the Dispatcher and the
+ * driver run far more JavaScript than the replay, and V8 optimizes it over the first few
+ * hundred pairs, on the cores the server needs too). Then
  * `pairs` are split into `rounds` interleaved rounds, each starting with the accounts
  * earlier rounds left dropped (a revoke keeps its locked user); each path's best round is its
  * figure, and the Dispatcher/direct ratio of every round is printed too (the spread says
@@ -96,6 +99,8 @@ let lastCpuMs = NaN;
  * `profile` name for (`<dir>/<name>.cpuprofile`, for Chrome DevTools or speedscope).
  */
 const PROFILE_DIR = process.env.LATCHKEY_BENCH_PROFILE_DIR;
+/** Untimed rounds of every path before the timed ones (BENCH_SQL_WARMUP, default 5). */
+const WARMUP_ROUNDS = Number(process.env.BENCH_SQL_WARMUP ?? 5);
 
 async function pool<T>(
   items: T[],
@@ -342,6 +347,15 @@ export async function runMysqlBench(
     const serverCpu = { dispatcher: Infinity, driver: Infinity, direct: Infinity };
     const server = await serverPid(admin, host);
     const roundRatios: number[] = [];
+    // Untimed rounds of every path first: the Dispatcher and the driver run far more
+    // JavaScript than the replay, and V8 optimizes it over the first few hundred pairs.
+    for (let w = 1; w <= WARMUP_ROUNDS; w++) {
+      const ids = Array.from({ length: perRound }, (_, i) => `w${w}_${i}`);
+      for (const path of paths) {
+        await dropAccounts(admin, prefix, meta);
+        await pool(ids, concurrency, path.run, undefined);
+      }
+    }
     for (let round = 0; round < rounds; round++) {
       const ids = Array.from({ length: perRound }, (_, i) => `${round}_${i}`);
       const last = round === rounds - 1; // profiled when LATCHKEY_BENCH_PROFILE_DIR is set

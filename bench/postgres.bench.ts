@@ -13,7 +13,7 @@
  *    its main and lock sessions). So the reference cannot go stale: the ratio
  *    (dispatcher/direct) is what the agent's own work costs (queue, locks, pools, JS),
  *    never different SQL (target ≥ 0.9). The driver alone is measured too.
- *    First BENCH_PG_WARMUP (default 2) untimed rounds of every path: the Dispatcher and
+ *    First BENCH_SQL_WARMUP (default 5) untimed rounds of every path: the Dispatcher and
  *    the driver run far more JavaScript than the replay, and V8 optimizes it over the first
  *    few hundred pairs (on the cores the server needs too). Then rounds of `pairs` pairs
  *    per path, the paths' order rotating from round to round;
@@ -71,8 +71,8 @@ const PAIRS = Number(pairsArg ?? 120);
 const CONCURRENCY = Number(concArg ?? 4);
 const TABLES = Number(tablesArg ?? 10_000);
 const ROUNDS = Number(roundsArg ?? 5);
-/** Untimed rounds of every path before the timed ones (BENCH_PG_WARMUP, default 2). */
-const WARMUP_ROUNDS = Number(process.env.BENCH_PG_WARMUP ?? 2);
+/** Untimed rounds of every path before the timed ones (BENCH_SQL_WARMUP, default 5). */
+const WARMUP_ROUNDS = Number(process.env.BENCH_SQL_WARMUP ?? 5);
 
 const q = (n: string): string => `"${n.replace(/"/g, '""')}"`;
 const baseUrl = new URL(
