@@ -356,8 +356,7 @@ function gcPauses(agent: ChildProcess): Promise<{
   });
 }
 
-/** The agent child's `process.memoryUsage()` (over IPC), as one line of MiB. */
-/** The agent's `process.memoryUsage()` (after a forced full GC with `afterGc`). */
+/** The agent child's `process.memoryUsage()` over IPC (after a forced full GC with `afterGc`). */
 function memoryOf(agent: ChildProcess, afterGc = false): Promise<NodeJS.MemoryUsage> {
   return new Promise((resolve) => {
     const on = (m: unknown): void => {
@@ -376,6 +375,7 @@ function formatMemory(mem: NodeJS.MemoryUsage): string {
   return `rss ${f(mem.rss)}, V8 heap ${f(mem.heapUsed)} used of ${f(mem.heapTotal)}, external ${f(mem.external)} (array buffers ${f(mem.arrayBuffers)}) MiB`;
 }
 
+/** The same, as one line of MiB. */
 async function memoryLine(agent: ChildProcess, afterGc = false): Promise<string> {
   return formatMemory(await memoryOf(agent, afterGc));
 }
@@ -735,16 +735,17 @@ async function parent(): Promise<void> {
     // reducer runs, no sooner than 8 s after start (--gc-memory-reducer-start-delay-ms),
     // and shrinks it (the young generation to 1 MiB). Read once V8's heap has shrunk, or
     // at IDLE_SETTLE_MS if it has not by then.
+    const shrunk = (mem: NodeJS.MemoryUsage): boolean =>
+      mem.heapTotal < connectedMem.heapTotal * 0.8;
     const settleStart = performance.now();
     let idleMem = connectedMem;
-    while (performance.now() - settleStart < IDLE_SETTLE_MS - 1500) {
+    while (!shrunk(idleMem) && performance.now() - settleStart < IDLE_SETTLE_MS - 1500) {
       await sleep(500);
       idleMem = await memoryOf(agent);
-      if (idleMem.heapTotal < connectedMem.heapTotal * 0.8) break;
     }
     const idle = rssKb(pid);
     const idleAfterS = (1.5 + (performance.now() - settleStart) / 1000).toFixed(1);
-    const idleShrunk = idleMem.heapTotal < connectedMem.heapTotal * 0.8;
+    const idleShrunk = shrunk(idleMem);
 
     // warm-up
     const warm = frames(WARMUP, connectorId, signing);

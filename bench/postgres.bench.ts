@@ -514,37 +514,34 @@ async function main(): Promise<void> {
     const dispatcherRates: number[] = [];
     const directRates: number[] = [];
     const driverRates: number[] = [];
-    // Warm-up: one untimed round of every path, then alternate so that neither side gets
-    // a quieter machine. The Dispatcher and driver paths run far more JavaScript than the
-    // replay, and V8 was still optimizing it (TurboFan, on the two cores the server needs
-    // too) through their first timed rounds: 0.4 ms of compiler CPU per pair in rounds
-    // 3–8 against 0.16 for the replay (perf, this machine), when only the direct path was
-    // warmed.
+    // Each path's round and where its timed rates go.
+    const paths: { run: (round: number) => Promise<number>; rates: number[] }[] = [
+      { run: (r) => directRound(r, workload), rates: directRates },
+      { run: (r) => dispatcherRound(r), rates: dispatcherRates },
+      { run: (r) => driverRound(r), rates: driverRates },
+    ];
+    // Every round starts on the same server state (see dropLeftUsers, vacuumCatalogs).
+    const onFreshState = async (run: () => Promise<number>): Promise<number> => {
+      await dropLeftUsers();
+      await vacuumCatalogs();
+      return run();
+    };
+    // Warm-up: WARMUP_ROUNDS untimed rounds of every path. The Dispatcher and driver paths
+    // run far more JavaScript than the replay, and V8 was still optimizing it (TurboFan, on
+    // the two cores the server needs too) through their first timed rounds: 0.4 ms of
+    // compiler CPU per pair in rounds 3–8 against 0.16 for the replay (perf, this
+    // machine), when only the direct path was warmed.
     for (let w = 1; w <= WARMUP_ROUNDS; w++) {
-      for (const warm of [
-        () => directRound(100 + w, workload),
-        () => dispatcherRound(100 + w),
-        () => driverRound(100 + w),
-      ]) {
-        await dropLeftUsers();
-        await vacuumCatalogs();
-        await warm();
-      }
+      for (const path of paths) await onFreshState(() => path.run(100 + w));
     }
     cpuPerPair.clear();
-    // The order of the three paths rotates so that none always gets the quieter moment
-    // of a shared machine; the catalogs are vacuumed before each. Best of each is reported.
+    // Then the timed rounds, the order of the three paths rotating so that none always
+    // gets the quieter moment of a shared machine. Best of each is reported.
     postmaster = await findPostmaster();
-    const paths = [
-      async (r: number) => directRates.push(await directRound(r, workload)),
-      async (r: number) => dispatcherRates.push(await dispatcherRound(r)),
-      async (r: number) => driverRates.push(await driverRound(r)),
-    ];
     for (let round = 1; round <= ROUNDS; round++) {
       for (let k = 0; k < paths.length; k++) {
-        await dropLeftUsers();
-        await vacuumCatalogs();
-        await paths[(round + k) % paths.length]?.(round);
+        const path = paths[(round + k) % paths.length];
+        if (path !== undefined) path.rates.push(await onFreshState(() => path.run(round)));
       }
     }
     const best = (xs: number[]): number => Math.max(...xs);
